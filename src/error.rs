@@ -1,0 +1,80 @@
+//! The core's error type: a kind (which maps one-to-one onto a C result code), a message that
+//! names what failed, and whether a failed request may have reached the server.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, at the granularity a caller can act on. The FFI layer maps each kind to
+/// its own `sp_result` code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    OutOfRange,
+    InvalidUrl,
+    UnsupportedScheme,
+    Dns,
+    Connect,
+    ConnectTimeout,
+    QueueTimeout,
+    ResponseTimeout,
+    ReadTimeout,
+    TlsCertificate,
+    TlsHandshake,
+    Protocol,
+    ConnectionClosed,
+    Io,
+    TooManyServicePoints,
+    Canceled,
+    WrongThread,
+    ManagerClosed,
+    BodySource,
+}
+
+/// A failure of the core, with enough context to be read by a person.
+#[derive(Clone, Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// True when request bytes were written before the failure, so the server may have acted on
+    /// the request. Always false for failures before a connection was obtained.
+    pub may_have_reached_server: bool,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            may_have_reached_server: false,
+        }
+    }
+
+    /// Marks the error as having happened after request bytes left the client.
+    pub fn sent(mut self) -> Self {
+        self.may_have_reached_server = true;
+        self
+    }
+
+    /// Maps an I/O error during an exchange; timeouts become `timeout_kind`.
+    pub fn from_io(err: &io::Error, what: &str, timeout_kind: ErrorKind) -> Self {
+        let kind = match err.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timeout_kind,
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => ErrorKind::ConnectionClosed,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("{what}: {err}"))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,29 @@
+//! servicepoint: an HTTP/1.1 connection manager in the model of .NET's `ServicePoint` and
+//! `ServicePointManager`, with a C ABI (`src/ffi`, header `include/servicepoint.h`).
+//!
+//! The core below `ffi` is safe Rust and knows nothing of C: a [`Manager`] owns one
+//! [`ServicePoint`] per origin; each point has connection groups ([`pool`]) with a connection
+//! limit and a FIFO wait queue; requests ([`Request`]) run on pooled connections and return a
+//! [`Response`] whose body streams from the socket.
+
+pub mod connection;
+pub mod error;
+pub mod exchange;
+pub mod ffi;
+pub mod http1;
+pub mod manager;
+pub mod origin;
+pub mod point;
+pub mod pool;
+pub mod reaper;
+pub mod request;
+pub mod response;
+pub mod runtime;
+pub mod stats;
+
+pub use error::{Error, ErrorKind, Result};
+pub use manager::Manager;
+pub use point::ServicePoint;
+pub use request::{Body, BodySource, Request};
+pub use response::Response;
+pub use stats::Snapshot;

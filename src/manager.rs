@@ -1,0 +1,238 @@
+//! The manager: one service point per origin, the defaults new service points take, the
+//! max-service-points rule, and the reaper task that keeps the table and pools tidy.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::exchange;
+use crate::origin::{self, Origin};
+use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
+use crate::reaper::{MAX_SLEEP, Reaper};
+use crate::request::Request;
+use crate::response::Response;
+use crate::runtime;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+
+/// .NET's ServicePointManager defaults.
+pub const DEFAULT_CONNECTION_LIMIT: i32 = 2;
+pub const DEFAULT_MAX_IDLE_MS: i32 = 100_000;
+
+struct Inner {
+    points: Mutex<HashMap<Origin, Arc<ServicePoint>>>,
+    default_connection_limit: AtomicI32,
+    max_service_points: AtomicI32,
+    max_point_idle_ms: AtomicI32,
+    keep_alive_default: AtomicBool,
+    reaper: Arc<Reaper>,
+    closed: AtomicBool,
+}
+
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl Default for Manager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Manager {
+    pub fn new() -> Self {
+        let inner = Arc::new(Inner {
+            points: Mutex::new(HashMap::new()),
+            default_connection_limit: AtomicI32::new(DEFAULT_CONNECTION_LIMIT),
+            max_service_points: AtomicI32::new(0),
+            max_point_idle_ms: AtomicI32::new(DEFAULT_MAX_IDLE_MS),
+            keep_alive_default: AtomicBool::new(true),
+            reaper: Arc::new(Reaper::default()),
+            closed: AtomicBool::new(false),
+        });
+        runtime::handle().spawn(reap_loop(Arc::downgrade(&inner), Arc::clone(&inner.reaper)));
+        Manager { inner }
+    }
+
+    fn points(&self) -> MutexGuard<'_, HashMap<Origin, Arc<ServicePoint>>> {
+        self.inner.points.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The service point for the URI's origin, created with the current defaults if needed.
+    pub fn find(&self, uri: &str) -> Result<Arc<ServicePoint>> {
+        let target = origin::parse(uri)?;
+        self.find_origin(&target.origin)
+    }
+
+    pub fn find_origin(&self, origin: &Origin) -> Result<Arc<ServicePoint>> {
+        let mut points = self.points();
+        if let Some(p) = points.get(origin) {
+            return Ok(Arc::clone(p));
+        }
+        let max = self.max_service_points();
+        if max > 0 && points.len() >= max as usize {
+            evict_one(&mut points, origin)?;
+        }
+        let defaults = PointDefaults {
+            connection_limit: self.default_connection_limit(),
+            max_idle_ms: self.max_point_idle_ms(),
+        };
+        let point = Arc::new(ServicePoint::new(
+            origin.clone(),
+            defaults,
+            Arc::clone(&self.inner.reaper),
+        ));
+        points.insert(origin.clone(), Arc::clone(&point));
+        Ok(point)
+    }
+
+    /// Sends a request on its origin's service point; blocks until the response head arrives.
+    pub fn send(&self, req: &mut Request) -> Result<Response> {
+        runtime::ensure_blocking_allowed()?;
+        let point = self.find_origin(&req.target.origin)?;
+        exchange::send(&point, req, self.keep_alive_default())
+    }
+
+    pub fn default_connection_limit(&self) -> i32 {
+        self.inner.default_connection_limit.load(Relaxed)
+    }
+
+    /// Applies to service points created from now on, as in .NET.
+    pub fn set_default_connection_limit(&self, limit: i32) -> Result<()> {
+        if limit <= 0 {
+            return Err(out_of_range("default connection limit", limit, "must be > 0"));
+        }
+        self.inner.default_connection_limit.store(limit, Relaxed);
+        Ok(())
+    }
+
+    pub fn max_service_points(&self) -> i32 {
+        self.inner.max_service_points.load(Relaxed)
+    }
+
+    /// 0 means no limit.
+    pub fn set_max_service_points(&self, max: i32) -> Result<()> {
+        if max < 0 {
+            return Err(out_of_range("max service points", max, "must be >= 0"));
+        }
+        self.inner.max_service_points.store(max, Relaxed);
+        Ok(())
+    }
+
+    pub fn max_point_idle_ms(&self) -> i32 {
+        self.inner.max_point_idle_ms.load(Relaxed)
+    }
+
+    /// Max idle time new service points take, and how long an unused service point lives.
+    pub fn set_max_point_idle_time(&self, ms: i32) -> Result<()> {
+        if ms < -1 {
+            return Err(out_of_range("max service point idle time", ms, "must be >= -1"));
+        }
+        self.inner.max_point_idle_ms.store(ms, Relaxed);
+        self.inner.reaper.schedule(Instant::now());
+        Ok(())
+    }
+
+    pub fn keep_alive_default(&self) -> bool {
+        self.inner.keep_alive_default.load(Relaxed)
+    }
+
+    /// Keep-alive for requests that do not say (seed 004's `KeepAliveDefaultValue`).
+    pub fn set_keep_alive_default(&self, on: bool) {
+        self.inner.keep_alive_default.store(on, Relaxed);
+    }
+
+    /// Number of service points in the table.
+    pub fn service_point_count(&self) -> usize {
+        self.points().len()
+    }
+
+    /// Closes every connection and detaches every service point; outstanding service point
+    /// handles then fail with `ManagerClosed`.
+    pub fn close(&self) {
+        if self.inner.closed.swap(true, Relaxed) {
+            return;
+        }
+        let points: Vec<_> = self.points().drain().map(|(_, p)| p).collect();
+        for p in points {
+            p.close();
+        }
+        self.inner.reaper.notify.notify_one();
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn out_of_range(what: &str, value: i32, rule: &str) -> Error {
+    Error::new(
+        ErrorKind::OutOfRange,
+        format!("{what} {value} is out of range ({rule})"),
+    )
+}
+
+/// True when nothing outside the table uses the point: no handle, no request, no busy
+/// connection.
+fn unused(point: &Arc<ServicePoint>) -> bool {
+    Arc::strong_count(point) == 1 && point.is_quiet()
+}
+
+/// Makes room for `incoming` by evicting the unused service point idle the longest.
+fn evict_one(points: &mut HashMap<Origin, Arc<ServicePoint>>, incoming: &Origin) -> Result<()> {
+    let victim = points
+        .iter()
+        .filter(|(_, p)| unused(p))
+        .max_by_key(|(_, p)| p.idle_for())
+        .map(|(k, _)| k.clone());
+    match victim {
+        Some(key) => {
+            if let Some(p) = points.remove(&key) {
+                p.close();
+            }
+            Ok(())
+        }
+        None => Err(Error::new(
+            ErrorKind::TooManyServicePoints,
+            format!(
+                "cannot add a service point for {incoming}: all {} service points are in use",
+                points.len()
+            ),
+        )),
+    }
+}
+
+/// The reaper task: closes idle connections past their limit and drops service points that
+/// have been unused for the manager's max service point idle time.
+async fn reap_loop(manager: Weak<Inner>, reaper: Arc<Reaper>) {
+    loop {
+        let next = {
+            let Some(inner) = manager.upgrade() else {
+                return;
+            };
+            if inner.closed.load(Relaxed) {
+                return;
+            }
+            let mut points = inner.points.lock().unwrap_or_else(|e| e.into_inner());
+            let next = points.values().filter_map(|p| p.reap()).min();
+            if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
+                points.retain(|_, p| {
+                    let expired = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
+                    if expired {
+                        p.close();
+                    }
+                    !expired
+                });
+            }
+            next
+        };
+        let cap = Instant::now() + MAX_SLEEP;
+        let wake = next.map_or(cap, |n| n.min(cap));
+        reaper.planned(wake);
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = reaper.notify.notified() => {}
+        }
+    }
+}

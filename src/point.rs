@@ -1,0 +1,247 @@
+//! One service point: an origin's settings, its connection groups and its statistics.
+
+use crate::connection::CloseReason;
+use crate::error::{Error, ErrorKind, Result};
+use crate::origin::Origin;
+use crate::pool::{Pool, ReuseRules};
+use crate::reaper::Reaper;
+use crate::stats::{Snapshot, Stats};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The settings a service point takes from its manager when it is created.
+#[derive(Clone, Copy, Debug)]
+pub struct PointDefaults {
+    pub connection_limit: i32,
+    pub max_idle_ms: i32,
+}
+
+pub struct ServicePoint {
+    pub origin: Origin,
+    address: String,
+    connection_limit: AtomicI32,
+    lease_timeout_ms: AtomicI32,
+    max_idle_ms: AtomicI32,
+    max_requests_per_connection: AtomicI32,
+    default_group: Arc<Pool>,
+    groups: Mutex<HashMap<String, Arc<Pool>>>,
+    pub stats: Arc<Stats>,
+    reaper: Arc<Reaper>,
+    closed: AtomicBool,
+    /// Unix time (ms) when the point was created or last finished a request.
+    idle_since_unix_ms: AtomicU64,
+    /// Same moment on the monotonic clock, in ms since `created`.
+    last_activity_ms: AtomicU64,
+    created: Instant,
+}
+
+/// Converts a -1-or-more millisecond setting to an optional duration (-1 is infinite).
+pub fn ms_to_duration(ms: i32) -> Option<Duration> {
+    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn out_of_range(what: &str, value: i32, rule: &str) -> Error {
+    Error::new(
+        ErrorKind::OutOfRange,
+        format!("{what} {value} is out of range ({rule})"),
+    )
+}
+
+impl ServicePoint {
+    pub fn new(origin: Origin, defaults: PointDefaults, reaper: Arc<Reaper>) -> Self {
+        let stats = Arc::new(Stats::default());
+        ServicePoint {
+            address: origin.to_string(),
+            origin,
+            connection_limit: AtomicI32::new(defaults.connection_limit),
+            lease_timeout_ms: AtomicI32::new(-1),
+            max_idle_ms: AtomicI32::new(defaults.max_idle_ms),
+            max_requests_per_connection: AtomicI32::new(0),
+            default_group: Arc::new(Pool::new(Arc::clone(&stats), Arc::clone(&reaper))),
+            groups: Mutex::new(HashMap::new()),
+            stats,
+            reaper,
+            closed: AtomicBool::new(false),
+            idle_since_unix_ms: AtomicU64::new(unix_ms()),
+            last_activity_ms: AtomicU64::new(0),
+            created: Instant::now(),
+        }
+    }
+
+    /// `scheme://host[:port]`, the default port omitted.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn connection_limit(&self) -> usize {
+        self.connection_limit.load(Relaxed).max(1) as usize
+    }
+
+    pub fn set_connection_limit(&self, limit: i32) -> Result<()> {
+        if limit <= 0 {
+            return Err(out_of_range("connection limit", limit, "must be > 0"));
+        }
+        self.connection_limit.store(limit, Relaxed);
+        for pool in self.pools() {
+            pool.limit_changed(limit as usize);
+        }
+        Ok(())
+    }
+
+    pub fn lease_timeout_ms(&self) -> i32 {
+        self.lease_timeout_ms.load(Relaxed)
+    }
+
+    /// -1: connections live forever; 0: one request per connection; N: a connection older
+    /// than N ms is closed after its next request. Applies to existing connections.
+    pub fn set_lease_timeout(&self, ms: i32) -> Result<()> {
+        if ms < -1 {
+            return Err(out_of_range("lease timeout", ms, "must be >= -1"));
+        }
+        self.lease_timeout_ms.store(ms, Relaxed);
+        Ok(())
+    }
+
+    pub fn max_idle_ms(&self) -> i32 {
+        self.max_idle_ms.load(Relaxed)
+    }
+
+    pub fn set_max_idle_time(&self, ms: i32) -> Result<()> {
+        if ms < -1 {
+            return Err(out_of_range("max idle time", ms, "must be >= -1"));
+        }
+        self.max_idle_ms.store(ms, Relaxed);
+        self.reaper.schedule(Instant::now());
+        Ok(())
+    }
+
+    /// 0 means no cap on the requests one connection serves.
+    pub fn max_requests_per_connection(&self) -> i32 {
+        self.max_requests_per_connection.load(Relaxed)
+    }
+
+    pub fn set_max_requests_per_connection(&self, n: i32) -> Result<()> {
+        if n < 0 {
+            return Err(out_of_range("max requests per connection", n, "must be >= 0"));
+        }
+        self.max_requests_per_connection.store(n, Relaxed);
+        Ok(())
+    }
+
+    pub fn reuse_rules(&self) -> ReuseRules {
+        ReuseRules {
+            max_idle: ms_to_duration(self.max_idle_ms()),
+        }
+    }
+
+    /// The pool of a connection group; the empty name is the default group.
+    pub fn group(&self, name: &str) -> Arc<Pool> {
+        if name.is_empty() {
+            return Arc::clone(&self.default_group);
+        }
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(groups.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(Pool::new(Arc::clone(&self.stats), Arc::clone(&self.reaper)))
+        }))
+    }
+
+    fn pools(&self) -> Vec<Arc<Pool>> {
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        std::iter::once(Arc::clone(&self.default_group))
+            .chain(groups.values().cloned())
+            .collect()
+    }
+
+    /// Closes a named group's idle connections now and its busy ones when released.
+    /// Returns whether the group existed.
+    pub fn close_connection_group(&self, name: &str) -> bool {
+        let pool = if name.is_empty() {
+            Some(Arc::clone(&self.default_group))
+        } else {
+            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            groups.remove(name)
+        };
+        match pool {
+            Some(pool) => {
+                pool.close_all(CloseReason::GroupClosed, self.connection_limit());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes every connection (idle now, busy on release) and refuses further use.
+    pub fn close(&self) {
+        self.closed.store(true, Relaxed);
+        for pool in self.pools() {
+            pool.close_all(CloseReason::ManagerClosed, self.connection_limit());
+        }
+    }
+
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed.load(Relaxed) {
+            return Err(Error::new(
+                ErrorKind::ManagerClosed,
+                format!("service point {} belongs to a manager that was freed", self.address),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Closes expired idle connections; returns the earliest next expiry.
+    pub fn reap(&self) -> Option<Instant> {
+        let rules = self.reuse_rules();
+        self.pools().iter().filter_map(|p| p.reap(rules)).min()
+    }
+
+    /// Records the end of a request (for `idle_since`).
+    pub fn touch(&self) {
+        self.idle_since_unix_ms.store(unix_ms(), Relaxed);
+        self.last_activity_ms
+            .store(self.created.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    /// Unix time in ms of creation or of the last finished request.
+    pub fn idle_since_unix_ms(&self) -> u64 {
+        self.idle_since_unix_ms.load(Relaxed)
+    }
+
+    /// How long ago the point was last used.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_activity_ms.load(Relaxed));
+        self.created.elapsed().saturating_sub(last)
+    }
+
+    /// Open connections across all groups.
+    pub fn current_connections(&self) -> usize {
+        self.pools().iter().map(|p| p.counts().0).sum()
+    }
+
+    /// True when no connection of the point is busy and no request waits.
+    pub fn is_quiet(&self) -> bool {
+        self.pools().iter().all(|p| {
+            let (open, idle, waiting) = p.counts();
+            open == idle && waiting == 0
+        })
+    }
+
+    pub fn statistics(&self) -> Snapshot {
+        let (mut open, mut idle, mut waiting) = (0, 0, 0);
+        for pool in self.pools() {
+            let (o, i, w) = pool.counts();
+            open += o as u64;
+            idle += i as u64;
+            waiting += w as u64;
+        }
+        self.stats.snapshot(open, idle, waiting)
+    }
+}

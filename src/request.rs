@@ -1,0 +1,108 @@
+//! A request description: what to send, and the per-request policy (keep-alive, timeouts,
+//! connection group, retry permission). Reusable: sending does not consume it, except a
+//! streamed body, which is read once.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::http1::{Header, has_token, is_idempotent, is_token};
+use crate::origin::{self, Target};
+use std::time::Duration;
+
+/// .NET's HttpWebRequest.Timeout default: time to get the response head, including waiting
+/// for a connection.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100_000);
+/// .NET's ReadWriteTimeout default: each body read.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_millis(300_000);
+
+/// Supplies a streamed request body; sent with chunked transfer coding.
+pub trait BodySource: Send {
+    /// Fills `buf`; returns 0 at the end of the body, or an error message.
+    fn read(&mut self, buf: &mut [u8]) -> std::result::Result<usize, String>;
+}
+
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    /// Consumed by the first send; a request with a streamed body is never retried.
+    Stream(Option<Box<dyn BodySource>>),
+}
+
+pub struct Request {
+    pub method: String,
+    pub target: Target,
+    pub headers: Vec<Header>,
+    pub body: Body,
+    /// `None`: the manager's default.
+    pub keep_alive: Option<bool>,
+    /// Time to the response head, queue wait included; `None` is infinite.
+    pub timeout: Option<Duration>,
+    /// Time each body read may wait; `None` is infinite.
+    pub read_timeout: Option<Duration>,
+    /// Connection group; empty for the default group.
+    pub group: String,
+    /// Allows a retry on a fresh connection even for non-idempotent methods.
+    pub retryable: bool,
+}
+
+impl Request {
+    /// A request for `method` (a token, e.g. GET) and an absolute http(s) URL.
+    pub fn new(method: &str, url: &str) -> Result<Self> {
+        if !is_token(method) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("invalid method '{method}'"),
+            ));
+        }
+        Ok(Request {
+            method: method.to_string(),
+            target: origin::parse(url)?,
+            headers: Vec::new(),
+            body: Body::Empty,
+            keep_alive: None,
+            timeout: Some(DEFAULT_TIMEOUT),
+            read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            group: String::new(),
+            retryable: false,
+        })
+    }
+
+    /// Adds a header field (repeats allowed). Framing headers are the library's to set;
+    /// `Connection: close` turns keep-alive off.
+    pub fn add_header(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        if !is_token(name) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("invalid header name '{name}'"),
+            ));
+        }
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("header '{name}' value contains CR, LF or NUL"),
+            ));
+        }
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("'{name}' is set by the library from the body"),
+            ));
+        }
+        if name.eq_ignore_ascii_case("connection") {
+            if has_token(value, "close") {
+                self.keep_alive = Some(false);
+            }
+            return Ok(());
+        }
+        self.headers.push(Header {
+            name: name.to_string(),
+            value: value.trim_ascii().to_vec(),
+        });
+        Ok(())
+    }
+
+    /// True if the request may be sent again after a failure that happened before any
+    /// response byte arrived.
+    pub fn may_retry(&self) -> bool {
+        let replayable = !matches!(self.body, Body::Stream(_));
+        replayable && (self.retryable || is_idempotent(&self.method))
+    }
+}

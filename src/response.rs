@@ -1,0 +1,215 @@
+//! A response: its head, its streamed body, and the lease on the connection it arrived on.
+//! The connection goes back to the pool the moment the body has been read to the end; a
+//! response dropped earlier drains a small remainder (so the connection stays usable) or
+//! closes the connection.
+
+use crate::connection::{CloseReason, Connection};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http1::Header;
+use crate::http1::body::{BodyDecoder, Framing};
+use crate::http1::head::ResponseHead;
+use crate::point::ServicePoint;
+use crate::pool::Pool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most unread body bytes a dropped response drains to keep its connection.
+const DRAIN_MAX_BYTES: u64 = 64 * 1024;
+/// Longest a dropped response waits for the rest of its body.
+const DRAIN_MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// A connection checked out of a pool. Dropping it without `finish` closes the connection
+/// and frees its slot, so no path can leak a slot.
+pub struct Lease {
+    point: Arc<ServicePoint>,
+    pool: Arc<Pool>,
+    conn: Option<Connection>,
+    finished: bool,
+}
+
+impl Lease {
+    pub fn new(point: Arc<ServicePoint>, pool: Arc<Pool>) -> Self {
+        Lease {
+            point,
+            pool,
+            conn: None,
+            finished: false,
+        }
+    }
+
+    pub fn put(&mut self, conn: Connection) {
+        self.conn = Some(conn);
+    }
+
+    pub fn conn(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("lease holds a connection")
+    }
+
+    /// Returns the connection to the pool (`Ok`) or closes it for the given reason.
+    pub fn finish(&mut self, outcome: std::result::Result<(), CloseReason>) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let limit = self.point.connection_limit();
+        let rules = self.point.reuse_rules();
+        self.point.touch();
+        match (self.conn.take(), outcome) {
+            (Some(mut conn), Ok(())) => {
+                conn.last_used = Instant::now();
+                self.pool.release(Some(conn), limit, rules);
+            }
+            (Some(conn), Err(reason)) => {
+                self.point.stats.closed(reason);
+                drop(conn);
+                self.pool.release(None, limit, rules);
+            }
+            // The connection was never opened: give the opening slot back.
+            (None, _) => self.pool.release(None, limit, rules),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.finish(Err(CloseReason::Error));
+    }
+}
+
+pub struct Response {
+    pub head: ResponseHead,
+    decoder: BodyDecoder,
+    lease: Option<Lease>,
+    /// Set when the connection must close after this response, with the reason.
+    close: Option<CloseReason>,
+    read_timeout: Option<Duration>,
+    pub connection_id: u64,
+    pub local_port: u16,
+    pub reused: bool,
+}
+
+impl Response {
+    pub(crate) fn new(
+        head: ResponseHead,
+        framing: Framing,
+        close: Option<CloseReason>,
+        mut lease: Lease,
+        read_timeout: Option<Duration>,
+        reused: bool,
+    ) -> Self {
+        let conn = lease.conn();
+        let (connection_id, local_port) = (conn.id, conn.local_port());
+        let mut resp = Response {
+            head,
+            decoder: BodyDecoder::new(framing),
+            lease: Some(lease),
+            close,
+            read_timeout,
+            connection_id,
+            local_port,
+            reused,
+        };
+        resp.release_if_done();
+        resp
+    }
+
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
+    /// Trailer fields of a chunked body (available once the body has been read).
+    pub fn trailers(&self) -> &[Header] {
+        &self.decoder.trailers
+    }
+
+    /// True once the body has been read to its end.
+    pub fn is_complete(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    /// Reads body bytes into `buf`; 0 means the end of the body. Each call waits at most the
+    /// request's read timeout.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.decoder.is_done() || buf.is_empty() {
+            return Ok(0);
+        }
+        let Some(lease) = self.lease.as_mut() else {
+            return Err(Error::new(
+                ErrorKind::ConnectionClosed,
+                "the response's connection was already closed after an error",
+            ));
+        };
+        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        match self.decoder.read(lease.conn(), buf, deadline) {
+            Ok(n) => {
+                self.release_if_done();
+                Ok(n)
+            }
+            Err(e) => {
+                // A timed-out read leaves the body position unknown to the caller's protocol
+                // only if bytes were lost; none are, but the connection can't be trusted after
+                // a framing error, and a timeout leaves it mid-body: close it either way.
+                if let Some(mut lease) = self.lease.take() {
+                    lease.finish(Err(CloseReason::Error));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the rest of the body.
+    pub fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        if let Some(n) = self.decoder.known_remaining() {
+            out.reserve(n.min(64 << 20) as usize);
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = self.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn release_if_done(&mut self) {
+        if self.decoder.is_done() {
+            if let Some(mut lease) = self.lease.take() {
+                lease.finish(self.close.map_or(Ok(()), Err));
+            }
+        }
+    }
+
+    /// Reads and discards a short unread remainder so the connection can be reused.
+    fn drain(&mut self) -> bool {
+        if self.decoder.known_remaining().is_some_and(|n| n > DRAIN_MAX_BYTES) || self.close.is_some() {
+            return false;
+        }
+        let Some(lease) = self.lease.as_mut() else {
+            return false;
+        };
+        let deadline = Some(Instant::now() + DRAIN_MAX_WAIT);
+        let mut scratch = [0u8; 8 * 1024];
+        let mut drained = 0u64;
+        while !self.decoder.is_done() && drained <= DRAIN_MAX_BYTES {
+            match self.decoder.read(lease.conn(), &mut scratch, deadline) {
+                Ok(0) => break,
+                Ok(n) => drained += n as u64,
+                Err(_) => return false,
+            }
+        }
+        self.decoder.is_done()
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        if self.lease.is_none() {
+            return;
+        }
+        if self.drain() {
+            self.release_if_done();
+        } else if let Some(mut lease) = self.lease.take() {
+            lease.finish(Err(self.close.unwrap_or(CloseReason::Abandoned)));
+        }
+    }
+}
