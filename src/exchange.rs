@@ -34,8 +34,21 @@ struct AttemptError {
 }
 
 /// Sends `req` on `point` and returns the response once its head has arrived.
-pub fn send(point: &Arc<ServicePoint>, req: &mut Request, keep_alive_default: bool) -> Result<Response> {
+pub fn send(
+    point: &Arc<ServicePoint>,
+    req: &mut Request,
+    keep_alive_default: bool,
+) -> Result<Response> {
     point.check_open()?;
+    if point.origin.scheme == crate::origin::Scheme::Https {
+        return Err(Error::new(
+            ErrorKind::UnsupportedScheme,
+            format!(
+                "{}: https is not supported by this build yet (TLS is planned)",
+                point.address()
+            ),
+        ));
+    }
     let start = Instant::now();
     let deadline = req.timeout.map(|t| start + t);
     let pool = point.group(&req.group);
@@ -43,9 +56,8 @@ pub fn send(point: &Arc<ServicePoint>, req: &mut Request, keep_alive_default: bo
     let mut retried = false;
     loop {
         let limit = point.connection_limit();
-        let (grant, generation) = pool
-            .acquire(limit, point.reuse_rules(), deadline)
-            .map_err(|q| {
+        let (grant, generation) = pool.acquire(limit, point.reuse_rules(), deadline).map_err(
+            |q| {
                 Error::new(
                     ErrorKind::QueueTimeout,
                     format!(
@@ -56,7 +68,8 @@ pub fn send(point: &Arc<ServicePoint>, req: &mut Request, keep_alive_default: bo
                         q.waiting
                     ),
                 )
-            })?;
+            },
+        )?;
         let mut lease = Lease::new(Arc::clone(point), Arc::clone(&pool));
         let reused = match grant {
             Grant::Idle(conn) => {
@@ -75,7 +88,14 @@ pub fn send(point: &Arc<ServicePoint>, req: &mut Request, keep_alive_default: bo
         match attempt(point, req, &mut lease, keep_alive, deadline) {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);
-                return Ok(Response::new(head, framing, close, lease, req.read_timeout, reused));
+                return Ok(Response::new(
+                    head,
+                    framing,
+                    close,
+                    lease,
+                    req.read_timeout,
+                    reused,
+                ));
             }
             Err(e) => {
                 let retry = e.stale && reused && !retried && req.may_retry();
@@ -101,7 +121,9 @@ fn close_before(point: &ServicePoint, conn: &Connection, keep_alive: bool) -> Op
     let cap = point.max_requests_per_connection();
     if !keep_alive {
         Some(CloseReason::KeepAliveOff)
-    } else if lease == 0 || (lease > 0 && conn.created.elapsed() >= Duration::from_millis(lease as u64)) {
+    } else if lease == 0
+        || (lease > 0 && conn.created.elapsed() >= Duration::from_millis(lease as u64))
+    {
         Some(CloseReason::Lease)
     } else if (cap > 0 && conn.requests + 1 >= cap as u32) || conn.hint.max == Some(1) {
         Some(CloseReason::MaxRequests)
@@ -138,7 +160,8 @@ fn attempt(
     conn.requests += 1;
     let fail = |error: Error, stale: bool| AttemptError { error, stale };
     let host = point.origin.host_header();
-    let io_err = |e: std::io::Error| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout);
+    let io_err =
+        |e: std::io::Error| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout);
     let mut stream = None;
     let framing = match &mut req.body {
         Body::Empty => BodyFraming::None,
@@ -146,7 +169,10 @@ fn attempt(
         Body::Stream(s) => {
             stream = Some(s.take().ok_or_else(|| {
                 fail(
-                    Error::new(ErrorKind::InvalidArgument, "the streamed body was already sent"),
+                    Error::new(
+                        ErrorKind::InvalidArgument,
+                        "the streamed body was already sent",
+                    ),
                     false,
                 )
             })?);
@@ -179,8 +205,11 @@ fn attempt(
         let stale = !received_any && e.kind == ErrorKind::ConnectionClosed;
         let mut e = e.sent();
         if !stale || !req.may_retry() {
-            e.message.push_str(&format!(" ({} {}: the request was sent, the server may have processed it)",
-                req.method, point.address()));
+            e.message.push_str(&format!(
+                " ({} {}: the request was sent, the server may have processed it)",
+                req.method,
+                point.address()
+            ));
         }
         fail(e, stale)
     })?;
@@ -191,19 +220,32 @@ fn attempt(
 }
 
 /// Sends a streamed body with chunked transfer coding.
-fn send_stream(conn: &mut Connection, mut source: Box<dyn BodySource>, deadline: Option<Instant>) -> Result<()> {
+fn send_stream(
+    conn: &mut Connection,
+    mut source: Box<dyn BodySource>,
+    deadline: Option<Instant>,
+) -> Result<()> {
     let mut buf = vec![0u8; STREAM_CHUNK];
-    let io_err = |e: std::io::Error| Error::from_io(&e, "sending request body", ErrorKind::ResponseTimeout);
+    let io_err =
+        |e: std::io::Error| Error::from_io(&e, "sending request body", ErrorKind::ResponseTimeout);
     loop {
         let n = source.read(&mut buf).map_err(|m| {
-            Error::new(ErrorKind::BodySource, format!("request body source failed: {m}"))
+            Error::new(
+                ErrorKind::BodySource,
+                format!("request body source failed: {m}"),
+            )
         })?;
         if n > buf.len() {
-            return Err(Error::new(ErrorKind::BodySource, "request body source overran its buffer"));
+            return Err(Error::new(
+                ErrorKind::BodySource,
+                "request body source overran its buffer",
+            ));
         }
         let header = encode::chunk_header(n);
         if n == 0 {
-            return conn.write_all(&[header.as_bytes()], deadline).map_err(io_err);
+            return conn
+                .write_all(&[header.as_bytes()], deadline)
+                .map_err(io_err);
         }
         conn.write_all(&[header.as_bytes(), &buf[..n], b"\r\n"], deadline)
             .map_err(io_err)?;

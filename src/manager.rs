@@ -99,7 +99,11 @@ impl Manager {
     /// Applies to service points created from now on, as in .NET.
     pub fn set_default_connection_limit(&self, limit: i32) -> Result<()> {
         if limit <= 0 {
-            return Err(out_of_range("default connection limit", limit, "must be > 0"));
+            return Err(out_of_range(
+                "default connection limit",
+                limit,
+                "must be > 0",
+            ));
         }
         self.inner.default_connection_limit.store(limit, Relaxed);
         Ok(())
@@ -125,7 +129,11 @@ impl Manager {
     /// Max idle time new service points take, and how long an unused service point lives.
     pub fn set_max_point_idle_time(&self, ms: i32) -> Result<()> {
         if ms < -1 {
-            return Err(out_of_range("max service point idle time", ms, "must be >= -1"));
+            return Err(out_of_range(
+                "max service point idle time",
+                ms,
+                "must be >= -1",
+            ));
         }
         self.inner.max_point_idle_ms.store(ms, Relaxed);
         self.inner.reaper.schedule(Instant::now());
@@ -218,7 +226,8 @@ async fn reap_loop(manager: Weak<Inner>, reaper: Arc<Reaper>) {
             let next = points.values().filter_map(|p| p.reap()).min();
             if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
                 points.retain(|_, p| {
-                    let expired = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
+                    let expired =
+                        unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
                     if expired {
                         p.close();
                     }

@@ -116,7 +116,9 @@ mod tests {
     #[test]
     fn same_origin_for_case_default_port_path_and_user_info() {
         let a = parse("HTTP://Example.COM/a?b=1").unwrap().origin;
-        let b = parse("http://user:pw@example.com:80/other#frag").unwrap().origin;
+        let b = parse("http://user:pw@example.com:80/other#frag")
+            .unwrap()
+            .origin;
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "http://example.com");
     }
@@ -132,7 +134,10 @@ mod tests {
 
     #[test]
     fn errors_have_kinds() {
-        assert_eq!(parse("ftp://x/").unwrap_err().kind, ErrorKind::UnsupportedScheme);
+        assert_eq!(
+            parse("ftp://x/").unwrap_err().kind,
+            ErrorKind::UnsupportedScheme
+        );
         assert_eq!(parse("not a url").unwrap_err().kind, ErrorKind::InvalidUrl);
         assert_eq!(parse("http://").unwrap_err().kind, ErrorKind::InvalidUrl);
     }

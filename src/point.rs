@@ -131,7 +131,11 @@ impl ServicePoint {
 
     pub fn set_max_requests_per_connection(&self, n: i32) -> Result<()> {
         if n < 0 {
-            return Err(out_of_range("max requests per connection", n, "must be >= 0"));
+            return Err(out_of_range(
+                "max requests per connection",
+                n,
+                "must be >= 0",
+            ));
         }
         self.max_requests_per_connection.store(n, Relaxed);
         Ok(())
@@ -191,7 +195,10 @@ impl ServicePoint {
         if self.closed.load(Relaxed) {
             return Err(Error::new(
                 ErrorKind::ManagerClosed,
-                format!("service point {} belongs to a manager that was freed", self.address),
+                format!(
+                    "service point {} belongs to a manager that was freed",
+                    self.address
+                ),
             ));
         }
         Ok(())

@@ -122,7 +122,12 @@ impl Pool {
                 drop(slot);
                 let mut st = self.lock();
                 // A grant may have arrived between the timeout and taking the pool lock.
-                if let Some(grant) = waiter.grant.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                if let Some(grant) = waiter
+                    .grant
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                {
                     return Ok((grant, st.generation));
                 }
                 st.waiters.retain(|w| !Arc::ptr_eq(w, &waiter));

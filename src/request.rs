@@ -80,7 +80,9 @@ impl Request {
                 format!("header '{name}' value contains CR, LF or NUL"),
             ));
         }
-        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("'{name}' is set by the library from the body"),

@@ -181,7 +181,12 @@ impl Response {
 
     /// Reads and discards a short unread remainder so the connection can be reused.
     fn drain(&mut self) -> bool {
-        if self.decoder.known_remaining().is_some_and(|n| n > DRAIN_MAX_BYTES) || self.close.is_some() {
+        if self
+            .decoder
+            .known_remaining()
+            .is_some_and(|n| n > DRAIN_MAX_BYTES)
+            || self.close.is_some()
+        {
             return false;
         }
         let Some(lease) = self.lease.as_mut() else {

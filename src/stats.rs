@@ -68,7 +68,8 @@ impl Stats {
             closed_stale: self.closes(CloseReason::Stale),
             closed_error: self.closes(CloseReason::Error),
             closed_max_requests: self.closes(CloseReason::MaxRequests),
-            closed_group: self.closes(CloseReason::GroupClosed) + self.closes(CloseReason::ManagerClosed),
+            closed_group: self.closes(CloseReason::GroupClosed)
+                + self.closes(CloseReason::ManagerClosed),
             closed_abandoned: self.closes(CloseReason::Abandoned),
         }
     }

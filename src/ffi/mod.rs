@@ -1,1 +1,18 @@
-//! C ABI (filled in next).
+//! The C ABI. Thin by rule: check handles and pointers, convert strings and buffers, call the
+//! safe core, map errors to codes, catch panics. No connection policy lives here.
+//!
+//! Every exported function runs its body inside `boundary::call` or `boundary::guard`, so a
+//! Rust panic never crosses into C (a test in `tests/ffi_lint.rs` checks this).
+
+#![allow(non_camel_case_types)]
+
+pub mod boundary;
+pub mod handles;
+pub mod manager;
+pub mod point;
+pub mod request;
+pub mod response;
+pub mod result;
+pub mod version;
+
+pub use result::sp_result;

@@ -46,7 +46,10 @@ pub fn framing(method: &str, head: &ResponseHead) -> Result<Framing> {
                 .ok_or_else(|| {
                     Error::new(
                         ErrorKind::Protocol,
-                        format!("invalid Content-Length '{}'", String::from_utf8_lossy(value)),
+                        format!(
+                            "invalid Content-Length '{}'",
+                            String::from_utf8_lossy(value)
+                        ),
                     )
                 })?;
             if length.is_some_and(|l| l != n) {
@@ -237,7 +240,8 @@ impl BodyDecoder {
             conn.consume(n);
             n
         } else {
-            conn.read_direct(&mut out[..want], deadline).map_err(io_err)?
+            conn.read_direct(&mut out[..want], deadline)
+                .map_err(io_err)?
         };
         self.received += n as u64;
         Ok(n)
@@ -256,7 +260,10 @@ fn take_line(conn: &mut Connection, deadline: Option<Instant>, max: usize) -> Re
             return Ok(line);
         }
         if conn.buffered().len() >= max {
-            return Err(Error::new(ErrorKind::Protocol, "line too long in chunked body"));
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "line too long in chunked body",
+            ));
         }
         let n = conn
             .fill(max + 2, deadline, false)
@@ -271,7 +278,11 @@ fn take_line(conn: &mut Connection, deadline: Option<Instant>, max: usize) -> Re
 }
 
 fn parse_chunk_size(line: &[u8]) -> Result<u64> {
-    let digits = line.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+    let digits = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(b"")
+        .trim_ascii();
     std::str::from_utf8(digits)
         .ok()
         .filter(|s| !s.is_empty() && s.len() <= 16)
@@ -305,17 +316,41 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        assert_eq!(framing("GET", &head(&[("Content-Length", "5")], 200)).unwrap(), Framing::Length(5));
-        assert_eq!(framing("HEAD", &head(&[("Content-Length", "5")], 200)).unwrap(), Framing::Empty);
+        assert_eq!(
+            framing("GET", &head(&[("Content-Length", "5")], 200)).unwrap(),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            framing("HEAD", &head(&[("Content-Length", "5")], 200)).unwrap(),
+            Framing::Empty
+        );
         assert_eq!(framing("GET", &head(&[], 204)).unwrap(), Framing::Empty);
         assert_eq!(framing("GET", &head(&[], 304)).unwrap(), Framing::Empty);
         assert_eq!(framing("GET", &head(&[], 200)).unwrap(), Framing::Close);
-        let te = head(&[("Transfer-Encoding", "gzip, chunked"), ("Content-Length", "3")], 200);
+        let te = head(
+            &[
+                ("Transfer-Encoding", "gzip, chunked"),
+                ("Content-Length", "3"),
+            ],
+            200,
+        );
         assert_eq!(framing("GET", &te).unwrap(), Framing::Chunked);
-        assert_eq!(framing("GET", &head(&[("Transfer-Encoding", "gzip")], 200)).unwrap(), Framing::Close);
-        assert!(framing("GET", &head(&[("Content-Length", "5"), ("Content-Length", "6")], 200)).is_err());
+        assert_eq!(
+            framing("GET", &head(&[("Transfer-Encoding", "gzip")], 200)).unwrap(),
+            Framing::Close
+        );
+        assert!(
+            framing(
+                "GET",
+                &head(&[("Content-Length", "5"), ("Content-Length", "6")], 200)
+            )
+            .is_err()
+        );
         assert!(framing("GET", &head(&[("Content-Length", "-1")], 200)).is_err());
-        assert_eq!(framing("GET", &head(&[("Content-Length", "7, 7")], 200)).unwrap(), Framing::Length(7));
+        assert_eq!(
+            framing("GET", &head(&[("Content-Length", "7, 7")], 200)).unwrap(),
+            Framing::Length(7)
+        );
     }
 
     #[test]

@@ -179,6 +179,9 @@ mod tests {
         let h = head(1, &[("Keep-Alive", "timeout=5, max=100")]).keep_alive_hint();
         assert_eq!(h.timeout, Some(Duration::from_secs(5)));
         assert_eq!(h.max, Some(100));
-        assert_eq!(head(1, &[("Keep-Alive", "x")]).keep_alive_hint(), KeepAliveHint::default());
+        assert_eq!(
+            head(1, &[("Keep-Alive", "x")]).keep_alive_hint(),
+            KeepAliveHint::default()
+        );
     }
 }

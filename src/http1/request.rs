@@ -33,7 +33,11 @@ pub fn encode(head: &RequestHead<'_>, user_agent: &str, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let has = |name: &str| head.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+    let has = |name: &str| {
+        head.headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(name))
+    };
     if !has("host") {
         line(out, "Host", head.host.as_bytes());
     }

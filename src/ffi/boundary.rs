@@ -1,0 +1,171 @@
+//! The edge between C and Rust: every export runs inside `call` (fallible) or `guard`
+//! (infallible), which catch panics, and failures are recorded as the thread's last error.
+
+use super::result::sp_result;
+use crate::error::Error;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// A failure on its way to C: a code, a message, and whether a request may have reached the
+/// server.
+#[derive(Debug)]
+pub struct FfiError {
+    pub code: sp_result,
+    pub message: String,
+    pub sent: bool,
+}
+
+impl FfiError {
+    pub fn new(code: sp_result, message: impl Into<String>) -> Self {
+        FfiError {
+            code,
+            message: message.into(),
+            sent: false,
+        }
+    }
+}
+
+impl From<Error> for FfiError {
+    fn from(e: Error) -> Self {
+        FfiError {
+            code: sp_result::from_kind(e.kind),
+            message: e.message,
+            sent: e.may_have_reached_server,
+        }
+    }
+}
+
+pub type FfiResult = Result<(), FfiError>;
+
+struct LastError {
+    message: CString,
+    sent: bool,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> = RefCell::new(LastError {
+        message: CString::default(),
+        sent: false,
+    });
+}
+
+fn record(err: &FfiError) {
+    let text = err.message.replace('\0', " ");
+    let message = CString::new(text).unwrap_or_default();
+    LAST_ERROR.with(|l| {
+        *l.borrow_mut() = LastError {
+            message,
+            sent: err.sent,
+        }
+    });
+}
+
+/// Pointer to the calling thread's last error message (valid until its next failing call).
+pub fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().message.as_ptr())
+}
+
+pub fn last_error_sent() -> bool {
+    LAST_ERROR.with(|l| l.borrow().sent)
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into());
+    format!("internal error (panic): {text}")
+}
+
+/// Runs a fallible export body: maps errors to codes and panics to `SP_E_PANIC`.
+pub fn call(body: impl FnOnce() -> FfiResult) -> sp_result {
+    let err = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => return sp_result::SP_OK,
+        Ok(Err(e)) => e,
+        Err(payload) => FfiError::new(sp_result::SP_E_PANIC, panic_message(payload.as_ref())),
+    };
+    record(&err);
+    err.code
+}
+
+/// Runs an infallible export body; a panic yields `fallback` (and is recorded).
+pub fn guard<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(payload) => {
+            record(&FfiError::new(
+                sp_result::SP_E_PANIC,
+                panic_message(payload.as_ref()),
+            ));
+            fallback
+        }
+    }
+}
+
+/// Borrows a C string argument as UTF-8.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string that outlives the call.
+pub unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, FfiError> {
+    if p.is_null() {
+        return Err(FfiError::new(
+            sp_result::SP_E_NULL_POINTER,
+            format!("{what} is NULL"),
+        ));
+    }
+    // SAFETY: non-null and NUL-terminated by the caller's contract.
+    let bytes = unsafe { CStr::from_ptr(p) };
+    bytes.to_str().map_err(|e| {
+        FfiError::new(
+            sp_result::SP_E_INVALID_UTF8,
+            format!("{what} is not valid UTF-8: {e}"),
+        )
+    })
+}
+
+/// Checks an out-parameter pointer.
+pub fn out<T>(p: *mut T, what: &str) -> Result<*mut T, FfiError> {
+    if p.is_null() {
+        Err(FfiError::new(
+            sp_result::SP_E_NULL_POINTER,
+            format!("{what} is NULL"),
+        ))
+    } else {
+        Ok(p)
+    }
+}
+
+/// Writes an out-parameter that `out` has already checked.
+pub fn write<T>(p: *mut T, value: T) {
+    // SAFETY: `p` was checked non-null; the caller's contract says it points to a writable T.
+    unsafe { p.write(value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_becomes_sp_e_panic_with_message() {
+        let code = call(|| panic!("boom in the core"));
+        assert_eq!(code, sp_result::SP_E_PANIC);
+        // SAFETY: the thread-local message is NUL-terminated and alive until the next failure.
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("boom in the core"), "{msg}");
+        assert_eq!(guard(7, || panic!("again")), 7);
+    }
+
+    #[test]
+    fn errors_are_recorded() {
+        let code = call(|| Err(FfiError::new(sp_result::SP_E_NOT_FOUND, "no such header")));
+        assert_eq!(code, sp_result::SP_E_NOT_FOUND);
+        // SAFETY: as above.
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) };
+        assert_eq!(msg.to_str().unwrap(), "no such header");
+    }
+}

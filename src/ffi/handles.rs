@@ -1,0 +1,134 @@
+//! The handle table. C sees opaque pointer types (so the compiler tells a manager from a
+//! response), but their values are table keys, never addresses: a freed, foreign or wrong-kind
+//! handle is looked up, not dereferenced, and fails with `SP_E_INVALID_HANDLE`. Keys are never
+//! reused, so a stale handle cannot alias a newer object.
+
+use super::boundary::FfiError;
+use super::result::sp_result;
+use crate::manager::Manager;
+use crate::point::ServicePoint;
+use crate::request::Request;
+use crate::response::Response;
+use once_cell::sync::Lazy;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A service point as C holds it: the point plus its address as a C string.
+pub struct PointEntry {
+    pub point: Arc<ServicePoint>,
+    pub address: CString,
+}
+
+/// A response as C holds it, with the C strings handed out for it (borrowed until free).
+pub struct ResponseEntry {
+    pub response: Response,
+    pub reason: CString,
+    /// Header names and values as C strings, built on first use.
+    pub headers: Option<Vec<(CString, CString)>>,
+    pub trailers: Option<Vec<(CString, CString)>>,
+    /// The body collected by `sp_response_read_all`.
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub enum Entry {
+    Manager(Arc<Manager>),
+    Point(Arc<PointEntry>),
+    Request(Arc<Mutex<Request>>),
+    Response(Arc<Mutex<ResponseEntry>>),
+}
+
+impl Entry {
+    fn kind(&self) -> &'static str {
+        match self {
+            Entry::Manager(_) => "manager",
+            Entry::Point(_) => "service point",
+            Entry::Request(_) => "request",
+            Entry::Response(_) => "response",
+        }
+    }
+}
+
+static TABLE: Lazy<RwLock<HashMap<usize, Entry>>> = Lazy::new(|| RwLock::new(HashMap::new()));
+/// Keys start high and step by 16 so they look like (and align like) pointers, yet never
+/// collide with a real allocation the library hands out (it hands out none).
+static NEXT_KEY: AtomicUsize = AtomicUsize::new(0x5350_0000);
+
+/// Stores an entry and returns its key as an opaque handle.
+pub fn insert<T>(entry: Entry) -> *mut T {
+    let key = NEXT_KEY.fetch_add(16, Ordering::Relaxed);
+    TABLE
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, entry);
+    key as *mut T
+}
+
+/// Looks a handle up (cloning the entry's `Arc`, so the lock is not held while it is used).
+pub fn get<T>(handle: *const T) -> Result<Entry, FfiError> {
+    if handle.is_null() {
+        return Err(FfiError::new(
+            sp_result::SP_E_INVALID_HANDLE,
+            "handle is NULL",
+        ));
+    }
+    TABLE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(handle as usize))
+        .cloned()
+        .ok_or_else(|| {
+            FfiError::new(
+                sp_result::SP_E_INVALID_HANDLE,
+                format!("handle {handle:p} is freed or was never issued"),
+            )
+        })
+}
+
+fn wrong_kind(entry: &Entry, wanted: &str) -> FfiError {
+    FfiError::new(
+        sp_result::SP_E_INVALID_HANDLE,
+        format!("handle is a {}, not a {wanted}", entry.kind()),
+    )
+}
+
+pub fn manager<T>(h: *const T) -> Result<Arc<Manager>, FfiError> {
+    match get(h)? {
+        Entry::Manager(m) => Ok(m),
+        other => Err(wrong_kind(&other, "manager")),
+    }
+}
+
+pub fn point<T>(h: *const T) -> Result<Arc<PointEntry>, FfiError> {
+    match get(h)? {
+        Entry::Point(p) => Ok(p),
+        other => Err(wrong_kind(&other, "service point")),
+    }
+}
+
+pub fn request<T>(h: *const T) -> Result<Arc<Mutex<Request>>, FfiError> {
+    match get(h)? {
+        Entry::Request(r) => Ok(r),
+        other => Err(wrong_kind(&other, "request")),
+    }
+}
+
+pub fn response<T>(h: *const T) -> Result<Arc<Mutex<ResponseEntry>>, FfiError> {
+    match get(h)? {
+        Entry::Response(r) => Ok(r),
+        other => Err(wrong_kind(&other, "response")),
+    }
+}
+
+/// Removes a handle only if it is of the expected kind (a `_free` of the wrong kind is ignored).
+pub fn remove_kind<T>(handle: *const T, is_kind: fn(&Entry) -> bool) -> Option<Entry> {
+    let mut table = TABLE.write().unwrap_or_else(|e| e.into_inner());
+    let key = handle as usize;
+    if table.get(&key).is_some_and(is_kind) {
+        table.remove(&key)
+    } else {
+        None
+    }
+}

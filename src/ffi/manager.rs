@@ -1,0 +1,202 @@
+//! `sp_manager_*` and `sp_find`: the ServicePointManager of the C ABI.
+
+use super::boundary::{FfiError, FfiResult, call, guard, out, text, write};
+use super::handles::{self, Entry, PointEntry};
+use super::point::sp_point;
+use super::result::sp_result;
+use crate::manager::Manager;
+use std::ffi::{CString, c_char};
+use std::sync::Arc;
+
+/// A connection manager: owns one service point per origin (scheme, host, port) and the
+/// defaults new service points take. Create with sp_manager_new(), free with
+/// sp_manager_free(). Thread safety: every function taking a manager may be called from any
+/// thread, concurrently.
+pub struct sp_manager {
+    _opaque: [u8; 0],
+}
+
+fn manager(m: *const sp_manager) -> Result<Arc<Manager>, FfiError> {
+    handles::manager(m)
+}
+
+/// Creates a manager with .NET's defaults: connection limit 2, max service point idle time
+/// 100000 ms, max service points 0 (no limit), keep-alive on.
+///
+/// Ownership: on SP_OK *out receives a new handle; free it with sp_manager_free().
+/// Thread safety: any thread. Errors: SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_new(out_manager: *mut *mut sp_manager) -> sp_result {
+    call(|| {
+        let dst = out(out_manager, "out_manager")?;
+        write(
+            dst,
+            handles::insert(Entry::Manager(Arc::new(Manager::new()))),
+        );
+        Ok(())
+    })
+}
+
+/// Frees a manager: closes its idle connections now and busy ones when their responses are
+/// released; its service point handles then fail with SP_E_MANAGER_CLOSED. NULL, a freed
+/// handle or another kind of handle is ignored.
+///
+/// Ownership: consumes the handle. Thread safety: any thread; calls in flight on other
+/// threads finish or fail cleanly.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_free(manager: *mut sp_manager) {
+    guard((), || {
+        if let Some(Entry::Manager(m)) =
+            handles::remove_kind(manager, |e| matches!(e, Entry::Manager(_)))
+        {
+            m.close();
+        }
+    })
+}
+
+/// FindServicePoint: the service point for the URI's origin, created if needed. The same
+/// origin (scheme and host compared case-insensitively, default ports filled in; path, query
+/// and user info ignored) always gives the same service point. When the manager is at its max
+/// service points, an unused one (no busy connection, no live handle) is evicted, longest idle
+/// first.
+///
+/// Ownership: `uri` is borrowed. On SP_OK *out_point receives a new handle to free with
+/// sp_point_free(); freeing it does not remove the service point from the manager.
+/// Thread safety: any thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_INVALID_URL,
+/// SP_E_UNSUPPORTED_SCHEME, SP_E_TOO_MANY_SERVICE_POINTS, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sp_find(
+    manager: *const sp_manager,
+    uri: *const c_char,
+    out_point: *mut *mut sp_point,
+) -> sp_result {
+    call(|| {
+        let m = self::manager(manager)?;
+        // SAFETY: `uri` is NULL or a NUL-terminated string per the header's contract.
+        let uri = unsafe { text(uri, "uri") }?;
+        let dst = out(out_point, "out_point")?;
+        let point = m.find(uri)?;
+        let address = CString::new(point.address()).unwrap_or_default();
+        write(
+            dst,
+            handles::insert(Entry::Point(Arc::new(PointEntry { point, address }))),
+        );
+        Ok(())
+    })
+}
+
+fn set(manager: *const sp_manager, f: impl FnOnce(&Manager) -> crate::Result<()>) -> FfiResult {
+    let m = self::manager(manager)?;
+    f(&m).map_err(FfiError::from)
+}
+
+fn get(manager: *const sp_manager, dst: *mut i32, f: impl FnOnce(&Manager) -> i32) -> FfiResult {
+    let m = self::manager(manager)?;
+    let dst = out(dst, "out_value")?;
+    write(dst, f(&m));
+    Ok(())
+}
+
+/// Sets the connection limit that service points created from now on take (.NET's
+/// DefaultConnectionLimit; existing service points keep theirs). Must be > 0.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_set_default_connection_limit(
+    manager: *const sp_manager,
+    limit: i32,
+) -> sp_result {
+    call(|| set(manager, |m| m.set_default_connection_limit(limit)))
+}
+
+/// Reads the default connection limit into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_default_connection_limit(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, out_value, Manager::default_connection_limit))
+}
+
+/// Sets the max number of service points (0 = no limit; must be >= 0).
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_set_max_service_points(
+    manager: *const sp_manager,
+    max: i32,
+) -> sp_result {
+    call(|| set(manager, |m| m.set_max_service_points(max)))
+}
+
+/// Reads the max number of service points into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_max_service_points(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, out_value, Manager::max_service_points))
+}
+
+/// Sets MaxServicePointIdleTime in ms (-1 = infinite; must be >= -1): the max idle time new
+/// service points take, and how long an unused service point stays in the table.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_set_max_idle_time(manager: *const sp_manager, ms: i32) -> sp_result {
+    call(|| set(manager, |m| m.set_max_point_idle_time(ms)))
+}
+
+/// Reads MaxServicePointIdleTime (ms) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_max_idle_time(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, out_value, Manager::max_point_idle_ms))
+}
+
+/// Sets the keep-alive default (1 on, 0 off) for requests that do not set their own.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_set_keep_alive_default(
+    manager: *const sp_manager,
+    on: i32,
+) -> sp_result {
+    call(|| {
+        let m = self::manager(manager)?;
+        let on = super::request::flag(on, "keep-alive default")?;
+        m.set_keep_alive_default(on);
+        Ok(())
+    })
+}
+
+/// Reads the keep-alive default (1 or 0) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_keep_alive_default(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, out_value, |m| m.keep_alive_default() as i32))
+}
+
+/// Reads the number of service points the manager holds into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_service_point_count(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, out_value, |m| m.service_point_count() as i32))
+}

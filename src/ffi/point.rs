@@ -1,0 +1,287 @@
+//! Service point functions: `sp_<verb>_<property>(point, ...)`, object first.
+
+use super::boundary::{FfiError, FfiResult, call, guard, out, text, write};
+use super::handles::{self, Entry};
+use super::result::sp_result;
+use crate::point::ServicePoint;
+use std::ffi::c_char;
+
+/// A service point: one origin's connections, settings and statistics, owned by its manager.
+/// A handle keeps the service point alive (it cannot be evicted while a handle exists).
+/// Thread safety: every function taking a service point may be called from any thread.
+pub struct sp_point {
+    _opaque: [u8; 0],
+}
+
+/// A statistics snapshot of a service point. Set `struct_size` to sizeof(sp_statistics)
+/// before calling sp_get_statistics(); fields may be appended in later versions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct sp_statistics {
+    /// Size of this struct as the caller knows it.
+    pub struct_size: u32,
+    /// Open connections (idle + busy).
+    pub open: u64,
+    /// Idle connections in the pool.
+    pub idle: u64,
+    /// Connections serving a request whose response has not been released.
+    pub busy: u64,
+    /// Requests waiting for a connection.
+    pub waiting: u64,
+    /// Connections opened since the service point was created.
+    pub connections_opened: u64,
+    /// Requests that received a response head.
+    pub requests: u64,
+    /// Requests sent on a reused connection.
+    pub reuses: u64,
+    /// Requests retried on a new connection after a stale reused one failed.
+    pub retries: u64,
+    /// Connections closed because their lease timeout expired.
+    pub closed_lease: u64,
+    /// Connections closed because they were idle longer than the max idle time.
+    pub closed_idle: u64,
+    /// Connections closed because a request had keep-alive off.
+    pub closed_keep_alive_off: u64,
+    /// Connections closed because the server said so (Connection: close, HTTP/1.0, EOF).
+    pub closed_server: u64,
+    /// Idle connections found dead (EOF, reset, stray bytes) before reuse.
+    pub closed_stale: u64,
+    /// Connections closed after an error.
+    pub closed_error: u64,
+    /// Connections closed after their max requests (the server's or the service point's).
+    pub closed_max_requests: u64,
+    /// Connections closed by sp_close_connection_group() or sp_manager_free().
+    pub closed_group: u64,
+    /// Connections closed because a response was freed with much of its body unread.
+    pub closed_abandoned: u64,
+}
+
+fn point(p: *const sp_point) -> Result<std::sync::Arc<super::handles::PointEntry>, FfiError> {
+    let entry = handles::point(p)?;
+    entry.point.check_open()?;
+    Ok(entry)
+}
+
+fn set(p: *const sp_point, f: impl FnOnce(&ServicePoint) -> crate::Result<()>) -> FfiResult {
+    f(&point(p)?.point).map_err(FfiError::from)
+}
+
+fn get<T>(p: *const sp_point, dst: *mut T, f: impl FnOnce(&ServicePoint) -> T) -> FfiResult {
+    let entry = point(p)?;
+    let dst = out(dst, "out_value")?;
+    write(dst, f(&entry.point));
+    Ok(())
+}
+
+/// Frees a service point handle. The service point stays in its manager. NULL, a freed
+/// handle or another kind of handle is ignored.
+///
+/// Ownership: consumes the handle; strings borrowed from it become invalid.
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_point_free(point: *mut sp_point) {
+    guard((), || {
+        drop(handles::remove_kind(point, |e| {
+            matches!(e, Entry::Point(_))
+        }));
+    })
+}
+
+/// The service point's address, "scheme://host[:port]" (default port omitted).
+///
+/// Ownership: *out_address is borrowed; valid until this handle is freed.
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_address(
+    point: *const sp_point,
+    out_address: *mut *const c_char,
+) -> sp_result {
+    call(|| {
+        let entry = self::point(point)?;
+        write(out(out_address, "out_address")?, entry.address.as_ptr());
+        Ok(())
+    })
+}
+
+/// Sets ConnectionLeaseTimeout in ms: -1 connections live forever (default); 0 every request
+/// carries "Connection: close" and gets a new connection; N a connection older than N ms (from
+/// its creation) is closed after its next request. Applies to existing connections too.
+///
+/// Thread safety: any thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (below -1; nothing changed).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_set_lease_timeout(point: *const sp_point, ms: i32) -> sp_result {
+    call(|| set(point, |p| p.set_lease_timeout(ms)))
+}
+
+/// Reads ConnectionLeaseTimeout (ms, -1 infinite) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_lease_timeout(point: *const sp_point, out_value: *mut i32) -> sp_result {
+    call(|| get(point, out_value, ServicePoint::lease_timeout_ms))
+}
+
+/// Sets ConnectionLimit: the most connections each connection group of this service point
+/// opens; further requests wait in FIFO order. Must be > 0. Raising it lets waiting requests
+/// open connections at once.
+///
+/// Thread safety: any thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_set_connection_limit(point: *const sp_point, limit: i32) -> sp_result {
+    call(|| set(point, |p| p.set_connection_limit(limit)))
+}
+
+/// Reads ConnectionLimit into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_connection_limit(
+    point: *const sp_point,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(point, out_value, |p| p.connection_limit() as i32))
+}
+
+/// Sets MaxIdleTime in ms (-1 infinite; must be >= -1): idle connections older than this are
+/// closed by a background reaper, without waiting for a request.
+///
+/// Thread safety: any thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_set_max_idle_time(point: *const sp_point, ms: i32) -> sp_result {
+    call(|| set(point, |p| p.set_max_idle_time(ms)))
+}
+
+/// Reads MaxIdleTime (ms) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_max_idle_time(point: *const sp_point, out_value: *mut i32) -> sp_result {
+    call(|| get(point, out_value, ServicePoint::max_idle_ms))
+}
+
+/// Caps the requests one connection serves (0 = no cap, the default; must be >= 0); the last
+/// allowed request carries "Connection: close". The server's Keep-Alive max also applies.
+///
+/// Thread safety: any thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_set_max_requests_per_connection(
+    point: *const sp_point,
+    max: i32,
+) -> sp_result {
+    call(|| set(point, |p| p.set_max_requests_per_connection(max)))
+}
+
+/// Reads the cap on requests per connection (0 = none) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_max_requests_per_connection(
+    point: *const sp_point,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(point, out_value, ServicePoint::max_requests_per_connection))
+}
+
+/// Reads CurrentConnections (open connections, all groups) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_current_connections(
+    point: *const sp_point,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(point, out_value, |p| p.current_connections() as i32))
+}
+
+/// Reads IdleSince: when the service point was created or last finished a request, as Unix
+/// time in milliseconds.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_idle_since(point: *const sp_point, out_unix_ms: *mut i64) -> sp_result {
+    call(|| get(point, out_unix_ms, |p| p.idle_since_unix_ms() as i64))
+}
+
+/// Fills *out_stats with a snapshot of the service point's statistics. The caller sets
+/// out_stats->struct_size first; only that many bytes are written.
+///
+/// Thread safety: any thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED, SP_E_INVALID_ARGUMENT
+/// (struct_size smaller than the struct_size field itself).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sp_get_statistics(
+    point: *const sp_point,
+    out_stats: *mut sp_statistics,
+) -> sp_result {
+    call(|| {
+        let entry = self::point(point)?;
+        let dst = out(out_stats, "out_stats")?;
+        // SAFETY: dst is non-null and, per the contract, points to at least struct_size bytes.
+        let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
+        if size < std::mem::size_of::<u32>() {
+            return Err(FfiError::new(
+                sp_result::SP_E_INVALID_ARGUMENT,
+                "out_stats->struct_size is too small",
+            ));
+        }
+        let s = entry.point.statistics();
+        let full = sp_statistics {
+            struct_size: size.min(std::mem::size_of::<sp_statistics>()) as u32,
+            open: s.open,
+            idle: s.idle,
+            busy: s.busy,
+            waiting: s.waiting,
+            connections_opened: s.connections_opened,
+            requests: s.requests,
+            reuses: s.reuses,
+            retries: s.retries,
+            closed_lease: s.closed_lease,
+            closed_idle: s.closed_idle,
+            closed_keep_alive_off: s.closed_keep_alive_off,
+            closed_server: s.closed_server,
+            closed_stale: s.closed_stale,
+            closed_error: s.closed_error,
+            closed_max_requests: s.closed_max_requests,
+            closed_group: s.closed_group,
+            closed_abandoned: s.closed_abandoned,
+        };
+        let n = size.min(std::mem::size_of::<sp_statistics>());
+        // SAFETY: copies n <= struct_size bytes into the caller's struct.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&full as *const sp_statistics).cast::<u8>(),
+                dst.cast::<u8>(),
+                n,
+            )
+        };
+        Ok(())
+    })
+}
+
+/// CloseConnectionGroup: closes the named group's idle connections now and its busy ones when
+/// their responses are released. The empty name is the default group. *out_existed (may be
+/// NULL) receives 1 if the group existed, else 0.
+///
+/// Thread safety: any thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (name), SP_E_INVALID_UTF8, SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sp_close_connection_group(
+    point: *const sp_point,
+    name: *const c_char,
+    out_existed: *mut i32,
+) -> sp_result {
+    call(|| {
+        let entry = self::point(point)?;
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let name = unsafe { text(name, "name") }?;
+        let existed = entry.point.close_connection_group(name);
+        if !out_existed.is_null() {
+            write(out_existed, existed as i32);
+        }
+        Ok(())
+    })
+}

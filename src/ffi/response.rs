@@ -1,0 +1,337 @@
+//! `sp_response_*`: status, headers, the streamed body, and release.
+
+use super::boundary::{FfiError, FfiResult, call, guard, out, text, write};
+use super::handles::{self, Entry, ResponseEntry};
+use super::result::sp_result;
+use crate::http1::Header;
+use std::ffi::{CString, c_char};
+
+/// A response: status, headers (wire order, repeats kept) and a body read as a stream. Its
+/// connection is taken until the body has been read to the end or the response is freed.
+/// Strings it hands out are borrowed until sp_response_free().
+/// Thread safety: may move between threads; calls on one response are serialized.
+pub struct sp_response {
+    _opaque: [u8; 0],
+}
+
+fn with(r: *const sp_response, f: impl FnOnce(&mut ResponseEntry) -> FfiResult) -> FfiResult {
+    let entry = handles::response(r)?;
+    let mut guard = entry.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut guard)
+}
+
+fn c_pairs(fields: &[Header]) -> Vec<(CString, CString)> {
+    let c = |b: &[u8]| {
+        CString::new(b.iter().copied().filter(|&x| x != 0).collect::<Vec<u8>>()).unwrap_or_default()
+    };
+    fields
+        .iter()
+        .map(|h| (c(h.name.as_bytes()), c(&h.value)))
+        .collect()
+}
+
+fn not_found(what: &str, name: &str) -> FfiError {
+    FfiError::new(
+        sp_result::SP_E_NOT_FOUND,
+        format!("no {what} named '{name}'"),
+    )
+}
+
+/// Frees a response. If its body was read to the end, the connection goes back to the pool;
+/// if a small remainder (up to 64 KiB, arriving within 100 ms) is unread, it is drained and
+/// the connection reused; otherwise the connection is closed. NULL, a freed handle or another
+/// kind of handle is ignored.
+///
+/// Ownership: consumes the handle; every string borrowed from it becomes invalid.
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_free(response: *mut sp_response) {
+    guard((), || {
+        drop(handles::remove_kind(response, |e| {
+            matches!(e, Entry::Response(_))
+        }));
+    })
+}
+
+/// Reads the status code (e.g. 200) into *out_status.
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_status(
+    response: *const sp_response,
+    out_status: *mut i32,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_status, "out_status")?;
+        with(response, |e| {
+            write(dst, e.response.status() as i32);
+            Ok(())
+        })
+    })
+}
+
+/// Reads the HTTP version into *out_version: 10 for HTTP/1.0, 11 for HTTP/1.1.
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_http_version(
+    response: *const sp_response,
+    out_version: *mut i32,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_version, "out_version")?;
+        with(response, |e| {
+            write(dst, 10 + e.response.head.minor_version as i32);
+            Ok(())
+        })
+    })
+}
+
+/// The reason phrase (e.g. "OK"; may be empty).
+///
+/// Ownership: *out_reason is borrowed until sp_response_free().
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_reason(
+    response: *const sp_response,
+    out_reason: *mut *const c_char,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_reason, "out_reason")?;
+        with(response, |e| {
+            write(dst, e.reason.as_ptr());
+            Ok(())
+        })
+    })
+}
+
+/// The first value of the header field `name` (case-insensitive).
+///
+/// Ownership: `name` borrowed; *out_value borrowed until sp_response_free().
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_NOT_FOUND.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sp_response_header(
+    response: *const sp_response,
+    name: *const c_char,
+    out_value: *mut *const c_char,
+) -> sp_result {
+    call(|| {
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let name = unsafe { text(name, "name") }?;
+        let dst = out(out_value, "out_value")?;
+        with(response, |e| {
+            let pairs = e
+                .headers
+                .get_or_insert_with(|| c_pairs(&e.response.head.headers));
+            let hit = e
+                .response
+                .head
+                .headers
+                .iter()
+                .position(|h| h.name.eq_ignore_ascii_case(name));
+            let i = hit.ok_or_else(|| not_found("header", name))?;
+            write(dst, pairs[i].1.as_ptr());
+            Ok(())
+        })
+    })
+}
+
+/// Reads the number of header fields into *out_count.
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_header_count(
+    response: *const sp_response,
+    out_count: *mut usize,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_count, "out_count")?;
+        with(response, |e| {
+            write(dst, e.response.head.headers.len());
+            Ok(())
+        })
+    })
+}
+
+/// The header field at `index` (0-based, wire order): name as received and value.
+///
+/// Ownership: *out_name and *out_value are borrowed until sp_response_free().
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_OUT_OF_RANGE (index >= count).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_header_at(
+    response: *const sp_response,
+    index: usize,
+    out_name: *mut *const c_char,
+    out_value: *mut *const c_char,
+) -> sp_result {
+    call(|| {
+        let (dn, dv) = (out(out_name, "out_name")?, out(out_value, "out_value")?);
+        with(response, |e| {
+            let pairs = e
+                .headers
+                .get_or_insert_with(|| c_pairs(&e.response.head.headers));
+            let (n, v) = pairs.get(index).ok_or_else(|| {
+                FfiError::new(
+                    sp_result::SP_E_OUT_OF_RANGE,
+                    format!("header index {index} >= count {}", pairs.len()),
+                )
+            })?;
+            write(dn, n.as_ptr());
+            write(dv, v.as_ptr());
+            Ok(())
+        })
+    })
+}
+
+/// The first value of the trailer field `name` of a chunked body; available once the body
+/// has been read to the end.
+///
+/// Ownership: *out_value borrowed until sp_response_free().
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_NOT_FOUND.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sp_response_trailer(
+    response: *const sp_response,
+    name: *const c_char,
+    out_value: *mut *const c_char,
+) -> sp_result {
+    call(|| {
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let name = unsafe { text(name, "name") }?;
+        let dst = out(out_value, "out_value")?;
+        with(response, |e| {
+            if e.trailers
+                .as_ref()
+                .is_none_or(|t| t.len() != e.response.trailers().len())
+            {
+                e.trailers = Some(c_pairs(e.response.trailers()));
+            }
+            let hit = e
+                .response
+                .trailers()
+                .iter()
+                .position(|h| h.name.eq_ignore_ascii_case(name));
+            let i = hit.ok_or_else(|| not_found("trailer", name))?;
+            write(
+                dst,
+                e.trailers
+                    .as_ref()
+                    .map_or(std::ptr::null(), |t| t[i].1.as_ptr()),
+            );
+            Ok(())
+        })
+    })
+}
+
+/// Reads up to `cap` body bytes into `buf`; *out_n receives the count, 0 meaning the end of
+/// the body (then the connection has gone back to the pool). Blocks until at least one byte,
+/// the end, or the request's read timeout. After an error the connection is closed.
+///
+/// Ownership: `buf` is borrowed for the call.
+/// Blocking: parks only the calling thread.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
+/// SP_E_CONNECTION_CLOSED, SP_E_IO.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sp_response_read(
+    response: *const sp_response,
+    buf: *mut u8,
+    cap: usize,
+    out_n: *mut usize,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_n, "out_n")?;
+        if buf.is_null() && cap > 0 {
+            return Err(FfiError::new(sp_result::SP_E_NULL_POINTER, "buf is NULL"));
+        }
+        with(response, |e| {
+            let slice: &mut [u8] = if cap == 0 {
+                &mut []
+            } else {
+                // SAFETY: buf points to cap writable bytes per the contract.
+                unsafe { std::slice::from_raw_parts_mut(buf, cap) }
+            };
+            let n = e.response.read(slice)?;
+            write(dst, n);
+            Ok(())
+        })
+    })
+}
+
+/// Reads the rest of the body into memory owned by the response: *out_data and *out_len
+/// describe all body bytes not yet read with sp_response_read().
+///
+/// Ownership: *out_data is borrowed until sp_response_free() (NULL-safe to ignore when
+/// *out_len is 0).
+/// Blocking: until the end of the body (each wait bounded by the read timeout).
+/// Errors: as sp_response_read().
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_read_all(
+    response: *const sp_response,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
+) -> sp_result {
+    call(|| {
+        let (dd, dl) = (out(out_data, "out_data")?, out(out_len, "out_len")?);
+        with(response, |e| {
+            let mut body = std::mem::take(&mut e.body);
+            let result = e.response.read_to_end(&mut body);
+            e.body = body;
+            result?;
+            write(dd, e.body.as_ptr());
+            write(dl, e.body.len());
+            Ok(())
+        })
+    })
+}
+
+/// Reads the id of the connection that served the response into *out_id (unique in the
+/// process; equal ids mean a reused connection).
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_connection_id(
+    response: *const sp_response,
+    out_id: *mut u64,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_id, "out_id")?;
+        with(response, |e| {
+            write(dst, e.response.connection_id);
+            Ok(())
+        })
+    })
+}
+
+/// Reads the client-side port of the connection that served the response (what the server
+/// sees as the peer port) into *out_port.
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_local_port(
+    response: *const sp_response,
+    out_port: *mut i32,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_port, "out_port")?;
+        with(response, |e| {
+            write(dst, e.response.local_port as i32);
+            Ok(())
+        })
+    })
+}
+
+/// Reads 1 into *out_reused if the response came on a reused (kept-alive) connection, else 0.
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_connection_reused(
+    response: *const sp_response,
+    out_reused: *mut i32,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_reused, "out_reused")?;
+        with(response, |e| {
+            write(dst, e.response.reused as i32);
+            Ok(())
+        })
+    })
+}
