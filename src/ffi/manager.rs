@@ -66,7 +66,7 @@ pub extern "C" fn sp_manager_free(manager: *mut sp_manager) {
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_INVALID_URL,
 /// SP_E_UNSUPPORTED_SCHEME, SP_E_TOO_MANY_SERVICE_POINTS, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_find(
+pub extern "C" fn sp_find(
     manager: *const sp_manager,
     uri: *const c_char,
     out_point: *mut *mut sp_point,

@@ -213,7 +213,7 @@ pub extern "C" fn sp_get_idle_since(point: *const sp_point, out_unix_ms: *mut i6
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED, SP_E_INVALID_ARGUMENT
 /// (struct_size smaller than the struct_size field itself).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_get_statistics(
+pub extern "C" fn sp_get_statistics(
     point: *const sp_point,
     out_stats: *mut sp_statistics,
 ) -> sp_result {
@@ -269,7 +269,7 @@ pub unsafe extern "C" fn sp_get_statistics(
 /// Thread safety: any thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (name), SP_E_INVALID_UTF8, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_close_connection_group(
+pub extern "C" fn sp_close_connection_group(
     point: *const sp_point,
     name: *const c_char,
     out_existed: *mut i32,

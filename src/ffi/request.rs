@@ -64,7 +64,7 @@ fn with_request(
 /// Errors: SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_INVALID_ARGUMENT (method),
 /// SP_E_INVALID_URL, SP_E_UNSUPPORTED_SCHEME.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_http_request_new(
+pub extern "C" fn sp_http_request_new(
     method: *const c_char,
     url: *const c_char,
     out_request: *mut *mut sp_http_request,
@@ -104,7 +104,7 @@ pub extern "C" fn sp_http_request_free(request: *mut sp_http_request) {
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8 (name),
 /// SP_E_INVALID_ARGUMENT (bad name, CR/LF in value, framing header).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_http_request_add_header(
+pub extern "C" fn sp_http_request_add_header(
     request: *const sp_http_request,
     name: *const c_char,
     value: *const c_char,
@@ -129,7 +129,7 @@ pub unsafe extern "C" fn sp_http_request_add_header(
 ///
 /// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_http_request_set_body(
+pub extern "C" fn sp_http_request_set_body(
     request: *const sp_http_request,
     data: *const u8,
     len: usize,
@@ -257,7 +257,7 @@ pub extern "C" fn sp_http_request_set_read_timeout(
 /// Ownership: copied. Thread safety: see sp_http_request.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_http_request_set_connection_group(
+pub extern "C" fn sp_http_request_set_connection_group(
     request: *const sp_http_request,
     name: *const c_char,
 ) -> sp_result {

@@ -110,7 +110,7 @@ pub extern "C" fn sp_response_reason(
 /// Ownership: `name` borrowed; *out_value borrowed until sp_response_free().
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_NOT_FOUND.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_response_header(
+pub extern "C" fn sp_response_header(
     response: *const sp_response,
     name: *const c_char,
     out_value: *mut *const c_char,
@@ -189,7 +189,7 @@ pub extern "C" fn sp_response_header_at(
 /// Ownership: *out_value borrowed until sp_response_free().
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_NOT_FOUND.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_response_trailer(
+pub extern "C" fn sp_response_trailer(
     response: *const sp_response,
     name: *const c_char,
     out_value: *mut *const c_char,
@@ -231,7 +231,7 @@ pub unsafe extern "C" fn sp_response_trailer(
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
 /// SP_E_CONNECTION_CLOSED, SP_E_IO.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sp_response_read(
+pub extern "C" fn sp_response_read(
     response: *const sp_response,
     buf: *mut u8,
     cap: usize,
