@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test: lints, Rust unit and integration tests, the header freshness check, the
+# C tests under ctest (AddressSanitizer, valgrind, header compile checks), and the Python
+# binding's tests. Works from any directory on a fresh Debian machine with Rust.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+bash tests/deps.sh
+
+echo "== lint"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+
+echo "== build and header freshness"
+cargo build --locked
+if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+  if ! git diff --exit-code -- include/servicepoint.h; then
+    echo "include/servicepoint.h differs from the header build.rs generates: commit the new one" >&2
+    exit 1
+  fi
+fi
+
+echo "== Rust tests"
+cargo test --locked
+
+echo "== C tests (ctest)"
+cmake -S tests/c -B target/ctest -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build target/ctest -j 2
+ctest --test-dir target/ctest --output-on-failure
+
+if [ -d bindings/python/tests ]; then
+  echo "== Python binding"
+  SERVICEPOINT_LIB="$ROOT/target/debug/libservicepoint.so" python3 -m pytest -q bindings/python/tests
+fi
