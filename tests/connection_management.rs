@@ -312,7 +312,7 @@ fn keep_alive_off_per_request_and_by_default() {
 
 fn stale_run(rst: bool) {
     let options = Options {
-        idle_close: Some(Duration::from_millis(40)),
+        idle_close: Some(Duration::from_millis(25)),
         idle_close_rst: rst,
     };
     let server = TestServer::start_with(options, |_| Reply::ok("fresh"));
@@ -328,12 +328,15 @@ fn stale_run(rst: bool) {
             }
             Err(_) => failures += 1,
         }
-        std::thread::sleep(Duration::from_millis(55));
+        // The server closes after 25-45 ms idle (its poll granularity is 20 ms).
+        std::thread::sleep(Duration::from_millis(75));
     }
     assert_eq!(failures, 0);
     assert_eq!(server.requests().len(), 50);
     let stats = m.find(&server.url("/")).unwrap().statistics();
-    assert!(stats.closed_stale >= 45, "{stats:?}");
+    // Nearly every reuse found the connection dead; under heavy load a few may be caught by
+    // the retry instead, and none may surface.
+    assert!(stats.closed_stale >= 40, "{stats:?}");
 }
 
 #[test]
