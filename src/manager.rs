@@ -18,8 +18,14 @@ use std::time::Instant;
 pub const DEFAULT_CONNECTION_LIMIT: i32 = 2;
 pub const DEFAULT_MAX_IDLE_MS: i32 = 100_000;
 
+/// Service points memoised by the raw `scheme://authority` prefix of the URLs looked up, so a
+/// repeated `find` costs one hash lookup instead of a URL parse. Weak, so that an entry does
+/// not keep an evicted point alive or count as a user; cleared when it outgrows this.
+const ORIGIN_MEMO_MAX: usize = 16 * 1024;
+
 struct Inner {
     points: Mutex<HashMap<Origin, Arc<ServicePoint>>>,
+    origin_memo: Mutex<HashMap<String, Weak<ServicePoint>>>,
     default_connection_limit: AtomicI32,
     max_service_points: AtomicI32,
     max_point_idle_ms: AtomicI32,
@@ -42,6 +48,7 @@ impl Manager {
     pub fn new() -> Self {
         let inner = Arc::new(Inner {
             points: Mutex::new(HashMap::new()),
+            origin_memo: Mutex::new(HashMap::new()),
             default_connection_limit: AtomicI32::new(DEFAULT_CONNECTION_LIMIT),
             max_service_points: AtomicI32::new(0),
             max_point_idle_ms: AtomicI32::new(DEFAULT_MAX_IDLE_MS),
@@ -59,8 +66,31 @@ impl Manager {
 
     /// The service point for the URI's origin, created with the current defaults if needed.
     pub fn find(&self, uri: &str) -> Result<Arc<ServicePoint>> {
-        let target = origin::parse(uri)?;
-        self.find_origin(&target.origin)
+        let Some(prefix) = origin::authority_prefix(uri) else {
+            return self.find_origin(&origin::parse(uri)?.origin);
+        };
+        let memoised = {
+            let memo = self
+                .inner
+                .origin_memo
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            memo.get(prefix).and_then(Weak::upgrade)
+        };
+        if let Some(point) = memoised.filter(|p| !p.is_closed()) {
+            return Ok(point);
+        }
+        let point = self.find_origin(&origin::parse(prefix)?.origin)?;
+        let mut memo = self
+            .inner
+            .origin_memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= ORIGIN_MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(prefix.to_string(), Arc::downgrade(&point));
+        Ok(point)
     }
 
     pub fn find_origin(&self, origin: &Origin) -> Result<Arc<ServicePoint>> {

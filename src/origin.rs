@@ -69,6 +69,19 @@ pub struct Target {
     pub path_and_query: String,
 }
 
+/// The `scheme://authority` prefix of a URL, as the WHATWG URL parser delimits it (the
+/// authority ends at `/`, `\\`, `?` or `#`), after trimming surrounding whitespace. The origin
+/// of a URL depends on this prefix alone, so parsing the prefix gives the same origin as
+/// parsing the whole URL; the manager memoises origins by it.
+pub fn authority_prefix(uri: &str) -> Option<&str> {
+    let uri = uri.trim();
+    let start = uri.find("://")? + 3;
+    let end = uri[start..]
+        .find(['/', '\\', '?', '#'])
+        .map_or(uri.len(), |i| start + i);
+    Some(&uri[..end])
+}
+
 /// Parses an absolute http or https URL.
 pub fn parse(uri: &str) -> Result<Target> {
     let url = Url::parse(uri.trim())
@@ -130,6 +143,25 @@ mod tests {
         assert_eq!(t.origin.connect_host(), "::1");
         assert_eq!(t.path_and_query, "/");
         assert_eq!(parse("https://h").unwrap().origin.port, 443);
+    }
+
+    #[test]
+    fn prefix_gives_the_same_origin_as_the_whole_url() {
+        for uri in [
+            "http://Example.com:80/a?b#c",
+            "  HTTP://user:pw@host:8080?q",
+            "http://h\\path",
+            "https://[::1]#frag",
+            "http://h",
+        ] {
+            let prefix = authority_prefix(uri).unwrap();
+            assert_eq!(
+                parse(prefix).unwrap().origin,
+                parse(uri).unwrap().origin,
+                "{uri}"
+            );
+        }
+        assert_eq!(authority_prefix("no scheme"), None);
     }
 
     #[test]

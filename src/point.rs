@@ -191,6 +191,11 @@ impl ServicePoint {
         }
     }
 
+    /// True once the point was evicted or its manager freed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
     pub fn check_open(&self) -> Result<()> {
         if self.closed.load(Relaxed) {
             return Err(Error::new(
