@@ -694,13 +694,14 @@ sp_result sp_response_trailer(const struct sp_response *response,
                               const char **out_value);
 
 /**
- * Reads up to `cap` body bytes into `buf`; *out_n receives the count, 0 meaning the end of
- * the body (then the connection has gone back to the pool). Blocks until at least one byte,
+ * Reads up to `cap` (> 0) body bytes into `buf`; *out_n receives the count, 0 meaning the end
+ * of the body (then the connection has gone back to the pool). Blocks until at least one byte,
  * the end, or the request's read timeout. After an error the connection is closed.
  *
  * Ownership: `buf` is borrowed for the call.
  * Blocking: parks only the calling thread.
- * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (cap 0, which would
+ * be indistinguishable from the end), SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
  * SP_E_CONNECTION_CLOSED, SP_E_IO.
  */
 sp_result sp_response_read(const struct sp_response *response,
@@ -710,7 +711,8 @@ sp_result sp_response_read(const struct sp_response *response,
 
 /**
  * Reads the rest of the body into memory owned by the response: *out_data and *out_len
- * describe all body bytes not yet read with sp_response_read().
+ * describe all body bytes not yet read with sp_response_read(). A second call returns the
+ * same bytes again (nothing more remains to read).
  *
  * Ownership: *out_data is borrowed until sp_response_free() (NULL-safe to ignore when
  * *out_len is 0).

@@ -222,13 +222,14 @@ pub extern "C" fn sp_response_trailer(
     })
 }
 
-/// Reads up to `cap` body bytes into `buf`; *out_n receives the count, 0 meaning the end of
-/// the body (then the connection has gone back to the pool). Blocks until at least one byte,
+/// Reads up to `cap` (> 0) body bytes into `buf`; *out_n receives the count, 0 meaning the end
+/// of the body (then the connection has gone back to the pool). Blocks until at least one byte,
 /// the end, or the request's read timeout. After an error the connection is closed.
 ///
 /// Ownership: `buf` is borrowed for the call.
 /// Blocking: parks only the calling thread.
-/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (cap 0, which would
+/// be indistinguishable from the end), SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
 /// SP_E_CONNECTION_CLOSED, SP_E_IO.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_response_read(
@@ -239,16 +240,15 @@ pub extern "C" fn sp_response_read(
 ) -> sp_result {
     call(|| {
         let dst = out(out_n, "out_n")?;
-        if buf.is_null() && cap > 0 {
+        if buf.is_null() {
             return Err(FfiError::new(sp_result::SP_E_NULL_POINTER, "buf is NULL"));
         }
+        if cap == 0 {
+            return Err(FfiError::new(sp_result::SP_E_INVALID_ARGUMENT, "cap is 0"));
+        }
         with(response, |e| {
-            let slice: &mut [u8] = if cap == 0 {
-                &mut []
-            } else {
-                // SAFETY: buf points to cap writable bytes per the contract.
-                unsafe { std::slice::from_raw_parts_mut(buf, cap) }
-            };
+            // SAFETY: buf points to cap writable bytes per the contract.
+            let slice = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
             let n = e.response.read(slice)?;
             write(dst, n);
             Ok(())
@@ -257,7 +257,8 @@ pub extern "C" fn sp_response_read(
 }
 
 /// Reads the rest of the body into memory owned by the response: *out_data and *out_len
-/// describe all body bytes not yet read with sp_response_read().
+/// describe all body bytes not yet read with sp_response_read(). A second call returns the
+/// same bytes again (nothing more remains to read).
 ///
 /// Ownership: *out_data is borrowed until sp_response_free() (NULL-safe to ignore when
 /// *out_len is 0).

@@ -1,0 +1,390 @@
+"""Loading of libservicepoint and the ctypes declarations of every C function.
+
+Every function of ``include/servicepoint.h`` is declared here with ``argtypes`` and
+``restype``. Handles are opaque pointers (``c_void_p``); fallible functions return
+``int32_t`` and get an ``errcheck`` that raises the matching
+:class:`~servicepoint.errors.ServicePointError` subclass, reading ``sp_last_error()`` and
+``sp_last_error_request_sent()`` immediately, on the calling thread (both are thread-local).
+
+``ctypes.CDLL`` releases the GIL for the duration of each call, so blocking calls
+(``sp_request``, ``sp_response_read``) let other Python threads run.
+
+Where the library is looked for, in order:
+
+1. ``$SERVICEPOINT_LIB`` (a full path; if set, it must load);
+2. the shared library beside this package (``servicepoint/libservicepoint.so``);
+3. the repository's build directories, found relative to this file when it runs from the
+   source tree: ``$CARGO_TARGET_DIR/{release,debug}``, ``target/release``, ``target/debug``;
+4. ``ctypes.util.find_library("servicepoint")``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import operator
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import errors
+
+#: The ABI version this binding was written for (SP_ABI_VERSION in the header).
+ABI_VERSION = 1
+
+#: Result code of success.
+SP_OK = 0
+#: The infinite duration for every millisecond setting.
+SP_INFINITE = -1
+
+if sys.platform == "darwin":
+    LIBRARY_FILE = "libservicepoint.dylib"
+elif sys.platform == "win32":
+    LIBRARY_FILE = "servicepoint.dll"
+else:
+    LIBRARY_FILE = "libservicepoint.so"
+
+ENV_VAR = "SERVICEPOINT_LIB"
+
+
+def _source_root(here: Path) -> Optional[Path]:
+    """The repository root when this file runs from the source tree
+    (<repo>/bindings/python/servicepoint/_native.py), else None."""
+    if len(here.parents) < 3:
+        return None
+    root = here.parents[2]
+    if here.parent.name == "python" and (root / "Cargo.toml").is_file():
+        return root
+    return None
+
+
+def _candidates() -> List[Tuple[str, str]]:
+    """(description, path) pairs, in search order, excluding the environment variable."""
+    here = Path(__file__).resolve().parent
+    cands: List[Tuple[str, str]] = [("beside the package", str(here / LIBRARY_FILE))]
+    target_dirs: List[Path] = []
+    env_target = os.environ.get("CARGO_TARGET_DIR")
+    if env_target:
+        target_dirs.append(Path(env_target))
+    root = _source_root(here)
+    if root is not None:
+        target_dirs.append(root / "target")
+    for target in target_dirs:
+        for profile in ("release", "debug"):
+            cands.append(("build dir", str(target / profile / LIBRARY_FILE)))
+    return cands
+
+
+def _load() -> Tuple[ctypes.CDLL, str]:
+    env = os.environ.get(ENV_VAR)
+    if env:
+        try:
+            return ctypes.CDLL(env), env
+        except OSError as exc:
+            raise ImportError(
+                "servicepoint: cannot load the library named by ${}={!r}: {}".format(
+                    ENV_VAR, env, exc
+                )
+            ) from exc
+    tried: List[str] = ["${} (not set)".format(ENV_VAR)]
+    if _source_root(Path(__file__).resolve().parent) is None:
+        tried.append("repository build dirs target/release, target/debug (not run from the source tree)")
+    for what, path in _candidates():
+        if not os.path.exists(path):
+            tried.append("{} ({}: not found)".format(path, what))
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as exc:
+            tried.append("{} ({}: {})".format(path, what, exc))
+    found = ctypes.util.find_library("servicepoint")
+    if found:
+        try:
+            return ctypes.CDLL(found), found
+        except OSError as exc:
+            tried.append("ctypes.util.find_library: {} ({})".format(found, exc))
+    else:
+        tried.append("ctypes.util.find_library('servicepoint') (not found)")
+    raise ImportError(
+        "servicepoint: cannot find {}. Build it with `cargo build` in the repository, or set "
+        "${} to its full path. Looked in:\n  {}".format(LIBRARY_FILE, ENV_VAR, "\n  ".join(tried))
+    )
+
+
+lib, LIBRARY_PATH = _load()
+
+
+# --- types -------------------------------------------------------------------------------
+
+c_int32_p = ctypes.POINTER(ctypes.c_int32)
+c_int64_p = ctypes.POINTER(ctypes.c_int64)
+c_uint64_p = ctypes.POINTER(ctypes.c_uint64)
+c_size_t_p = ctypes.POINTER(ctypes.c_size_t)
+c_void_p_p = ctypes.POINTER(ctypes.c_void_p)
+c_char_p_p = ctypes.POINTER(ctypes.c_char_p)
+
+# Opaque handles: struct sp_manager *, sp_point *, sp_http_request *, sp_response *.
+manager_p = ctypes.c_void_p
+point_p = ctypes.c_void_p
+request_p = ctypes.c_void_p
+response_p = ctypes.c_void_p
+
+
+class sp_statistics(ctypes.Structure):
+    """struct sp_statistics (set struct_size before sp_get_statistics)."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("open", ctypes.c_uint64),
+        ("idle", ctypes.c_uint64),
+        ("busy", ctypes.c_uint64),
+        ("waiting", ctypes.c_uint64),
+        ("connections_opened", ctypes.c_uint64),
+        ("requests", ctypes.c_uint64),
+        ("reuses", ctypes.c_uint64),
+        ("retries", ctypes.c_uint64),
+        ("closed_lease", ctypes.c_uint64),
+        ("closed_idle", ctypes.c_uint64),
+        ("closed_keep_alive_off", ctypes.c_uint64),
+        ("closed_server", ctypes.c_uint64),
+        ("closed_stale", ctypes.c_uint64),
+        ("closed_error", ctypes.c_uint64),
+        ("closed_max_requests", ctypes.c_uint64),
+        ("closed_group", ctypes.c_uint64),
+        ("closed_abandoned", ctypes.c_uint64),
+    ]
+
+
+#: typedef int32_t (*sp_body_read_cb)(void *userdata, uint8_t *buf, size_t cap, size_t *out_n);
+sp_body_read_cb = ctypes.CFUNCTYPE(
+    ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p
+)
+
+
+# --- declarations ------------------------------------------------------------------------
+
+#: Every declared function: name -> ctypes function object (with argtypes/restype set).
+FUNCTIONS: Dict[str, Any] = {}
+
+
+def _decode(raw: Optional[bytes]) -> str:
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def _check(result: int, func: Any, args: Sequence[Any]) -> int:
+    """errcheck of every fallible function: raise on a non-zero sp_result.
+
+    Runs on the calling thread right after the C call returned, so the thread-local last
+    error is the one of this call.
+    """
+    if result != SP_OK:
+        message = _decode(lib.sp_last_error())
+        sent = bool(lib.sp_last_error_request_sent())
+        if not message:
+            message = _decode(lib.sp_strerror(result))
+        name = getattr(func, "__name__", None)
+        raise errors.error_from_code(result, message, sent, name)
+    return result
+
+
+def _declare(
+    name: str,
+    argtypes: Sequence[Any],
+    restype: Any = ctypes.c_int32,
+    check: bool = True,
+) -> Any:
+    func = getattr(lib, name)
+    func.argtypes = list(argtypes)
+    func.restype = restype
+    if check:
+        func.errcheck = _check
+    FUNCTIONS[name] = func
+    return func
+
+
+# Errors and version (infallible; declared first because _check uses them).
+sp_version = _declare("sp_version", [], ctypes.c_char_p, check=False)
+sp_abi_version = _declare("sp_abi_version", [], ctypes.c_uint32, check=False)
+sp_strerror = _declare("sp_strerror", [ctypes.c_int32], ctypes.c_char_p, check=False)
+sp_last_error = _declare("sp_last_error", [], ctypes.c_char_p, check=False)
+sp_last_error_request_sent = _declare(
+    "sp_last_error_request_sent", [], ctypes.c_int32, check=False
+)
+
+_abi = sp_abi_version()
+if _abi != ABI_VERSION:
+    raise ImportError(
+        "servicepoint: {} has ABI version {}, but this binding was written for ABI version {}".format(
+            LIBRARY_PATH, _abi, ABI_VERSION
+        )
+    )
+
+# Manager.
+sp_manager_new = _declare("sp_manager_new", [c_void_p_p])
+sp_manager_free = _declare("sp_manager_free", [manager_p], None, check=False)
+sp_find = _declare("sp_find", [manager_p, ctypes.c_char_p, c_void_p_p])
+sp_manager_set_default_connection_limit = _declare(
+    "sp_manager_set_default_connection_limit", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_default_connection_limit = _declare(
+    "sp_manager_get_default_connection_limit", [manager_p, c_int32_p]
+)
+sp_manager_set_max_service_points = _declare(
+    "sp_manager_set_max_service_points", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_max_service_points = _declare(
+    "sp_manager_get_max_service_points", [manager_p, c_int32_p]
+)
+sp_manager_set_max_idle_time = _declare(
+    "sp_manager_set_max_idle_time", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_max_idle_time = _declare("sp_manager_get_max_idle_time", [manager_p, c_int32_p])
+sp_manager_set_keep_alive_default = _declare(
+    "sp_manager_set_keep_alive_default", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_keep_alive_default = _declare(
+    "sp_manager_get_keep_alive_default", [manager_p, c_int32_p]
+)
+sp_manager_get_service_point_count = _declare(
+    "sp_manager_get_service_point_count", [manager_p, c_int32_p]
+)
+
+# Service point.
+sp_point_free = _declare("sp_point_free", [point_p], None, check=False)
+sp_get_address = _declare("sp_get_address", [point_p, c_char_p_p])
+sp_set_lease_timeout = _declare("sp_set_lease_timeout", [point_p, ctypes.c_int32])
+sp_get_lease_timeout = _declare("sp_get_lease_timeout", [point_p, c_int32_p])
+sp_set_connection_limit = _declare("sp_set_connection_limit", [point_p, ctypes.c_int32])
+sp_get_connection_limit = _declare("sp_get_connection_limit", [point_p, c_int32_p])
+sp_set_max_idle_time = _declare("sp_set_max_idle_time", [point_p, ctypes.c_int32])
+sp_get_max_idle_time = _declare("sp_get_max_idle_time", [point_p, c_int32_p])
+sp_set_max_requests_per_connection = _declare(
+    "sp_set_max_requests_per_connection", [point_p, ctypes.c_int32]
+)
+sp_get_max_requests_per_connection = _declare(
+    "sp_get_max_requests_per_connection", [point_p, c_int32_p]
+)
+sp_get_current_connections = _declare("sp_get_current_connections", [point_p, c_int32_p])
+sp_get_idle_since = _declare("sp_get_idle_since", [point_p, c_int64_p])
+sp_get_statistics = _declare(
+    "sp_get_statistics", [point_p, ctypes.POINTER(sp_statistics)]
+)
+sp_close_connection_group = _declare(
+    "sp_close_connection_group", [point_p, ctypes.c_char_p, c_int32_p]
+)
+
+# Request description.
+sp_http_request_new = _declare(
+    "sp_http_request_new", [ctypes.c_char_p, ctypes.c_char_p, c_void_p_p]
+)
+sp_http_request_free = _declare("sp_http_request_free", [request_p], None, check=False)
+sp_http_request_add_header = _declare(
+    "sp_http_request_add_header", [request_p, ctypes.c_char_p, ctypes.c_char_p]
+)
+sp_http_request_set_body = _declare(
+    "sp_http_request_set_body", [request_p, ctypes.c_void_p, ctypes.c_size_t]
+)
+sp_http_request_set_body_reader = _declare(
+    "sp_http_request_set_body_reader", [request_p, sp_body_read_cb, ctypes.c_void_p]
+)
+sp_http_request_set_keep_alive = _declare(
+    "sp_http_request_set_keep_alive", [request_p, ctypes.c_int32]
+)
+sp_http_request_set_timeout = _declare("sp_http_request_set_timeout", [request_p, ctypes.c_int32])
+sp_http_request_set_read_timeout = _declare(
+    "sp_http_request_set_read_timeout", [request_p, ctypes.c_int32]
+)
+sp_http_request_set_connection_group = _declare(
+    "sp_http_request_set_connection_group", [request_p, ctypes.c_char_p]
+)
+sp_http_request_set_retryable = _declare(
+    "sp_http_request_set_retryable", [request_p, ctypes.c_int32]
+)
+sp_request = _declare("sp_request", [manager_p, request_p, c_void_p_p])
+
+# Response.
+sp_response_free = _declare("sp_response_free", [response_p], None, check=False)
+sp_response_status = _declare("sp_response_status", [response_p, c_int32_p])
+sp_response_http_version = _declare("sp_response_http_version", [response_p, c_int32_p])
+sp_response_reason = _declare("sp_response_reason", [response_p, c_char_p_p])
+sp_response_header = _declare(
+    "sp_response_header", [response_p, ctypes.c_char_p, c_char_p_p]
+)
+sp_response_header_count = _declare("sp_response_header_count", [response_p, c_size_t_p])
+sp_response_header_at = _declare(
+    "sp_response_header_at", [response_p, ctypes.c_size_t, c_char_p_p, c_char_p_p]
+)
+sp_response_trailer = _declare(
+    "sp_response_trailer", [response_p, ctypes.c_char_p, c_char_p_p]
+)
+sp_response_read = _declare(
+    "sp_response_read", [response_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_response_read_all = _declare(
+    "sp_response_read_all", [response_p, c_void_p_p, c_size_t_p]
+)
+sp_response_connection_id = _declare("sp_response_connection_id", [response_p, c_uint64_p])
+sp_response_local_port = _declare("sp_response_local_port", [response_p, c_int32_p])
+sp_response_connection_reused = _declare(
+    "sp_response_connection_reused", [response_p, c_int32_p]
+)
+
+
+def library_version() -> str:
+    """The library's version string, e.g. ``"servicepoint/0.1.0"``."""
+    return _decode(sp_version())
+
+
+def strerror(code: int) -> str:
+    """The library's fixed text for a result code."""
+    return _decode(sp_strerror(code))
+
+
+# --- small helpers shared by the wrapper classes ------------------------------------------
+
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+
+
+def to_i32(value: Any, what: str) -> int:
+    """Checks that ``value`` is an integer that fits int32_t (ctypes would silently
+    truncate), raising OutOfRangeError (a ValueError) if not and TypeError for non-ints."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError("{} must be an int, not {}".format(what, type(value).__name__)) from None
+    if not _INT32_MIN <= number <= _INT32_MAX:
+        raise errors.OutOfRangeError(4, "{} {} does not fit in int32_t".format(what, number))
+    return number
+
+
+def out_handle(pointer: ctypes.c_void_p, what: str) -> int:
+    """The handle a successful call wrote to an out-parameter (never NULL on SP_OK)."""
+    if not pointer.value:
+        raise errors.PanicError(22, "{} returned SP_OK but no handle".format(what))
+    return int(pointer.value)
+
+
+def encode(text: Any, what: str) -> bytes:
+    """str -> UTF-8 bytes for a ``const char *`` argument (bytes pass through)."""
+    if isinstance(text, str):
+        data = text.encode("utf-8")
+    elif isinstance(text, (bytes, bytearray)):
+        data = bytes(text)
+    else:
+        raise TypeError("{} must be str or bytes, not {}".format(what, type(text).__name__))
+    if b"\0" in data:
+        raise errors.InvalidArgumentError(1, "{} contains a NUL character".format(what))
+    return data
+
+
+def decode_field(raw: Optional[bytes]) -> str:
+    """Decodes a header/trailer field from the wire: UTF-8 if valid, else ISO-8859-1
+    (as http.client does), so no byte is lost."""
+    if not raw:
+        return ""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("iso-8859-1")

@@ -1,0 +1,261 @@
+"""The :class:`Response` of a request: head, streamed body, trailers."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Iterator, List, Optional, Tuple
+
+from . import _native as n
+from .errors import InvalidHandleError, NotFoundError
+
+__all__ = ["Response", "DEFAULT_CHUNK_SIZE"]
+
+#: Default chunk size of ``for chunk in response`` / :meth:`Response.iter_chunks`.
+DEFAULT_CHUNK_SIZE = 64 * 1024
+
+
+class Response:
+    """A response: status, headers (wire order, repeats kept) and a body read as a stream.
+
+    The connection that carries the response stays taken (it counts against the service
+    point's connection limit) until the body has been read to the end or the response is
+    closed, so close responses promptly, best with ``with``::
+
+        with manager.request("GET", url) as resp:
+            data = resp.read()
+
+    :meth:`close` frees the native response: a fully read body has already returned the
+    connection to the pool; a short unread remainder is drained so the connection can be
+    reused, a long one closes the connection. Closing twice is safe. The head (status,
+    reason, headers, connection info) stays readable after :meth:`close`; body reads and
+    trailers do not.
+
+    Instances are created by :meth:`ServicePointManager.request`, not directly. A response
+    may move between threads, but should not be read from two threads at once.
+    """
+
+    def __init__(self, handle: int, owner: Any = None) -> None:
+        self._handle: Optional[int] = handle
+        # Keeps the manager object alive while the response is (its finalizer would free it).
+        self._owner = owner
+        self._eof = False
+        try:
+            self._status = self._get_i32(n.sp_response_status)
+            self._http_version = self._get_i32(n.sp_response_http_version)
+            reason = ctypes.c_char_p()
+            n.sp_response_reason(handle, ctypes.byref(reason))
+            self._reason = n.decode_field(reason.value)
+            count = ctypes.c_size_t()
+            n.sp_response_header_count(handle, ctypes.byref(count))
+            headers: List[Tuple[str, str]] = []
+            name, value = ctypes.c_char_p(), ctypes.c_char_p()
+            for index in range(count.value):
+                n.sp_response_header_at(handle, index, ctypes.byref(name), ctypes.byref(value))
+                headers.append((n.decode_field(name.value), n.decode_field(value.value)))
+            self._headers = headers
+            conn_id = ctypes.c_uint64()
+            n.sp_response_connection_id(handle, ctypes.byref(conn_id))
+            self._connection_id = conn_id.value
+            self._connection_reused = bool(self._get_i32(n.sp_response_connection_reused))
+            self._local_port = self._get_i32(n.sp_response_local_port)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- head ----------------------------------------------------------------------------
+
+    def _get_i32(self, func: Any) -> int:
+        value = ctypes.c_int32()
+        func(self._live(), ctypes.byref(value))
+        return value.value
+
+    def _live(self) -> int:
+        handle = self._handle
+        if handle is None:
+            raise InvalidHandleError(5, "the response is closed")
+        return handle
+
+    @property
+    def status(self) -> int:
+        """The status code, e.g. 200."""
+        return self._status
+
+    @property
+    def reason(self) -> str:
+        """The reason phrase, e.g. ``"OK"`` (may be empty)."""
+        return self._reason
+
+    @property
+    def http_version(self) -> str:
+        """The response's HTTP version: ``"1.0"`` or ``"1.1"``."""
+        return "{}.{}".format(self._http_version // 10, self._http_version % 10)
+
+    @property
+    def headers(self) -> List[Tuple[str, str]]:
+        """The header fields as (name, value) pairs in wire order, names as received,
+        repeats kept (a copy)."""
+        return list(self._headers)
+
+    def header(self, name: str) -> Optional[str]:
+        """The first value of header field ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self._headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def header_all(self, name: str) -> List[str]:
+        """Every value of header field ``name`` (case-insensitive), in wire order."""
+        wanted = name.lower()
+        return [value for key, value in self._headers if key.lower() == wanted]
+
+    @property
+    def connection_id(self) -> int:
+        """Id of the connection that served the response (unique in the process; equal ids
+        mean a reused connection)."""
+        return self._connection_id
+
+    @property
+    def connection_reused(self) -> bool:
+        """True if the response came on a reused (kept-alive) connection."""
+        return self._connection_reused
+
+    @property
+    def local_port(self) -> int:
+        """The client-side port of the connection (the peer port the server saw)."""
+        return self._local_port
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._handle is None
+
+    def trailer(self, name: str) -> Optional[str]:
+        """The first value of trailer field ``name`` of a chunked body (case-insensitive),
+        or None. Trailers are known once the body has been read to the end."""
+        value = ctypes.c_char_p()
+        try:
+            n.sp_response_trailer(
+                self._live(), n.encode(name, "trailer name"), ctypes.byref(value)
+            )
+        except NotFoundError:
+            return None
+        return n.decode_field(value.value)
+
+    # --- body ----------------------------------------------------------------------------
+
+    def _read_into(self, address: int, size: int) -> int:
+        """One sp_response_read into ``size`` bytes at ``address``; 0 means end of body."""
+        if self._eof or size <= 0:
+            return 0
+        got = ctypes.c_size_t()
+        n.sp_response_read(self._live(), address, size, ctypes.byref(got))
+        if got.value == 0:
+            self._eof = True
+        return got.value
+
+    def read(self, size: int = -1) -> bytes:
+        """Reads the body.
+
+        ``size < 0`` (the default) reads everything up to the end of the body.
+        ``size >= 0`` reads until ``size`` bytes or the end of the body, whichever comes
+        first; ``b""`` means the end. Each wait is bounded by the request's read timeout
+        (:class:`~servicepoint.errors.ReadTimeoutError`).
+        """
+        self._live()
+        if size is None or size < 0:
+            if self._eof:
+                return b""
+            data = ctypes.c_void_p()
+            length = ctypes.c_size_t()
+            n.sp_response_read_all(self._live(), ctypes.byref(data), ctypes.byref(length))
+            self._eof = True
+            if not length.value or not data.value:
+                return b""
+            return ctypes.string_at(data.value, length.value)
+        if size == 0:
+            return b""
+        buf = ctypes.create_string_buffer(size)
+        base = ctypes.addressof(buf)
+        filled = 0
+        while filled < size:
+            got = self._read_into(base + filled, size - filled)
+            if got == 0:
+                break
+            filled += got
+        return ctypes.string_at(base, filled)
+
+    def read1(self, size: int = DEFAULT_CHUNK_SIZE) -> bytes:
+        """Reads at most ``size`` bytes with a single wait: whatever has arrived (at least
+        one byte), or ``b""`` at the end of the body."""
+        if size is None or size < 0:
+            size = DEFAULT_CHUNK_SIZE
+        self._live()
+        if size == 0:
+            return b""
+        buf = ctypes.create_string_buffer(size)
+        got = self._read_into(ctypes.addressof(buf), size)
+        return ctypes.string_at(buf, got)
+
+    def readinto(self, buffer: Any) -> int:
+        """Reads into a writable bytes-like object with a single wait; returns the number
+        of bytes stored, 0 at the end of the body."""
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("readinto() needs a writable buffer")
+        self._live()
+        if len(view) == 0:
+            return 0
+        array = (ctypes.c_char * len(view)).from_buffer(view)
+        try:
+            return self._read_into(ctypes.addressof(array), len(view))
+        finally:
+            del array
+            view.release()
+
+    def iter_chunks(self, size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+        """Yields the body in chunks of at most ``size`` bytes as they arrive, until the
+        end of the body."""
+        if size <= 0:
+            raise ValueError("chunk size must be > 0")
+        while True:
+            chunk = self.read1(size)
+            if not chunk:
+                return
+            yield chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.iter_chunks(DEFAULT_CHUNK_SIZE)
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Frees the native response, releasing its connection. Safe to call twice."""
+        handle, self._handle = self._handle, None
+        self._owner = None
+        if handle:
+            n.sp_response_free(handle)
+
+    def __enter__(self) -> "Response":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Guarded: during interpreter shutdown module globals may already be gone.
+        try:
+            handle, self._handle = self.__dict__.get("_handle"), None
+            if handle:
+                n.sp_response_free(handle)
+        except Exception:  # pragma: no cover
+            pass
+
+    def __repr__(self) -> str:
+        return "<Response [{} {}] connection={}{}{}>".format(
+            self._status,
+            self._reason,
+            self._connection_id,
+            " reused" if self._connection_reused else "",
+            " closed" if self._handle is None else "",
+        )
