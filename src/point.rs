@@ -144,6 +144,7 @@ impl ServicePoint {
     pub fn reuse_rules(&self) -> ReuseRules {
         ReuseRules {
             max_idle: ms_to_duration(self.max_idle_ms()),
+            no_reuse: self.lease_timeout_ms() == 0,
         }
     }
 

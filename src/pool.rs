@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub struct ReuseRules {
     /// Max idle time; `None` for infinite.
     pub max_idle: Option<Duration>,
+    /// Lease timeout 0: no idle connection may serve another request, not even ones opened
+    /// before the lease was set, so every request gets a new connection.
+    pub no_reuse: bool,
 }
 
 /// What a request gets from the pool.
@@ -144,7 +147,9 @@ impl Pool {
         let now = Instant::now();
         while let Some(conn) = st.idle.pop() {
             let idle_expired = idle_limit(&conn, rules).is_some_and(|l| now - conn.last_used >= l);
-            let reason = if idle_expired {
+            let reason = if rules.no_reuse {
+                Some(CloseReason::Lease)
+            } else if idle_expired {
                 Some(CloseReason::Idle)
             } else if conn.generation != st.generation {
                 Some(CloseReason::GroupClosed)

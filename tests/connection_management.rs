@@ -132,6 +132,22 @@ fn lease_zero_closes_after_every_request() {
 }
 
 #[test]
+fn lease_zero_set_on_a_warm_pool_still_gives_each_request_a_new_connection() {
+    let server = TestServer::start(|_| Reply::ok("x"));
+    let m = Manager::new();
+    fetch(&m, &server.url("/warm"));
+    let point = m.find(&server.url("/")).unwrap();
+    assert_eq!(point.statistics().idle, 1);
+    point.set_lease_timeout(0).unwrap();
+    for _ in 0..3 {
+        fetch(&m, &server.url("/"));
+    }
+    assert_eq!(server.connection_count(), 4);
+    assert!(server.wait_until(Duration::from_secs(2), |s| s.open_now() == 0));
+    assert_eq!(point.statistics().reuses, 0);
+}
+
+#[test]
 fn lease_n_closes_connections_older_than_n() {
     let server = TestServer::start(|_| Reply::ok("x"));
     let m = Manager::new();
