@@ -30,6 +30,16 @@
 
 
 /**
+ * TLS 1.2, for sp_manager_set_min_tls_version().
+ */
+#define SP_TLS_1_2 12
+
+/**
+ * TLS 1.3, for sp_manager_set_min_tls_version().
+ */
+#define SP_TLS_1_3 13
+
+/**
  * ABI version of this header; sp_abi_version() returns the library's. Bumped on any
  * incompatible change of a signature or meaning.
  */
@@ -154,6 +164,22 @@ enum sp_result
    * The request body callback reported an error.
    */
   SP_E_BODY_SOURCE = 25,
+  /**
+   * TLS: the server's certificate was issued by an authority that is not trusted.
+   */
+  SP_E_TLS_UNKNOWN_ISSUER = 26,
+  /**
+   * TLS: the server's certificate has expired or is not valid yet.
+   */
+  SP_E_TLS_CERT_EXPIRED = 27,
+  /**
+   * TLS: the server's certificate is not valid for the host name.
+   */
+  SP_E_TLS_HOSTNAME_MISMATCH = 28,
+  /**
+   * TLS: the server answered in plain HTTP (an http port used with https://).
+   */
+  SP_E_TLS_NOT_TLS = 29,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -270,6 +296,14 @@ typedef struct sp_statistics {
    * Connections closed because a response was freed with much of its body unread.
    */
   uint64_t closed_abandoned;
+  /**
+   * TLS connections opened with a full handshake.
+   */
+  uint64_t tls_full_handshakes;
+  /**
+   * TLS connections opened by resuming an earlier session (abbreviated handshake).
+   */
+  uint64_t tls_resumed_handshakes;
 } sp_statistics;
 
 /**
@@ -278,6 +312,21 @@ typedef struct sp_statistics {
  * thread that called sp_request().
  */
 typedef int32_t (*sp_body_read_cb)(void *userdata, uint8_t *buf, size_t cap, size_t *out_n);
+
+/**
+ * Decides whether to accept a server certificate. `host` is the name connected to;
+ * `certs[i]`/`cert_lens[i]` (i < count) are the DER certificates the server sent, end entity
+ * first; `builtin_result` is SP_OK if the built-in verification accepted the chain, else its
+ * error code (e.g. SP_E_TLS_UNKNOWN_ISSUER for a self-signed certificate). Return 1 to accept,
+ * 0 to reject (the request then fails with SP_E_TLS_CERTIFICATE). All pointers are borrowed
+ * for the duration of the call. Runs on the thread that is connecting (inside sp_request()).
+ */
+typedef int32_t (*sp_cert_validator_cb)(void *userdata,
+                                        const char *host,
+                                        const uint8_t *const *certs,
+                                        const size_t *cert_lens,
+                                        size_t count,
+                                        int32_t builtin_result);
 
 #ifdef __cplusplus
 extern "C" {
@@ -614,7 +663,8 @@ sp_result sp_http_request_set_retryable(const struct sp_http_request *request, i
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_DNS, SP_E_CONNECT,
  * SP_E_CONNECT_TIMEOUT, SP_E_QUEUE_TIMEOUT, SP_E_RESPONSE_TIMEOUT, SP_E_PROTOCOL,
  * SP_E_CONNECTION_CLOSED, SP_E_IO, SP_E_TOO_MANY_SERVICE_POINTS, SP_E_BODY_SOURCE,
- * SP_E_UNSUPPORTED_SCHEME (https before TLS support), SP_E_WRONG_THREAD.
+ * SP_E_WRONG_THREAD, and for https SP_E_TLS_UNKNOWN_ISSUER, SP_E_TLS_CERT_EXPIRED,
+ * SP_E_TLS_HOSTNAME_MISMATCH, SP_E_TLS_CERTIFICATE, SP_E_TLS_HANDSHAKE, SP_E_TLS_NOT_TLS.
  * sp_last_error_request_sent() tells whether the server may have seen the request.
  */
 sp_result sp_request(const struct sp_manager *manager,
@@ -745,6 +795,68 @@ sp_result sp_response_local_port(const struct sp_response *response, int32_t *ou
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
 sp_result sp_response_connection_reused(const struct sp_response *response, int32_t *out_reused);
+
+/**
+ * Trusts the CA certificates in a PEM buffer (one or more "BEGIN CERTIFICATE" blocks) for
+ * https service points of this manager, besides the system's trust store. Applies to
+ * connections opened from now on.
+ *
+ * Ownership: `pem` is borrowed for the call (copied). Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (no certificate, bad PEM).
+ */
+sp_result sp_manager_add_ca_pem(const struct sp_manager *manager, const uint8_t *pem, size_t len);
+
+/**
+ * Trusts the CA certificates in a PEM file, as sp_manager_add_ca_pem().
+ *
+ * Ownership: `path` is borrowed. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_INVALID_ARGUMENT
+ * (unreadable file, no certificate, bad PEM).
+ */
+sp_result sp_manager_add_ca_file(const struct sp_manager *manager, const char *path);
+
+/**
+ * Uses the system's trust store (1, the default) or only the CAs added with
+ * sp_manager_add_ca_pem()/sp_manager_add_ca_file() (0).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
+ */
+sp_result sp_manager_set_system_roots(const struct sp_manager *manager, int32_t on);
+
+/**
+ * Sets the client certificate chain and private key (both PEM) presented to servers that ask
+ * for one (mutual TLS).
+ *
+ * Ownership: buffers borrowed for the call (copied). Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (bad PEM, unusable key).
+ */
+sp_result sp_manager_set_client_certificate(const struct sp_manager *manager,
+                                            const uint8_t *cert_pem,
+                                            size_t cert_len,
+                                            const uint8_t *key_pem,
+                                            size_t key_len);
+
+/**
+ * Sets the lowest TLS version offered: SP_TLS_1_2 (default) or SP_TLS_1_3.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
+ */
+sp_result sp_manager_set_min_tls_version(const struct sp_manager *manager, int32_t version);
+
+/**
+ * Installs a certificate validation callback (the idea of .NET's
+ * ServerCertificateValidationCallback), or removes it with NULL. The callback sees the host,
+ * the DER chain and the built-in verdict, and accepts or rejects; without it, only the
+ * built-in verification decides. Meant for tests and private networks (e.g. to pin a
+ * self-signed certificate): there is deliberately no switch that turns verification off.
+ *
+ * Ownership: `userdata` is borrowed until the callback is replaced or the manager freed.
+ * Thread safety: the callback may run on any thread that calls sp_request(), concurrently.
+ * Errors: SP_E_INVALID_HANDLE.
+ */
+sp_result sp_manager_set_certificate_validator(const struct sp_manager *manager,
+                                               sp_cert_validator_cb validator,
+                                               void *userdata);
 
 /**
  * The library's version as a static string, e.g. "servicepoint/0.1.0".

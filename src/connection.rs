@@ -3,12 +3,16 @@
 //!
 //! The socket is non-blocking and every wait is a `poll(2)` on the calling thread with the
 //! caller's deadline, so a blocking request parks only its own thread and wakes no other.
+//! HTTPS connections run rustls sans-IO over the same socket and the same waits.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::origin::Origin;
+use crate::origin::{Origin, Scheme};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -57,10 +61,30 @@ pub struct Connection {
     pub hint: KeepAliveHint,
     /// Connection-group generation it was opened in; closing a group bumps the generation.
     pub generation: u64,
+    /// The TLS session of an https connection.
+    tls: Option<Box<ClientConnection>>,
+    /// True when the TLS handshake resumed an earlier session (abbreviated handshake).
+    pub resumed: bool,
 }
 
-/// Resolves the origin and connects to the first address that answers.
-pub fn connect(origin: &Origin, deadline: Option<Instant>, generation: u64) -> Result<Connection> {
+/// Resolves the origin, connects to the first address that answers and, for https, completes
+/// the TLS handshake with `tls`.
+pub fn connect(
+    origin: &Origin,
+    tls: Option<Arc<ClientConfig>>,
+    deadline: Option<Instant>,
+    generation: u64,
+) -> Result<Connection> {
+    let mut conn = connect_tcp(origin, deadline, generation)?;
+    if origin.scheme == Scheme::Https {
+        let config =
+            tls.ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "no TLS configuration"))?;
+        conn.handshake(origin, config, deadline)?;
+    }
+    Ok(conn)
+}
+
+fn connect_tcp(origin: &Origin, deadline: Option<Instant>, generation: u64) -> Result<Connection> {
     let host = origin.connect_host();
     let addrs: Vec<SocketAddr> = (host, origin.port)
         .to_socket_addrs()
@@ -119,7 +143,97 @@ impl Connection {
             requests: 0,
             hint: KeepAliveHint::default(),
             generation,
+            tls: None,
+            resumed: false,
         })
+    }
+
+    /// Runs the TLS handshake (SNI from the origin's host, ALPN from the config).
+    fn handshake(
+        &mut self,
+        origin: &Origin,
+        config: Arc<ClientConfig>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let host = origin.connect_host().to_string();
+        let name = ServerName::try_from(host.clone()).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidUrl,
+                format!("'{host}' is not a valid TLS server name: {e}"),
+            )
+        })?;
+        let mut tls = ClientConnection::new(config, name)
+            .map_err(|e| crate::tls::map_error(&e, &origin.to_string()))?;
+        let fd = self.stream.as_raw_fd();
+        let io = |e: io::Error| match e.kind() {
+            io::ErrorKind::TimedOut => Error::new(
+                ErrorKind::ConnectTimeout,
+                format!("TLS handshake with {origin} timed out"),
+            ),
+            _ => Error::from_io(
+                &e,
+                &format!("TLS handshake with {origin}"),
+                ErrorKind::ConnectTimeout,
+            ),
+        };
+        let mut first = true;
+        while tls.is_handshaking() {
+            if tls.wants_write() {
+                match tls.write_tls(&mut &self.stream) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait_fd(fd, libc::POLLOUT, deadline).map_err(io)?
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io(e)),
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = match (&self.stream).read(&mut chunk) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ErrorKind::TlsHandshake,
+                        format!(
+                            "TLS with {origin}: the server closed the connection during the handshake"
+                        ),
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_fd(fd, libc::POLLIN, deadline).map_err(io)?;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(e)),
+            };
+            if first && chunk[..n].starts_with(b"HTTP/") {
+                return Err(Error::new(
+                    ErrorKind::TlsNotTls,
+                    format!(
+                        "TLS with {origin}: the server answered in plain HTTP, not TLS (an http port?)"
+                    ),
+                ));
+            }
+            first = false;
+            let mut data = &chunk[..n];
+            while !data.is_empty() {
+                tls.read_tls(&mut data).map_err(io)?;
+                if let Err(e) = tls.process_new_packets() {
+                    // Send the alert that explains the failure to the server, best effort.
+                    let _ = tls.write_tls(&mut &self.stream);
+                    return Err(crate::tls::map_error(&e, &origin.to_string()));
+                }
+            }
+        }
+        self.resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        self.tls = Some(Box::new(tls));
+        Ok(())
+    }
+
+    /// True for a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The client-side port: what a server sees as this connection's peer port.
@@ -144,19 +258,45 @@ impl Connection {
 
     /// True when an idle connection can take a request: no EOF, no reset, no unexpected bytes
     /// from the server (checked without blocking).
-    pub fn is_alive(&self) -> bool {
+    pub fn is_alive(&mut self) -> bool {
         if self.start != self.end {
             return false;
         }
         let mut probe = [0u8; 1];
         match self.stream.peek(&mut probe) {
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-            Ok(_) => false,
+            Ok(0) => false,
+            // Bytes on a TLS connection may be a record for TLS itself (a session ticket sent
+            // after the last response): process them and look for application data or close.
+            Ok(_) => match self.tls.as_mut() {
+                None => false,
+                Some(tls) => {
+                    let alive = matches!(tls.read_tls(&mut &self.stream), Ok(n) if n > 0)
+                        && tls.process_new_packets().is_ok();
+                    let mut byte = [0u8; 1];
+                    alive
+                        && matches!(tls.reader().read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                }
+            },
         }
     }
 
     /// Sends all of `parts` in order, waiting for the socket as needed.
     pub fn write_all(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_mut() {
+            let fd = self.stream.as_raw_fd();
+            for part in parts {
+                let mut rest = *part;
+                while !rest.is_empty() {
+                    let n = tls.writer().write(rest)?;
+                    rest = &rest[n..];
+                    if n == 0 || tls.wants_write() {
+                        flush_tls(tls, &self.stream, fd, deadline)?;
+                    }
+                }
+            }
+            return flush_tls(tls, &self.stream, fd, deadline);
+        }
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         let mut slices = &mut slices[..];
         IoSlice::advance_slices(&mut slices, 0);
@@ -165,7 +305,7 @@ impl Connection {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut slices, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(libc::POLLOUT, deadline)?
+                    wait_fd(self.stream.as_raw_fd(), libc::POLLOUT, deadline)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -195,8 +335,13 @@ impl Connection {
             }
             self.buf.resize(grown, 0);
         }
+        if let Some(tls) = self.tls.as_mut() {
+            let n = read_tls_plaintext(tls, &self.stream, &mut self.buf[self.end..], deadline)?;
+            self.end += n;
+            return Ok(n);
+        }
         if expect_wait {
-            self.wait(libc::POLLIN, deadline)?;
+            wait_fd(self.stream.as_raw_fd(), libc::POLLIN, deadline)?;
         }
         loop {
             match (&self.stream).read(&mut self.buf[self.end..]) {
@@ -205,7 +350,7 @@ impl Connection {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(libc::POLLIN, deadline)?
+                    wait_fd(self.stream.as_raw_fd(), libc::POLLIN, deadline)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -222,11 +367,14 @@ impl Connection {
             self.consume(n);
             return Ok(n);
         }
+        if let Some(tls) = self.tls.as_mut() {
+            return read_tls_plaintext(tls, &self.stream, out, deadline);
+        }
         loop {
             match (&self.stream).read(out) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(libc::POLLIN, deadline)?
+                    wait_fd(self.stream.as_raw_fd(), libc::POLLIN, deadline)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -243,36 +391,92 @@ impl Connection {
             self.end = 0;
         }
     }
+}
 
-    /// Waits until the socket is ready for `events` or the deadline passes.
-    fn wait(&self, events: libc::c_short, deadline: Option<Instant>) -> io::Result<()> {
-        loop {
-            let timeout_ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    // Round up so the poll never returns just before the deadline.
-                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-                }
-            };
-            let mut pfd = libc::pollfd {
-                fd: self.stream.as_raw_fd(),
-                events,
-                revents: 0,
-            };
-            // SAFETY: `pfd` is a valid pollfd for the duration of the call; nfds is 1.
-            let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-            if r > 0 {
-                return Ok(());
+/// Sends the TLS records rustls has queued.
+fn flush_tls(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    fd: RawFd,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    while tls.wants_write() {
+        match tls.write_tls(&mut &*stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_fd(fd, libc::POLLOUT, deadline)?
             }
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads decrypted bytes into `out`, pulling TLS records from the socket as needed; returns 0
+/// at the end of the stream (close_notify, or EOF from the server).
+fn read_tls_plaintext(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    out: &mut [u8],
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    let fd = stream.as_raw_fd();
+    loop {
+        match tls.reader().read(out) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The server closed the TCP connection without close_notify: the end of the
+            // stream (message framing catches a truncated body).
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        match tls.read_tls(&mut &*stream) {
+            Ok(0) => {
+                tls.process_new_packets().map_err(io::Error::other)?;
+                return match tls.reader().read(out) {
+                    Ok(n) => Ok(n),
+                    Err(_) => Ok(0),
+                };
+            }
+            Ok(_) => {
+                tls.process_new_packets().map_err(io::Error::other)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(fd, libc::POLLIN, deadline)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Waits until the socket is ready for `events` or the deadline passes.
+fn wait_fd(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> io::Result<()> {
+    loop {
+        let timeout_ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
                 }
+                // Round up so the poll never returns just before the deadline.
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd for the duration of the call; nfds is 1.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if r > 0 {
+            return Ok(());
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
             }
         }
     }

@@ -20,6 +20,10 @@ pub enum ErrorKind {
     ReadTimeout,
     TlsCertificate,
     TlsHandshake,
+    TlsUnknownIssuer,
+    TlsExpired,
+    TlsHostnameMismatch,
+    TlsNotTls,
     Protocol,
     ConnectionClosed,
     Io,
@@ -59,6 +63,13 @@ impl Error {
 
     /// Maps an I/O error during an exchange; timeouts become `timeout_kind`.
     pub fn from_io(err: &io::Error, what: &str, timeout_kind: ErrorKind) -> Self {
+        // A TLS failure after the handshake (an alert, a bad record) travels as an io::Error.
+        if err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return Error::new(ErrorKind::TlsHandshake, format!("{what}: TLS: {err}"));
+        }
         let kind = match err.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timeout_kind,
             io::ErrorKind::UnexpectedEof

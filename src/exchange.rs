@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http1::body::{self, Framing};
 use crate::http1::head::{self, ResponseHead};
 use crate::http1::request::{self as encode, BodyFraming, RequestHead};
+use crate::origin::Scheme;
 use crate::point::ServicePoint;
 use crate::pool::Grant;
 use crate::request::{Body, BodySource, Request};
@@ -40,15 +41,6 @@ pub fn send(
     keep_alive_default: bool,
 ) -> Result<Response> {
     point.check_open()?;
-    if point.origin.scheme == crate::origin::Scheme::Https {
-        return Err(Error::new(
-            ErrorKind::UnsupportedScheme,
-            format!(
-                "{}: https is not supported by this build yet (TLS is planned)",
-                point.address()
-            ),
-        ));
-    }
     let start = Instant::now();
     let deadline = req.timeout.map(|t| start + t);
     let pool = point.group(&req.group);
@@ -79,8 +71,19 @@ pub fn send(
             }
             Grant::Open => {
                 // The lease returns the slot if connecting fails.
-                let conn = connection::connect(&point.origin, deadline, generation)?;
+                let tls = match point.origin.scheme {
+                    Scheme::Https => Some(point.tls.client_config()?),
+                    Scheme::Http => None,
+                };
+                let conn = connection::connect(&point.origin, tls, deadline, generation)?;
                 Stats::bump(&point.stats.connections_opened);
+                if conn.is_tls() {
+                    Stats::bump(if conn.resumed {
+                        &point.stats.tls_resumed_handshakes
+                    } else {
+                        &point.stats.tls_full_handshakes
+                    });
+                }
                 lease.put(conn);
                 false
             }

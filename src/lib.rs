@@ -20,6 +20,7 @@ pub mod request;
 pub mod response;
 pub mod runtime;
 pub mod stats;
+pub mod tls;
 
 pub use error::{Error, ErrorKind, Result};
 pub use manager::Manager;

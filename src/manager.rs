@@ -9,6 +9,7 @@ use crate::reaper::{MAX_SLEEP, Reaper};
 use crate::request::Request;
 use crate::response::Response;
 use crate::runtime;
+use crate::tls::Tls;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -31,6 +32,7 @@ struct Inner {
     max_point_idle_ms: AtomicI32,
     keep_alive_default: AtomicBool,
     reaper: Arc<Reaper>,
+    tls: Arc<Tls>,
     closed: AtomicBool,
 }
 
@@ -54,6 +56,7 @@ impl Manager {
             max_point_idle_ms: AtomicI32::new(DEFAULT_MAX_IDLE_MS),
             keep_alive_default: AtomicBool::new(true),
             reaper: Arc::new(Reaper::default()),
+            tls: Arc::new(Tls::default()),
             closed: AtomicBool::new(false),
         });
         runtime::handle().spawn(reap_loop(Arc::downgrade(&inner), Arc::clone(&inner.reaper)));
@@ -110,6 +113,7 @@ impl Manager {
             origin.clone(),
             defaults,
             Arc::clone(&self.inner.reaper),
+            Arc::clone(&self.inner.tls),
         ));
         points.insert(origin.clone(), Arc::clone(&point));
         Ok(point)
@@ -177,6 +181,11 @@ impl Manager {
     /// Keep-alive for requests that do not say (seed 004's `KeepAliveDefaultValue`).
     pub fn set_keep_alive_default(&self, on: bool) {
         self.inner.keep_alive_default.store(on, Relaxed);
+    }
+
+    /// The TLS settings shared by the manager's https service points.
+    pub fn tls(&self) -> &Tls {
+        &self.inner.tls
     }
 
     /// Number of service points in the table.

@@ -6,6 +6,7 @@ use crate::origin::Origin;
 use crate::pool::{Pool, ReuseRules};
 use crate::reaper::Reaper;
 use crate::stats::{Snapshot, Stats};
+use crate::tls::Tls;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub struct ServicePoint {
     groups: Mutex<HashMap<String, Arc<Pool>>>,
     pub stats: Arc<Stats>,
     reaper: Arc<Reaper>,
+    /// The manager's TLS settings (used by https points).
+    pub tls: Arc<Tls>,
     closed: AtomicBool,
     /// Unix time (ms) when the point was created or last finished a request.
     idle_since_unix_ms: AtomicU64,
@@ -57,7 +60,12 @@ fn out_of_range(what: &str, value: i32, rule: &str) -> Error {
 }
 
 impl ServicePoint {
-    pub fn new(origin: Origin, defaults: PointDefaults, reaper: Arc<Reaper>) -> Self {
+    pub fn new(
+        origin: Origin,
+        defaults: PointDefaults,
+        reaper: Arc<Reaper>,
+        tls: Arc<Tls>,
+    ) -> Self {
         let stats = Arc::new(Stats::default());
         ServicePoint {
             address: origin.to_string(),
@@ -70,6 +78,7 @@ impl ServicePoint {
             groups: Mutex::new(HashMap::new()),
             stats,
             reaper,
+            tls,
             closed: AtomicBool::new(false),
             idle_since_unix_ms: AtomicU64::new(unix_ms()),
             last_activity_ms: AtomicU64::new(0),

@@ -145,7 +145,7 @@ impl Pool {
     /// Hands out an idle live connection, or an opening slot while under the limit.
     fn grant_now(&self, st: &mut State, limit: usize, rules: ReuseRules) -> Option<Grant> {
         let now = Instant::now();
-        while let Some(conn) = st.idle.pop() {
+        while let Some(mut conn) = st.idle.pop() {
             let idle_expired = idle_limit(&conn, rules).is_some_and(|l| now - conn.last_used >= l);
             let reason = if rules.no_reuse {
                 Some(CloseReason::Lease)

@@ -10,6 +10,8 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub reuses: AtomicU64,
     pub retries: AtomicU64,
+    pub tls_full_handshakes: AtomicU64,
+    pub tls_resumed_handshakes: AtomicU64,
     closes: [AtomicU64; CLOSE_REASONS],
 }
 
@@ -47,6 +49,8 @@ pub struct Snapshot {
     pub closed_max_requests: u64,
     pub closed_group: u64,
     pub closed_abandoned: u64,
+    pub tls_full_handshakes: u64,
+    pub tls_resumed_handshakes: u64,
 }
 
 impl Stats {
@@ -71,6 +75,8 @@ impl Stats {
             closed_group: self.closes(CloseReason::GroupClosed)
                 + self.closes(CloseReason::ManagerClosed),
             closed_abandoned: self.closes(CloseReason::Abandoned),
+            tls_full_handshakes: self.tls_full_handshakes.load(Relaxed),
+            tls_resumed_handshakes: self.tls_resumed_handshakes.load(Relaxed),
         }
     }
 }

@@ -330,6 +330,7 @@ fn stale_run(rst: bool) {
     let options = Options {
         idle_close: Some(Duration::from_millis(25)),
         idle_close_rst: rst,
+        ..Options::default()
     };
     let server = TestServer::start_with(options, |_| Reply::ok("fresh"));
     let m = Manager::new();
@@ -444,7 +445,7 @@ fn server_keep_alive_timeout_of_one_second_means_no_reuse() {
     let server = TestServer::start_with(
         Options {
             idle_close: Some(Duration::from_secs(1)),
-            idle_close_rst: false,
+            ..Options::default()
         },
         |_| Reply::with_headers(200, &[("Keep-Alive", "timeout=1, max=100")], "ka"),
     );

@@ -16,6 +16,7 @@ pub mod point;
 pub mod request;
 pub mod response;
 pub mod result;
+pub mod tls;
 pub mod version;
 
 pub use result::sp_result;

@@ -54,6 +54,10 @@ pub struct sp_statistics {
     pub closed_group: u64,
     /// Connections closed because a response was freed with much of its body unread.
     pub closed_abandoned: u64,
+    /// TLS connections opened with a full handshake.
+    pub tls_full_handshakes: u64,
+    /// TLS connections opened by resuming an earlier session (abbreviated handshake).
+    pub tls_resumed_handshakes: u64,
 }
 
 fn point(p: *const sp_point) -> Result<std::sync::Arc<super::handles::PointEntry>, FfiError> {
@@ -248,6 +252,8 @@ pub extern "C" fn sp_get_statistics(
             closed_max_requests: s.closed_max_requests,
             closed_group: s.closed_group,
             closed_abandoned: s.closed_abandoned,
+            tls_full_handshakes: s.tls_full_handshakes,
+            tls_resumed_handshakes: s.tls_resumed_handshakes,
         };
         let n = size.min(std::mem::size_of::<sp_statistics>());
         // SAFETY: copies n <= struct_size bytes into the caller's struct.

@@ -302,7 +302,8 @@ pub extern "C" fn sp_http_request_set_retryable(
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_DNS, SP_E_CONNECT,
 /// SP_E_CONNECT_TIMEOUT, SP_E_QUEUE_TIMEOUT, SP_E_RESPONSE_TIMEOUT, SP_E_PROTOCOL,
 /// SP_E_CONNECTION_CLOSED, SP_E_IO, SP_E_TOO_MANY_SERVICE_POINTS, SP_E_BODY_SOURCE,
-/// SP_E_UNSUPPORTED_SCHEME (https before TLS support), SP_E_WRONG_THREAD.
+/// SP_E_WRONG_THREAD, and for https SP_E_TLS_UNKNOWN_ISSUER, SP_E_TLS_CERT_EXPIRED,
+/// SP_E_TLS_HOSTNAME_MISMATCH, SP_E_TLS_CERTIFICATE, SP_E_TLS_HANDSHAKE, SP_E_TLS_NOT_TLS.
 /// sp_last_error_request_sent() tells whether the server may have seen the request.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_request(

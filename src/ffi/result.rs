@@ -60,6 +60,14 @@ pub enum sp_result {
     SP_E_MANAGER_CLOSED = 24,
     /// The request body callback reported an error.
     SP_E_BODY_SOURCE = 25,
+    /// TLS: the server's certificate was issued by an authority that is not trusted.
+    SP_E_TLS_UNKNOWN_ISSUER = 26,
+    /// TLS: the server's certificate has expired or is not valid yet.
+    SP_E_TLS_CERT_EXPIRED = 27,
+    /// TLS: the server's certificate is not valid for the host name.
+    SP_E_TLS_HOSTNAME_MISMATCH = 28,
+    /// TLS: the server answered in plain HTTP (an http port used with https://).
+    SP_E_TLS_NOT_TLS = 29,
 }
 
 impl sp_result {
@@ -78,6 +86,10 @@ impl sp_result {
             ErrorKind::ReadTimeout => SP_E_READ_TIMEOUT,
             ErrorKind::TlsCertificate => SP_E_TLS_CERTIFICATE,
             ErrorKind::TlsHandshake => SP_E_TLS_HANDSHAKE,
+            ErrorKind::TlsUnknownIssuer => SP_E_TLS_UNKNOWN_ISSUER,
+            ErrorKind::TlsExpired => SP_E_TLS_CERT_EXPIRED,
+            ErrorKind::TlsHostnameMismatch => SP_E_TLS_HOSTNAME_MISMATCH,
+            ErrorKind::TlsNotTls => SP_E_TLS_NOT_TLS,
             ErrorKind::Protocol => SP_E_PROTOCOL,
             ErrorKind::ConnectionClosed => SP_E_CONNECTION_CLOSED,
             ErrorKind::Io => SP_E_IO,
@@ -118,6 +130,10 @@ impl sp_result {
             23 => "not found\0",
             24 => "the manager was freed\0",
             25 => "request body callback failed\0",
+            26 => "TLS certificate issued by an unknown authority\0",
+            27 => "TLS certificate expired or not yet valid\0",
+            28 => "TLS certificate does not match the host name\0",
+            29 => "server answered in plain HTTP, not TLS\0",
             _ => "unknown result code\0",
         }
     }

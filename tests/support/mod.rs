@@ -3,6 +3,8 @@
 //! replies, including broken ones. Every wait in it is bounded.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +23,14 @@ pub struct ConnRecord {
     pub requests: usize,
     /// Who closed it: true if the client closed first (EOF seen by the server).
     pub closed_by_client: bool,
+    /// For TLS: whether the handshake resumed a session (set after the first request).
+    pub tls_resumed: Option<bool>,
+    /// For TLS: the ALPN protocol the client offered and the server chose.
+    pub alpn: Option<Vec<u8>>,
+    /// For TLS: the SNI name the client sent.
+    pub sni: Option<String>,
+    /// For TLS: whether the client presented a certificate.
+    pub client_cert: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -101,6 +111,8 @@ pub struct Options {
     pub idle_close: Option<Duration>,
     /// Close idle connections with RST instead of FIN.
     pub idle_close_rst: bool,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Options {
@@ -108,6 +120,7 @@ impl Default for Options {
         Options {
             idle_close: Some(Duration::from_secs(30)),
             idle_close_rst: false,
+            tls: None,
         }
     }
 }
@@ -152,6 +165,10 @@ impl TestServer {
                                     closed: None,
                                     requests: 0,
                                     closed_by_client: false,
+                                    tls_resumed: None,
+                                    alpn: None,
+                                    sni: None,
+                                    client_cert: false,
                                 });
                                 o.open_now += 1;
                                 o.max_open = o.max_open.max(o.open_now);
@@ -184,6 +201,11 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// An https URL naming the server as `localhost`, the name its test certificates carry.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.port, path)
     }
 
     pub fn connections(&self) -> Vec<ConnRecord> {
@@ -232,15 +254,63 @@ impl Drop for TestServer {
     }
 }
 
+/// The server side of one connection: plain TCP or TLS over it.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Read for Io {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.read(buf),
+            Io::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Io {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.write(buf),
+            Io::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Io::Plain(s) => s.flush(),
+            Io::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Io {
+    fn raw(&self) -> &TcpStream {
+        match self {
+            Io::Plain(s) => s,
+            Io::Tls(s) => &s.sock,
+        }
+    }
+}
+
 fn serve(
-    mut stream: TcpStream,
+    raw: TcpStream,
     index: usize,
     observed: &Mutex<Observed>,
     stop: &AtomicBool,
     handler: &Handler,
     options: &Options,
 ) {
-    stream.set_read_timeout(Some(POLL)).unwrap();
+    raw.set_read_timeout(Some(POLL)).unwrap();
+    raw.set_nodelay(true).unwrap();
+    let mut stream = match &options.tls {
+        None => Io::Plain(raw),
+        Some(config) => {
+            let conn = rustls::ServerConnection::new(Arc::clone(config)).unwrap();
+            Io::Tls(Box::new(rustls::StreamOwned::new(conn, raw)))
+        }
+    };
+    let mut tls_recorded = false;
     let opened = Instant::now();
     let mut buf: Vec<u8> = Vec::new();
     let mut closed_by_client = false;
@@ -260,7 +330,7 @@ fn serve(
                     .is_some_and(|d| idle_start.elapsed() >= d)
             {
                 if options.idle_close_rst {
-                    set_linger_zero(&stream);
+                    set_linger_zero(stream.raw());
                 }
                 break 'conn;
             }
@@ -320,6 +390,15 @@ fn serve(
         } else {
             Vec::new()
         };
+        if let (Io::Tls(s), false) = (&stream, tls_recorded) {
+            tls_recorded = true;
+            let mut o = observed.lock().unwrap();
+            let c = &mut o.conns[index];
+            c.tls_resumed = Some(s.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
+            c.alpn = s.conn.alpn_protocol().map(|p| p.to_vec());
+            c.sni = s.conn.server_name().map(|n| n.to_string());
+            c.client_cert = s.conn.peer_certificates().is_some_and(|c| !c.is_empty());
+        }
         let record = RequestRecord {
             conn: index,
             method,
@@ -341,7 +420,8 @@ fn serve(
         }
         idle_start = Instant::now();
     }
-    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.flush();
+    let _ = stream.raw().shutdown(Shutdown::Write);
     let mut o = observed.lock().unwrap();
     o.conns[index].closed = Some(Instant::now());
     o.conns[index].closed_by_client = closed_by_client;
@@ -349,7 +429,7 @@ fn serve(
 }
 
 /// Writes a reply; returns whether the connection stays open.
-fn write_reply(stream: &mut TcpStream, reply: Reply, req: &RequestRecord) -> bool {
+fn write_reply(stream: &mut Io, reply: Reply, req: &RequestRecord) -> bool {
     let head_only = req.method == "HEAD";
     match reply {
         Reply::Length(status, headers, body) => {
@@ -396,7 +476,7 @@ fn write_reply(stream: &mut TcpStream, reply: Reply, req: &RequestRecord) -> boo
         }
         Reply::Hangup => false,
         Reply::Reset => {
-            set_linger_zero(stream);
+            set_linger_zero(stream.raw());
             false
         }
     }
@@ -434,7 +514,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> bool {
+fn fill(stream: &mut Io, buf: &mut Vec<u8>, stop: &AtomicBool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut chunk = [0u8; 64 * 1024];
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
@@ -456,7 +536,7 @@ fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> bool {
 }
 
 fn read_exact_buffered(
-    stream: &mut TcpStream,
+    stream: &mut Io,
     buf: &mut Vec<u8>,
     len: usize,
     stop: &AtomicBool,
@@ -469,7 +549,7 @@ fn read_exact_buffered(
     Some(buf.drain(..len).collect())
 }
 
-fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<Vec<u8>> {
+fn read_chunked(stream: &mut Io, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line_end = loop {

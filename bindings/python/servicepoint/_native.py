@@ -14,7 +14,8 @@ Where the library is looked for, in order:
 1. ``$SERVICEPOINT_LIB`` (a full path; if set, it must load);
 2. the shared library beside this package (``servicepoint/libservicepoint.so``);
 3. the repository's build directories, found relative to this file when it runs from the
-   source tree: ``$CARGO_TARGET_DIR/{release,debug}``, ``target/release``, ``target/debug``;
+   source tree: ``$CARGO_TARGET_DIR/{release,debug}``, ``target/release``, ``target/debug``
+   (the most recently built first);
 4. ``ctypes.util.find_library("servicepoint")``.
 """
 
@@ -71,8 +72,11 @@ def _candidates() -> List[Tuple[str, str]]:
     if root is not None:
         target_dirs.append(root / "target")
     for target in target_dirs:
-        for profile in ("release", "debug"):
-            cands.append(("build dir", str(target / profile / LIBRARY_FILE)))
+        builds = [target / profile / LIBRARY_FILE for profile in ("release", "debug")]
+        # The most recently built profile first: a stale release build must not shadow a
+        # fresh debug one (or the other way round).
+        builds.sort(key=lambda p: p.stat().st_mtime if p.exists() else 0.0, reverse=True)
+        cands.extend(("build dir", str(b)) for b in builds)
     return cands
 
 
@@ -153,6 +157,8 @@ class sp_statistics(ctypes.Structure):
         ("closed_max_requests", ctypes.c_uint64),
         ("closed_group", ctypes.c_uint64),
         ("closed_abandoned", ctypes.c_uint64),
+        ("tls_full_handshakes", ctypes.c_uint64),
+        ("tls_resumed_handshakes", ctypes.c_uint64),
     ]
 
 
@@ -248,6 +254,32 @@ sp_manager_get_keep_alive_default = _declare(
 )
 sp_manager_get_service_point_count = _declare(
     "sp_manager_get_service_point_count", [manager_p, c_int32_p]
+)
+
+# TLS options of a manager.
+#: typedef int32_t (*sp_cert_validator_cb)(void *userdata, const char *host,
+#:     const uint8_t *const *certs, const size_t *cert_lens, size_t count, int32_t builtin_result);
+sp_cert_validator_cb = ctypes.CFUNCTYPE(
+    ctypes.c_int32,
+    ctypes.c_void_p,
+    ctypes.c_char_p,
+    ctypes.POINTER(ctypes.c_void_p),
+    c_size_t_p,
+    ctypes.c_size_t,
+    ctypes.c_int32,
+)
+sp_manager_add_ca_pem = _declare("sp_manager_add_ca_pem", [manager_p, ctypes.c_char_p, ctypes.c_size_t])
+sp_manager_add_ca_file = _declare("sp_manager_add_ca_file", [manager_p, ctypes.c_char_p])
+sp_manager_set_system_roots = _declare("sp_manager_set_system_roots", [manager_p, ctypes.c_int32])
+sp_manager_set_client_certificate = _declare(
+    "sp_manager_set_client_certificate",
+    [manager_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t],
+)
+sp_manager_set_min_tls_version = _declare(
+    "sp_manager_set_min_tls_version", [manager_p, ctypes.c_int32]
+)
+sp_manager_set_certificate_validator = _declare(
+    "sp_manager_set_certificate_validator", [manager_p, sp_cert_validator_cb, ctypes.c_void_p]
 )
 
 # Service point.

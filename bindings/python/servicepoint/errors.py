@@ -35,6 +35,10 @@ __all__ = [
     "TlsError",
     "TlsCertificateError",
     "TlsHandshakeError",
+    "TlsUnknownIssuerError",
+    "TlsCertificateExpiredError",
+    "TlsHostnameMismatchError",
+    "TlsNotTlsError",
     "ProtocolError",
     "ConnectionClosedError",
     "IoError",
@@ -191,6 +195,30 @@ class TlsHandshakeError(TlsError):
     code_name = "SP_E_TLS_HANDSHAKE"
 
 
+class TlsUnknownIssuerError(TlsCertificateError):
+    """SP_E_TLS_UNKNOWN_ISSUER: the certificate was issued by an authority that is not trusted."""
+
+    code_name = "SP_E_TLS_UNKNOWN_ISSUER"
+
+
+class TlsCertificateExpiredError(TlsCertificateError):
+    """SP_E_TLS_CERT_EXPIRED: the certificate has expired or is not valid yet."""
+
+    code_name = "SP_E_TLS_CERT_EXPIRED"
+
+
+class TlsHostnameMismatchError(TlsCertificateError):
+    """SP_E_TLS_HOSTNAME_MISMATCH: the certificate is not valid for the host name."""
+
+    code_name = "SP_E_TLS_HOSTNAME_MISMATCH"
+
+
+class TlsNotTlsError(TlsHandshakeError):
+    """SP_E_TLS_NOT_TLS: the server answered in plain HTTP (an http port used with https://)."""
+
+    code_name = "SP_E_TLS_NOT_TLS"
+
+
 class ProtocolError(ServicePointError):
     """SP_E_PROTOCOL: the server sent something that is not valid HTTP/1.x or exceeds
     the limits."""
@@ -283,6 +311,10 @@ ERROR_CODES: Dict[int, Type[ServicePointError]] = {
     23: NotFoundError,
     24: ManagerClosedError,
     25: BodySourceError,
+    26: TlsUnknownIssuerError,
+    27: TlsCertificateExpiredError,
+    28: TlsHostnameMismatchError,
+    29: TlsNotTlsError,
 }
 
 

@@ -124,6 +124,7 @@ class ServicePointManager:
         handle = ctypes.c_void_p()
         n.sp_manager_new(ctypes.byref(handle))
         self._handle: Optional[int] = n.out_handle(handle, "sp_manager_new")
+        self._validator: Any = None
 
     def _live(self) -> int:
         handle = self._handle
@@ -184,6 +185,66 @@ class ServicePointManager:
     def service_point_count(self) -> int:
         """The number of service points the manager holds."""
         return self._get(n.sp_manager_get_service_point_count)
+
+    # --- TLS --------------------------------------------------------------------------------
+
+    def add_ca_pem(self, pem: Union[bytes, str]) -> None:
+        """Trusts the CA certificates in a PEM string/bytes for https, besides the system's
+        trust store (unless :attr:`system_roots` is off)."""
+        data = pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
+        n.sp_manager_add_ca_pem(self._live(), data, len(data))
+
+    def add_ca_file(self, path: str) -> None:
+        """Trusts the CA certificates in a PEM file."""
+        n.sp_manager_add_ca_file(self._live(), n.encode(str(path), "path"))
+
+    def _set_system_roots(self, on: bool) -> None:
+        n.sp_manager_set_system_roots(self._live(), 1 if on else 0)
+
+    system_roots = property(
+        fset=_set_system_roots,
+        doc="Write-only: use the system's trust store (True, the default) or only added CAs.",
+    )
+
+    def set_client_certificate(self, cert_pem: Union[bytes, str], key_pem: Union[bytes, str]) -> None:
+        """The client certificate chain and private key (PEM) for mutual TLS."""
+        cert = cert_pem.encode("ascii") if isinstance(cert_pem, str) else bytes(cert_pem)
+        key = key_pem.encode("ascii") if isinstance(key_pem, str) else bytes(key_pem)
+        n.sp_manager_set_client_certificate(self._live(), cert, len(cert), key, len(key))
+
+    def _set_min_tls_version(self, version: str) -> None:
+        codes = {"1.2": 12, "1.3": 13}
+        if version not in codes:
+            raise ValueError("min_tls_version must be '1.2' or '1.3'")
+        n.sp_manager_set_min_tls_version(self._live(), codes[version])
+
+    min_tls_version = property(
+        fset=_set_min_tls_version, doc="Write-only: the lowest TLS version offered, '1.2' or '1.3'."
+    )
+
+    def set_certificate_validator(
+        self, validator: Optional[Callable[[str, List[bytes], int], bool]]
+    ) -> None:
+        """Installs (or with None removes) a certificate validation callback, for tests and
+        private networks: ``validator(host, der_chain, builtin_code) -> bool`` where
+        ``builtin_code`` is 0 if the built-in verification accepted the chain, else its error
+        code (e.g. 26 for an unknown issuer). Exceptions in it count as a rejection."""
+        if validator is None:
+            n.sp_manager_set_certificate_validator(self._live(), n.sp_cert_validator_cb(), None)
+            self._validator = None
+            return
+
+        def trampoline(_user: Any, host: bytes, certs: Any, lens: Any, count: int, code: int) -> int:
+            try:
+                chain = [ctypes.string_at(certs[i], lens[i]) for i in range(count)]
+                return 1 if validator(host.decode("utf-8", "replace"), chain, int(code)) else 0
+            except BaseException:  # a callback must never unwind into the library
+                return 0
+
+        callback = n.sp_cert_validator_cb(trampoline)
+        n.sp_manager_set_certificate_validator(self._live(), callback, None)
+        # Keep the trampoline alive as long as the library may call it.
+        self._validator = callback
 
     # --- service points and requests -----------------------------------------------------
 

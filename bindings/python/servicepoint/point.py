@@ -53,6 +53,10 @@ class Statistics:
     closed_group: int
     #: Connections closed because a response was freed with much of its body unread.
     closed_abandoned: int
+    #: TLS connections opened with a full handshake.
+    tls_full_handshakes: int
+    #: TLS connections opened by resuming an earlier session.
+    tls_resumed_handshakes: int
 
 
 class ServicePoint:
