@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine (with Rust already
-# there): cmake for the C tests, valgrind for the leak check, pytest for the Python binding.
-# Installs only what is missing; uses sudo when not root.
+# there): cmake and a C/C++ compiler for the C tests, valgrind for the leak check, nginx and
+# openssl for the HTTPS run against a real server, pkg-config for the packaging test, Mono for
+# the C# binding, pytest for the Python binding. Installs only what is missing; uses sudo when
+# not root.
 set -euo pipefail
 
 SUDO=""
@@ -10,8 +12,16 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v cc >/dev/null || missing+=(gcc)
+command -v c++ >/dev/null || missing+=(g++)
 command -v valgrind >/dev/null || missing+=(valgrind)
 command -v python3 >/dev/null || missing+=(python3)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v mcs >/dev/null || missing+=(mono-mcs)
+command -v mono >/dev/null || missing+=(mono-runtime)
+[ -e /usr/lib/mono/4.5/System.dll ] || missing+=(libmono-system4.0-cil)
+[ -e /usr/lib/mono/4.5/System.Core.dll ] || missing+=(libmono-system-core4.0-cil)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
