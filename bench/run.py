@@ -25,12 +25,16 @@ SCENARIOS = {
     "threads4_small": ("/small", 4, 4, -1, "http"),
     "newconn_small": ("/small", 1, 2, 0, "http"),
     "seq_64k": ("/big", 1, 2, -1, "http"),
+    "https_keepalive": ("/small", 1, 2, -1, "https"),
+    "https_newconn": ("/small", 1, 2, 0, "https"),
 }
 TITLES = {
     "seq_small": "Sequential keep-alive GET, 100-byte body, 1 thread",
     "threads4_small": "4 threads sharing one service point (limit 4), 100-byte body",
     "newconn_small": "New connection per request (lease 0 / curl FORBID_REUSE), 100-byte body",
     "seq_64k": "Sequential keep-alive GET, 64 KiB body, 1 thread",
+    "https_keepalive": "HTTPS keep-alive GET, 100-byte body, 1 thread (certificate verified)",
+    "https_newconn": "HTTPS new connection per request, with session resumption, 100-byte body",
 }
 
 
@@ -65,7 +69,7 @@ def client_commands(args):
 
     def wrk(s, url):
         _, threads, _, lease, _ = SCENARIOS[s]
-        cmd = pin + ["wrk", "-t", str(threads), "-c", str(threads), "-d", f"{args.seconds}s"]
+        cmd = pin + ["wrk", "-t", str(threads), "-c", str(threads), "-d", f"{max(1, round(args.seconds))}s"]
         if lease == 0:
             cmd += ["-H", "Connection: close"]
         return cmd + [url]
@@ -136,6 +140,8 @@ def machine():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tls-port", type=int, required=True)
+    ap.add_argument("--ca", type=str, required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--idle", type=str, default="")
@@ -145,13 +151,15 @@ def main():
     env["LD_LIBRARY_PATH"] = os.path.join(TARGET, "release")
     env["SERVICEPOINT_LIB"] = os.path.join(TARGET, "release", "libservicepoint.so")
     env["PYTHONPATH"] = os.path.join(ROOT, "bindings", "python")
+    env["BENCH_CA"] = args.ca
     clients = client_commands(args)
     names = list(clients)
     samples = {(s, c): [] for s in SCENARIOS for c in names}
     for rnd in range(args.rounds):
         order = names[rnd % len(names):] + names[:rnd % len(names)]
         for s, (path, *_rest, scheme) in SCENARIOS.items():
-            url = f"{scheme}://127.0.0.1:{args.port}{path}"
+            port = args.tls_port if scheme == "https" else args.port
+            url = f"{scheme}://localhost:{port}{path}"
             for c in order:
                 cmd = clients[c](s, url)
                 if cmd is None:
@@ -174,7 +182,9 @@ def main():
         f"- Command: `{args.command}` ({args.rounds} rounds × {args.seconds:g} s per client and scenario, "
         "interleaved; medians)",
         "- Server: nginx (Debian), 1 worker pinned to CPU 0, keep-alive on, access log off, static files "
-        "of 100 bytes and 64 KiB on loopback; clients pinned to CPU 1.",
+        "of 100 bytes and 64 KiB on loopback over HTTP and HTTPS (ECDSA P-256 certificate from a CA "
+        "generated for the run, session cache and tickets on); clients pinned to CPU 1 and all of "
+        "them verify the certificate.",
         "- CPU/req is the client process's user + system time per request (getrusage), the steadiest "
         "figure on a noisy machine; RSS is the client's peak resident set.",
         "",
@@ -223,6 +233,10 @@ def main():
     check("Python sequential: req/s vs http.client", fmt(x, 2) + "×", "> 1×", x is not None and x > 1.0)
     x = r(get("seq_small", "servicepoint (C#, Mono)", "rps"), get("seq_small", "HttpWebRequest (C#, Mono)", "rps"))
     check("C# under Mono: req/s vs HttpWebRequest", fmt(x, 2) + "×", "≥ 3×", x is not None and x >= 3.0)
+    x = r(get("https_keepalive", "servicepoint (C)", "cpu_us"), get("https_keepalive", "libcurl (C)", "cpu_us"))
+    check("HTTPS keep-alive: CPU/req vs libcurl", fmt(x, 2) + "×", "≤ 1.0×", x is not None and x <= 1.0)
+    x = r(get("https_newconn", "servicepoint (C)", "cpu_us"), get("https_newconn", "libcurl (C)", "cpu_us"))
+    check("HTTPS new connection (resumed): CPU/req vs libcurl", fmt(x, 2) + "×", "≤ 0.6×", x is not None and x <= 0.6)
     rss = get("seq_small", "servicepoint (C)", "rss_kib")
     check("Peak RSS of the C bench client, sequential", fmt(rss and rss / 1024, 1) + " MiB", "< 6 MiB", rss is not None and rss < 6 * 1024)
     if args.idle:
@@ -230,8 +244,6 @@ def main():
         per = int(m.group(1)) if m else None
         check("Client memory per idle keep-alive connection (1,000 idle)", fmt(per and per / 1024, 1) + " KiB", "< 16 KiB", per is not None and per < 16 * 1024)
     lines += ["## Targets (ratios from this run)", "", "| target | measured | goal | |", "| --- | ---: | --- | --- |"] + checks + [""]
-    lines += ["HTTPS scenarios (keep-alive and new connection with resumption) are not measured yet: TLS "
-              "is not in this build.", ""]
     extra = os.path.join(HERE, "NOTES.md")
     if os.path.exists(extra):
         lines += [open(extra).read()]

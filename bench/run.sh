@@ -15,6 +15,7 @@ command -v wrk >/dev/null || need+=(wrk)
 [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || need+=(libcurl4-openssl-dev)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v cc >/dev/null || need+=(gcc)
+command -v openssl >/dev/null || need+=(openssl)
 if [ -f bindings/csharp/ServicePoint.cs ]; then
   command -v mcs >/dev/null || need+=(mono-mcs)
   command -v mono >/dev/null || need+=(mono-runtime)
@@ -36,10 +37,21 @@ if [ -f bench/cs/build.sh ]; then bash bench/cs/build.sh; fi
 
 WORK=$(mktemp -d /tmp/servicepoint-bench.XXXXXX)
 PORT=${BENCH_PORT:-18480}
-mkdir -p "$WORK/www" "$WORK/logs"
+mkdir -p "$WORK/www" "$WORK/logs" "$WORK/tmp"
+chmod 755 "$WORK" "$WORK/www"
+TLS_PORT=$((PORT + 1))
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj "/CN=servicepoint bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+  -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
+printf "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n" > "$WORK/ext.cnf"
+openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
+  -CAcreateserial -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/server.pem" 2>/dev/null
+USER_LINE=""; [ "$(id -u)" = "0" ] && USER_LINE="user root;"
 head -c 100 /dev/zero | tr '\0' 'a' > "$WORK/www/small"
 head -c 65536 /dev/urandom > "$WORK/www/big"
 cat > "$WORK/nginx.conf" <<CONF
+$USER_LINE
 worker_processes 1;
 worker_rlimit_nofile 8192;
 daemon on;
@@ -53,8 +65,21 @@ http {
   sendfile on;
   tcp_nodelay on;
   default_type application/octet-stream;
+  client_body_temp_path $WORK/tmp;
+  proxy_temp_path $WORK/tmp;
+  fastcgi_temp_path $WORK/tmp;
+  uwsgi_temp_path $WORK/tmp;
+  scgi_temp_path $WORK/tmp;
   server {
     listen 127.0.0.1:$PORT backlog=4096;
+    root $WORK/www;
+  }
+  server {
+    listen 127.0.0.1:$TLS_PORT ssl backlog=4096;
+    ssl_certificate $WORK/server.pem;
+    ssl_certificate_key $WORK/server.key;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
     root $WORK/www;
   }
 }
@@ -66,4 +91,4 @@ sleep 0.3
 
 IDLE=$(LD_LIBRARY_PATH=target/release target/bench/sp_idle "http://127.0.0.1:$PORT/small" 1000 || true)
 echo "$IDLE"
-python3 bench/run.py --port "$PORT" --idle "$IDLE" --command "bash bench/run.sh $*" "$@"
+python3 bench/run.py --port "$PORT" --tls-port "$TLS_PORT" --ca "$WORK/ca.pem" --idle "$IDLE" --command "bash bench/run.sh $*" "$@"

@@ -715,6 +715,19 @@ sp_result sp_response_header(const struct sp_response *response,
                              const char **out_value);
 
 /**
+ * The whole response head as text, for bindings that want it in one call: the status line
+ * ("HTTP/1.1 200 OK") and each header field ("Name: value", names as received, wire order,
+ * repeats kept), each line ending in CR LF, then an empty line. *out_len receives the length
+ * (the text is also NUL-terminated).
+ *
+ * Ownership: *out_text is borrowed until sp_response_free().
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_response_head(const struct sp_response *response,
+                           const char **out_text,
+                           size_t *out_len);
+
+/**
  * Reads the number of header fields into *out_count.
  *
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.

@@ -49,6 +49,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "setup: %s\n", sp_last_error());
         return 2;
     }
+    /* HTTPS: trust the bench's CA (verification stays on). */
+    const char *ca = getenv("BENCH_CA");
+    if (ca && *ca && sp_manager_add_ca_file(manager, ca) != SP_OK) {
+        fprintf(stderr, "CA: %s\n", sp_last_error());
+        return 2;
+    }
     for (int i = 0; i < threads && i < 64; i++) {
         if (sp_http_request_new("GET", url, &requests[i]) != SP_OK) return 2;
     }

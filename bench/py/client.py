@@ -5,7 +5,9 @@ MODE is `sp` (servicepoint through its ctypes binding), `urllib3` (PoolManager) 
 LEASE_MS 0 means a new connection per request. Prints the same RESULT line as the C clients.
 """
 import http.client
+import os
 import resource
+import ssl
 import sys
 import threading
 import time
@@ -16,6 +18,8 @@ def make_sp(url, threads, limit, lease):
     import servicepoint
 
     manager = servicepoint.ServicePointManager()
+    if os.environ.get("BENCH_CA"):
+        manager.add_ca_file(os.environ["BENCH_CA"])
     point = manager.find_service_point(url)
     point.connection_limit = limit
     point.connection_lease_timeout = lease
@@ -29,7 +33,8 @@ def make_sp(url, threads, limit, lease):
 def make_urllib3(url, threads, limit, lease):
     import urllib3
 
-    pool = urllib3.PoolManager(maxsize=max(limit, threads), block=True, retries=False)
+    pool = urllib3.PoolManager(maxsize=max(limit, threads), block=True, retries=False,
+                               ca_certs=os.environ.get("BENCH_CA") or None)
     headers = {"Connection": "close"} if lease == 0 else {}
 
     def one():
@@ -44,7 +49,12 @@ def make_httpclient(url, threads, limit, lease):
     def one():
         conn = getattr(local, "conn", None)
         if conn is None or lease == 0:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port)
+            if parts.scheme == "https":
+                if getattr(local, "ctx", None) is None:
+                    local.ctx = ssl.create_default_context(cafile=os.environ.get("BENCH_CA") or None)
+                conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=local.ctx)
+            else:
+                conn = http.client.HTTPConnection(parts.hostname, parts.port)
             local.conn = conn
         conn.request("GET", parts.path)
         conn.getresponse().read()
@@ -84,7 +94,16 @@ def run(one, threads, seconds):
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     n = sum(counts)
     print(f"RESULT requests={n} seconds={wall:.3f} cpu_us_per_req={cpu * 1e6 / max(n, 1):.2f} "
-          f"max_rss_kib={r1.ru_maxrss} errors={sum(errors)}")
+          f"max_rss_kib={peak_rss_kib()} errors={sum(errors)}")
+
+
+def peak_rss_kib():
+    """VmHWM of this process (ru_maxrss survives execve and would include the parent's)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
 
 
 def main():

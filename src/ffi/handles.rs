@@ -28,6 +28,8 @@ pub struct ResponseEntry {
     /// Header names and values as C strings, built on first use.
     pub headers: Option<Vec<(CString, CString)>>,
     pub trailers: Option<Vec<(CString, CString)>>,
+    /// The head as text (status line and fields), built on first use.
+    pub head_text: Option<Vec<u8>>,
     /// The body collected by `sp_response_read_all`.
     pub body: Vec<u8>,
 }

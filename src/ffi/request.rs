@@ -325,6 +325,7 @@ pub extern "C" fn sp_request(
             reason,
             headers: None,
             trailers: None,
+            head_text: None,
             body: Vec::new(),
         };
         write(

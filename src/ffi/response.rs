@@ -136,6 +136,45 @@ pub extern "C" fn sp_response_header(
     })
 }
 
+/// The whole response head as text, for bindings that want it in one call: the status line
+/// ("HTTP/1.1 200 OK") and each header field ("Name: value", names as received, wire order,
+/// repeats kept), each line ending in CR LF, then an empty line. *out_len receives the length
+/// (the text is also NUL-terminated).
+///
+/// Ownership: *out_text is borrowed until sp_response_free().
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_head(
+    response: *const sp_response,
+    out_text: *mut *const c_char,
+    out_len: *mut usize,
+) -> sp_result {
+    call(|| {
+        let (dt, dl) = (out(out_text, "out_text")?, out(out_len, "out_len")?);
+        with(response, |e| {
+            let head = &e.response.head;
+            let text = e.head_text.get_or_insert_with(|| {
+                let mut t = format!(
+                    "HTTP/1.{} {} {}\r\n",
+                    head.minor_version, head.status, head.reason
+                )
+                .into_bytes();
+                for h in &head.headers {
+                    t.extend_from_slice(h.name.as_bytes());
+                    t.extend_from_slice(b": ");
+                    t.extend(h.value.iter().filter(|&&b| b != 0));
+                    t.extend_from_slice(b"\r\n");
+                }
+                t.extend_from_slice(b"\r\n\0");
+                t
+            });
+            write(dt, text.as_ptr().cast());
+            write(dl, text.len() - 1);
+            Ok(())
+        })
+    })
+}
+
 /// Reads the number of header fields into *out_count.
 ///
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.

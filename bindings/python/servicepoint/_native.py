@@ -117,6 +117,22 @@ def _load() -> Tuple[ctypes.CDLL, str]:
 
 
 lib, LIBRARY_PATH = _load()
+#: The same library, with calls that keep the GIL: ctypes.CDLL releases and re-takes the GIL
+#: around every call, which costs more than the quick non-blocking functions themselves.
+#: Only calls that may wait on the network or on other threads release the GIL.
+_quick = ctypes.PyDLL(LIBRARY_PATH)
+_RELEASE_GIL = {
+    "sp_request",
+    "sp_response_read",
+    "sp_response_read_all",
+    "sp_response_free",  # may drain a short body remainder
+    "sp_manager_free",
+    "sp_find",
+    "sp_close_connection_group",
+    "sp_set_connection_limit",
+    "sp_get_statistics",
+    "sp_get_current_connections",
+}
 
 
 # --- types -------------------------------------------------------------------------------
@@ -185,10 +201,10 @@ def _check(result: int, func: Any, args: Sequence[Any]) -> int:
     error is the one of this call.
     """
     if result != SP_OK:
-        message = _decode(lib.sp_last_error())
-        sent = bool(lib.sp_last_error_request_sent())
+        message = _decode(sp_last_error())
+        sent = bool(sp_last_error_request_sent())
         if not message:
-            message = _decode(lib.sp_strerror(result))
+            message = _decode(sp_strerror(result))
         name = getattr(func, "__name__", None)
         raise errors.error_from_code(result, message, sent, name)
     return result
@@ -200,7 +216,7 @@ def _declare(
     restype: Any = ctypes.c_int32,
     check: bool = True,
 ) -> Any:
-    func = getattr(lib, name)
+    func = getattr(lib if name in _RELEASE_GIL else _quick, name)
     func.argtypes = list(argtypes)
     func.restype = restype
     if check:
@@ -336,6 +352,7 @@ sp_http_request_set_retryable = _declare(
 sp_request = _declare("sp_request", [manager_p, request_p, c_void_p_p])
 
 # Response.
+sp_response_head = _declare("sp_response_head", [response_p, c_char_p_p, c_size_t_p])
 sp_response_free = _declare("sp_response_free", [response_p], None, check=False)
 sp_response_status = _declare("sp_response_status", [response_p, c_int32_p])
 sp_response_http_version = _declare("sp_response_http_version", [response_p, c_int32_p])

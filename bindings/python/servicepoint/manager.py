@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import math
+import threading
 from typing import (
     Any,
     Callable,
+    Dict,
     Iterable,
     Iterator,
     List,
@@ -125,6 +127,7 @@ class ServicePointManager:
         n.sp_manager_new(ctypes.byref(handle))
         self._handle: Optional[int] = n.out_handle(handle, "sp_manager_new")
         self._validator: Any = None
+        self._local = threading.local()
 
     def _live(self) -> int:
         handle = self._handle
@@ -306,6 +309,11 @@ class ServicePointManager:
             server may have seen the request.
         """
         manager = self._live()
+        if (
+            headers is None and body is None and timeout is None and read_timeout is None
+            and keep_alive is None and not connection_group and not retryable
+        ):
+            return self._plain_request(manager, method, url)
         timeout_ms = _ms(timeout, "timeout")
         read_timeout_ms = _ms(read_timeout, "read_timeout")
         req = ctypes.c_void_p()
@@ -362,6 +370,18 @@ class ServicePointManager:
             reader = None
         return Response(n.out_handle(resp, "sp_request"), self)
 
+    def _plain_request(self, manager: int, method: str, url: str) -> Response:
+        """``request(method, url)`` with every option at its default: reuses a request
+        description cached for this thread (a description is used by one thread at a time,
+        and creating one per call costs more than the request's own library work)."""
+        cache: Optional[_RequestCache] = getattr(self._local, "requests", None)
+        if cache is None:
+            cache = self._local.requests = _RequestCache()
+        handle = cache.get(method, url)
+        resp = ctypes.c_void_p()
+        n.sp_request(manager, handle, ctypes.byref(resp))
+        return Response(n.out_handle(resp, "sp_request"), self)
+
     def get(self, url: str, **kwargs: Any) -> Response:
         """Shorthand for ``request("GET", url, **kwargs)``."""
         return self.request("GET", url, **kwargs)
@@ -382,6 +402,10 @@ class ServicePointManager:
         handle, self._handle = self._handle, None
         if handle:
             n.sp_manager_free(handle)
+        # This thread's cached request descriptions (other threads' go with those threads).
+        cache = getattr(self.__dict__.get("_local"), "requests", None)
+        if cache is not None:
+            cache.clear()
 
     def __enter__(self) -> "ServicePointManager":
         return self
@@ -400,6 +424,38 @@ class ServicePointManager:
 
     def __repr__(self) -> str:
         return "<ServicePointManager{}>".format(" closed" if self._handle is None else "")
+
+
+class _RequestCache:
+    """One thread's request descriptions for plain requests, by (method, url); bounded,
+    and freed with the thread (or when evicted), never shared between threads."""
+
+    LIMIT = 64
+
+    def __init__(self) -> None:
+        self._handles: Dict[Tuple[str, str], int] = {}
+
+    def get(self, method: str, url: str) -> int:
+        key = (method, url)
+        handle = self._handles.get(key)
+        if handle is None:
+            if len(self._handles) >= self.LIMIT:
+                self.clear()
+            req = ctypes.c_void_p()
+            n.sp_http_request_new(n.encode(method, "method"), n.encode(url, "url"), ctypes.byref(req))
+            handle = self._handles[key] = n.out_handle(req, "sp_http_request_new")
+        return handle
+
+    def clear(self) -> None:
+        handles, self._handles = self._handles, {}
+        for handle in handles.values():
+            n.sp_http_request_free(handle)
+
+    def __del__(self) -> None:
+        try:
+            self.clear()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
 
 def _header_pairs(headers: HeadersArg) -> List[Tuple[Any, Any]]:

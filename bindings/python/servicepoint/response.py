@@ -27,7 +27,8 @@ class Response:
     :meth:`close` frees the native response: a fully read body has already returned the
     connection to the pool; a short unread remainder is drained so the connection can be
     reused, a long one closes the connection. Closing twice is safe. The head (status,
-    reason, headers, connection info) stays readable after :meth:`close`; body reads and
+    reason, headers) stays readable after :meth:`close`, and so do the connection details
+    (connection_id, connection_reused, local_port) once read before it; body reads and
     trailers do not.
 
     Instances are created by :meth:`ServicePointManager.request`, not directly. A response
@@ -39,28 +40,49 @@ class Response:
         # Keeps the manager object alive while the response is (its finalizer would free it).
         self._owner = owner
         self._eof = False
+        self._headers: Optional[List[Tuple[str, str]]] = None
+        self._conn: Optional[Tuple[int, bool, int]] = None
         try:
-            self._status = self._get_i32(n.sp_response_status)
-            self._http_version = self._get_i32(n.sp_response_http_version)
-            reason = ctypes.c_char_p()
-            n.sp_response_reason(handle, ctypes.byref(reason))
-            self._reason = n.decode_field(reason.value)
-            count = ctypes.c_size_t()
-            n.sp_response_header_count(handle, ctypes.byref(count))
-            headers: List[Tuple[str, str]] = []
-            name, value = ctypes.c_char_p(), ctypes.c_char_p()
-            for index in range(count.value):
-                n.sp_response_header_at(handle, index, ctypes.byref(name), ctypes.byref(value))
-                headers.append((n.decode_field(name.value), n.decode_field(value.value)))
-            self._headers = headers
-            conn_id = ctypes.c_uint64()
-            n.sp_response_connection_id(handle, ctypes.byref(conn_id))
-            self._connection_id = conn_id.value
-            self._connection_reused = bool(self._get_i32(n.sp_response_connection_reused))
-            self._local_port = self._get_i32(n.sp_response_local_port)
+            # One call copies the whole head (it stays readable after close); it is parsed
+            # on first use. Connection details are fetched when first asked for.
+            text, length = ctypes.c_char_p(), ctypes.c_size_t()
+            n.sp_response_head(handle, ctypes.byref(text), ctypes.byref(length))
+            self._head = ctypes.string_at(text, length.value)
+            line = self._head[: self._head.index(b"\r\n")]
+            version, status, reason = (line.split(b" ", 2) + [b""])[:3]
+            self._status = int(status)
+            self._http_version = 10 if version == b"HTTP/1.0" else 11
+            self._reason = n.decode_field(reason)
         except BaseException:
             self.close()
             raise
+
+    def _fields(self) -> List[Tuple[str, str]]:
+        if self._headers is None:
+            lines = self._head.split(b"\r\n")[1:]
+            fields = []
+            for line in lines:
+                if not line:
+                    break
+                name, _, value = line.partition(b": ")
+                fields.append((n.decode_field(name), n.decode_field(value)))
+            self._headers = fields
+        return self._headers
+
+    def _connection(self) -> Tuple[int, bool, int]:
+        if self._conn is None:
+            if self._handle is None:
+                raise InvalidHandleError(
+                    5, "the response was closed before its connection details were read"
+                )
+            conn_id = ctypes.c_uint64()
+            n.sp_response_connection_id(self._handle, ctypes.byref(conn_id))
+            self._conn = (
+                conn_id.value,
+                bool(self._get_i32(n.sp_response_connection_reused)),
+                self._get_i32(n.sp_response_local_port),
+            )
+        return self._conn
 
     # --- head ----------------------------------------------------------------------------
 
@@ -94,12 +116,12 @@ class Response:
     def headers(self) -> List[Tuple[str, str]]:
         """The header fields as (name, value) pairs in wire order, names as received,
         repeats kept (a copy)."""
-        return list(self._headers)
+        return list(self._fields())
 
     def header(self, name: str) -> Optional[str]:
         """The first value of header field ``name`` (case-insensitive), or None."""
         wanted = name.lower()
-        for key, value in self._headers:
+        for key, value in self._fields():
             if key.lower() == wanted:
                 return value
         return None
@@ -107,23 +129,23 @@ class Response:
     def header_all(self, name: str) -> List[str]:
         """Every value of header field ``name`` (case-insensitive), in wire order."""
         wanted = name.lower()
-        return [value for key, value in self._headers if key.lower() == wanted]
+        return [value for key, value in self._fields() if key.lower() == wanted]
 
     @property
     def connection_id(self) -> int:
         """Id of the connection that served the response (unique in the process; equal ids
         mean a reused connection)."""
-        return self._connection_id
+        return self._connection()[0]
 
     @property
     def connection_reused(self) -> bool:
         """True if the response came on a reused (kept-alive) connection."""
-        return self._connection_reused
+        return self._connection()[1]
 
     @property
     def local_port(self) -> int:
         """The client-side port of the connection (the peer port the server saw)."""
-        return self._local_port
+        return self._connection()[2]
 
     @property
     def closed(self) -> bool:
@@ -252,10 +274,11 @@ class Response:
             pass
 
     def __repr__(self) -> str:
-        return "<Response [{} {}] connection={}{}{}>".format(
+        conn = self._conn
+        return "<Response [{} {}]{}{}{}>".format(
             self._status,
             self._reason,
-            self._connection_id,
-            " reused" if self._connection_reused else "",
+            " connection={}".format(conn[0]) if conn else "",
+            " reused" if conn and conn[1] else "",
             " closed" if self._handle is None else "",
         )

@@ -84,10 +84,18 @@ _SCALARS = {
 }
 
 
+def test_only_quick_functions_keep_the_gil() -> None:
+    for name in ("sp_request", "sp_response_read", "sp_response_read_all", "sp_response_free"):
+        assert _native.FUNCTIONS[name] is getattr(_native.lib, name)
+    assert _native.FUNCTIONS["sp_response_status"] is getattr(_native._quick, name := "sp_response_status"), name
+
+
 def test_declarations_match_prototypes() -> None:
     for name, (ret, params) in _declarations().items():
         func = _native.FUNCTIONS[name]
-        assert func is getattr(_native.lib, name)
+        # Blocking functions release the GIL (CDLL); quick ones keep it (PyDLL).
+        library = _native.lib if name in _native._RELEASE_GIL else _native._quick
+        assert func is getattr(library, name)
         assert func.argtypes is not None, name
         assert len(func.argtypes) == len(params), (name, func.argtypes, params)
         if ret == "void":
