@@ -45,10 +45,9 @@ struct Options {
 
 pub struct Tls {
     options: Mutex<Options>,
-    /// Built on first use and after every change of the options.
+    /// Built on first use and after every change of the options, with a new session cache:
+    /// a session resumed from before a change of trust settings would skip the new checks.
     config: Mutex<Option<Arc<ClientConfig>>>,
-    /// Kept across rebuilds, so option changes do not forget sessions.
-    sessions: Arc<ClientSessionMemoryCache>,
 }
 
 impl Default for Tls {
@@ -62,7 +61,6 @@ impl Default for Tls {
                 validator: None,
             }),
             config: Mutex::new(None),
-            sessions: Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE)),
         }
     }
 }
@@ -201,7 +199,8 @@ impl Tls {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.resumption = Resumption::store(Arc::clone(&self.sessions) as _);
+        config.resumption =
+            Resumption::store(Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE)));
         Ok(config)
     }
 }
