@@ -40,13 +40,7 @@ PORT=${BENCH_PORT:-18480}
 mkdir -p "$WORK/www" "$WORK/logs" "$WORK/tmp"
 chmod 755 "$WORK" "$WORK/www"
 TLS_PORT=$((PORT + 1))
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj "/CN=servicepoint bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
-  -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
-printf "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n" > "$WORK/ext.cnf"
-openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
-  -CAcreateserial -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/server.pem" 2>/dev/null
+bash tests/nginx/make-cert.sh "$WORK"
 USER_LINE=""; [ "$(id -u)" = "0" ] && USER_LINE="user root;"
 head -c 100 /dev/zero | tr '\0' 'a' > "$WORK/www/small"
 head -c 65536 /dev/urandom > "$WORK/www/big"

@@ -20,6 +20,20 @@ fn with(r: *const sp_response, f: impl FnOnce(&mut ResponseEntry) -> FfiResult) 
     f(&mut guard)
 }
 
+/// Writes one value read from the response to an out-parameter (the shape of every getter).
+fn get<T>(
+    r: *const sp_response,
+    dst: *mut T,
+    what: &str,
+    value: impl FnOnce(&ResponseEntry) -> T,
+) -> FfiResult {
+    let dst = out(dst, what)?;
+    with(r, |e| {
+        write(dst, value(e));
+        Ok(())
+    })
+}
+
 fn c_pairs(fields: &[Header]) -> Vec<(CString, CString)> {
     let c = |b: &[u8]| {
         CString::new(b.iter().copied().filter(|&x| x != 0).collect::<Vec<u8>>()).unwrap_or_default()
@@ -62,10 +76,8 @@ pub extern "C" fn sp_response_status(
     out_status: *mut i32,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_status, "out_status")?;
-        with(response, |e| {
-            write(dst, e.response.status() as i32);
-            Ok(())
+        get(response, out_status, "out_status", |e| {
+            e.response.status() as i32
         })
     })
 }
@@ -79,10 +91,8 @@ pub extern "C" fn sp_response_http_version(
     out_version: *mut i32,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_version, "out_version")?;
-        with(response, |e| {
-            write(dst, 10 + e.response.head.minor_version as i32);
-            Ok(())
+        get(response, out_version, "out_version", |e| {
+            10 + e.response.head.minor_version as i32
         })
     })
 }
@@ -96,13 +106,7 @@ pub extern "C" fn sp_response_reason(
     response: *const sp_response,
     out_reason: *mut *const c_char,
 ) -> sp_result {
-    call(|| {
-        let dst = out(out_reason, "out_reason")?;
-        with(response, |e| {
-            write(dst, e.reason.as_ptr());
-            Ok(())
-        })
-    })
+    call(|| get(response, out_reason, "out_reason", |e| e.reason.as_ptr()))
 }
 
 /// The first value of the header field `name` (case-insensitive).
@@ -184,10 +188,8 @@ pub extern "C" fn sp_response_header_count(
     out_count: *mut usize,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_count, "out_count")?;
-        with(response, |e| {
-            write(dst, e.response.head.headers.len());
-            Ok(())
+        get(response, out_count, "out_count", |e| {
+            e.response.head.headers.len()
         })
     })
 }
@@ -332,13 +334,7 @@ pub extern "C" fn sp_response_connection_id(
     response: *const sp_response,
     out_id: *mut u64,
 ) -> sp_result {
-    call(|| {
-        let dst = out(out_id, "out_id")?;
-        with(response, |e| {
-            write(dst, e.response.connection_id);
-            Ok(())
-        })
-    })
+    call(|| get(response, out_id, "out_id", |e| e.response.connection_id))
 }
 
 /// Reads the client-side port of the connection that served the response (what the server
@@ -351,10 +347,8 @@ pub extern "C" fn sp_response_local_port(
     out_port: *mut i32,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_port, "out_port")?;
-        with(response, |e| {
-            write(dst, e.response.local_port as i32);
-            Ok(())
+        get(response, out_port, "out_port", |e| {
+            e.response.local_port as i32
         })
     })
 }
@@ -368,10 +362,8 @@ pub extern "C" fn sp_response_connection_reused(
     out_reused: *mut i32,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_reused, "out_reused")?;
-        with(response, |e| {
-            write(dst, e.response.reused as i32);
-            Ok(())
+        get(response, out_reused, "out_reused", |e| {
+            e.response.reused as i32
         })
     })
 }

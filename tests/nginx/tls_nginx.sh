@@ -24,13 +24,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A CA and a server certificate for localhost / 127.0.0.1.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj "/CN=servicepoint test CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
-  -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
-printf "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n" > "$WORK/ext.cnf"
-openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
-  -CAcreateserial -days 2 -extfile "$WORK/ext.cnf" -out "$WORK/server.pem" 2>/dev/null
+bash "$(dirname "$0")/make-cert.sh" "$WORK"
 
 mkdir -p "$WORK/www" "$WORK/logs" "$WORK/tmp"
 chmod 755 "$WORK/www"
