@@ -1,0 +1,31 @@
+# Builds the Rust library with cargo and imports it as the target `servicepoint`, for the
+# CMake projects inside this repository (tests/c, examples). Set REPO_ROOT and CARGO_PROFILE
+# (debug or release) before including; defines SERVICEPOINT_LIB_DIR and SERVICEPOINT_LIB.
+# (Projects outside the repository use the installed package: find_package(servicepoint).)
+set(CARGO_FLAGS --locked)
+if(CARGO_PROFILE STREQUAL "release")
+  list(APPEND CARGO_FLAGS --release)
+endif()
+set(SERVICEPOINT_LIB_DIR "${REPO_ROOT}/target/${CARGO_PROFILE}")
+set(SERVICEPOINT_LIB
+    "${SERVICEPOINT_LIB_DIR}/${CMAKE_SHARED_LIBRARY_PREFIX}servicepoint${CMAKE_SHARED_LIBRARY_SUFFIX}")
+
+# cargo decides what is stale, so this always runs and is a no-op when nothing changed.
+# Never list include/servicepoint.h as a byproduct: "clean" would delete the committed header.
+find_program(CARGO cargo HINTS "$ENV{CARGO_HOME}/bin" "$ENV{HOME}/.cargo/bin")
+if(NOT CARGO)
+  message(FATAL_ERROR "cargo not found: install Rust (https://rustup.rs) or put cargo on PATH")
+endif()
+add_custom_target(servicepoint_cargo ALL
+  COMMAND "${CARGO}" build ${CARGO_FLAGS}
+  WORKING_DIRECTORY "${REPO_ROOT}"
+  BYPRODUCTS "${SERVICEPOINT_LIB}"
+  COMMENT "cargo build ${CARGO_FLAGS}"
+  USES_TERMINAL)
+
+add_library(servicepoint SHARED IMPORTED GLOBAL)
+set_target_properties(servicepoint PROPERTIES
+  IMPORTED_LOCATION "${SERVICEPOINT_LIB}"
+  IMPORTED_NO_SONAME TRUE   # a plain cargo cdylib has no SONAME: link as -lservicepoint
+  INTERFACE_INCLUDE_DIRECTORIES "${REPO_ROOT}/include")
+add_dependencies(servicepoint servicepoint_cargo)
