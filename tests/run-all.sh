@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: lints, Rust unit and integration tests, the header freshness check, the
-# C tests under ctest (AddressSanitizer, valgrind, header compile checks), and the Python
-# binding's tests. Works from any directory on a fresh Debian machine with Rust.
+# C tests under ctest (AddressSanitizer, valgrind, header compile checks, dlopen from C and
+# C++, exported symbols, packaging, HTTPS against nginx), the C# binding under Mono and the
+# Python binding. Works from any directory on a fresh Debian machine with Rust.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,7 +30,8 @@ cmake -S tests/c -B target/ctest -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build target/ctest -j 2
 ctest --test-dir target/ctest --output-on-failure
 
-if [ -d bindings/python/tests ]; then
-  echo "== Python binding"
-  SERVICEPOINT_LIB="$ROOT/target/debug/libservicepoint.so" python3 -m pytest -q bindings/python/tests
-fi
+echo "== C# binding (Mono)"
+bash bindings/csharp/run-mono.sh "$ROOT/target/debug"
+
+echo "== Python binding"
+SERVICEPOINT_LIB="$ROOT/target/debug/libservicepoint.so" python3 -m pytest -q bindings/python/tests

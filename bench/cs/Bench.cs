@@ -1,0 +1,233 @@
+// C# bench client for Mono, same contract as bench/py/client.py:
+//
+//   mono Bench.exe MODE URL SECONDS THREADS LIMIT LEASE_MS
+//
+// MODE `sp`: the servicepoint binding (bindings/csharp/ServicePoint.cs): one manager, the
+// URL's service point with ConnectionLimit LIMIT and ConnectionLeaseTimeout LEASE_MS; each
+// request is GetResponse + ReadAll + Dispose. MODE `hwr`: Mono's own System.Net.HttpWebRequest
+// with ServicePointManager.DefaultConnectionLimit = LIMIT, the URL's ServicePoint with
+// ConnectionLeaseTimeout = LEASE_MS, KeepAlive on unless LEASE_MS is 0, the response stream read
+// to its end and closed (no proxy, Nagle off, Expect: 100-continue off).
+// LEASE_MS -1 keeps connections alive, 0 opens a new connection per request. For https URLs
+// both modes trust the CA in $BENCH_CA and keep verifying the certificate. Mono's managed X509
+// code cannot decode ECDSA keys, so `hwr` cannot check the chain itself in a validation
+// callback; instead it leaves verification to Mono's TLS (BoringSSL), giving it the CA through a
+// private trust store: $XDG_CONFIG_HOME points at a temporary directory holding
+// .mono/new-certs/Trust/<subject hash>.0 (the hash from `openssl x509 -subject_hash`).
+//
+// After a 0.3 s warm-up, THREADS threads send requests for SECONDS; prints one line:
+//   RESULT requests=<n> seconds=<wall> cpu_us_per_req=<user+sys CPU of the process per request>
+//          max_rss_kib=<peak working set> errors=<n>
+// Exit status 0, or 2 for a usage or setup error.
+
+using System;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Net.Security;
+using System.Threading;
+
+namespace Servicepoint.Bench
+{
+    static class Program
+    {
+        static long _errors;
+        static int _reported;
+
+        static void Report(Exception e)
+        {
+            Interlocked.Increment(ref _errors);
+            if (Interlocked.Exchange(ref _reported, 1) == 0)
+                Console.Error.WriteLine("first error: {0}: {1}", e.GetType().Name, e.Message);
+        }
+
+        static Action MakeSp(string url, int limit, int lease)
+        {
+            var manager = new ServicePointManager();
+            string ca = Environment.GetEnvironmentVariable("BENCH_CA");
+            if (!string.IsNullOrEmpty(ca) && url.StartsWith("https:", StringComparison.OrdinalIgnoreCase))
+                manager.AddCaFile(ca);
+            ServicePoint point = manager.FindServicePoint(url);
+            point.ConnectionLimit = limit;
+            point.ConnectionLeaseTimeout = lease;
+            // A description is not changed by GetResponse, so the threads share one.
+            var request = new HttpRequest("GET", url);
+            return () =>
+            {
+                using (Response response = manager.GetResponse(request))
+                {
+                    response.ReadAll();
+                }
+                GC.KeepAlive(point);
+            };
+        }
+
+        [ThreadStatic]
+        static byte[] _buffer;
+
+        static Action MakeHwr(string url, int limit, int lease)
+        {
+            var uri = new Uri(url);
+            System.Net.ServicePointManager.DefaultConnectionLimit = limit;
+            System.Net.ServicePointManager.Expect100Continue = false;
+            System.Net.ServicePointManager.UseNagleAlgorithm = false;
+            string ca = Environment.GetEnvironmentVariable("BENCH_CA");
+            if (!string.IsNullOrEmpty(ca) && uri.Scheme == "https") TrustCaForMono(ca);
+            // Only a chain Mono verified completely (root, dates, host name) is accepted.
+            System.Net.ServicePointManager.ServerCertificateValidationCallback =
+                (sender, cert, chain, errors) => errors == SslPolicyErrors.None;
+            System.Net.ServicePoint point = System.Net.ServicePointManager.FindServicePoint(uri);
+            point.ConnectionLimit = limit;
+            point.ConnectionLeaseTimeout = lease;
+            return () =>
+            {
+                var request = (System.Net.HttpWebRequest)System.Net.WebRequest.Create(uri);
+                request.Proxy = null;
+                request.KeepAlive = lease != 0;
+                byte[] buffer = _buffer ?? (_buffer = new byte[65536]);
+                using (var response = (System.Net.HttpWebResponse)request.GetResponse())
+                using (Stream body = response.GetResponseStream())
+                {
+                    while (body.Read(buffer, 0, buffer.Length) > 0)
+                    {
+                    }
+                }
+                GC.KeepAlive(point);
+            };
+        }
+
+        static string _trustDir;
+
+        /// <summary>Makes Mono's TLS trust the PEM CA at <paramref name="caPath"/>, for this process
+        /// only (see the comment at the top).</summary>
+        static void TrustCaForMono(string caPath)
+        {
+            var psi = new ProcessStartInfo("openssl", "x509 -noout -subject_hash -in \"" + caPath + "\"")
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            string hash;
+            using (Process p = Process.Start(psi))
+            {
+                var err = p.StandardError.ReadToEndAsync();
+                hash = p.StandardOutput.ReadToEnd().Trim();
+                if (!p.WaitForExit(30000)) throw new TimeoutException("openssl x509 -subject_hash did not finish");
+                p.WaitForExit();
+                if (p.ExitCode != 0 || hash.Length == 0) throw new InvalidOperationException("openssl x509 -subject_hash: " + err.Result);
+            }
+            _trustDir = Path.Combine(Path.GetTempPath(), "sp-bench-mono-" + Process.GetCurrentProcess().Id);
+            string trust = Path.Combine(_trustDir, ".mono", "new-certs", "Trust");
+            Directory.CreateDirectory(trust);
+            File.Copy(caPath, Path.Combine(trust, hash + ".0"), true);
+            Environment.SetEnvironmentVariable("XDG_CONFIG_HOME", _trustDir);
+        }
+
+        static long Phase(Action one, int threads, double seconds)
+        {
+            var counts = new long[threads];
+            var workers = new Thread[threads];
+            var clock = Stopwatch.StartNew();
+            long stopAt = (long)(seconds * Stopwatch.Frequency);
+            for (int i = 0; i < threads; i++)
+            {
+                int index = i;
+                workers[i] = new Thread(() =>
+                {
+                    long n = 0;
+                    while (clock.ElapsedTicks < stopAt)
+                    {
+                        try
+                        {
+                            one();
+                            n++;
+                        }
+                        catch (Exception e)
+                        {
+                            Report(e);
+                        }
+                    }
+                    counts[index] = n;
+                });
+                workers[i].Start();
+            }
+            foreach (Thread t in workers) t.Join();
+            long total = 0;
+            foreach (long c in counts) total += c;
+            return total;
+        }
+
+        static long PeakRssKib()
+        {
+            long peak = Process.GetCurrentProcess().PeakWorkingSet64 / 1024;
+            if (peak > 0) return peak;
+            try
+            {
+                foreach (string line in File.ReadAllLines("/proc/self/status"))
+                {
+                    if (line.StartsWith("VmHWM:"))
+                        return long.Parse(line.Substring(6).Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+                }
+            }
+            catch (Exception)
+            {
+            }
+            return 0;
+        }
+
+        static int Main(string[] args)
+        {
+            if (args.Length != 6 || (args[0] != "sp" && args[0] != "hwr"))
+            {
+                Console.Error.WriteLine("usage: mono Bench.exe sp|hwr URL SECONDS THREADS LIMIT LEASE_MS");
+                return 2;
+            }
+            string mode = args[0], url = args[1];
+            double seconds;
+            int threads, limit, lease;
+            if (!double.TryParse(args[2], NumberStyles.Float, CultureInfo.InvariantCulture, out seconds) || seconds <= 0 ||
+                !int.TryParse(args[3], out threads) || threads < 1 || threads > 1024 ||
+                !int.TryParse(args[4], out limit) || !int.TryParse(args[5], out lease))
+            {
+                Console.Error.WriteLine("bad arguments: {0}", string.Join(" ", args));
+                return 2;
+            }
+            Action one;
+            try
+            {
+                one = mode == "sp" ? MakeSp(url, limit, lease) : MakeHwr(url, limit, lease);
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine("setup: {0}: {1}", e.GetType().Name, e.Message);
+                return 2;
+            }
+
+            Phase(one, threads, 0.3);
+            _errors = 0;
+            TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+            var wall = Stopwatch.StartNew();
+            long n = Phase(one, threads, seconds);
+            double elapsed = wall.Elapsed.TotalSeconds;
+            TimeSpan cpu1 = Process.GetCurrentProcess().TotalProcessorTime;
+            double cpuUs = (cpu1 - cpu0).TotalMilliseconds * 1000.0;
+            Console.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                "RESULT requests={0} seconds={1:F3} cpu_us_per_req={2:F2} max_rss_kib={3} errors={4}",
+                n, elapsed, cpuUs / Math.Max(n, 1), PeakRssKib(), Interlocked.Read(ref _errors)));
+            if (_trustDir != null)
+            {
+                try
+                {
+                    Directory.Delete(_trustDir, true);
+                }
+                catch (Exception)
+                {
+                }
+            }
+            // As the other clients: the line is printed either way, but a run in which nothing
+            // succeeded is a failure.
+            return n == 0 ? 1 : 0;
+        }
+    }
+}

@@ -1,0 +1,1803 @@
+// Tests of the C# binding against a loopback HTTP/1.1 server written here on a raw
+// TcpListener (HttpListener is unreliable on Mono). The server records every connection
+// (the client's port) and every request (method, path, headers, body), so the checks are
+// about what the server observed, not only what the client reports.
+//
+//   mcs -langversion:7.2 -out:Tests.exe ServicePoint.cs Tests.cs
+//   LD_LIBRARY_PATH=target/debug mono --debug Tests.exe
+//
+// Prints one line per check and at the end "N passed, N failed"; exits 1 if any check failed.
+// Every loop and wait is bounded; a watchdog ends the process (exit 2) after 300 s.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+using Servicepoint;
+using IPAddress = System.Net.IPAddress;
+using IPEndPoint = System.Net.IPEndPoint;
+using HttpStatusCode = System.Net.HttpStatusCode;
+
+namespace Servicepoint.Tests
+{
+    // --- the loopback server ------------------------------------------------------------------
+
+    sealed class RecordedRequest
+    {
+        public int ConnectionIndex;
+        public int ClientPort;
+        public string Method;
+        public string Target;
+        public string Path;
+        public string Version;
+        public List<KeyValuePair<string, string>> Headers = new List<KeyValuePair<string, string>>();
+        public byte[] Body = new byte[0];
+        public bool Chunked;
+
+        public string Header(string name)
+        {
+            foreach (var h in Headers)
+                if (string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)) return h.Value;
+            return null;
+        }
+
+        public bool WantsClose
+        {
+            get
+            {
+                string c = Header("Connection");
+                return c != null && c.ToLowerInvariant().Contains("close");
+            }
+        }
+    }
+
+    sealed class Reply
+    {
+        public int Status = 200;
+        public string Reason = "OK";
+        public List<KeyValuePair<string, string>> Headers = new List<KeyValuePair<string, string>>();
+        public byte[] Body = new byte[0];
+        public bool Chunked;
+        public int ChunkSize = 8192;
+        public List<KeyValuePair<string, string>> Trailers = new List<KeyValuePair<string, string>>();
+        public int DelayMs;          // before the head
+        public int StallAfterBytes = -1; // send this many body bytes, stall, then close
+        public int StallMs;
+        public bool Close;
+        public int CloseSilentlyAfterMs = -1; // keep-alive reply, then the server drops the connection
+
+        public Reply Header(string name, string value)
+        {
+            Headers.Add(new KeyValuePair<string, string>(name, value));
+            return this;
+        }
+    }
+
+    /// <summary>Buffered reads of lines and exact byte counts from a stream.</summary>
+    sealed class ByteReader
+    {
+        readonly Stream _s;
+        readonly byte[] _buf = new byte[16384];
+        int _pos, _end;
+
+        public ByteReader(Stream s)
+        {
+            _s = s;
+        }
+
+        bool Fill()
+        {
+            if (_pos < _end) return true;
+            _pos = 0;
+            _end = _s.Read(_buf, 0, _buf.Length);
+            return _end > 0;
+        }
+
+        /// <summary>The next byte without consuming it; -1 at EOF.</summary>
+        public int Peek()
+        {
+            return Fill() ? _buf[_pos] : -1;
+        }
+
+        /// <summary>A line without CRLF as bytes; null at EOF before any byte.</summary>
+        public byte[] ReadLine(int max)
+        {
+            var line = new MemoryStream();
+            while (true)
+            {
+                if (!Fill()) return line.Length == 0 ? null : line.ToArray();
+                byte b = _buf[_pos++];
+                if (b == (byte)'\n')
+                {
+                    byte[] bytes = line.ToArray();
+                    int n = bytes.Length;
+                    if (n > 0 && bytes[n - 1] == (byte)'\r') Array.Resize(ref bytes, n - 1);
+                    return bytes;
+                }
+                line.WriteByte(b);
+                if (line.Length > max) throw new IOException("line too long");
+            }
+        }
+
+        public byte[] ReadExact(int n)
+        {
+            var result = new byte[n];
+            int got = 0;
+            while (got < n)
+            {
+                if (!Fill()) throw new IOException("EOF in body");
+                int take = Math.Min(n - got, _end - _pos);
+                Buffer.BlockCopy(_buf, _pos, result, got, take);
+                _pos += take;
+                got += take;
+            }
+            return result;
+        }
+    }
+
+    /// <summary>A tiny HTTP/1.1 keep-alive server on 127.0.0.1:0, one thread per connection.</summary>
+    sealed class TestServer : IDisposable
+    {
+        public static readonly byte[] BigBody = MakeBig(1024 * 1024);
+
+        readonly TcpListener _listener;
+        readonly Thread _acceptThread;
+        readonly object _lock = new object();
+        readonly List<int> _connectionPorts = new List<int>();
+        readonly List<RecordedRequest> _requests = new List<RecordedRequest>();
+        readonly List<TcpClient> _clients = new List<TcpClient>();
+        volatile bool _stopping;
+
+        public readonly int Port;
+        public Func<RecordedRequest, Reply> Handler;
+        readonly X509Certificate2 _certificate;
+
+        /// <summary>A plain HTTP server, or an HTTPS one (TLS 1.2) with this certificate.</summary>
+        public TestServer(X509Certificate2 certificate = null)
+        {
+            _certificate = certificate;
+            Handler = Routes;
+            _listener = new TcpListener(IPAddress.Loopback, 0);
+            _listener.Start(128);
+            Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+            _acceptThread = new Thread(AcceptLoop) { IsBackground = true, Name = "test-server-accept" };
+            _acceptThread.Start();
+        }
+
+        public string Url(string path)
+        {
+            return "http://127.0.0.1:" + Port + path;
+        }
+
+        public string HttpsUrl(string host, string path)
+        {
+            return "https://" + host + ":" + Port + path;
+        }
+
+        public int ConnectionCount
+        {
+            get { lock (_lock) return _connectionPorts.Count; }
+        }
+
+        public List<int> ConnectionPorts
+        {
+            get { lock (_lock) return new List<int>(_connectionPorts); }
+        }
+
+        public List<RecordedRequest> Requests
+        {
+            get { lock (_lock) return new List<RecordedRequest>(_requests); }
+        }
+
+        static byte[] MakeBig(int n)
+        {
+            var b = new byte[n];
+            uint x = 2463534242;
+            for (int i = 0; i < n; i++)
+            {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b[i] = (byte)x;
+            }
+            return b;
+        }
+
+        public static string Checksum(byte[] data)
+        {
+            ulong h = 14695981039346656037UL;
+            foreach (byte b in data)
+            {
+                h ^= b;
+                h *= 1099511628211UL;
+            }
+            return h.ToString("x16");
+        }
+
+        static Reply Routes(RecordedRequest req)
+        {
+            switch (req.Path)
+            {
+                case "/hello":
+                    return new Reply { Body = Encoding.UTF8.GetBytes("hello world\n") }.Header("Content-Type", "text/plain; charset=utf-8");
+                case "/big":
+                    return new Reply { Body = BigBody }.Header("Content-Type", "application/octet-stream");
+                case "/bigchunked":
+                    {
+                        var r = new Reply { Body = BigBody, Chunked = true, ChunkSize = 8000 };
+                        r.Trailers.Add(new KeyValuePair<string, string>("X-Checksum", Checksum(BigBody)));
+                        return r;
+                    }
+                case "/echo":
+                    return new Reply { Body = req.Body }
+                        .Header("X-Method", req.Method)
+                        .Header("X-Body-Length", req.Body.Length.ToString())
+                        .Header("X-Chunked", req.Chunked ? "1" : "0");
+                case "/utf8":
+                    {
+                        string v = req.Header("X-Echo") ?? "";
+                        return new Reply { Body = Encoding.UTF8.GetBytes(v) }.Header("X-Echo", v);
+                    }
+                case "/multi":
+                    return new Reply { Body = Encoding.ASCII.GetBytes("multi") }
+                        .Header("Set-Cookie", "a=1")
+                        .Header("X-Order", "1")
+                        .Header("Set-Cookie", "b=2")
+                        .Header("x-order", "2");
+                case "/slow":
+                    return new Reply { Body = Encoding.ASCII.GetBytes("slow"), DelayMs = 1500 };
+                case "/stall":
+                    return new Reply { Body = new byte[100], StallAfterBytes = 10, StallMs = 1500 };
+                case "/drop":
+                    return new Reply { Body = Encoding.ASCII.GetBytes("dropped later"), CloseSilentlyAfterMs = 50 };
+                case "/close":
+                    return new Reply { Body = Encoding.ASCII.GetBytes("bye"), Close = true };
+                case "/notfound":
+                default:
+                    return new Reply { Status = 404, Reason = "Not Found", Body = Encoding.ASCII.GetBytes("not found") };
+            }
+        }
+
+        void AcceptLoop()
+        {
+            while (!_stopping)
+            {
+                TcpClient client;
+                try
+                {
+                    client = _listener.AcceptTcpClient();
+                }
+                catch (Exception)
+                {
+                    return; // listener stopped
+                }
+                int port = ((IPEndPoint)client.Client.RemoteEndPoint).Port;
+                int index;
+                lock (_lock)
+                {
+                    if (_stopping)
+                    {
+                        client.Close();
+                        return;
+                    }
+                    index = _connectionPorts.Count;
+                    _connectionPorts.Add(port);
+                    _clients.Add(client);
+                }
+                var t = new Thread(() => Serve(client, index, port)) { IsBackground = true, Name = "test-server-conn" };
+                t.Start();
+            }
+        }
+
+        static string Latin(byte[] b)
+        {
+            return Encoding.UTF8.GetString(b);
+        }
+
+        void Serve(TcpClient client, int index, int port)
+        {
+            try
+            {
+                client.NoDelay = true;
+                NetworkStream network = client.GetStream();
+                network.ReadTimeout = 20000;
+                network.WriteTimeout = 20000;
+                Stream stream = network;
+                if (_certificate != null)
+                {
+                    var tls = new SslStream(network, false);
+                    tls.AuthenticateAsServer(_certificate, false, SslProtocols.Tls12, false);
+                    stream = tls;
+                }
+                var reader = new ByteReader(stream);
+                for (int served = 0; served < 100000 && !_stopping; served++)
+                {
+                    if (reader.Peek() == 0x16)
+                    {
+                        // A TLS ClientHello on a plain port: answer in plain HTTP, as nginx does.
+                        Write(stream, new Reply { Status = 400, Reason = "Bad Request", Body = Encoding.ASCII.GetBytes("plain HTTP port") }, true);
+                        return;
+                    }
+                    byte[] lineBytes = reader.ReadLine(65536);
+                    if (lineBytes == null) return;
+                    if (lineBytes.Length == 0)
+                    {
+                        served--; // tolerate stray CRLF between requests
+                        continue;
+                    }
+                    string[] parts = Latin(lineBytes).Split(' ');
+                    if (parts.Length != 3) return;
+                    var req = new RecordedRequest
+                    {
+                        ConnectionIndex = index,
+                        ClientPort = port,
+                        Method = parts[0],
+                        Target = parts[1],
+                        Version = parts[2],
+                    };
+                    int q = req.Target.IndexOf('?');
+                    req.Path = q >= 0 ? req.Target.Substring(0, q) : req.Target;
+                    for (int i = 0; i < 200; i++)
+                    {
+                        byte[] h = reader.ReadLine(65536);
+                        if (h == null) return;
+                        if (h.Length == 0) break;
+                        string text = Encoding.UTF8.GetString(h);
+                        int colon = text.IndexOf(':');
+                        if (colon <= 0) return;
+                        req.Headers.Add(new KeyValuePair<string, string>(text.Substring(0, colon), text.Substring(colon + 1).Trim()));
+                    }
+                    string te = req.Header("Transfer-Encoding");
+                    if (te != null && te.ToLowerInvariant().Contains("chunked"))
+                    {
+                        req.Chunked = true;
+                        var body = new MemoryStream();
+                        for (int i = 0; i < 1000000; i++)
+                        {
+                            string sizeLine = Latin(reader.ReadLine(1024) ?? new byte[0]);
+                            int semi = sizeLine.IndexOf(';');
+                            if (semi >= 0) sizeLine = sizeLine.Substring(0, semi);
+                            int size = Convert.ToInt32(sizeLine.Trim(), 16);
+                            if (size == 0)
+                            {
+                                for (int k = 0; k < 100; k++)
+                                {
+                                    byte[] t = reader.ReadLine(65536);
+                                    if (t == null || t.Length == 0) break;
+                                }
+                                break;
+                            }
+                            byte[] chunk = reader.ReadExact(size);
+                            body.Write(chunk, 0, chunk.Length);
+                            reader.ReadLine(16);
+                        }
+                        req.Body = body.ToArray();
+                    }
+                    else
+                    {
+                        string cl = req.Header("Content-Length");
+                        if (cl != null) req.Body = reader.ReadExact(int.Parse(cl.Trim()));
+                    }
+                    lock (_lock) _requests.Add(req);
+
+                    Reply reply = Handler(req);
+                    bool close = reply.Close || req.WantsClose || req.Version == "HTTP/1.0";
+                    if (!Write(stream, reply, close)) return;
+                    if (close) return;
+                    if (reply.CloseSilentlyAfterMs >= 0)
+                    {
+                        Thread.Sleep(reply.CloseSilentlyAfterMs);
+                        return;
+                    }
+                }
+            }
+            catch (Exception)
+            {
+                // Connection reset, timeout or server shutdown: just end this connection.
+            }
+            finally
+            {
+                client.Close();
+            }
+        }
+
+        /// <summary>Writes a reply; false if the connection must end (a stall).</summary>
+        static bool Write(Stream stream, Reply r, bool close)
+        {
+            if (r.DelayMs > 0) Thread.Sleep(r.DelayMs);
+            var head = new StringBuilder();
+            head.Append("HTTP/1.1 ").Append(r.Status).Append(' ').Append(r.Reason).Append("\r\n");
+            foreach (var h in r.Headers) head.Append(h.Key).Append(": ").Append(h.Value).Append("\r\n");
+            if (r.Chunked) head.Append("Transfer-Encoding: chunked\r\n");
+            else head.Append("Content-Length: ").Append(r.Body.Length).Append("\r\n");
+            if (close) head.Append("Connection: close\r\n");
+            head.Append("\r\n");
+            byte[] headBytes = Encoding.UTF8.GetBytes(head.ToString());
+            if (r.StallAfterBytes >= 0)
+            {
+                stream.Write(headBytes, 0, headBytes.Length);
+                stream.Write(r.Body, 0, Math.Min(r.StallAfterBytes, r.Body.Length));
+                stream.Flush();
+                Thread.Sleep(r.StallMs);
+                return false;
+            }
+            var output = new MemoryStream();
+            output.Write(headBytes, 0, headBytes.Length);
+            if (r.Chunked)
+            {
+                for (int off = 0; off < r.Body.Length; off += r.ChunkSize)
+                {
+                    int n = Math.Min(r.ChunkSize, r.Body.Length - off);
+                    byte[] size = Encoding.ASCII.GetBytes(n.ToString("x") + "\r\n");
+                    output.Write(size, 0, size.Length);
+                    output.Write(r.Body, off, n);
+                    output.Write(new byte[] { 13, 10 }, 0, 2);
+                }
+                var tail = new StringBuilder("0\r\n");
+                foreach (var t in r.Trailers) tail.Append(t.Key).Append(": ").Append(t.Value).Append("\r\n");
+                tail.Append("\r\n");
+                byte[] tailBytes = Encoding.UTF8.GetBytes(tail.ToString());
+                output.Write(tailBytes, 0, tailBytes.Length);
+            }
+            else
+            {
+                output.Write(r.Body, 0, r.Body.Length);
+            }
+            byte[] all = output.ToArray();
+            stream.Write(all, 0, all.Length);
+            stream.Flush();
+            return true;
+        }
+
+        public void Dispose()
+        {
+            _stopping = true;
+            try
+            {
+                _listener.Stop();
+            }
+            catch (Exception)
+            {
+            }
+            lock (_lock)
+            {
+                foreach (TcpClient c in _clients)
+                {
+                    try
+                    {
+                        c.Close();
+                    }
+                    catch (Exception)
+                    {
+                    }
+                }
+            }
+            _acceptThread.Join(2000);
+        }
+    }
+
+    /// <summary>Test certificates made with the openssl command (when it is installed): a CA
+    /// and a server certificate for DNS:localhost signed by it, as PEM and PKCS#12.</summary>
+    static class Pki
+    {
+        public static string Dir;
+        public static string CaPem, ServerPem, ServerKey;
+        public static X509Certificate2 ServerCertificate;
+        public static string Problem;
+
+        static bool Run(string args)
+        {
+            var psi = new ProcessStartInfo("openssl", args)
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                WorkingDirectory = Dir,
+            };
+            using (Process p = Process.Start(psi))
+            {
+                var err = p.StandardError.ReadToEndAsync();
+                p.StandardOutput.ReadToEnd();
+                if (!p.WaitForExit(30000))
+                {
+                    p.Kill();
+                    Problem = "openssl " + args + ": timed out";
+                    return false;
+                }
+                p.WaitForExit();
+                if (p.ExitCode != 0) Problem = "openssl " + args + ": " + err.Result;
+                return p.ExitCode == 0;
+            }
+        }
+
+        public static bool Available
+        {
+            get
+            {
+                if (ServerCertificate != null) return true;
+                if (Problem != null) return false;
+                try
+                {
+                    Dir = Path.Combine(Path.GetTempPath(), "sp-cs-tests-" + Process.GetCurrentProcess().Id);
+                    Directory.CreateDirectory(Dir);
+                    File.WriteAllText(Path.Combine(Dir, "ext.cnf"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n");
+                    bool ok = Run("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=sp-cs-test-CA -keyout ca.key -out ca.pem")
+                        && Run("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr")
+                        && Run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.pem")
+                        && Run("pkcs12 -export -out server.p12 -inkey server.key -in server.pem -passout pass:test " +
+                               "-keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg SHA1");
+                    if (!ok) return false;
+                    CaPem = Path.Combine(Dir, "ca.pem");
+                    ServerPem = Path.Combine(Dir, "server.pem");
+                    ServerKey = Path.Combine(Dir, "server.key");
+                    ServerCertificate = new X509Certificate2(Path.Combine(Dir, "server.p12"), "test");
+                    return true;
+                }
+                catch (Exception e)
+                {
+                    Problem = "cannot make test certificates (is openssl installed?): " + e.Message;
+                    return false;
+                }
+            }
+        }
+
+        public static void Cleanup()
+        {
+            try
+            {
+                if (Dir != null && Directory.Exists(Dir)) Directory.Delete(Dir, true);
+            }
+            catch (Exception)
+            {
+            }
+        }
+    }
+
+    // --- the checks ---------------------------------------------------------------------------
+
+    sealed class TestFailure : Exception
+    {
+        public TestFailure(string message) : base(message) { }
+    }
+
+    /// <summary>A stream that throws after giving some bytes (for BodySourceException).</summary>
+    sealed class FailingStream : Stream
+    {
+        int _given;
+        public override bool CanRead { get { return true; } }
+        public override bool CanSeek { get { return false; } }
+        public override bool CanWrite { get { return false; } }
+        public override long Length { get { throw new NotSupportedException(); } }
+        public override long Position { get { throw new NotSupportedException(); } set { throw new NotSupportedException(); } }
+        public override void Flush() { }
+        public override long Seek(long o, SeekOrigin s) { throw new NotSupportedException(); }
+        public override void SetLength(long v) { throw new NotSupportedException(); }
+        public override void Write(byte[] b, int o, int c) { throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            if (_given >= 1000) throw new InvalidDataException("body source broke on purpose");
+            int n = Math.Min(count, 500);
+            for (int i = 0; i < n; i++) buffer[offset + i] = (byte)'x';
+            _given += n;
+            return n;
+        }
+    }
+
+    static class Program
+    {
+        static int _passed, _failed;
+
+        static void Check(string name, Action body)
+        {
+            var sw = Stopwatch.StartNew();
+            try
+            {
+                body();
+                _passed++;
+                Console.WriteLine("PASS {0} ({1} ms)", name, sw.ElapsedMilliseconds);
+            }
+            catch (Exception e)
+            {
+                _failed++;
+                string detail = e is TestFailure ? e.Message : e.ToString();
+                Console.WriteLine("FAIL {0}: {1}", name, detail);
+            }
+        }
+
+        static void Assert(bool condition, string message)
+        {
+            if (!condition) throw new TestFailure(message);
+        }
+
+        static void Equal<T>(T expected, T actual, string what)
+        {
+            if (!EqualityComparer<T>.Default.Equals(expected, actual))
+                throw new TestFailure(string.Format("{0}: expected <{1}>, got <{2}>", what, expected, actual));
+        }
+
+        static T Throws<T>(Action action, string what) where T : Exception
+        {
+            try
+            {
+                action();
+            }
+            catch (T e)
+            {
+                return e;
+            }
+            catch (Exception e)
+            {
+                throw new TestFailure(string.Format("{0}: expected {1}, got {2}: {3}", what, typeof(T).Name, e.GetType().Name, e.Message));
+            }
+            throw new TestFailure(string.Format("{0}: expected {1}, nothing was thrown", what, typeof(T).Name));
+        }
+
+        static bool BytesEqual(byte[] a, byte[] b)
+        {
+            if (a == null || b == null || a.Length != b.Length) return false;
+            for (int i = 0; i < a.Length; i++)
+                if (a[i] != b[i]) return false;
+            return true;
+        }
+
+        static string GetText(ServicePointManager m, string url)
+        {
+            using (Response r = m.Get(url))
+                return Encoding.UTF8.GetString(r.ReadAll());
+        }
+
+        static int FreePort()
+        {
+            var l = new TcpListener(IPAddress.Loopback, 0);
+            l.Start();
+            int port = ((IPEndPoint)l.LocalEndpoint).Port;
+            l.Stop();
+            return port;
+        }
+
+        /// <summary>Creates a response in another thread and drops it undisposed: once that thread
+        /// has ended nothing on any stack refers to it, so the GC may finalize it.</summary>
+        static void DropUndisposedResponse(ServicePointManager m, string url)
+        {
+            Exception error = null;
+            var t = new Thread(() =>
+            {
+                try
+                {
+                    Response r = m.Get(url);
+                    Assert(r.StatusCode == HttpStatusCode.OK, "status");
+                }
+                catch (Exception e)
+                {
+                    error = e;
+                }
+            });
+            t.Start();
+            Assert(t.Join(20000), "the dropping thread did not finish");
+            if (error != null) throw error;
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static void CreateAndDropMany(string url, int n)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                var m = new ServicePointManager();
+                ServicePoint p = m.FindServicePoint(url);
+                p.ConnectionLimit = 4;
+                Response r = m.Get(url);
+                if (i % 2 == 0) r.GetResponseStream().ReadByte();
+                // m, p and r are dropped here without Dispose.
+            }
+        }
+
+        static int Main(string[] args)
+        {
+            var watchdog = new Thread(() =>
+            {
+                Thread.Sleep(300000);
+                Console.WriteLine("FAIL watchdog: the tests did not finish within 300 s");
+                Console.Out.Flush();
+                Environment.Exit(2);
+            }) { IsBackground = true };
+            watchdog.Start();
+
+            Console.WriteLine("servicepoint C# binding tests, library {0}, runtime {1}",
+                ServicePointLibrary.Version, Type.GetType("Mono.Runtime") != null ? "Mono" : ".NET");
+
+            Check("library version and ABI", () =>
+            {
+                Assert(ServicePointLibrary.Version.StartsWith("servicepoint/"), "version " + ServicePointLibrary.Version);
+                Equal(1u, ServicePointLibrary.AbiVersion, "ABI version");
+                Assert(!string.IsNullOrEmpty(ServicePointException.StrError(ErrorCode.Connect)), "strerror text");
+                Equal(160, Marshal.SizeOf(typeof(Native.sp_statistics)), "sizeof(sp_statistics)");
+                Equal(152, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "tls_resumed_handshakes"), "offsetof(tls_resumed_handshakes)");
+                Equal(8, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "open"), "offsetof(open)");
+            });
+
+            Check("manager defaults and setters", () =>
+            {
+                using (var m = new ServicePointManager())
+                {
+                    Equal(2, m.DefaultConnectionLimit, "DefaultConnectionLimit");
+                    Equal(100000, m.MaxServicePointIdleTime, "MaxServicePointIdleTime");
+                    Equal(0, m.MaxServicePoints, "MaxServicePoints");
+                    Equal(true, m.KeepAliveDefault, "KeepAliveDefault");
+                    Equal(0, m.ServicePointCount, "ServicePointCount");
+                    m.DefaultConnectionLimit = 5;
+                    Equal(5, m.DefaultConnectionLimit, "DefaultConnectionLimit after set");
+                    var e = Throws<OutOfRangeException>(() => m.DefaultConnectionLimit = 0, "DefaultConnectionLimit = 0");
+                    Equal(ErrorCode.OutOfRange, e.Code, "code");
+                    Equal(5, m.DefaultConnectionLimit, "DefaultConnectionLimit unchanged");
+                    Throws<OutOfRangeException>(() => m.MaxServicePoints = -1, "MaxServicePoints = -1");
+                    Throws<OutOfRangeException>(() => m.MaxServicePointIdleTime = -2, "MaxServicePointIdleTime = -2");
+                    m.MaxServicePointIdleTime = Timeout.Infinite;
+                    Equal(-1, m.MaxServicePointIdleTime, "MaxServicePointIdleTime infinite");
+                    m.MaxServicePoints = 10;
+                    Equal(10, m.MaxServicePoints, "MaxServicePoints");
+                    m.KeepAliveDefault = false;
+                    Equal(false, m.KeepAliveDefault, "KeepAliveDefault off");
+                    using (ServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
+                        Equal(5, p.ConnectionLimit, "new service point takes DefaultConnectionLimit");
+                }
+            });
+
+            Check("same service point for the same origin", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint a = m.FindServicePoint(server.Url("/a")))
+                using (ServicePoint b = m.FindServicePoint("HTTP://127.0.0.1:" + server.Port + "/b?q=1#f"))
+                using (ServicePoint c = m.FindServicePoint(new Uri(server.Url("/c/d"))))
+                {
+                    Equal(1, m.ServicePointCount, "ServicePointCount");
+                    Equal(a.Address, b.Address, "Address a/b");
+                    Equal("http://127.0.0.1:" + server.Port + "/", a.Address.ToString(), "Address");
+                    a.ConnectionLimit = 7;
+                    a.ConnectionLeaseTimeout = 1234;
+                    Equal(7, b.ConnectionLimit, "limit seen through b");
+                    Equal(7, c.ConnectionLimit, "limit seen through c");
+                    Equal(1234, c.ConnectionLeaseTimeout, "lease seen through c");
+                    using (ServicePoint d = m.FindServicePoint("http://localhost:" + server.Port + "/"))
+                    {
+                        Equal(2, m.ServicePointCount, "another host is another service point");
+                        Equal(2, d.ConnectionLimit, "its own limit");
+                    }
+                    using (ServicePoint e = m.FindServicePoint("http://Example.COM:80/x"))
+                        Equal("http://example.com/", e.Address.ToString(), "default port omitted, host lower-cased");
+                }
+            });
+
+            Check("20 sequential GETs use 1 connection at the server", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    ulong firstId = 0;
+                    for (int i = 0; i < 20; i++)
+                    {
+                        using (Response r = m.Get(server.Url("/hello?i=" + i)))
+                        {
+                            Equal(HttpStatusCode.OK, r.StatusCode, "status");
+                            Equal("hello world\n", Encoding.UTF8.GetString(r.ReadAll()), "body");
+                            if (i == 0) firstId = r.ConnectionId;
+                            Equal(firstId, r.ConnectionId, "ConnectionId of request " + i);
+                            Equal(i > 0, r.ConnectionReused, "ConnectionReused of request " + i);
+                            Equal(server.ConnectionPorts[0], r.LocalPort, "LocalPort is the port the server saw");
+                        }
+                    }
+                    Equal(1, server.ConnectionCount, "connections at the server");
+                    Equal(20, server.Requests.Count, "requests at the server");
+                    foreach (RecordedRequest q in server.Requests)
+                    {
+                        Assert(!q.WantsClose, "no request carries Connection: close");
+                        Equal("127.0.0.1:" + server.Port, q.Header("Host"), "Host header");
+                    }
+                    Equal(1, p.CurrentConnections, "CurrentConnections");
+                    ServicePointStatistics s = p.Statistics;
+                    Equal(20UL, s.Requests, "stats.Requests");
+                    Equal(19UL, s.Reuses, "stats.Reuses");
+                    Equal(1UL, s.ConnectionsOpened, "stats.ConnectionsOpened");
+                    Equal(1UL, s.Open, "stats.Open");
+                    Equal(1UL, s.Idle, "stats.Idle");
+                    Equal(0UL, s.Busy, "stats.Busy");
+                    Equal(0UL, s.Waiting, "stats.Waiting");
+                }
+            });
+
+            Check("ConnectionLeaseTimeout 0: Connection: close and a new connection per request", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLeaseTimeout = 0;
+                    Equal(0, p.ConnectionLeaseTimeout, "lease");
+                    for (int i = 0; i < 5; i++)
+                    {
+                        using (Response r = m.Get(server.Url("/hello")))
+                        {
+                            r.ReadAll();
+                            Equal(false, r.ConnectionReused, "ConnectionReused");
+                        }
+                    }
+                    List<RecordedRequest> reqs = server.Requests;
+                    Equal(5, reqs.Count, "requests");
+                    foreach (RecordedRequest q in reqs) Assert(q.WantsClose, "request without Connection: close: " + q.Header("Connection"));
+                    Equal(5, server.ConnectionCount, "connections at the server");
+                    Equal(5, new HashSet<int>(server.ConnectionPorts).Count, "distinct client ports");
+                    Equal(5UL, p.Statistics.ConnectionsOpened, "stats.ConnectionsOpened");
+                }
+            });
+
+            Check("ConnectionLeaseTimeout N: an old connection closes after its next request", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLeaseTimeout = 300;
+                    GetText(m, server.Url("/hello"));
+                    Thread.Sleep(500);
+                    GetText(m, server.Url("/hello")); // older than the lease: carries Connection: close
+                    GetText(m, server.Url("/hello")); // so this one needs a new connection
+                    List<RecordedRequest> reqs = server.Requests;
+                    Equal(3, reqs.Count, "requests");
+                    Assert(!reqs[0].WantsClose, "first request must not carry Connection: close");
+                    Assert(reqs[1].WantsClose, "second request must carry Connection: close");
+                    Equal(2, server.ConnectionCount, "connections at the server");
+                    Equal(reqs[0].ConnectionIndex, reqs[1].ConnectionIndex, "second request reuses the connection");
+                }
+            });
+
+            Check("KeepAlive off (per request and manager default)", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    for (int i = 0; i < 3; i++)
+                        using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")) { KeepAlive = false }))
+                            r.ReadAll();
+                    Equal(3, server.ConnectionCount, "connections (per-request keep-alive off)");
+                    m.KeepAliveDefault = false;
+                    for (int i = 0; i < 2; i++) GetText(m, server.Url("/hello"));
+                    Equal(5, server.ConnectionCount, "connections (manager keep-alive off)");
+                    foreach (RecordedRequest q in server.Requests) Assert(q.WantsClose, "Connection: close expected");
+                    using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")) { KeepAlive = true })) r.ReadAll();
+                    using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")) { KeepAlive = true })) r.ReadAll();
+                    Equal(6, server.ConnectionCount, "a request's KeepAlive = true overrides the manager default");
+                }
+            });
+
+            Check("server's Connection: close is honoured", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    Equal("bye", GetText(m, server.Url("/close")), "body");
+                    Equal("bye", GetText(m, server.Url("/close")), "body");
+                    Equal(2, server.ConnectionCount, "connections");
+                    Equal(2UL, p.Statistics.ClosedServer, "stats.ClosedServer");
+                }
+            });
+
+            Check("1 MB body streamed through GetResponseStream is byte-exact", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (Response r = m.Get(server.Url("/big")))
+                {
+                    Equal((long)TestServer.BigBody.Length, r.ContentLength, "ContentLength");
+                    Stream s = r.GetResponseStream();
+                    Assert(s.CanRead && !s.CanSeek && !s.CanWrite, "stream capabilities");
+                    Assert(ReferenceEquals(s, r.GetResponseStream()), "the same stream each time");
+                    var got = new MemoryStream();
+                    var buf = new byte[7919];
+                    int reads = 0;
+                    for (int i = 0; i < 1000000; i++)
+                    {
+                        // Alternate offset 0 (array marshalling) and an inner offset (pinned pointer).
+                        int offset = (i % 2) * 13;
+                        int n = s.Read(buf, offset, buf.Length - offset - (i % 3));
+                        if (n == 0) break;
+                        got.Write(buf, offset, n);
+                        reads++;
+                    }
+                    Assert(BytesEqual(TestServer.BigBody, got.ToArray()), "body differs (" + got.Length + " bytes in " + reads + " reads)");
+                    Equal(0, s.Read(buf, 0, buf.Length), "read after the end");
+                    Equal(0, r.ReadAll().Length, "ReadAll after the end");
+                    Equal(0UL, p.Statistics.Busy, "connection back in the pool once the body was read");
+                    Equal(1, p.CurrentConnections, "CurrentConnections");
+                }
+            });
+
+            Check("ReadAll of a 1 MB chunked body, trailers, StreamReader", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    using (Response r = m.Get(server.Url("/bigchunked")))
+                    {
+                        Equal(-1L, r.ContentLength, "no Content-Length");
+                        Equal(null, r.GetTrailer("X-Checksum"), "trailer before the body end");
+                        byte[] body = r.ReadAll();
+                        Assert(BytesEqual(TestServer.BigBody, body), "chunked body differs (" + body.Length + " bytes)");
+                        Equal(TestServer.Checksum(TestServer.BigBody), r.GetTrailer("x-checksum"), "trailer");
+                        Equal(null, r.GetTrailer("X-Missing"), "missing trailer");
+                    }
+                    using (Response r = m.Get(server.Url("/big")))
+                    {
+                        var head = new byte[1000];
+                        int n = r.Read(head, 0, head.Length);
+                        Assert(n > 0 && n <= 1000, "partial read " + n);
+                        byte[] rest = r.ReadAll();
+                        var all = new byte[n + rest.Length];
+                        Buffer.BlockCopy(head, 0, all, 0, n);
+                        Buffer.BlockCopy(rest, 0, all, n, rest.Length);
+                        Assert(BytesEqual(TestServer.BigBody, all), "Read then ReadAll differs");
+                    }
+                    using (Response r = m.Get(server.Url("/hello")))
+                    using (var reader = new StreamReader(r.GetResponseStream()))
+                        Equal("hello world\n", reader.ReadToEnd(), "text through StreamReader");
+                    Equal(1, server.ConnectionCount, "all on one connection");
+                }
+            });
+
+            Check("POST body echoed", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    var body = new byte[100000];
+                    new Random(42).NextBytes(body);
+                    using (Response r = m.Request("POST", server.Url("/echo"), body))
+                    {
+                        Equal("POST", r.GetHeader("X-Method"), "method seen");
+                        Assert(BytesEqual(body, r.ReadAll()), "echoed body differs");
+                    }
+                    RecordedRequest q = server.Requests[0];
+                    Equal("100000", q.Header("Content-Length"), "Content-Length at the server");
+                    Equal(false, q.Chunked, "not chunked");
+                    using (Response r = m.Request("PUT", server.Url("/echo"), new byte[0]))
+                    {
+                        Equal(0, r.ReadAll().Length, "empty body");
+                        Equal("PUT", server.Requests[1].Method, "PUT");
+                        Equal("0", server.Requests[1].Header("Content-Length"), "Content-Length: 0");
+                    }
+                }
+            });
+
+            Check("streamed request body (BodyStream, chunked) echoed", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    var body = new byte[300000];
+                    new Random(7).NextBytes(body);
+                    var req = new HttpRequest("POST", server.Url("/echo")) { BodyStream = new MemoryStream(body) };
+                    using (Response r = m.GetResponse(req))
+                    {
+                        Equal("1", r.GetHeader("X-Chunked"), "sent chunked");
+                        Assert(BytesEqual(body, r.ReadAll()), "echoed body differs");
+                    }
+                    var e = Throws<BodySourceException>(() =>
+                        m.GetResponse(new HttpRequest("POST", server.Url("/echo")) { BodyStream = new FailingStream() }).Dispose(),
+                        "failing body stream");
+                    Assert(e.InnerException is InvalidDataException, "InnerException is the stream's exception: " + e.InnerException);
+                    Equal("ok", GetText(m, server.Url("/hello")) == "hello world\n" ? "ok" : "bad", "manager still works");
+                }
+            });
+
+            Check("refused port: ConnectException with a message", () =>
+            {
+                int port = FreePort();
+                using (var m = new ServicePointManager())
+                {
+                    var e = Throws<ConnectException>(() =>
+                        m.GetResponse(new HttpRequest("http://127.0.0.1:" + port + "/") { Timeout = 10000 }).Dispose(),
+                        "GET on a closed port");
+                    Equal(ErrorCode.Connect, e.Code, "code");
+                    Assert(!string.IsNullOrEmpty(e.Message), "empty message");
+                    Assert(e.Message.Contains(port.ToString()) || e.Message.ToLowerInvariant().Contains("refused"),
+                        "message names neither the port nor the refusal: " + e.Message);
+                    Equal(false, e.RequestSent, "RequestSent");
+                    Equal("sp_request", e.Function, "Function");
+                    Console.WriteLine("     message: {0}", e.Message);
+                }
+            });
+
+            Check("ftp:// and bad URLs", () =>
+            {
+                using (var m = new ServicePointManager())
+                {
+                    var e = Throws<UnsupportedSchemeException>(() => m.FindServicePoint("ftp://127.0.0.1/file"), "FindServicePoint(ftp://)");
+                    Equal(ErrorCode.UnsupportedScheme, e.Code, "code");
+                    Throws<UnsupportedSchemeException>(() => m.FindServicePoint(new Uri("ftp://127.0.0.1/file")), "FindServicePoint(Uri ftp://)");
+                    Throws<UnsupportedSchemeException>(() => m.Get("ftp://127.0.0.1/file").Dispose(), "GET ftp://");
+                    Throws<InvalidUrlException>(() => m.FindServicePoint("not a url"), "FindServicePoint(not a url)");
+                    Throws<InvalidUrlException>(() => m.Get("http://").Dispose(), "GET http://");
+                    Throws<ArgumentNullException>(() => m.FindServicePoint((string)null), "FindServicePoint(null)");
+                    Equal(0, m.ServicePointCount, "no service point created");
+                }
+            });
+
+            Check("out-of-range settings: exception and value unchanged", () =>
+            {
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
+                {
+                    p.ConnectionLeaseTimeout = 5000;
+                    var e = Throws<OutOfRangeException>(() => p.ConnectionLeaseTimeout = -2, "ConnectionLeaseTimeout = -2");
+                    Equal(ErrorCode.OutOfRange, e.Code, "code");
+                    Assert(!string.IsNullOrEmpty(e.Message), "message");
+                    Equal(5000, p.ConnectionLeaseTimeout, "lease unchanged");
+                    p.ConnectionLeaseTimeout = Timeout.Infinite;
+                    Equal(-1, p.ConnectionLeaseTimeout, "lease infinite");
+                    Throws<OutOfRangeException>(() => p.ConnectionLimit = 0, "ConnectionLimit = 0");
+                    Equal(2, p.ConnectionLimit, "limit unchanged");
+                    Throws<OutOfRangeException>(() => p.MaxIdleTime = -2, "MaxIdleTime = -2");
+                    Throws<OutOfRangeException>(() => p.MaxRequestsPerConnection = -1, "MaxRequestsPerConnection = -1");
+                    p.MaxIdleTime = 2500;
+                    Equal(2500, p.MaxIdleTime, "MaxIdleTime");
+                    Equal(0, p.MaxRequestsPerConnection, "MaxRequestsPerConnection default");
+                    Throws<OutOfRangeException>(() => m.GetResponse(new HttpRequest("http://127.0.0.1:9/") { Timeout = -5 }).Dispose(), "Timeout = -5");
+                }
+            });
+
+            Check("invalid request headers", () =>
+            {
+                using (var m = new ServicePointManager())
+                {
+                    const string url = "http://127.0.0.1:9/";
+                    Throws<InvalidArgumentException>(() => m.GetResponse(new HttpRequest(url) { Headers = { { "Bad Name", "x" } } }).Dispose(), "space in name");
+                    Throws<InvalidArgumentException>(() => m.GetResponse(new HttpRequest(url) { Headers = { { "X-A", "a\r\nX-B: b" } } }).Dispose(), "CRLF in value");
+                    Throws<InvalidArgumentException>(() => m.GetResponse(new HttpRequest(url) { Headers = { { "Content-Length", "5" } } }).Dispose(), "Content-Length");
+                    Throws<InvalidArgumentException>(() => m.GetResponse(new HttpRequest(url) { Headers = { { "X-A", "a\0b" } } }).Dispose(), "NUL in value");
+                    Throws<InvalidArgumentException>(() => m.GetResponse(new HttpRequest("BAD METHOD", url)).Dispose(), "bad method");
+                }
+            });
+
+            Check("queue timeout at the connection limit", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLimit = 1;
+                    Response held = m.Get(server.Url("/big")); // body unread: the connection stays taken
+                    try
+                    {
+                        var sw = Stopwatch.StartNew();
+                        var e = Throws<QueueTimeoutException>(() =>
+                            m.GetResponse(new HttpRequest(server.Url("/hello")) { Timeout = 300 }).Dispose(), "second request");
+                        long ms = sw.ElapsedMilliseconds;
+                        Assert(ms >= 250 && ms < 5000, "waited " + ms + " ms");
+                        Assert(e is ServicePointTimeoutException, "a ServicePointTimeoutException");
+                        Equal(false, e.RequestSent, "RequestSent");
+                        Equal(1, server.Requests.Count, "the server saw only the first request");
+                    }
+                    finally
+                    {
+                        held.Dispose();
+                    }
+                    Equal("hello world\n", GetText(m, server.Url("/hello")), "after release");
+                }
+            });
+
+            Check("response timeout", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    var sw = Stopwatch.StartNew();
+                    var e = Throws<ResponseTimeoutException>(() =>
+                        m.GetResponse(new HttpRequest(server.Url("/slow")) { Timeout = 300 }).Dispose(), "GET /slow");
+                    Assert(sw.ElapsedMilliseconds < 1400, "took " + sw.ElapsedMilliseconds + " ms");
+                    Equal(true, e.RequestSent, "RequestSent");
+                    Equal(ErrorCode.ResponseTimeout, e.Code, "code");
+                }
+            });
+
+            Check("read timeout while streaming the body", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (Response r = m.GetResponse(new HttpRequest(server.Url("/stall")) { ReadWriteTimeout = 300 }))
+                {
+                    Stream s = r.GetResponseStream();
+                    var buf = new byte[100];
+                    int got = 0;
+                    var sw = Stopwatch.StartNew();
+                    var e = Throws<ReadTimeoutException>(() =>
+                    {
+                        for (int i = 0; i < 100; i++)
+                        {
+                            int n = s.Read(buf, got, buf.Length - got);
+                            if (n == 0) break;
+                            got += n;
+                        }
+                    }, "reading a stalled body");
+                    Equal(10, got, "bytes before the stall");
+                    Assert(sw.ElapsedMilliseconds < 1400, "took " + sw.ElapsedMilliseconds + " ms");
+                    Equal(ErrorCode.ReadTimeout, e.Code, "code");
+                }
+            });
+
+            Check("status, reason, version; headers in wire order", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    using (Response r = m.Get(server.Url("/notfound")))
+                    {
+                        Equal(HttpStatusCode.NotFound, r.StatusCode, "status");
+                        Equal("Not Found", r.StatusDescription, "reason");
+                        Equal(new Version(1, 1), r.ProtocolVersion, "version");
+                        Equal("not found", Encoding.ASCII.GetString(r.ReadAll()), "body");
+                    }
+                    using (Response r = m.Get(server.Url("/multi")))
+                    {
+                        var names = new List<string>();
+                        foreach (var h in r.Headers) names.Add(h.Key + "=" + h.Value);
+                        string joined = string.Join("|", names.ToArray());
+                        Assert(joined.StartsWith("Set-Cookie=a=1|X-Order=1|Set-Cookie=b=2|x-order=2|"), "wire order: " + joined);
+                        Equal("a=1", r.GetHeader("SET-COOKIE"), "GetHeader case-insensitive, first value");
+                        Equal("1,2", string.Join(",", new List<string>(r.GetHeaderValues("X-ORDER")).ToArray()), "GetHeaderValues");
+                        Equal(null, r.GetHeader("X-Missing"), "missing header");
+                        Equal("5", r.GetHeader("content-length"), "Content-Length header");
+                    }
+                }
+            });
+
+            Check("UTF-8 round trip of a non-ASCII header value", () =>
+            {
+                const string value = "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c \U0001F600";
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (Response r = m.GetResponse(new HttpRequest(server.Url("/utf8")) { Headers = { { "X-Echo", value } } }))
+                {
+                    Equal(value, server.Requests[0].Header("X-Echo"), "value the server received");
+                    Equal(value, r.GetHeader("X-Echo"), "value echoed in the response header");
+                    Equal(value, Encoding.UTF8.GetString(r.ReadAll()), "value echoed in the body");
+                }
+            });
+
+            Check("connection groups and CloseConnectionGroup", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    ulong a, b;
+                    using (Response r = m.Get(server.Url("/hello"))) { r.ReadAll(); a = r.ConnectionId; }
+                    using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")) { ConnectionGroupName = "g1" })) { r.ReadAll(); b = r.ConnectionId; }
+                    Assert(a != b, "the group uses its own connection");
+                    Equal(2, server.ConnectionCount, "connections");
+                    Equal(2, p.CurrentConnections, "CurrentConnections");
+                    Equal(true, p.CloseConnectionGroup("g1"), "g1 existed");
+                    Equal(false, p.CloseConnectionGroup("nope"), "nope did not exist");
+                    Equal(1, p.CurrentConnections, "CurrentConnections after closing g1");
+                    Equal(true, p.CloseConnectionGroup(null), "default group existed");
+                    Equal(0, p.CurrentConnections, "CurrentConnections after closing the default group");
+                    Assert(p.Statistics.ClosedGroup >= 2, "stats.ClosedGroup " + p.Statistics.ClosedGroup);
+                }
+            });
+
+            Check("MaxRequestsPerConnection", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.MaxRequestsPerConnection = 3;
+                    Equal(3, p.MaxRequestsPerConnection, "value");
+                    for (int i = 0; i < 7; i++) GetText(m, server.Url("/hello"));
+                    Equal(3, server.ConnectionCount, "connections for 7 requests");
+                    Assert(server.Requests[2].WantsClose, "the third request carries Connection: close");
+                }
+            });
+
+            Check("IdleSince is UTC and recent", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    GetText(m, server.Url("/hello"));
+                    DateTime idle = p.IdleSince;
+                    Equal(DateTimeKind.Utc, idle.Kind, "Kind");
+                    double age = (DateTime.UtcNow - idle).TotalSeconds;
+                    Assert(age > -5 && age < 60, "IdleSince " + idle.ToString("o") + " is " + age + " s old");
+                }
+            });
+
+            Check("concurrent requests stay within ConnectionLimit", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLimit = 3;
+                    int ok = 0;
+                    var errors = new List<string>();
+                    var threads = new List<Thread>();
+                    for (int t = 0; t < 8; t++)
+                    {
+                        var th = new Thread(() =>
+                        {
+                            for (int i = 0; i < 25; i++)
+                            {
+                                try
+                                {
+                                    if (GetText(m, server.Url("/hello")) == "hello world\n") Interlocked.Increment(ref ok);
+                                }
+                                catch (Exception e)
+                                {
+                                    lock (errors) errors.Add(e.GetType().Name + ": " + e.Message);
+                                }
+                            }
+                        });
+                        threads.Add(th);
+                        th.Start();
+                    }
+                    foreach (Thread th in threads) Assert(th.Join(60000), "a thread did not finish");
+                    Assert(errors.Count == 0, "errors: " + string.Join("; ", errors.ToArray()));
+                    Equal(200, ok, "successful requests");
+                    Assert(server.ConnectionCount <= 3, "connections at the server: " + server.ConnectionCount);
+                    Equal(200UL, p.Statistics.Requests, "stats.Requests");
+                }
+            });
+
+            Check("MaxIdleTime: the reaper closes idle connections", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.MaxIdleTime = 200;
+                    GetText(m, server.Url("/hello"));
+                    Equal(1, p.CurrentConnections, "CurrentConnections right after");
+                    for (int i = 0; i < 40 && p.CurrentConnections != 0; i++) Thread.Sleep(50);
+                    Equal(0, p.CurrentConnections, "CurrentConnections after 2 s idle");
+                    Assert(p.Statistics.ClosedIdle >= 1, "stats.ClosedIdle");
+                    GetText(m, server.Url("/hello"));
+                    Equal(2, server.ConnectionCount, "a new connection afterwards");
+                }
+            });
+
+            Check("MaxServicePoints: unused service points are evicted, used ones are not", () =>
+            {
+                using (var m = new ServicePointManager())
+                {
+                    m.MaxServicePoints = 1;
+                    m.FindServicePoint("http://a.example/").Dispose();
+                    using (ServicePoint b = m.FindServicePoint("http://b.example/"))
+                    {
+                        Equal(1, m.ServicePointCount, "a was evicted for b");
+                        var e = Throws<TooManyServicePointsException>(() => m.FindServicePoint("http://c.example/"), "c while b has a handle");
+                        Equal(ErrorCode.TooManyServicePoints, e.Code, "code");
+                    }
+                    using (m.FindServicePoint("http://c.example/")) Equal(1, m.ServicePointCount, "b evicted once released");
+                }
+            });
+
+            Check("a connection the server dropped while idle is not reused", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    Equal("dropped later", GetText(m, server.Url("/drop")), "first");
+                    Thread.Sleep(300);
+                    Equal("hello world\n", GetText(m, server.Url("/hello")), "second, after the server closed the first connection");
+                    Equal(2, server.ConnectionCount, "connections");
+                    ServicePointStatistics s = p.Statistics;
+                    Assert(s.ClosedStale + s.Retries + s.ClosedServer >= 1, "the dead connection was noticed: " + s);
+                }
+            });
+
+            Check("double Dispose is safe", () =>
+            {
+                using (var server = new TestServer())
+                {
+                    var m = new ServicePointManager();
+                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    Response r = m.Get(server.Url("/big"));
+                    Stream s = r.GetResponseStream();
+                    s.Dispose();
+                    Assert(r.IsDisposed, "disposing the stream disposes the response");
+                    s.Dispose();
+                    r.Dispose();
+                    r.Dispose();
+                    r.Close();
+                    p.Dispose();
+                    p.Dispose();
+                    m.Dispose();
+                    m.Dispose();
+                    Assert(m.IsDisposed && p.IsDisposed && r.IsDisposed, "IsDisposed");
+                    Assert(!s.CanRead, "a closed stream cannot read");
+                }
+            });
+
+            Check("use after Dispose: ObjectDisposedException, head still readable", () =>
+            {
+                using (var server = new TestServer())
+                {
+                    var m = new ServicePointManager();
+                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    Response r = m.Get(server.Url("/hello"));
+                    Stream s = r.GetResponseStream();
+                    r.Dispose();
+                    Throws<ObjectDisposedException>(() => s.Read(new byte[10], 0, 10), "Stream.Read");
+                    Throws<ObjectDisposedException>(() => r.Read(new byte[10], 0, 10), "Response.Read");
+                    Throws<ObjectDisposedException>(() => r.ReadAll(), "ReadAll");
+                    Throws<ObjectDisposedException>(() => r.GetTrailer("x"), "GetTrailer");
+                    Throws<ObjectDisposedException>(() => r.GetResponseStream(), "GetResponseStream");
+                    Equal(HttpStatusCode.OK, r.StatusCode, "StatusCode after Dispose");
+                    Equal("12", r.GetHeader("Content-Length"), "GetHeader after Dispose");
+                    p.Dispose();
+                    Throws<ObjectDisposedException>(() => { int x = p.ConnectionLimit; }, "ServicePoint.ConnectionLimit");
+                    Throws<ObjectDisposedException>(() => p.CloseConnectionGroup(""), "ServicePoint.CloseConnectionGroup");
+                    m.Dispose();
+                    Throws<ObjectDisposedException>(() => m.FindServicePoint(server.Url("/")), "FindServicePoint");
+                    Throws<ObjectDisposedException>(() => m.Get(server.Url("/hello")), "Get");
+                    Throws<ObjectDisposedException>(() => { int x = m.DefaultConnectionLimit; }, "DefaultConnectionLimit");
+                }
+            });
+
+            Check("Dispose racing reads and requests on other threads: no crash", () =>
+            {
+                using (var server = new TestServer())
+                {
+                    var rnd = new Random(1);
+                    var unexpected = new List<string>();
+                    for (int round = 0; round < 20; round++)
+                    {
+                        var m = new ServicePointManager();
+                        Response r = m.Get(server.Url(round % 2 == 0 ? "/big" : "/bigchunked"));
+                        var reader = new Thread(() =>
+                        {
+                            try
+                            {
+                                if (round % 3 == 0)
+                                {
+                                    r.ReadAll();
+                                }
+                                else
+                                {
+                                    Stream s = r.GetResponseStream();
+                                    var buf = new byte[4096];
+                                    for (int i = 0; i < 100000 && s.Read(buf, i % 7, buf.Length - 7) > 0; i++) { }
+                                }
+                                r.GetTrailer("X-Checksum");
+                            }
+                            catch (ObjectDisposedException) { }
+                            catch (ServicePointException) { }
+                            catch (Exception e)
+                            {
+                                lock (unexpected) unexpected.Add(e.ToString());
+                            }
+                        });
+                        var requester = new Thread(() =>
+                        {
+                            try
+                            {
+                                for (int i = 0; i < 5; i++) GetText(m, server.Url("/hello"));
+                            }
+                            catch (ObjectDisposedException) { }
+                            catch (ServicePointException) { }
+                            catch (Exception e)
+                            {
+                                lock (unexpected) unexpected.Add(e.ToString());
+                            }
+                        });
+                        reader.Start();
+                        requester.Start();
+                        Thread.Sleep(rnd.Next(0, 4));
+                        r.Dispose();
+                        m.Dispose();
+                        Assert(reader.Join(20000) && requester.Join(20000), "a thread did not finish");
+                    }
+                    Assert(unexpected.Count == 0, "unexpected exceptions: " + string.Join("\n", unexpected.ToArray()));
+                }
+            });
+
+            Check("every function of include/servicepoint.h is declared in Native", () =>
+            {
+                string header = Environment.GetEnvironmentVariable("SERVICEPOINT_HEADER");
+                if (string.IsNullOrEmpty(header))
+                    header = Path.Combine(AppDomain.CurrentDomain.BaseDirectory, "..", "..", "include", "servicepoint.h");
+                if (!File.Exists(header))
+                {
+                    Console.WriteLine("     (skipped: no header at {0}; set SERVICEPOINT_HEADER)", header);
+                    return;
+                }
+                var inHeader = new SortedSet<string>();
+                foreach (System.Text.RegularExpressions.Match mt in System.Text.RegularExpressions.Regex.Matches(
+                    File.ReadAllText(header), @"^[A-Za-z_][\w \*]*?\b(sp_\w+)\(", System.Text.RegularExpressions.RegexOptions.Multiline))
+                    inHeader.Add(mt.Groups[1].Value);
+                var declared = new SortedSet<string>();
+                foreach (var mi in typeof(Native).GetMethods(System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public))
+                {
+                    foreach (object a in mi.GetCustomAttributes(typeof(DllImportAttribute), false))
+                        declared.Add(((DllImportAttribute)a).EntryPoint ?? mi.Name);
+                    if ((mi.Attributes & System.Reflection.MethodAttributes.PinvokeImpl) != 0) declared.Add(mi.Name.EndsWith("_array") ? mi.Name.Substring(0, mi.Name.Length - 6) : mi.Name);
+                }
+                var missing = new List<string>();
+                foreach (string f in inHeader) if (!declared.Contains(f)) missing.Add(f);
+                Assert(inHeader.Count >= 60, "only " + inHeader.Count + " functions found in the header");
+                Assert(missing.Count == 0, "not declared: " + string.Join(", ", missing.ToArray()));
+            });
+
+            Check("sp_get_statistics writes only struct_size bytes", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    GetText(m, server.Url("/hello"));
+                    // Reach the native handle of p the way the binding does.
+                    var field = typeof(ServicePoint).GetField("_h", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
+                    var nh = (NativeHandle)field.GetValue(p);
+                    IntPtr h = nh.Enter("test");
+                    try
+                    {
+                        // A caller that knows the 17-field struct of the first ABI 1 header (144 bytes).
+                        var s = new Native.sp_statistics();
+                        s.struct_size = 144;
+                        s.tls_full_handshakes = 0xDEAD;
+                        s.tls_resumed_handshakes = 0xBEEF;
+                        Equal(0, Native.sp_get_statistics(h, ref s), "rc");
+                        Equal(1UL, s.requests, "requests");
+                        Equal(0xDEADUL, s.tls_full_handshakes, "field past struct_size untouched");
+                        Equal(0xBEEFUL, s.tls_resumed_handshakes, "field past struct_size untouched");
+                        Equal(144u, s.struct_size, "struct_size kept");
+                        s.struct_size = 2;
+                        Equal((int)ErrorCode.InvalidArgument, Native.sp_get_statistics(h, ref s), "struct_size 2");
+                    }
+                    finally
+                    {
+                        nh.Exit();
+                    }
+                }
+            });
+
+            Check("the head read in one call equals the head read field by field", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    Func<string, string> describe = path =>
+                    {
+                        using (Response r = m.Get(server.Url(path)))
+                        {
+                            r.ReadAll();
+                            var sb = new StringBuilder();
+                            sb.Append((int)r.StatusCode).Append('|').Append(r.StatusDescription).Append('|').Append(r.ProtocolVersion);
+                            foreach (var h in r.Headers) sb.Append('|').Append(h.Key).Append('=').Append(h.Value);
+                            return sb.ToString();
+                        }
+                    };
+                    var paths = new[] { "/multi", "/notfound", "/hello" };
+                    var fast = new List<string>();
+                    foreach (string path in paths) fast.Add(describe(path));
+                    Response._noHeadFunction = true;
+                    try
+                    {
+                        for (int i = 0; i < paths.Length; i++) Equal(fast[i], describe(paths[i]), "head of " + paths[i]);
+                    }
+                    finally
+                    {
+                        Response._noHeadFunction = false;
+                    }
+                }
+            });
+
+            Check("stale native handles give InvalidHandle, never a crash", () =>
+            {
+                IntPtr h;
+                Native.Check(Native.sp_manager_new(out h), "sp_manager_new");
+                int v;
+                Equal(0, Native.sp_manager_get_default_connection_limit(h, out v), "live handle");
+                Native.sp_manager_free(h);
+                Native.sp_manager_free(h); // double free: ignored
+                int rc = Native.sp_manager_get_default_connection_limit(h, out v);
+                Equal((int)ErrorCode.InvalidHandle, rc, "freed manager");
+                var e = Native.Error(rc, "sp_manager_get_default_connection_limit", null);
+                Assert(e is InvalidHandleException, "InvalidHandleException from the code");
+                Assert(!string.IsNullOrEmpty(e.Message), "message");
+                Equal((int)ErrorCode.InvalidHandle, Native.sp_response_status(h, out v), "manager handle as a response");
+                Equal((int)ErrorCode.InvalidHandle, Native.sp_get_connection_limit(IntPtr.Zero, out v), "NULL point");
+                Native.sp_response_free(IntPtr.Zero);
+                Native.sp_point_free(new IntPtr(12345));
+                UIntPtr n;
+                Equal((int)ErrorCode.InvalidHandle, Native.sp_response_read_array(new IntPtr(0x10), new byte[8], new UIntPtr(8), out n), "never-issued handle");
+            });
+
+            Check("ServicePoint after the manager's Dispose: ManagerClosedException", () =>
+            {
+                using (var server = new TestServer())
+                {
+                    var m = new ServicePointManager();
+                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    Equal("hello world\n", GetText(m, server.Url("/hello")), "request");
+                    Response r = m.Get(server.Url("/big")); // busy when the manager goes
+                    m.Dispose();
+                    var e = Throws<ManagerClosedException>(() => { int x = p.ConnectionLimit; }, "ConnectionLimit");
+                    Equal(ErrorCode.ManagerClosed, e.Code, "code");
+                    Throws<ManagerClosedException>(() => p.ConnectionLeaseTimeout = 5, "set ConnectionLeaseTimeout");
+                    Throws<ManagerClosedException>(() => { var s = p.Statistics; }, "Statistics");
+                    // The response outlives its manager: its body still arrives in full.
+                    Assert(BytesEqual(TestServer.BigBody, r.ReadAll()), "body of a response that outlived its manager");
+                    r.Dispose();
+                    p.Dispose();
+                    p.Dispose();
+                }
+            });
+
+            Check("finalizers free undisposed objects (GC.Collect), no crash", () =>
+            {
+                using (var server = new TestServer())
+                {
+                    CreateAndDropMany(server.Url("/big"), 30);
+                    for (int i = 0; i < 3; i++)
+                    {
+                        GC.Collect();
+                        GC.WaitForPendingFinalizers();
+                    }
+                    // A finalized response releases its connection: with a limit of 1 the next
+                    // request would otherwise wait in the queue and time out.
+                    using (var m = new ServicePointManager())
+                    using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                    {
+                        p.ConnectionLimit = 1;
+                        DropUndisposedResponse(m, server.Url("/big"));
+                        for (int i = 0; i < 20 && p.Statistics.Busy != 0; i++)
+                        {
+                            GC.Collect();
+                            GC.WaitForPendingFinalizers();
+                            if (p.Statistics.Busy != 0) Thread.Sleep(50);
+                        }
+                        Equal(0UL, p.Statistics.Busy, "busy after the finalizer ran");
+                        using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")) { Timeout = 5000 }))
+                            Equal("hello world\n", Encoding.UTF8.GetString(r.ReadAll()), "next request");
+                    }
+                }
+            });
+
+            Check("https:// to a plain HTTP port: TlsNotTlsException", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new ServicePointManager())
+                {
+                    var e = Throws<TlsNotTlsException>(() =>
+                        m.GetResponse(new HttpRequest(server.HttpsUrl("127.0.0.1", "/hello")) { Timeout = 10000 }).Dispose(), "GET https:// on HTTP");
+                    Assert(e is TlsHandshakeException, "a TlsHandshakeException");
+                    Equal(ErrorCode.TlsNotTls, e.Code, "code");
+                }
+            });
+
+            Check("TLS settings: bad input is refused", () =>
+            {
+                using (var m = new ServicePointManager())
+                {
+                    Throws<InvalidArgumentException>(() => m.AddCaPem("not a certificate"), "AddCaPem(garbage)");
+                    Throws<InvalidArgumentException>(() => m.AddCaFile("/nonexistent/ca.pem"), "AddCaFile(missing)");
+                    Throws<InvalidArgumentException>(() => m.SetClientCertificate("x", "y"), "SetClientCertificate(garbage)");
+                    Throws<OutOfRangeException>(() => m.MinTlsVersion = (TlsVersion)11, "MinTlsVersion = 11");
+                    Equal(TlsVersion.Tls12, m.MinTlsVersion, "MinTlsVersion unchanged");
+                    m.MinTlsVersion = TlsVersion.Tls13;
+                    Equal(TlsVersion.Tls13, m.MinTlsVersion, "MinTlsVersion");
+                    Equal(true, m.UseSystemRoots, "UseSystemRoots default");
+                    m.UseSystemRoots = false;
+                    Equal(false, m.UseSystemRoots, "UseSystemRoots");
+                    m.ServerCertificateValidationCallback = (h, c, r) => true;
+                    m.ServerCertificateValidationCallback = null;
+                    Equal(null, m.ServerCertificateValidationCallback, "validator removed");
+                }
+            });
+
+            Action<string, Action> TlsCheck = (name, body) => Check(name, () =>
+            {
+                if (!Pki.Available)
+                {
+                    Console.WriteLine("     (skipped: {0})", Pki.Problem);
+                    return;
+                }
+                body();
+            });
+
+            TlsCheck("https: an untrusted CA gives TlsUnknownIssuerException", () =>
+            {
+                using (var server = new TestServer(Pki.ServerCertificate))
+                using (var m = new ServicePointManager())
+                {
+                    var e = Throws<TlsUnknownIssuerException>(() =>
+                        m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "GET");
+                    Assert(e is TlsCertificateException, "a TlsCertificateException");
+                    Console.WriteLine("     message: {0}", e.Message);
+                }
+            });
+
+            TlsCheck("https with AddCaFile: body, one connection, one full handshake", () =>
+            {
+                using (var server = new TestServer(Pki.ServerCertificate))
+                using (var m = new ServicePointManager())
+                {
+                    m.AddCaFile(Pki.CaPem);
+                    using (ServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
+                    {
+                        Equal("https://localhost:" + server.Port + "/", p.Address.ToString(), "Address");
+                        for (int i = 0; i < 5; i++)
+                            Equal("hello world\n", GetText(m, server.HttpsUrl("localhost", "/hello")), "body " + i);
+                        using (Response r = m.Get(server.HttpsUrl("localhost", "/big")))
+                            Assert(BytesEqual(TestServer.BigBody, r.ReadAll()), "1 MB over TLS");
+                        Equal(1, server.ConnectionCount, "connections at the server");
+                        ServicePointStatistics s = p.Statistics;
+                        Equal(1UL, s.TlsFullHandshakes, "stats.TlsFullHandshakes");
+                        Equal(6UL, s.Requests, "stats.Requests");
+                    }
+                }
+            });
+
+            TlsCheck("https with AddCaPem: a name the certificate lacks gives TlsHostnameMismatchException", () =>
+            {
+                using (var server = new TestServer(Pki.ServerCertificate))
+                using (var m = new ServicePointManager())
+                {
+                    m.AddCaPem(File.ReadAllText(Pki.CaPem));
+                    Equal("hello world\n", GetText(m, server.HttpsUrl("localhost", "/hello")), "localhost");
+                    Throws<TlsHostnameMismatchException>(() =>
+                        m.GetResponse(new HttpRequest(server.HttpsUrl("127.0.0.1", "/hello")) { Timeout = 10000 }).Dispose(), "127.0.0.1");
+                }
+            });
+
+            TlsCheck("https: MinTlsVersion Tls13 against a TLS 1.2 server fails the handshake", () =>
+            {
+                using (var server = new TestServer(Pki.ServerCertificate))
+                using (var m = new ServicePointManager())
+                {
+                    m.AddCaFile(Pki.CaPem);
+                    m.MinTlsVersion = TlsVersion.Tls13;
+                    Throws<TlsHandshakeException>(() =>
+                        m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "GET");
+                }
+            });
+
+            TlsCheck("https: certificate validation callback", () =>
+            {
+                byte[] serverDer = Pki.ServerCertificate.RawData;
+                using (var server = new TestServer(Pki.ServerCertificate))
+                {
+                    using (var m = new ServicePointManager())
+                    {
+                        string seenHost = null;
+                        int seenCount = 0;
+                        ErrorCode seenResult = ErrorCode.Ok;
+                        m.ServerCertificateValidationCallback = (host, chain, builtin) =>
+                        {
+                            seenHost = host;
+                            seenCount = chain.Count;
+                            seenResult = builtin;
+                            return chain.Count > 0 && BytesEqual(serverDer, chain[0]); // pin the certificate
+                        };
+                        Equal("hello world\n", GetText(m, server.HttpsUrl("localhost", "/hello")), "pinned certificate accepted");
+                        Equal("localhost", seenHost, "host");
+                        Assert(seenCount >= 1, "chain length " + seenCount);
+                        Equal(ErrorCode.TlsUnknownIssuer, seenResult, "built-in verdict");
+                    }
+                    using (var m = new ServicePointManager())
+                    {
+                        m.AddCaFile(Pki.CaPem);
+                        m.ServerCertificateValidationCallback = (host, chain, builtin) => false;
+                        var e = Throws<TlsCertificateException>(() =>
+                            m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "rejecting validator");
+                        Equal(ErrorCode.TlsCertificate, e.Code, "code");
+                    }
+                    using (var m = new ServicePointManager())
+                    {
+                        m.ServerCertificateValidationCallback = (host, chain, builtin) => { throw new InvalidDataException("validator broke"); };
+                        var e = Throws<TlsCertificateException>(() =>
+                            m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "throwing validator");
+                        Assert(e.InnerException is InvalidDataException, "InnerException: " + e.InnerException);
+                        m.ServerCertificateValidationCallback = null;
+                        Throws<TlsUnknownIssuerException>(() =>
+                            m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "validator removed");
+                    }
+                }
+            });
+
+            TlsCheck("https: a validator replaced by a stricter one applies to the next connection", () =>
+            {
+                using (var server = new TestServer(Pki.ServerCertificate))
+                using (var m = new ServicePointManager())
+                using (ServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
+                {
+                    p.ConnectionLeaseTimeout = 0; // a new connection (and handshake) per request
+                    int calls = 0;
+                    m.ServerCertificateValidationCallback = (host, chain, builtin) => { Interlocked.Increment(ref calls); return true; };
+                    Equal("hello world\n", GetText(m, server.HttpsUrl("localhost", "/hello")), "accepted");
+                    Equal("hello world\n", GetText(m, server.HttpsUrl("localhost", "/hello")), "accepted again");
+                    ServicePointStatistics s = p.Statistics;
+                    Console.WriteLine("     validator calls {0}, full handshakes {1}, resumed {2}", calls, s.TlsFullHandshakes, s.TlsResumedHandshakes);
+                    m.ServerCertificateValidationCallback = (host, chain, builtin) => false;
+                    Throws<TlsCertificateException>(() =>
+                        m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(),
+                        "after replacing the validator with one that rejects");
+                }
+            });
+
+            TlsCheck("SetClientCertificate accepts a PEM certificate and key", () =>
+            {
+                using (var m = new ServicePointManager())
+                {
+                    m.SetClientCertificate(File.ReadAllText(Pki.ServerPem), File.ReadAllText(Pki.ServerKey));
+                    m.SetClientCertificate(File.ReadAllBytes(Pki.ServerPem), File.ReadAllBytes(Pki.ServerKey));
+                }
+            });
+
+            Check("Sample.exe prints the page", () =>
+            {
+                string dir = AppDomain.CurrentDomain.BaseDirectory;
+                string sample = Path.Combine(dir, "Sample.exe");
+                if (!File.Exists(sample) || Type.GetType("Mono.Runtime") == null)
+                {
+                    Console.WriteLine("     (skipped: no Sample.exe beside Tests.exe or not on Mono)");
+                    return;
+                }
+                using (var server = new TestServer())
+                {
+                    var psi = new ProcessStartInfo("mono", "--debug \"" + sample + "\" " + server.Url("/hello"))
+                    {
+                        UseShellExecute = false,
+                        RedirectStandardOutput = true,
+                        RedirectStandardError = true,
+                    };
+                    using (Process proc = Process.Start(psi))
+                    {
+                        var stdoutTask = proc.StandardOutput.ReadToEndAsync();
+                        var stderrTask = proc.StandardError.ReadToEndAsync();
+                        if (!proc.WaitForExit(60000))
+                        {
+                            proc.Kill();
+                            throw new TestFailure("Sample.exe did not finish in 60 s");
+                        }
+                        proc.WaitForExit();
+                        string output = stdoutTask.Result;
+                        Equal(0, proc.ExitCode, "exit code (stderr: " + stderrTask.Result + ")");
+                        Assert(output.Contains("hello world"), "output: " + output);
+                    }
+                    using (var proc = Process.Start(new ProcessStartInfo("mono", "\"" + sample + "\" http://127.0.0.1:" + FreePort() + "/")
+                    {
+                        UseShellExecute = false,
+                        RedirectStandardOutput = true,
+                        RedirectStandardError = true,
+                    }))
+                    {
+                        var stderrTask = proc.StandardError.ReadToEndAsync();
+                        proc.StandardOutput.ReadToEnd();
+                        Assert(proc.WaitForExit(60000), "Sample.exe (refused) did not finish");
+                        Equal(1, proc.ExitCode, "exit code on a refused connection");
+                        Assert(stderrTask.Result.Contains("error:"), "error printed: " + stderrTask.Result);
+                    }
+                }
+            });
+
+            Pki.Cleanup();
+            Console.WriteLine("{0} passed, {1} failed", _passed, _failed);
+            return _failed == 0 ? 0 : 1;
+        }
+    }
+}
