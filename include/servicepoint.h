@@ -192,7 +192,8 @@ typedef int32_t sp_result;
 /**
  * A request description: method, URL, headers, body and per-request policy. Reusable:
  * sp_request() does not consume it (except a body reader, which is read once).
- * Thread safety: may move between threads; calls on one request are serialized.
+ * Thread safety: several threads may send the same description at once; a setter called
+ * while it is being sent waits until those sends have their response heads.
  */
 typedef struct sp_http_request sp_http_request;
 

@@ -37,7 +37,7 @@ struct AttemptError {
 /// Sends `req` on `point` and returns the response once its head has arrived.
 pub fn send(
     point: &Arc<ServicePoint>,
-    req: &mut Request,
+    req: &Request,
     keep_alive_default: bool,
 ) -> Result<Response> {
     point.check_open()?;
@@ -153,7 +153,7 @@ type Attempt = (ResponseHead, Framing, Option<CloseReason>);
 
 fn attempt(
     point: &ServicePoint,
-    req: &mut Request,
+    req: &Request,
     lease: &mut Lease,
     keep_alive: bool,
     deadline: Option<Instant>,
@@ -166,11 +166,12 @@ fn attempt(
     let io_err =
         |e: std::io::Error| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout);
     let mut stream = None;
-    let framing = match &mut req.body {
+    let framing = match &req.body {
         Body::Empty => BodyFraming::None,
         Body::Bytes(b) => BodyFraming::Length(b.len() as u64),
         Body::Stream(s) => {
-            stream = Some(s.take().ok_or_else(|| {
+            let taken = s.lock().unwrap_or_else(|e| e.into_inner()).take();
+            stream = Some(taken.ok_or_else(|| {
                 fail(
                     Error::new(
                         ErrorKind::InvalidArgument,

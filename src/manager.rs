@@ -120,7 +120,7 @@ impl Manager {
     }
 
     /// Sends a request on its origin's service point; blocks until the response head arrives.
-    pub fn send(&self, req: &mut Request) -> Result<Response> {
+    pub fn send(&self, req: &Request) -> Result<Response> {
         runtime::ensure_blocking_allowed()?;
         let point = self.find_origin(&req.target.origin)?;
         exchange::send(&point, req, self.keep_alive_default())

@@ -1,10 +1,11 @@
 //! A request description: what to send, and the per-request policy (keep-alive, timeouts,
-//! connection group, retry permission). Reusable: sending does not consume it, except a
-//! streamed body, which is read once.
+//! connection group, retry permission). Reusable, and sendable from several threads at once
+//! (sending takes `&Request`); a streamed body is read once, by the first send.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::http1::{Header, has_token, is_idempotent, is_token};
 use crate::origin::{self, Target};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// .NET's HttpWebRequest.Timeout default: time to get the response head, including waiting
@@ -23,7 +24,7 @@ pub enum Body {
     Empty,
     Bytes(Vec<u8>),
     /// Consumed by the first send; a request with a streamed body is never retried.
-    Stream(Option<Box<dyn BodySource>>),
+    Stream(Mutex<Option<Box<dyn BodySource>>>),
 }
 
 pub struct Request {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use support::{Options, Reply, TestServer};
 
 fn send(m: &Manager, url: &str) -> servicepoint::Result<Response> {
-    let mut req = Request::new("GET", url).unwrap();
-    m.send(&mut req)
+    let req = Request::new("GET", url).unwrap();
+    m.send(&req)
 }
 
 fn fetch(m: &Manager, url: &str) -> Vec<u8> {
@@ -89,7 +89,7 @@ fn an_unreleased_response_makes_the_waiter_time_out_with_a_clear_error() {
     let mut req = Request::new("GET", &server.url("/b")).unwrap();
     req.timeout = Some(Duration::from_millis(200));
     let start = Instant::now();
-    let e = m.send(&mut req).err().unwrap();
+    let e = m.send(&req).err().unwrap();
     assert_eq!(e.kind, ErrorKind::QueueTimeout);
     assert!(start.elapsed() < Duration::from_secs(2));
     assert!(e.message.contains(point.address()), "{e}");
@@ -307,7 +307,7 @@ fn keep_alive_off_per_request_and_by_default() {
     req.keep_alive = Some(false);
     for _ in 0..2 {
         let mut sink = Vec::new();
-        m.send(&mut req).unwrap().read_to_end(&mut sink).unwrap();
+        m.send(&req).unwrap().read_to_end(&mut sink).unwrap();
     }
     assert_eq!(server.connection_count(), 2);
     m.set_keep_alive_default(false);
@@ -319,7 +319,7 @@ fn keep_alive_off_per_request_and_by_default() {
     req.keep_alive = Some(true);
     for _ in 0..2 {
         let mut sink = Vec::new();
-        m.send(&mut req).unwrap().read_to_end(&mut sink).unwrap();
+        m.send(&req).unwrap().read_to_end(&mut sink).unwrap();
     }
     assert_eq!(server.connection_count(), 4);
     let stats = m.find(&server.url("/")).unwrap().statistics();
@@ -412,7 +412,7 @@ fn a_post_is_never_sent_twice_unless_marked_retryable() {
     fetch(&m, &server.url("/prime"));
     let mut post = Request::new("POST", &server.url("/order")).unwrap();
     post.body = Body::Bytes(b"buy 1".to_vec());
-    let e = m.send(&mut post).err().unwrap();
+    let e = m.send(&post).err().unwrap();
     assert!(e.may_have_reached_server, "{e}");
     assert!(e.message.contains("may have processed"), "{e}");
     assert_eq!(
@@ -429,7 +429,7 @@ fn a_post_is_never_sent_twice_unless_marked_retryable() {
     let mut post = Request::new("POST", &server.url("/order2")).unwrap();
     post.body = Body::Bytes(b"buy 2".to_vec());
     post.retryable = true;
-    assert!(m.send(&mut post).is_err());
+    assert!(m.send(&post).is_err());
     assert_eq!(
         server
             .requests()
@@ -521,8 +521,8 @@ fn connection_groups_are_separate_pools_and_close_on_demand() {
     let mut in_b = Request::new("GET", &server.url("/b")).unwrap();
     in_b.group = "b".into();
     // Each group has its own limit of 1: a held response in "a" does not block "b".
-    let held_a = m.send(&mut in_a).unwrap();
-    let mut resp_b = m.send(&mut in_b).unwrap();
+    let held_a = m.send(&in_a).unwrap();
+    let mut resp_b = m.send(&in_b).unwrap();
     let mut sink = Vec::new();
     resp_b.read_to_end(&mut sink).unwrap();
     drop(resp_b);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use support::{Reply, TestServer, pattern};
 
 fn get(m: &Manager, url: &str) -> Response {
-    let mut req = Request::new("GET", url).unwrap();
-    m.send(&mut req).unwrap()
+    let req = Request::new("GET", url).unwrap();
+    m.send(&req).unwrap()
 }
 
 fn body(resp: &mut Response) -> Vec<u8> {
@@ -161,8 +161,8 @@ fn no_body_for_head_204_304_and_interim_responses_are_skipped() {
         _ => Reply::ok("body for GET"),
     });
     let m = Manager::new();
-    let mut req = Request::new("HEAD", &server.url("/head")).unwrap();
-    let mut resp = m.send(&mut req).unwrap();
+    let req = Request::new("HEAD", &server.url("/head")).unwrap();
+    let mut resp = m.send(&req).unwrap();
     assert_eq!(resp.head.get("content-length"), Some(&b"12"[..]));
     assert_eq!(body(&mut resp), b"");
     for path in ["/204", "/304"] {
@@ -238,27 +238,25 @@ fn request_bodies_with_length_and_chunked() {
     let m = Manager::new();
     let mut req = Request::new("POST", &server.url("/echo")).unwrap();
     req.body = servicepoint::Body::Bytes(b"hello body".to_vec());
-    let mut resp = m.send(&mut req).unwrap();
+    let mut resp = m.send(&req).unwrap();
     assert_eq!(body(&mut resp), b"hello body");
     let mut req = Request::new("PUT", &server.url("/echo")).unwrap();
-    req.body = servicepoint::Body::Stream(Some(Box::new(Pieces(vec![
-        b"ab".to_vec(),
-        b"cde".to_vec(),
-    ]))));
-    let mut resp = m.send(&mut req).unwrap();
+    let pieces = Pieces(vec![b"ab".to_vec(), b"cde".to_vec()]);
+    req.body = servicepoint::Body::Stream(std::sync::Mutex::new(Some(Box::new(pieces))));
+    let mut resp = m.send(&req).unwrap();
     assert_eq!(body(&mut resp), b"abcde");
     let reqs = server.requests();
     assert_eq!(reqs[0].header("content-length"), Some("10"));
     assert_eq!(reqs[1].header("transfer-encoding"), Some("chunked"));
     // Empty POST announces its empty body.
-    let mut req = Request::new("POST", &server.url("/echo")).unwrap();
-    body(&mut m.send(&mut req).unwrap());
+    let req = Request::new("POST", &server.url("/echo")).unwrap();
+    body(&mut m.send(&req).unwrap());
     assert_eq!(server.requests()[2].header("content-length"), Some("0"));
 }
 
 fn send_err(m: &Manager, url: &str) -> servicepoint::Error {
-    let mut req = Request::new("GET", url).unwrap();
-    match m.send(&mut req) {
+    let req = Request::new("GET", url).unwrap();
+    match m.send(&req) {
         Ok(mut resp) => {
             let mut sink = Vec::new();
             resp.read_to_end(&mut sink)
@@ -333,12 +331,12 @@ fn timeouts_have_their_own_kinds() {
     let m = Manager::new();
     let mut req = Request::new("GET", &server.url("/slow-head")).unwrap();
     req.timeout = Some(Duration::from_millis(150));
-    let e = m.send(&mut req).err().unwrap();
+    let e = m.send(&req).err().unwrap();
     assert_eq!(e.kind, ErrorKind::ResponseTimeout);
     assert!(e.may_have_reached_server);
     let mut req = Request::new("GET", &server.url("/stall-body")).unwrap();
     req.read_timeout = Some(Duration::from_millis(150));
-    let mut resp = m.send(&mut req).unwrap();
+    let mut resp = m.send(&req).unwrap();
     let mut sink = Vec::new();
     assert_eq!(
         resp.read_to_end(&mut sink).unwrap_err().kind,

@@ -265,3 +265,53 @@ fn header_matches_crate() {
         }
     }
 }
+
+/// One request description sent by several threads at once: the sends overlap (the server
+/// sees them in parallel) instead of queueing behind a lock on the description.
+#[test]
+fn one_request_description_is_sent_from_threads_concurrently() {
+    let server = TestServer::start(|_| {
+        Reply::Delay(
+            std::time::Duration::from_millis(300),
+            Box::new(Reply::ok("slow")),
+        )
+    });
+    let m = new_manager();
+    let url = c(&server.url("/slow"));
+    let mut p = null_mut();
+    assert_eq!(sp_find(m, url.as_ptr(), &mut p), SP_OK);
+    assert_eq!(sp_set_connection_limit(p, 4), SP_OK);
+    let mut req = null_mut();
+    assert_eq!(
+        sp_http_request_new(c("GET").as_ptr(), url.as_ptr(), &mut req),
+        SP_OK
+    );
+    let (m_key, req_key) = (m as usize, req as usize);
+    let start = std::time::Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut resp = null_mut();
+                let rc = sp_request(
+                    m_key as *const sp_manager,
+                    req_key as *const sp_http_request,
+                    &mut resp,
+                );
+                sp_response_free(resp);
+                rc
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), SP_OK);
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(server.max_simultaneous(), 4);
+    sp_http_request_free(req);
+    sp_point_free(p);
+    sp_manager_free(m);
+}

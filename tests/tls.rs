@@ -22,8 +22,8 @@ fn tls_server(config: Arc<rustls::ServerConfig>) -> TestServer {
 }
 
 fn fetch(m: &Manager, url: &str) -> servicepoint::Result<Vec<u8>> {
-    let mut req = Request::new("GET", url)?;
-    let mut resp = m.send(&mut req)?;
+    let req = Request::new("GET", url)?;
+    let mut resp = m.send(&req)?;
     let mut out = Vec::new();
     resp.read_to_end(&mut out)?;
     Ok(out)

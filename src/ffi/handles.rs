@@ -38,7 +38,9 @@ pub struct ResponseEntry {
 pub enum Entry {
     Manager(Arc<Manager>),
     Point(Arc<PointEntry>),
-    Request(Arc<Mutex<Request>>),
+    /// Read-locked while sent (so threads can send one description at once), write-locked
+    /// by the setters.
+    Request(Arc<RwLock<Request>>),
     Response(Arc<Mutex<ResponseEntry>>),
 }
 
@@ -110,7 +112,7 @@ pub fn point<T>(h: *const T) -> Result<Arc<PointEntry>, FfiError> {
     }
 }
 
-pub fn request<T>(h: *const T) -> Result<Arc<Mutex<Request>>, FfiError> {
+pub fn request<T>(h: *const T) -> Result<Arc<RwLock<Request>>, FfiError> {
     match get(h)? {
         Entry::Request(r) => Ok(r),
         other => Err(wrong_kind(&other, "request")),

@@ -7,12 +7,13 @@ use super::response::sp_response;
 use super::result::sp_result;
 use crate::request::{Body, BodySource, Request};
 use std::ffi::{CString, c_char, c_void};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// A request description: method, URL, headers, body and per-request policy. Reusable:
 /// sp_request() does not consume it (except a body reader, which is read once).
-/// Thread safety: may move between threads; calls on one request are serialized.
+/// Thread safety: several threads may send the same description at once; a setter called
+/// while it is being sent waits until those sends have their response heads.
 pub struct sp_http_request {
     _opaque: [u8; 0],
 }
@@ -51,7 +52,7 @@ fn with_request(
     f: impl FnOnce(&mut Request) -> Result<(), FfiError>,
 ) -> Result<(), FfiError> {
     let req = handles::request(r)?;
-    let mut guard = req.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = req.write().unwrap_or_else(|e| e.into_inner());
     f(&mut guard)
 }
 
@@ -78,7 +79,7 @@ pub extern "C" fn sp_http_request_new(
         let req = Request::new(method, url)?;
         write(
             dst,
-            handles::insert(Entry::Request(Arc::new(Mutex::new(req)))),
+            handles::insert(Entry::Request(Arc::new(RwLock::new(req)))),
         );
         Ok(())
     })
@@ -192,7 +193,7 @@ pub extern "C" fn sp_http_request_set_body_reader(
             ));
         };
         with_request(request, |r| {
-            r.body = Body::Stream(Some(Box::new(CallbackBody { cb, userdata })));
+            r.body = Body::Stream(Mutex::new(Some(Box::new(CallbackBody { cb, userdata }))));
             Ok(())
         })
     })
@@ -316,8 +317,8 @@ pub extern "C" fn sp_request(
         let req = handles::request(request)?;
         let dst = out(out_response, "out_response")?;
         let response = {
-            let mut req = req.lock().unwrap_or_else(|e| e.into_inner());
-            m.send(&mut req)?
+            let req = req.read().unwrap_or_else(|e| e.into_inner());
+            m.send(&req)?
         };
         let reason = CString::new(response.head.reason.replace('\0', " ")).unwrap_or_default();
         let entry = ResponseEntry {
