@@ -65,7 +65,14 @@ fn acquire_release(c: &mut Criterion) {
     // Warm the pool with one real loopback connection.
     let (grant, generation) = pool.acquire(limit, rules, None).ok().unwrap();
     assert!(matches!(grant, Grant::Open));
-    let conn = servicepoint::connection::connect(&point.origin, None, None, generation).unwrap();
+    let conn = servicepoint::connection::connect(
+        &point.origin,
+        &point.resolve().unwrap(),
+        None,
+        None,
+        generation,
+    )
+    .unwrap();
     let _server_side = listener.accept().unwrap();
     pool.release(Some(conn), limit, rules);
     c.bench_function(

@@ -434,6 +434,22 @@ sp_result sp_manager_get_keep_alive_default(const struct sp_manager *manager, in
 sp_result sp_manager_get_service_point_count(const struct sp_manager *manager, int32_t *out_value);
 
 /**
+ * Sets DnsRefreshTimeout in ms: how long a service point reuses the addresses it resolved
+ * for new connections (default 120000, as in .NET; -1 no expiry; 0 resolve for every new
+ * connection). A failed connect drops the cached addresses. Applies to every service point.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (below -1).
+ */
+sp_result sp_manager_set_dns_refresh_timeout(const struct sp_manager *manager, int32_t ms);
+
+/**
+ * Reads DnsRefreshTimeout (ms) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_dns_refresh_timeout(const struct sp_manager *manager, int32_t *out_value);
+
+/**
  * Frees a service point handle. The service point stays in its manager. NULL, a freed
  * handle or another kind of handle is ignored.
  *

@@ -75,7 +75,9 @@ pub fn send(
                     Scheme::Https => Some(point.tls.client_config()?),
                     Scheme::Http => None,
                 };
-                let conn = connection::connect(&point.origin, tls, deadline, generation)?;
+                let addrs = point.resolve()?;
+                let conn = connection::connect(&point.origin, &addrs, tls, deadline, generation)
+                    .inspect_err(|_| point.forget_addresses())?;
                 Stats::bump(&point.stats.connections_opened);
                 if conn.is_tls() {
                     Stats::bump(if conn.resumed {

@@ -17,6 +17,7 @@ pub mod point;
 pub mod pool;
 pub mod reaper;
 pub mod request;
+pub mod resolve;
 pub mod response;
 pub mod runtime;
 pub mod stats;

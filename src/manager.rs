@@ -7,6 +7,7 @@ use crate::origin::{self, Origin};
 use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
 use crate::reaper::{MAX_SLEEP, Reaper};
 use crate::request::Request;
+use crate::resolve::DEFAULT_DNS_REFRESH_MS;
 use crate::response::Response;
 use crate::runtime;
 use crate::tls::Tls;
@@ -31,6 +32,7 @@ struct Inner {
     max_service_points: AtomicI32,
     max_point_idle_ms: AtomicI32,
     keep_alive_default: AtomicBool,
+    dns_refresh_ms: Arc<AtomicI32>,
     reaper: Arc<Reaper>,
     tls: Arc<Tls>,
     closed: AtomicBool,
@@ -55,6 +57,7 @@ impl Manager {
             max_service_points: AtomicI32::new(0),
             max_point_idle_ms: AtomicI32::new(DEFAULT_MAX_IDLE_MS),
             keep_alive_default: AtomicBool::new(true),
+            dns_refresh_ms: Arc::new(AtomicI32::new(DEFAULT_DNS_REFRESH_MS)),
             reaper: Arc::new(Reaper::default()),
             tls: Arc::new(Tls::default()),
             closed: AtomicBool::new(false),
@@ -114,6 +117,7 @@ impl Manager {
             defaults,
             Arc::clone(&self.inner.reaper),
             Arc::clone(&self.inner.tls),
+            Arc::clone(&self.inner.dns_refresh_ms),
         ));
         points.insert(origin.clone(), Arc::clone(&point));
         Ok(point)
@@ -186,6 +190,20 @@ impl Manager {
     /// The TLS settings shared by the manager's https service points.
     pub fn tls(&self) -> &Tls {
         &self.inner.tls
+    }
+
+    pub fn dns_refresh_ms(&self) -> i32 {
+        self.inner.dns_refresh_ms.load(Relaxed)
+    }
+
+    /// How long resolved addresses are reused for new connections (.NET's DnsRefreshTimeout;
+    /// -1 no expiry, 0 resolve for every new connection). Applies to every service point.
+    pub fn set_dns_refresh_timeout(&self, ms: i32) -> Result<()> {
+        if ms < -1 {
+            return Err(out_of_range("DNS refresh timeout", ms, "must be >= -1"));
+        }
+        self.inner.dns_refresh_ms.store(ms, Relaxed);
+        Ok(())
     }
 
     /// Number of service points in the table.

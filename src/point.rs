@@ -5,6 +5,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::origin::Origin;
 use crate::pool::{Pool, ReuseRules};
 use crate::reaper::Reaper;
+use crate::resolve::AddressCache;
 use crate::stats::{Snapshot, Stats};
 use crate::tls::Tls;
 use std::collections::HashMap;
@@ -32,6 +33,9 @@ pub struct ServicePoint {
     reaper: Arc<Reaper>,
     /// The manager's TLS settings (used by https points).
     pub tls: Arc<Tls>,
+    /// The manager's DNS refresh timeout (ms), shared by its points.
+    dns_refresh_ms: Arc<AtomicI32>,
+    addresses: AddressCache,
     closed: AtomicBool,
     /// Unix time (ms) when the point was created or last finished a request.
     idle_since_unix_ms: AtomicU64,
@@ -65,6 +69,7 @@ impl ServicePoint {
         defaults: PointDefaults,
         reaper: Arc<Reaper>,
         tls: Arc<Tls>,
+        dns_refresh_ms: Arc<AtomicI32>,
     ) -> Self {
         let stats = Arc::new(Stats::default());
         ServicePoint {
@@ -79,6 +84,8 @@ impl ServicePoint {
             stats,
             reaper,
             tls,
+            dns_refresh_ms,
+            addresses: AddressCache::default(),
             closed: AtomicBool::new(false),
             idle_since_unix_ms: AtomicU64::new(unix_ms()),
             last_activity_ms: AtomicU64::new(0),
@@ -199,6 +206,17 @@ impl ServicePoint {
         for pool in self.pools() {
             pool.close_all(CloseReason::ManagerClosed, self.connection_limit());
         }
+    }
+
+    /// The origin's addresses, cached for the manager's DNS refresh timeout.
+    pub fn resolve(&self) -> Result<Arc<[std::net::SocketAddr]>> {
+        self.addresses
+            .resolve(&self.origin, self.dns_refresh_ms.load(Relaxed))
+    }
+
+    /// Drops the cached addresses (a connect to them failed).
+    pub fn forget_addresses(&self) {
+        self.addresses.forget();
     }
 
     /// True once the point was evicted or its manager freed.

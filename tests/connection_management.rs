@@ -561,3 +561,32 @@ fn statistics_count_what_happened() {
     assert_eq!((s.connections_opened, s.requests, s.reuses), (1, 5, 4));
     assert!(point.idle_since_unix_ms() > 1_600_000_000_000);
 }
+
+#[test]
+fn dns_refresh_timeout_is_validated_and_lookups_are_cached() {
+    let server = TestServer::start(|_| Reply::ok("d"));
+    let m = Manager::new();
+    assert_eq!(m.dns_refresh_ms(), 120_000);
+    assert_eq!(
+        m.set_dns_refresh_timeout(-2).unwrap_err().kind,
+        ErrorKind::OutOfRange
+    );
+    let point = m.find(&server.url("/")).unwrap();
+    let first = point.resolve().unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &point.resolve().unwrap()),
+        "cached within the refresh time"
+    );
+    m.set_dns_refresh_timeout(0).unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &point.resolve().unwrap()),
+        "0 resolves every time"
+    );
+    // New connections after a lease expiry still work from cached addresses.
+    m.set_dns_refresh_timeout(-1).unwrap();
+    point.set_lease_timeout(0).unwrap();
+    for _ in 0..3 {
+        fetch(&m, &server.url("/"));
+    }
+    assert_eq!(server.connection_count(), 3);
+}

@@ -249,6 +249,10 @@ namespace Servicepoint
         internal static extern int sp_manager_get_keep_alive_default(IntPtr manager, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_get_service_point_count(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_dns_refresh_timeout(IntPtr manager, int ms);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_dns_refresh_timeout(IntPtr manager, out int outValue);
 
         // Service point.
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -982,6 +986,14 @@ namespace Servicepoint
         {
             get { return Get(Native.sp_manager_get_keep_alive_default, "sp_manager_get_keep_alive_default") != 0; }
             set { Set(Native.sp_manager_set_keep_alive_default, value ? 1 : 0, "sp_manager_set_keep_alive_default"); }
+        }
+
+        /// <summary>DnsRefreshTimeout in ms (default 120000, -1 no expiry, 0 resolve for every new
+        /// connection): how long resolved addresses are reused for new connections.</summary>
+        public int DnsRefreshTimeout
+        {
+            get { return Get(Native.sp_manager_get_dns_refresh_timeout, "sp_manager_get_dns_refresh_timeout"); }
+            set { Set(Native.sp_manager_set_dns_refresh_timeout, value, "sp_manager_set_dns_refresh_timeout"); }
         }
 
         /// <summary>The number of service points the manager holds.</summary>

@@ -733,6 +733,10 @@ namespace Servicepoint.Tests
                     Equal(0, m.MaxServicePoints, "MaxServicePoints");
                     Equal(true, m.KeepAliveDefault, "KeepAliveDefault");
                     Equal(0, m.ServicePointCount, "ServicePointCount");
+                    Equal(120000, m.DnsRefreshTimeout, "DnsRefreshTimeout");
+                    m.DnsRefreshTimeout = 0;
+                    Equal(0, m.DnsRefreshTimeout, "DnsRefreshTimeout after set");
+                    Throws<OutOfRangeException>(() => m.DnsRefreshTimeout = -2, "DnsRefreshTimeout = -2");
                     m.DefaultConnectionLimit = 5;
                     Equal(5, m.DefaultConnectionLimit, "DefaultConnectionLimit after set");
                     var e = Throws<OutOfRangeException>(() => m.DefaultConnectionLimit = 0, "DefaultConnectionLimit = 0");

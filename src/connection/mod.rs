@@ -5,16 +5,18 @@
 //! caller's deadline, so a blocking request parks only its own thread and wakes no other.
 //! HTTPS connections run rustls sans-IO over the same socket and the same waits.
 
+mod tls;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::origin::{Origin, Scheme};
-use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tls::{flush_tls, read_tls_plaintext};
 
 /// Initial read buffer; enough for a typical response head and a small body in one `recv`.
 const INITIAL_BUFFER: usize = 8 * 1024;
@@ -67,15 +69,16 @@ pub struct Connection {
     pub resumed: bool,
 }
 
-/// Resolves the origin, connects to the first address that answers and, for https, completes
-/// the TLS handshake with `tls`.
+/// Connects to the first of `addrs` that answers and, for https, completes the TLS handshake
+/// with `tls`.
 pub fn connect(
     origin: &Origin,
+    addrs: &[SocketAddr],
     tls: Option<Arc<ClientConfig>>,
     deadline: Option<Instant>,
     generation: u64,
 ) -> Result<Connection> {
-    let mut conn = connect_tcp(origin, deadline, generation)?;
+    let mut conn = connect_tcp(origin, addrs, deadline, generation)?;
     if origin.scheme == Scheme::Https {
         let config =
             tls.ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "no TLS configuration"))?;
@@ -84,20 +87,14 @@ pub fn connect(
     Ok(conn)
 }
 
-fn connect_tcp(origin: &Origin, deadline: Option<Instant>, generation: u64) -> Result<Connection> {
-    let host = origin.connect_host();
-    let addrs: Vec<SocketAddr> = (host, origin.port)
-        .to_socket_addrs()
-        .map_err(|e| Error::new(ErrorKind::Dns, format!("cannot resolve '{host}': {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Dns,
-            format!("'{host}' resolved to no address"),
-        ));
-    }
+fn connect_tcp(
+    origin: &Origin,
+    addrs: &[SocketAddr],
+    deadline: Option<Instant>,
+    generation: u64,
+) -> Result<Connection> {
     let mut last = None;
-    for addr in addrs {
+    for &addr in addrs {
         let result = match remaining(deadline) {
             None => TcpStream::connect(addr),
             Some(left) if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
@@ -108,7 +105,12 @@ fn connect_tcp(origin: &Origin, deadline: Option<Instant>, generation: u64) -> R
             Err(e) => last = Some((addr, e)),
         }
     }
-    let (addr, e) = last.expect("at least one address was tried");
+    let Some((addr, e)) = last else {
+        return Err(Error::new(
+            ErrorKind::Dns,
+            format!("no address to connect to for {origin}"),
+        ));
+    };
     let kind = if e.kind() == io::ErrorKind::TimedOut {
         ErrorKind::ConnectTimeout
     } else {
@@ -146,89 +148,6 @@ impl Connection {
             tls: None,
             resumed: false,
         })
-    }
-
-    /// Runs the TLS handshake (SNI from the origin's host, ALPN from the config).
-    fn handshake(
-        &mut self,
-        origin: &Origin,
-        config: Arc<ClientConfig>,
-        deadline: Option<Instant>,
-    ) -> Result<()> {
-        let host = origin.connect_host().to_string();
-        let name = ServerName::try_from(host.clone()).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidUrl,
-                format!("'{host}' is not a valid TLS server name: {e}"),
-            )
-        })?;
-        let mut tls = ClientConnection::new(config, name)
-            .map_err(|e| crate::tls::map_error(&e, &origin.to_string()))?;
-        let fd = self.stream.as_raw_fd();
-        let io = |e: io::Error| match e.kind() {
-            io::ErrorKind::TimedOut => Error::new(
-                ErrorKind::ConnectTimeout,
-                format!("TLS handshake with {origin} timed out"),
-            ),
-            _ => Error::from_io(
-                &e,
-                &format!("TLS handshake with {origin}"),
-                ErrorKind::ConnectTimeout,
-            ),
-        };
-        let mut first = true;
-        while tls.is_handshaking() {
-            if tls.wants_write() {
-                match tls.write_tls(&mut &self.stream) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_fd(fd, libc::POLLOUT, deadline).map_err(io)?
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io(e)),
-                }
-                continue;
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = match (&self.stream).read(&mut chunk) {
-                Ok(0) => {
-                    return Err(Error::new(
-                        ErrorKind::TlsHandshake,
-                        format!(
-                            "TLS with {origin}: the server closed the connection during the handshake"
-                        ),
-                    ));
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_fd(fd, libc::POLLIN, deadline).map_err(io)?;
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io(e)),
-            };
-            if first && chunk[..n].starts_with(b"HTTP/") {
-                return Err(Error::new(
-                    ErrorKind::TlsNotTls,
-                    format!(
-                        "TLS with {origin}: the server answered in plain HTTP, not TLS (an http port?)"
-                    ),
-                ));
-            }
-            first = false;
-            let mut data = &chunk[..n];
-            while !data.is_empty() {
-                tls.read_tls(&mut data).map_err(io)?;
-                if let Err(e) = tls.process_new_packets() {
-                    // Send the alert that explains the failure to the server, best effort.
-                    let _ = tls.write_tls(&mut &self.stream);
-                    return Err(crate::tls::map_error(&e, &origin.to_string()));
-                }
-            }
-        }
-        self.resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        self.tls = Some(Box::new(tls));
-        Ok(())
     }
 
     /// True for a TLS connection.
@@ -393,64 +312,12 @@ impl Connection {
     }
 }
 
-/// Sends the TLS records rustls has queued.
-fn flush_tls(
-    tls: &mut ClientConnection,
-    stream: &TcpStream,
+/// Waits until the socket is ready for `events` or the deadline passes.
+pub(crate) fn wait_fd(
     fd: RawFd,
+    events: libc::c_short,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
-    while tls.wants_write() {
-        match tls.write_tls(&mut &*stream) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_fd(fd, libc::POLLOUT, deadline)?
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Reads decrypted bytes into `out`, pulling TLS records from the socket as needed; returns 0
-/// at the end of the stream (close_notify, or EOF from the server).
-fn read_tls_plaintext(
-    tls: &mut ClientConnection,
-    stream: &TcpStream,
-    out: &mut [u8],
-    deadline: Option<Instant>,
-) -> io::Result<usize> {
-    let fd = stream.as_raw_fd();
-    loop {
-        match tls.reader().read(out) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // The server closed the TCP connection without close_notify: the end of the
-            // stream (message framing catches a truncated body).
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-            Err(e) => return Err(e),
-        }
-        match tls.read_tls(&mut &*stream) {
-            Ok(0) => {
-                tls.process_new_packets().map_err(io::Error::other)?;
-                return match tls.reader().read(out) {
-                    Ok(n) => Ok(n),
-                    Err(_) => Ok(0),
-                };
-            }
-            Ok(_) => {
-                tls.process_new_packets().map_err(io::Error::other)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(fd, libc::POLLIN, deadline)?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Waits until the socket is ready for `events` or the deadline passes.
-fn wait_fd(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> io::Result<()> {
     loop {
         let timeout_ms = match deadline {
             None => -1,

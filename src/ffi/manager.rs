@@ -200,3 +200,27 @@ pub extern "C" fn sp_manager_get_service_point_count(
 ) -> sp_result {
     call(|| get(manager, out_value, |m| m.service_point_count() as i32))
 }
+
+/// Sets DnsRefreshTimeout in ms: how long a service point reuses the addresses it resolved
+/// for new connections (default 120000, as in .NET; -1 no expiry; 0 resolve for every new
+/// connection). A failed connect drops the cached addresses. Applies to every service point.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (below -1).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_set_dns_refresh_timeout(
+    manager: *const sp_manager,
+    ms: i32,
+) -> sp_result {
+    call(|| set(manager, |m| m.set_dns_refresh_timeout(ms)))
+}
+
+/// Reads DnsRefreshTimeout (ms) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_dns_refresh_timeout(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, out_value, Manager::dns_refresh_ms))
+}

@@ -268,6 +268,12 @@ sp_manager_set_keep_alive_default = _declare(
 sp_manager_get_keep_alive_default = _declare(
     "sp_manager_get_keep_alive_default", [manager_p, c_int32_p]
 )
+sp_manager_set_dns_refresh_timeout = _declare(
+    "sp_manager_set_dns_refresh_timeout", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_dns_refresh_timeout = _declare(
+    "sp_manager_get_dns_refresh_timeout", [manager_p, c_int32_p]
+)
 sp_manager_get_service_point_count = _declare(
     "sp_manager_get_service_point_count", [manager_p, c_int32_p]
 )

@@ -185,6 +185,16 @@ class ServicePointManager:
         n.sp_manager_set_keep_alive_default(self._live(), 1 if value else 0)
 
     @property
+    def dns_refresh_timeout(self) -> int:
+        """DnsRefreshTimeout in ms (default 120000, -1 no expiry, 0 resolve for every new
+        connection): how long resolved addresses are reused for new connections."""
+        return self._get(n.sp_manager_get_dns_refresh_timeout)
+
+    @dns_refresh_timeout.setter
+    def dns_refresh_timeout(self, value: int) -> None:
+        self._set(n.sp_manager_set_dns_refresh_timeout, value, "dns_refresh_timeout")
+
+    @property
     def service_point_count(self) -> int:
         """The number of service points the manager holds."""
         return self._get(n.sp_manager_get_service_point_count)

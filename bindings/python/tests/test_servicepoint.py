@@ -51,6 +51,11 @@ def test_manager_settings(manager: ServicePointManager) -> None:
     assert manager.max_service_point_idle_time == 100000
     assert manager.keep_alive_default is True
     assert manager.service_point_count == 0
+    assert manager.dns_refresh_timeout == 120000
+    manager.dns_refresh_timeout = 0
+    assert manager.dns_refresh_timeout == 0
+    with pytest.raises(servicepoint.OutOfRangeError):
+        manager.dns_refresh_timeout = -2
 
     manager.default_connection_limit = 5
     manager.max_service_points = 10

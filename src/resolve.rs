@@ -1,0 +1,89 @@
+//! Name resolution for a service point, cached for the manager's DNS refresh timeout (.NET's
+//! `ServicePointManager.DnsRefreshTimeout`, 120 s by default): a new connection after a lease
+//! expiry then costs no `getaddrinfo`, yet a changed DNS record is picked up within the
+//! refresh time. A failed connect drops the cached addresses.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::origin::Origin;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// .NET's default DnsRefreshTimeout.
+pub const DEFAULT_DNS_REFRESH_MS: i32 = 120_000;
+
+#[derive(Default)]
+pub struct AddressCache {
+    entry: Mutex<Option<(Instant, Arc<[SocketAddr]>)>>,
+}
+
+impl AddressCache {
+    /// The origin's addresses: cached ones younger than `refresh_ms` (-1: no expiry, 0: no
+    /// caching), else a fresh lookup.
+    pub fn resolve(&self, origin: &Origin, refresh_ms: i32) -> Result<Arc<[SocketAddr]>> {
+        if refresh_ms != 0 {
+            let entry = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, addrs)) = entry.as_ref() {
+                let fresh =
+                    refresh_ms < 0 || at.elapsed() < Duration::from_millis(refresh_ms as u64);
+                if fresh {
+                    return Ok(Arc::clone(addrs));
+                }
+            }
+        }
+        let addrs = lookup(origin)?;
+        *self.entry.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), Arc::clone(&addrs)));
+        Ok(addrs)
+    }
+
+    /// Forgets the cached addresses (after a failed connect, so the next one looks up again).
+    pub fn forget(&self) {
+        *self.entry.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+fn lookup(origin: &Origin) -> Result<Arc<[SocketAddr]>> {
+    let host = origin.connect_host();
+    let addrs: Vec<SocketAddr> = (host, origin.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::new(ErrorKind::Dns, format!("cannot resolve '{host}': {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Dns,
+            format!("'{host}' resolved to no address"),
+        ));
+    }
+    Ok(addrs.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caches_for_the_refresh_time_and_forgets() {
+        let origin = crate::origin::parse("http://127.0.0.1:9/").unwrap().origin;
+        let cache = AddressCache::default();
+        let a = cache.resolve(&origin, 60_000).unwrap();
+        let b = cache.resolve(&origin, 60_000).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "second lookup served from the cache");
+        let c = cache.resolve(&origin, 0).unwrap();
+        assert!(!Arc::ptr_eq(&b, &c), "refresh 0 never caches");
+        cache.forget();
+        let d = cache.resolve(&origin, -1).unwrap();
+        assert!(!Arc::ptr_eq(&c, &d));
+        assert_eq!(&*d, &["127.0.0.1:9".parse().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_hosts_are_dns_errors() {
+        let origin = crate::origin::parse("http://no-such-host.invalid/")
+            .unwrap()
+            .origin;
+        let e = AddressCache::default().resolve(&origin, 1000).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Dns);
+        assert!(e.message.contains("no-such-host.invalid"));
+    }
+}
