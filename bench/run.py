@@ -124,6 +124,31 @@ def ratio(a, b):
     return "–" if a is None or not b else f"{a / b:.2f}×"
 
 
+def criterion_results(path):
+    """(benchmark name, middle estimate) pairs from criterion's output."""
+    if not path or not os.path.exists(path):
+        return []
+    out, name = [], None
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = re.match(r"^(\S.*?)\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+        if m:
+            out.append((m.group(1).strip(), m.group(2)))
+            continue
+        m = re.match(r"^\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+        if m and name:
+            out.append((name, m.group(1)))
+        m = re.match(r"^Benchmarking (.+?): Analyzing", line)
+        if m:
+            name = m.group(1)
+    return out
+
+
+def to_ns(text):
+    value, unit = text.split()
+    scale = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9}.get(unit)
+    return float(value) * scale if scale else None
+
+
 def machine():
     model = "unknown CPU"
     try:
@@ -145,6 +170,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--idle", type=str, default="")
+    ap.add_argument("--criterion", type=str, default="")
     ap.add_argument("--command", type=str, default="bash bench/run.sh")
     args = ap.parse_args()
     env = dict(os.environ)
@@ -243,6 +269,18 @@ def main():
         m = re.search(r"bytes_per_idle_connection=(\d+)", args.idle)
         per = int(m.group(1)) if m else None
         check("Client memory per idle keep-alive connection (1,000 idle)", fmt(per and per / 1024, 1) + " KiB", "< 16 KiB", per is not None and per < 16 * 1024)
+    scale = criterion_results(args.criterion)
+    if scale:
+        lines += ["## Scale (criterion, `cargo bench --bench pool`)", "", "| benchmark | time per iteration (median of the estimate) | goal |",
+                  "| --- | ---: | --- |"]
+        for name, median_text in scale:
+            goal = "< 1 µs" if name.startswith("find/") else ""
+            lines.append(f"| {name} | {median_text} | {goal} |")
+        lines.append("")
+        for name, median_text in scale:
+            if name.startswith("find/"):
+                ns = to_ns(median_text)
+                check(f"Scale: {name}", median_text, "< 1 µs", ns is not None and ns < 1000)
     lines += ["## Targets (ratios from this run)", "", "| target | measured | goal | |", "| --- | ---: | --- | --- |"] + checks + [""]
     extra = os.path.join(HERE, "NOTES.md")
     if os.path.exists(extra):

@@ -83,6 +83,10 @@ trap stop EXIT
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/logs/error.log"
 sleep 0.3
 
+# Scale (criterion): sp_find with 10,000 service points, acquire/release on a warm pool.
+taskset -c 1 cargo bench --locked --bench pool -- --warm-up-time 1 --measurement-time 3 \
+  > "$WORK/criterion.txt" 2>&1 || true
+
 IDLE=$(LD_LIBRARY_PATH=target/release target/bench/sp_idle "http://127.0.0.1:$PORT/small" 1000 || true)
 echo "$IDLE"
-python3 bench/run.py --port "$PORT" --tls-port "$TLS_PORT" --ca "$WORK/ca.pem" --idle "$IDLE" --command "bash bench/run.sh $*" "$@"
+python3 bench/run.py --port "$PORT" --tls-port "$TLS_PORT" --ca "$WORK/ca.pem" --idle "$IDLE" --criterion "$WORK/criterion.txt" --command "bash bench/run.sh $*" "$@"
