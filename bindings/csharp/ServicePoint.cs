@@ -535,6 +535,39 @@ namespace Servicepoint
             return h;
         }
 
+        internal delegate int GetI32(IntPtr h, out int value);
+        internal delegate int SetI32(IntPtr h, int value);
+
+        /// <summary>Calls an int32 getter of the C ABI on this handle (held for the call).</summary>
+        internal int Get(GetI32 fn, string objectName, string function)
+        {
+            IntPtr h = Enter(objectName);
+            try
+            {
+                int value;
+                Native.Check(fn(h, out value), function);
+                return value;
+            }
+            finally
+            {
+                Exit();
+            }
+        }
+
+        /// <summary>Calls an int32 setter of the C ABI on this handle (held for the call).</summary>
+        internal void Set(SetI32 fn, int value, string objectName, string function)
+        {
+            IntPtr h = Enter(objectName);
+            try
+            {
+                Native.Check(fn(h, value), function);
+            }
+            finally
+            {
+                Exit();
+            }
+        }
+
         internal void Exit()
         {
             if (Interlocked.Decrement(ref _users) == 0) FreePending();
@@ -926,36 +959,9 @@ namespace Servicepoint
             _h = new NativeHandle(h, HandleKind.Manager);
         }
 
-        delegate int GetI32(IntPtr h, out int value);
-        delegate int SetI32(IntPtr h, int value);
+        int Get(NativeHandle.GetI32 fn, string function) { return _h.Get(fn, Name, function); }
 
-        int Get(GetI32 fn, string function)
-        {
-            IntPtr h = _h.Enter(Name);
-            try
-            {
-                int value;
-                Native.Check(fn(h, out value), function);
-                return value;
-            }
-            finally
-            {
-                _h.Exit();
-            }
-        }
-
-        void Set(SetI32 fn, int value, string function)
-        {
-            IntPtr h = _h.Enter(Name);
-            try
-            {
-                Native.Check(fn(h, value), function);
-            }
-            finally
-            {
-                _h.Exit();
-            }
-        }
+        void Set(NativeHandle.SetI32 fn, int value, string function) { _h.Set(fn, value, Name, function); }
 
         /// <summary>DefaultConnectionLimit: the connection limit service points created from now on
         /// take (existing ones keep theirs). Must be &gt; 0 (else OutOfRangeException, nothing changed).</summary>
@@ -1619,36 +1625,9 @@ namespace Servicepoint
             _manager = manager;
         }
 
-        delegate int GetI32(IntPtr h, out int value);
-        delegate int SetI32(IntPtr h, int value);
+        int Get(NativeHandle.GetI32 fn, string function) { return _h.Get(fn, Name, function); }
 
-        int Get(GetI32 fn, string function)
-        {
-            IntPtr h = _h.Enter(Name);
-            try
-            {
-                int value;
-                Native.Check(fn(h, out value), function);
-                return value;
-            }
-            finally
-            {
-                _h.Exit();
-            }
-        }
-
-        void Set(SetI32 fn, int value, string function)
-        {
-            IntPtr h = _h.Enter(Name);
-            try
-            {
-                Native.Check(fn(h, value), function);
-            }
-            finally
-            {
-                _h.Exit();
-            }
-        }
+        void Set(NativeHandle.SetI32 fn, int value, string function) { _h.Set(fn, value, Name, function); }
 
         /// <summary>The manager this service point belongs to.</summary>
         public ServicePointManager Manager
