@@ -103,18 +103,26 @@ pub fn send(
                 ));
             }
             Err(e) => {
-                let retry = e.stale && reused && !retried && req.may_retry();
-                lease.finish(Err(if e.stale && reused {
+                let stale = e.stale && reused;
+                lease.finish(Err(if stale {
                     CloseReason::Stale
                 } else {
                     CloseReason::Error
                 }));
-                if retry {
+                if stale && !retried && req.may_retry() {
                     retried = true;
                     Stats::bump(&point.stats.retries);
                     continue;
                 }
-                return Err(e.error);
+                let mut error = e.error;
+                if error.may_have_reached_server {
+                    error.message.push_str(&format!(
+                        " ({} {}: the request was sent, the server may have processed it)",
+                        req.method,
+                        point.address()
+                    ));
+                }
+                return Err(error);
             }
         }
     }
@@ -209,15 +217,7 @@ fn attempt(
     let mut received_any = false;
     let head = head::read_head(conn, deadline, &mut received_any).map_err(|e| {
         let stale = !received_any && e.kind == ErrorKind::ConnectionClosed;
-        let mut e = e.sent();
-        if !stale || !req.may_retry() {
-            e.message.push_str(&format!(
-                " ({} {}: the request was sent, the server may have processed it)",
-                req.method,
-                point.address()
-            ));
-        }
-        fail(e, stale)
+        fail(e.sent(), stale)
     })?;
     let framing = body::framing(&req.method, &head).map_err(|e| fail(e.sent(), false))?;
     conn.hint = head.keep_alive_hint();

@@ -334,6 +334,7 @@ fn timeouts_have_their_own_kinds() {
     let e = m.send(&req).err().unwrap();
     assert_eq!(e.kind, ErrorKind::ResponseTimeout);
     assert!(e.may_have_reached_server);
+    assert!(e.message.contains("may have processed"), "{e}");
     let mut req = Request::new("GET", &server.url("/stall-body")).unwrap();
     req.read_timeout = Some(Duration::from_millis(150));
     let mut resp = m.send(&req).unwrap();
