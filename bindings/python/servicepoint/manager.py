@@ -19,6 +19,7 @@ from typing import (
 )
 
 from . import _native as n
+from ._handle import NativeObject
 from .errors import BodySourceError, ManagerClosedError, OutOfRangeError
 from .point import ServicePoint
 from .response import Response
@@ -109,7 +110,7 @@ class _BodyReader:
             return 1
 
 
-class ServicePointManager:
+class ServicePointManager(NativeObject):
     """A connection manager, like .NET's ServicePointManager, but an instance: it owns one
     service point per origin (scheme, host, port) and the defaults new service points take.
 
@@ -129,19 +130,17 @@ class ServicePointManager:
         self._validator: Any = None
         self._local = threading.local()
 
-    def _live(self) -> int:
-        handle = self._handle
-        if handle is None:
-            raise ManagerClosedError(24, "the manager is closed")
-        return handle
+    def _free(self, handle: int) -> None:
+        n.sp_manager_free(handle)
 
-    def _get(self, func: Any) -> int:
-        value = ctypes.c_int32()
-        func(self._live(), ctypes.byref(value))
-        return value.value
+    def _closed_error(self) -> ManagerClosedError:
+        return ManagerClosedError(24, "the manager is closed")
 
-    def _set(self, func: Any, value: Any, what: str) -> None:
-        func(self._live(), n.to_i32(value, what))
+    def _detach(self) -> None:
+        # This thread's cached request descriptions (other threads' go with those threads).
+        cache = getattr(self.__dict__.get("_local"), "requests", None)
+        if cache is not None:
+            cache.clear()
 
     # --- settings ------------------------------------------------------------------------
 
@@ -401,36 +400,6 @@ class ServicePointManager:
         return self.request("POST", url, body=body, **kwargs)
 
     # --- lifetime ------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has been called."""
-        return self._handle is None
-
-    def close(self) -> None:
-        """Frees the manager. Safe to call twice."""
-        handle, self._handle = self._handle, None
-        if handle:
-            n.sp_manager_free(handle)
-        # This thread's cached request descriptions (other threads' go with those threads).
-        cache = getattr(self.__dict__.get("_local"), "requests", None)
-        if cache is not None:
-            cache.clear()
-
-    def __enter__(self) -> "ServicePointManager":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Guarded: during interpreter shutdown module globals may already be gone.
-        try:
-            handle, self._handle = self.__dict__.get("_handle"), None
-            if handle:
-                n.sp_manager_free(handle)
-        except Exception:  # pragma: no cover
-            pass
 
     def __repr__(self) -> str:
         return "<ServicePointManager{}>".format(" closed" if self._handle is None else "")

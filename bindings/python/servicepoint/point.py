@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 from . import _native as n
+from ._handle import NativeObject
 from .errors import InvalidHandleError
 
 __all__ = ["ServicePoint", "Statistics"]
@@ -59,7 +60,7 @@ class Statistics:
     tls_resumed_handshakes: int
 
 
-class ServicePoint:
+class ServicePoint(NativeObject):
     """One origin's (scheme, host, port) connections and settings, as in .NET.
 
     Obtained from :meth:`ServicePointManager.find_service_point`; the same origin always
@@ -78,19 +79,15 @@ class ServicePoint:
         self._manager = manager
         self._address: Optional[str] = None
 
-    def _live(self) -> int:
-        handle = self._handle
-        if handle is None:
-            raise InvalidHandleError(5, "the service point handle is closed")
-        return handle
+    def _free(self, handle: int) -> None:
+        # The service point stays in its manager; only this handle goes.
+        n.sp_point_free(handle)
 
-    def _get(self, func: Any) -> int:
-        value = ctypes.c_int32()
-        func(self._live(), ctypes.byref(value))
-        return value.value
+    def _closed_error(self) -> InvalidHandleError:
+        return InvalidHandleError(5, "the service point handle is closed")
 
-    def _set(self, func: Any, value: Any, what: str) -> None:
-        func(self._live(), n.to_i32(value, what))
+    def _detach(self) -> None:
+        self._manager = None
 
     @property
     def address(self) -> str:
@@ -172,33 +169,6 @@ class ServicePoint:
         return bool(existed.value)
 
     # --- lifetime ------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once this handle has been closed."""
-        return self._handle is None
-
-    def close(self) -> None:
-        """Frees this handle (the service point stays in its manager). Safe to call twice."""
-        handle, self._handle = self._handle, None
-        self._manager = None
-        if handle:
-            n.sp_point_free(handle)
-
-    def __enter__(self) -> "ServicePoint":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Guarded: during interpreter shutdown module globals may already be gone.
-        try:
-            handle, self._handle = self.__dict__.get("_handle"), None
-            if handle:
-                n.sp_point_free(handle)
-        except Exception:  # pragma: no cover
-            pass
 
     def __repr__(self) -> str:
         address = self._address if self._address is not None else "?"

@@ -6,6 +6,7 @@ import ctypes
 from typing import Any, Iterator, List, Optional, Tuple
 
 from . import _native as n
+from ._handle import NativeObject
 from .errors import InvalidHandleError, NotFoundError
 
 __all__ = ["Response", "DEFAULT_CHUNK_SIZE"]
@@ -14,7 +15,7 @@ __all__ = ["Response", "DEFAULT_CHUNK_SIZE"]
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
 
-class Response:
+class Response(NativeObject):
     """A response: status, headers (wire order, repeats kept) and a body read as a stream.
 
     The connection that carries the response stays taken (it counts against the service
@@ -79,23 +80,21 @@ class Response:
             n.sp_response_connection_id(self._handle, ctypes.byref(conn_id))
             self._conn = (
                 conn_id.value,
-                bool(self._get_i32(n.sp_response_connection_reused)),
-                self._get_i32(n.sp_response_local_port),
+                bool(self._get(n.sp_response_connection_reused)),
+                self._get(n.sp_response_local_port),
             )
         return self._conn
 
     # --- head ----------------------------------------------------------------------------
 
-    def _get_i32(self, func: Any) -> int:
-        value = ctypes.c_int32()
-        func(self._live(), ctypes.byref(value))
-        return value.value
+    def _free(self, handle: int) -> None:
+        n.sp_response_free(handle)
 
-    def _live(self) -> int:
-        handle = self._handle
-        if handle is None:
-            raise InvalidHandleError(5, "the response is closed")
-        return handle
+    def _closed_error(self) -> InvalidHandleError:
+        return InvalidHandleError(5, "the response is closed")
+
+    def _detach(self) -> None:
+        self._owner = None
 
     @property
     def status(self) -> int:
@@ -146,11 +145,6 @@ class Response:
     def local_port(self) -> int:
         """The client-side port of the connection (the peer port the server saw)."""
         return self._connection()[2]
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has been called."""
-        return self._handle is None
 
     def trailer(self, name: str) -> Optional[str]:
         """The first value of trailer field ``name`` of a chunked body (case-insensitive),
@@ -248,30 +242,6 @@ class Response:
 
     def __iter__(self) -> Iterator[bytes]:
         return self.iter_chunks(DEFAULT_CHUNK_SIZE)
-
-    # --- lifetime ------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Frees the native response, releasing its connection. Safe to call twice."""
-        handle, self._handle = self._handle, None
-        self._owner = None
-        if handle:
-            n.sp_response_free(handle)
-
-    def __enter__(self) -> "Response":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Guarded: during interpreter shutdown module globals may already be gone.
-        try:
-            handle, self._handle = self.__dict__.get("_handle"), None
-            if handle:
-                n.sp_response_free(handle)
-        except Exception:  # pragma: no cover
-            pass
 
     def __repr__(self) -> str:
         conn = self._conn
