@@ -185,7 +185,9 @@ impl CertValidator for CallbackValidator {
 /// Installs a certificate validation callback (the idea of .NET's
 /// ServerCertificateValidationCallback), or removes it with NULL. The callback sees the host,
 /// the DER chain and the built-in verdict, and accepts or rejects; without it, only the
-/// built-in verification decides. Meant for tests and private networks (e.g. to pin a
+/// built-in verification decides. It runs on full handshakes: a new connection that resumes a
+/// session of this manager is not verified again. Calling this function (like every TLS
+/// option setter) starts a fresh session cache, so the next connections verify anew. Meant for tests and private networks (e.g. to pin a
 /// self-signed certificate): there is deliberately no switch that turns verification off.
 ///
 /// Ownership: `userdata` is borrowed until the callback is replaced or the manager freed.

@@ -1381,6 +1381,68 @@ cleanup:
     lb_stop(srv);
 }
 
+/* The head in one call (sp_response_head), the remaining request options, and the manager's
+ * DNS refresh timeout. */
+static void test_head_options_dns(void) {
+    lb_server *srv = start_server();
+    sp_manager *m = NULL;
+    sp_http_request *req = NULL;
+    sp_response *resp = NULL;
+    char url[256], echo[256];
+    make_url(url, sizeof url, srv, "/hello");
+    make_url(echo, sizeof echo, srv, "/echo");
+    const char *text = NULL, *value = NULL;
+    size_t len = 0;
+    int32_t v = 0;
+
+    REQUIRE_OK(sp_manager_new(&m));
+    /* DnsRefreshTimeout: .NET's default, settable to 0 or -1, validated. */
+    CHECK_OK(sp_manager_get_dns_refresh_timeout(m, &v));
+    CHECK(v == 120000);
+    CHECK_OK(sp_manager_set_dns_refresh_timeout(m, 0));
+    CHECK_RC(sp_manager_set_dns_refresh_timeout(m, -2), SP_E_OUT_OF_RANGE);
+    CHECK_OK(sp_manager_get_dns_refresh_timeout(m, &v));
+    CHECK(v == 0);
+    CHECK_RC(sp_manager_get_dns_refresh_timeout(m, NULL), SP_E_NULL_POINTER);
+
+    /* Read timeout and retry flag: validated; a request carrying them works. */
+    REQUIRE_OK(sp_http_request_new("GET", url, &req));
+    CHECK_RC(sp_http_request_set_read_timeout(req, -2), SP_E_OUT_OF_RANGE);
+    CHECK_OK(sp_http_request_set_read_timeout(req, 5000));
+    CHECK_RC(sp_http_request_set_retryable(req, 2), SP_E_OUT_OF_RANGE);
+    CHECK_OK(sp_http_request_set_retryable(req, 1));
+    REQUIRE_OK(sp_request(m, req, &resp));
+
+    /* The head as text: status line, the fields the other getters report, a blank line. */
+    CHECK_OK(sp_response_head(resp, &text, &len));
+    CHECK(text != NULL && strlen(text) == len);
+    CHECK(text != NULL && strncmp(text, "HTTP/1.1 200 ", 13) == 0);
+    CHECK(len >= 4 && strcmp(text + len - 4, "\r\n\r\n") == 0);
+    CHECK_OK(sp_response_header(resp, "content-length", &value));
+    char line[64];
+    snprintf(line, sizeof line, "\r\nContent-Length: %s\r\n", value ? value : "?");
+    CHECK(text != NULL && strstr(text, line) != NULL);
+    CHECK_RC(sp_response_head(resp, NULL, &len), SP_E_NULL_POINTER);
+    sp_response_free(resp);
+    resp = NULL;
+    CHECK_RC(sp_response_head(resp, &text, &len), SP_E_INVALID_HANDLE);
+
+    /* A POST marked retryable is sent once when nothing fails. */
+    sp_http_request_free(req);
+    req = NULL;
+    REQUIRE_OK(sp_http_request_new("POST", echo, &req));
+    CHECK_OK(sp_http_request_set_body(req, (const uint8_t *)"x", 1));
+    CHECK_OK(sp_http_request_set_retryable(req, 1));
+    REQUIRE_OK(sp_request(m, req, &resp));
+    CHECK(lb_requests(srv) == 2);
+
+cleanup:
+    sp_response_free(resp);
+    sp_http_request_free(req);
+    sp_manager_free(m);
+    lb_stop(srv);
+}
+
 int main(void) {
     /* Output order matters more than speed here: stdout and stderr interleave readably. */
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -1416,6 +1478,7 @@ int main(void) {
         {"groups", test_groups},
         {"max_service_points", test_max_service_points},
         {"lease_zero_warm_pool", test_lease_zero_warm_pool},
+        {"head_options_dns", test_head_options_dns},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         int failed_before = g_failed;

@@ -51,6 +51,7 @@ http {
     listen 127.0.0.1:$PORT ssl;
     ssl_certificate $WORK/server.pem;
     ssl_certificate_key $WORK/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:SSL:1m;
     ssl_session_tickets on;
     root $WORK/www;
@@ -62,4 +63,4 @@ for _ in $(seq 50); do
   (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
   sleep 0.1
 done
-"$TEST_BIN" "https://localhost:$PORT" "$WORK/ca.pem"
+"$TEST_BIN" "https://localhost:$PORT" "$WORK/ca.pem" "$WORK/server.pem" "$WORK/server.key"

@@ -240,7 +240,9 @@ class ServicePointManager(NativeObject):
         """Installs (or with None removes) a certificate validation callback, for tests and
         private networks: ``validator(host, der_chain, builtin_code) -> bool`` where
         ``builtin_code`` is 0 if the built-in verification accepted the chain, else its error
-        code (e.g. 26 for an unknown issuer). Exceptions in it count as a rejection."""
+        code (e.g. 26 for an unknown issuer). Exceptions in it count as a rejection. It runs on
+        full handshakes: a connection resuming a session of this manager is not checked again
+        until a TLS option is set (which starts a fresh session cache)."""
         if validator is None:
             n.sp_manager_set_certificate_validator(self._live(), n.sp_cert_validator_cb(), None)
             self._validator = None
