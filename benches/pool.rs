@@ -63,25 +63,26 @@ fn acquire_release(c: &mut Criterion) {
     let pool = point.group("");
     let (limit, rules) = (point.connection_limit(), point.reuse_rules());
     // Warm the pool with one real loopback connection.
-    let (grant, generation) = pool.acquire(limit, rules, None).ok().unwrap();
+    let (grant, ticket) = pool.acquire(limit, rules, None).ok().unwrap();
     assert!(matches!(grant, Grant::Open));
     let conn = servicepoint::connection::connect(
         &point.origin,
         &point.resolve().unwrap(),
         None,
         None,
-        generation,
+        ticket.generation,
+        &mut |s| pool.track(&ticket, s),
     )
     .unwrap();
     let _server_side = listener.accept().unwrap();
-    pool.release(Some(conn), limit, rules);
+    pool.release(Some(conn), Ok(()), &ticket, limit, rules);
     c.bench_function(
         "pool/acquire_release_warm (includes the liveness check)",
         |b| {
             b.iter(|| {
-                let (grant, _) = pool.acquire(limit, rules, None).ok().unwrap();
+                let (grant, ticket) = pool.acquire(limit, rules, None).ok().unwrap();
                 match grant {
-                    Grant::Idle(conn) => pool.release(Some(conn), limit, rules),
+                    Grant::Idle(conn) => pool.release(Some(conn), Ok(()), &ticket, limit, rules),
                     Grant::Open => unreachable!("the warm connection is idle"),
                 }
             })

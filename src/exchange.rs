@@ -2,14 +2,14 @@
 //! `Connection` header (keep-alive, lease, request caps), send, read the head, and retry once
 //! on a fresh connection when a reused one turns out stale before any response byte.
 
-use crate::connection::{self, CloseReason, Connection};
+use crate::connection::{self, CloseReason, Connection, Sent};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http1::body::{self, Framing};
 use crate::http1::head::{self, ResponseHead};
 use crate::http1::request::{self as encode, BodyFraming, RequestHead};
 use crate::origin::Scheme;
 use crate::point::ServicePoint;
-use crate::pool::Grant;
+use crate::pool::{AcquireError, Grant};
 use crate::request::{Body, BodySource, Request};
 use crate::response::{Lease, Response};
 use crate::stats::Stats;
@@ -42,55 +42,34 @@ pub fn send(
 ) -> Result<Response> {
     point.check_open()?;
     let start = Instant::now();
-    let deadline = req.timeout.map(|t| start + t);
+    let deadline = req.timeout.and_then(|t| start.checked_add(t));
     let pool = point.group(&req.group);
     let keep_alive = req.keep_alive.unwrap_or(keep_alive_default);
     let mut retried = false;
     loop {
         let limit = point.connection_limit();
-        let (grant, generation) = pool.acquire(limit, point.reuse_rules(), deadline).map_err(
-            |q| {
-                Error::new(
-                    ErrorKind::QueueTimeout,
-                    format!(
-                        "connection limit queue wait exceeded {} ms for {} ({} busy, {} waiting)",
-                        start.elapsed().as_millis(),
-                        point.address(),
-                        q.busy,
-                        q.waiting
+        let (grant, ticket) =
+            pool.acquire(limit, point.reuse_rules(), deadline)
+                .map_err(|e| match e {
+                    AcquireError::Closed => point.closed_error(),
+                    AcquireError::Timeout { busy, waiting } => Error::new(
+                        ErrorKind::QueueTimeout,
+                        format!(
+                            "connection limit queue wait exceeded {} ms for {} ({busy} busy, {waiting} waiting)",
+                            start.elapsed().as_millis(),
+                            point.address(),
+                        ),
                     ),
-                )
-            },
-        )?;
-        let mut lease = Lease::new(Arc::clone(point), Arc::clone(&pool));
-        let reused = match grant {
-            Grant::Idle(conn) => {
-                Stats::bump(&point.stats.reuses);
-                lease.put(conn);
-                true
-            }
-            Grant::Open => {
-                // The lease returns the slot if connecting fails.
-                let tls = match point.origin.scheme {
-                    Scheme::Https => Some(point.tls.client_config()?),
-                    Scheme::Http => None,
-                };
-                let addrs = point.resolve()?;
-                let conn = connection::connect(&point.origin, &addrs, tls, deadline, generation)
-                    .inspect_err(|_| point.forget_addresses())?;
-                Stats::bump(&point.stats.connections_opened);
-                if conn.is_tls() {
-                    Stats::bump(if conn.resumed {
-                        &point.stats.tls_resumed_handshakes
-                    } else {
-                        &point.stats.tls_full_handshakes
-                    });
-                }
-                lease.put(conn);
-                false
-            }
-        };
-        match attempt(point, req, &mut lease, keep_alive, deadline) {
+                })?;
+        let mut lease = Lease::new(Arc::clone(point), Arc::clone(&pool), ticket);
+        let reused = matches!(grant, Grant::Idle(_));
+        let attempt = open_or_reuse(point, &mut lease, grant, retried, deadline)
+            .map_err(|error| AttemptError {
+                error,
+                stale: false,
+            })
+            .and_then(|()| attempt(point, req, &mut lease, keep_alive, deadline));
+        match attempt {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);
                 return Ok(Response::new(
@@ -109,12 +88,16 @@ pub fn send(
                 } else {
                     CloseReason::Error
                 }));
-                if stale && !retried && req.may_retry() {
+                let mut error = e.error;
+                if point.is_closed() {
+                    let sent = error.may_have_reached_server;
+                    error = point.closed_error();
+                    error.may_have_reached_server = sent;
+                } else if stale && !retried && req.may_retry() {
                     retried = true;
                     Stats::bump(&point.stats.retries);
                     continue;
                 }
-                let mut error = e.error;
                 if error.may_have_reached_server {
                     error.message.push_str(&format!(
                         " ({} {}: the request was sent, the server may have processed it)",
@@ -126,6 +109,65 @@ pub fn send(
             }
         }
     }
+}
+
+/// Puts a connection in the lease: the idle one granted, or a new one (the lease returns the
+/// slot if connecting fails). A retry (`fresh`) always gets a new connection: the idle one
+/// granted is closed and its slot used to open one, since a server that closed one idle
+/// connection has likely closed the others of the same age.
+fn open_or_reuse(
+    point: &ServicePoint,
+    lease: &mut Lease,
+    grant: Grant,
+    fresh: bool,
+    deadline: Option<Instant>,
+) -> Result<()> {
+    let grant = match grant {
+        Grant::Idle(conn) if fresh => {
+            drop(conn);
+            point.stats.closed(CloseReason::Stale);
+            Grant::Open
+        }
+        other => other,
+    };
+    let conn = match grant {
+        Grant::Idle(conn) => {
+            Stats::bump(&point.stats.reuses);
+            conn
+        }
+        Grant::Open => {
+            let tls = match point.origin.scheme {
+                Scheme::Https => Some(point.tls.client_config()?),
+                Scheme::Http => None,
+            };
+            let addrs = point.resolve()?;
+            let (pool, ticket) = (Arc::clone(lease.pool()), *lease.ticket());
+            let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
+            let conn = connection::connect(
+                &point.origin,
+                &addrs,
+                tls,
+                deadline,
+                ticket.generation,
+                &mut track,
+            )
+            .inspect_err(|e| {
+                if e.kind != ErrorKind::ManagerClosed {
+                    point.forget_addresses()
+                }
+            })?;
+            Stats::bump(&point.stats.connections_opened);
+            if conn.is_tls() {
+                Stats::bump(if conn.resumed {
+                    &point.stats.tls_resumed_handshakes
+                } else {
+                    &point.stats.tls_full_handshakes
+                });
+            }
+            conn
+        }
+    };
+    lease.put(conn)
 }
 
 /// Why this request must close its connection, decided before sending.
@@ -170,25 +212,20 @@ fn attempt(
 ) -> std::result::Result<Attempt, AttemptError> {
     let conn = lease.conn();
     let close = close_before(point, conn, keep_alive);
-    conn.requests += 1;
-    let fail = |error: Error, stale: bool| AttemptError { error, stale };
+    conn.requests = conn.requests.saturating_add(1);
+    let sent_before = conn.bytes_sent;
     let host = point.origin.host_header();
-    let io_err =
-        |e: std::io::Error| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout);
     let mut stream = None;
     let framing = match &req.body {
         Body::Empty => BodyFraming::None,
         Body::Bytes(b) => BodyFraming::Length(b.len() as u64),
         Body::Stream(s) => {
-            let taken = s.lock().unwrap_or_else(|e| e.into_inner()).take();
-            stream = Some(taken.ok_or_else(|| {
-                fail(
-                    Error::new(
-                        ErrorKind::InvalidArgument,
-                        "the streamed body was already sent",
-                    ),
-                    false,
-                )
+            stream = Some(s.lock().take().ok_or_else(|| AttemptError {
+                error: Error::new(
+                    ErrorKind::InvalidArgument,
+                    "the streamed body was already sent",
+                ),
+                stale: false,
             })?);
             BodyFraming::Chunked
         }
@@ -205,37 +242,115 @@ fn attempt(
         let mut buf = buf.borrow_mut();
         encode::encode(&head, USER_AGENT, &mut buf);
         match &req.body {
-            Body::Bytes(b) => conn.write_all(&[&buf, b], deadline),
-            _ => conn.write_all(&[&buf], deadline),
+            Body::Bytes(b) => send_watching(conn, &[&buf, b], deadline),
+            _ => send_watching(conn, &[&buf], deadline),
         }
     });
-    // A failed write on a reused connection is as stale as an EOF before the response.
-    sent.map_err(|e| fail(io_err(e), true))?;
-    if let Some(source) = stream {
-        send_stream(conn, source, deadline).map_err(|e| fail(e.sent(), false))?;
-    }
-    let mut received_any = false;
-    let head = head::read_head(conn, deadline, &mut received_any).map_err(|e| {
-        let stale = !received_any && e.kind == ErrorKind::ConnectionClosed;
-        fail(e.sent(), stale)
-    })?;
-    let framing = body::framing(&req.method, &head).map_err(|e| fail(e.sent(), false))?;
+    let sent = match (sent, stream) {
+        (Ok(true), Some(source)) => send_stream(conn, source, deadline),
+        (sent, _) => {
+            sent.map_err(|e| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout))
+        }
+    };
+    // Whether the request went out whole; a failed or cut-short send may still have drawn an
+    // answer (a 413 before the body was read): look for it before reporting the failure.
+    let complete = match sent {
+        Ok(complete) => complete,
+        Err(error) => {
+            let closed = error.kind == ErrorKind::ConnectionClosed;
+            if conn.bytes_sent == sent_before {
+                // Nothing left the client: on a reused connection, a closed socket is the
+                // signature of a stale one.
+                return Err(AttemptError {
+                    error,
+                    stale: closed,
+                });
+            }
+            if !closed && error.kind != ErrorKind::Io {
+                return Err(AttemptError {
+                    error: error.sent(),
+                    stale: false,
+                });
+            }
+            match read_final_head(conn, req, deadline) {
+                Ok((head, framing, _)) => {
+                    conn.hint = head.keep_alive_hint();
+                    return Ok((head, framing, Some(CloseReason::ServerClose)));
+                }
+                Err((_, received_any)) => {
+                    return Err(AttemptError {
+                        error: error.sent(),
+                        stale: !received_any,
+                    });
+                }
+            }
+        }
+    };
+    let (head, framing, _) =
+        read_final_head(conn, req, deadline).map_err(|(e, received_any)| {
+            let stale = !received_any && e.kind == ErrorKind::ConnectionClosed;
+            AttemptError {
+                error: e.sent(),
+                stale,
+            }
+        })?;
     conn.hint = head.keep_alive_hint();
-    let close = close.or_else(|| close_after(&head, framing));
+    let close = if complete {
+        close.or_else(|| close_after(&head, framing))
+    } else {
+        // The server answered before taking the whole request: the rest of it would be read
+        // as the next request, so the connection ends with this response.
+        Some(CloseReason::ServerClose)
+    };
     Ok((head, framing, close))
 }
 
-/// Sends a streamed body with chunked transfer coding.
+/// Reads the final response head and decides its body framing; on failure, tells whether any
+/// response byte had arrived.
+fn read_final_head(
+    conn: &mut Connection,
+    req: &Request,
+    deadline: Option<Instant>,
+) -> std::result::Result<Attempt, (Error, bool)> {
+    let mut received_any = false;
+    let head = head::read_head(conn, deadline, &mut received_any).map_err(|e| (e, received_any))?;
+    let framing = body::framing(&req.method, &head).map_err(|e| (e, true))?;
+    Ok((head, framing, None))
+}
+
+/// Sends request bytes; returns false when the server answered (or closed) before taking them
+/// all, so the caller stops sending and reads the answer. Interim 1xx answers that arrive
+/// meanwhile are skipped and sending goes on.
+fn send_watching(
+    conn: &mut Connection,
+    parts: &[&[u8]],
+    deadline: Option<Instant>,
+) -> std::io::Result<bool> {
+    let mut progress = 0;
+    loop {
+        match conn.send(parts, &mut progress, deadline, true)? {
+            Sent::All => return Ok(true),
+            Sent::Interrupted => {
+                if !head::skip_interim(conn)? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+/// Sends a streamed body with chunked transfer coding; false when the server answered before
+/// the end of it.
 fn send_stream(
     conn: &mut Connection,
     mut source: Box<dyn BodySource>,
     deadline: Option<Instant>,
-) -> Result<()> {
+) -> Result<bool> {
     let mut buf = vec![0u8; STREAM_CHUNK];
     let io_err =
         |e: std::io::Error| Error::from_io(&e, "sending request body", ErrorKind::ResponseTimeout);
     loop {
-        let n = source.read(&mut buf).map_err(|m| {
+        let n = crate::callback::run(|| source.read(&mut buf)).map_err(|m| {
             Error::new(
                 ErrorKind::BodySource,
                 format!("request body source failed: {m}"),
@@ -248,12 +363,16 @@ fn send_stream(
             ));
         }
         let header = encode::chunk_header(n);
-        if n == 0 {
-            return conn
-                .write_all(&[header.as_bytes()], deadline)
-                .map_err(io_err);
+        let parts: &[&[u8]] = if n == 0 {
+            &[header.as_bytes()]
+        } else {
+            &[header.as_bytes(), &buf[..n], b"\r\n"]
+        };
+        if !send_watching(conn, parts, deadline).map_err(io_err)? {
+            return Ok(false);
         }
-        conn.write_all(&[header.as_bytes(), &buf[..n], b"\r\n"], deadline)
-            .map_err(io_err)?;
+        if n == 0 {
+            return Ok(true);
+        }
     }
 }

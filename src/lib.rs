@@ -6,10 +6,12 @@
 //! limit and a FIFO wait queue; requests ([`Request`]) run on pooled connections and return a
 //! [`Response`] whose body streams from the socket.
 
+pub mod callback;
 pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod ffi;
+pub mod fork;
 pub mod http1;
 pub mod manager;
 pub mod origin;

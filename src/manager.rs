@@ -3,9 +3,10 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange;
+use crate::fork::{self, Lock, LockGuard};
 use crate::origin::{self, Origin};
 use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
-use crate::reaper::{MAX_SLEEP, Reaper};
+use crate::reaper::Reaper;
 use crate::request::Request;
 use crate::resolve::DEFAULT_DNS_REFRESH_MS;
 use crate::response::Response;
@@ -13,7 +14,7 @@ use crate::runtime;
 use crate::tls::Tls;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 /// .NET's ServicePointManager defaults.
@@ -26,8 +27,8 @@ pub const DEFAULT_MAX_IDLE_MS: i32 = 100_000;
 const ORIGIN_MEMO_MAX: usize = 16 * 1024;
 
 struct Inner {
-    points: Mutex<HashMap<Origin, Arc<ServicePoint>>>,
-    origin_memo: Mutex<HashMap<String, Weak<ServicePoint>>>,
+    points: Lock<HashMap<Origin, Arc<ServicePoint>>>,
+    origin_memo: Lock<HashMap<String, Weak<ServicePoint>>>,
     default_connection_limit: AtomicI32,
     max_service_points: AtomicI32,
     max_point_idle_ms: AtomicI32,
@@ -50,9 +51,10 @@ impl Default for Manager {
 
 impl Manager {
     pub fn new() -> Self {
+        fork::install();
         let inner = Arc::new(Inner {
-            points: Mutex::new(HashMap::new()),
-            origin_memo: Mutex::new(HashMap::new()),
+            points: Lock::new(HashMap::new()),
+            origin_memo: Lock::new(HashMap::new()),
             default_connection_limit: AtomicI32::new(DEFAULT_CONNECTION_LIMIT),
             max_service_points: AtomicI32::new(0),
             max_point_idle_ms: AtomicI32::new(DEFAULT_MAX_IDLE_MS),
@@ -62,36 +64,40 @@ impl Manager {
             tls: Arc::new(Tls::default()),
             closed: AtomicBool::new(false),
         });
-        runtime::handle().spawn(reap_loop(Arc::downgrade(&inner), Arc::clone(&inner.reaper)));
-        Manager { inner }
+        let manager = Manager { inner };
+        manager.ensure_reaper();
+        manager
     }
 
-    fn points(&self) -> MutexGuard<'_, HashMap<Origin, Arc<ServicePoint>>> {
-        self.inner.points.lock().unwrap_or_else(|e| e.into_inner())
+    /// Starts the reaper task (again, in a forked child whose runtime lacks it).
+    fn ensure_reaper(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner
+            .reaper
+            .ensure_running(move || reap_pass(&*weak.upgrade()?));
+    }
+
+    fn points(&self) -> LockGuard<'_, HashMap<Origin, Arc<ServicePoint>>> {
+        self.inner.points.lock()
     }
 
     /// The service point for the URI's origin, created with the current defaults if needed.
     pub fn find(&self, uri: &str) -> Result<Arc<ServicePoint>> {
+        self.ensure_reaper();
         let Some(prefix) = origin::authority_prefix(uri) else {
             return self.find_origin(&origin::parse(uri)?.origin);
         };
-        let memoised = {
-            let memo = self
-                .inner
-                .origin_memo
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            memo.get(prefix).and_then(Weak::upgrade)
-        };
+        let memoised = self
+            .inner
+            .origin_memo
+            .lock()
+            .get(prefix)
+            .and_then(Weak::upgrade);
         if let Some(point) = memoised.filter(|p| !p.is_closed()) {
             return Ok(point);
         }
         let point = self.find_origin(&origin::parse(prefix)?.origin)?;
-        let mut memo = self
-            .inner
-            .origin_memo
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut memo = self.inner.origin_memo.lock();
         if memo.len() >= ORIGIN_MEMO_MAX {
             memo.clear();
         }
@@ -126,6 +132,7 @@ impl Manager {
     /// Sends a request on its origin's service point; blocks until the response head arrives.
     pub fn send(&self, req: &Request) -> Result<Response> {
         runtime::ensure_blocking_allowed()?;
+        self.ensure_reaper();
         let point = self.find_origin(&req.target.origin)?;
         exchange::send(&point, req, self.keep_alive_default())
     }
@@ -174,7 +181,7 @@ impl Manager {
             ));
         }
         self.inner.max_point_idle_ms.store(ms, Relaxed);
-        self.inner.reaper.schedule(Instant::now());
+        self.inner.reaper.wake();
         Ok(())
     }
 
@@ -221,7 +228,7 @@ impl Manager {
         for p in points {
             p.close();
         }
-        self.inner.reaper.notify.notify_one();
+        self.inner.reaper.wake();
     }
 }
 
@@ -268,37 +275,29 @@ fn evict_one(points: &mut HashMap<Origin, Arc<ServicePoint>>, incoming: &Origin)
     }
 }
 
-/// The reaper task: closes idle connections past their limit and drops service points that
-/// have been unused for the manager's max service point idle time.
-async fn reap_loop(manager: Weak<Inner>, reaper: Arc<Reaper>) {
-    loop {
-        let next = {
-            let Some(inner) = manager.upgrade() else {
-                return;
-            };
-            if inner.closed.load(Relaxed) {
-                return;
+/// One pass of the reaper: closes idle connections past their limit and drops service points
+/// that have been unused for the manager's max service point idle time. Sockets are closed
+/// outside the manager's lock. Returns the earliest next expiry, or `None` once the manager is
+/// closed (the task ends).
+fn reap_pass(inner: &Inner) -> Option<Option<Instant>> {
+    if inner.closed.load(Relaxed) {
+        return None;
+    }
+    let points: Vec<Arc<ServicePoint>> = inner.points.lock().values().cloned().collect();
+    let next = points.iter().filter_map(|p| p.reap()).min();
+    drop(points);
+    if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
+        let mut expired = Vec::new();
+        inner.points.lock().retain(|_, p| {
+            let gone = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
+            if gone {
+                expired.push(Arc::clone(p));
             }
-            let mut points = inner.points.lock().unwrap_or_else(|e| e.into_inner());
-            let next = points.values().filter_map(|p| p.reap()).min();
-            if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
-                points.retain(|_, p| {
-                    let expired =
-                        unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
-                    if expired {
-                        p.close();
-                    }
-                    !expired
-                });
-            }
-            next
-        };
-        let cap = Instant::now() + MAX_SLEEP;
-        let wake = next.map_or(cap, |n| n.min(cap));
-        reaper.planned(wake);
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake.into()) => {}
-            _ = reaper.notify.notified() => {}
+            !gone
+        });
+        for p in expired {
+            p.close();
         }
     }
+    Some(next)
 }

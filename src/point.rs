@@ -2,6 +2,7 @@
 
 use crate::connection::CloseReason;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::Lock;
 use crate::origin::Origin;
 use crate::pool::{Pool, ReuseRules};
 use crate::reaper::Reaper;
@@ -9,8 +10,8 @@ use crate::resolve::AddressCache;
 use crate::stats::{Snapshot, Stats};
 use crate::tls::Tls;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The settings a service point takes from its manager when it is created.
@@ -28,7 +29,7 @@ pub struct ServicePoint {
     max_idle_ms: AtomicI32,
     max_requests_per_connection: AtomicI32,
     default_group: Arc<Pool>,
-    groups: Mutex<HashMap<String, Arc<Pool>>>,
+    groups: Lock<HashMap<String, Arc<Pool>>>,
     pub stats: Arc<Stats>,
     reaper: Arc<Reaper>,
     /// The manager's TLS settings (used by https points).
@@ -80,7 +81,7 @@ impl ServicePoint {
             max_idle_ms: AtomicI32::new(defaults.max_idle_ms),
             max_requests_per_connection: AtomicI32::new(0),
             default_group: Arc::new(Pool::new(Arc::clone(&stats), Arc::clone(&reaper))),
-            groups: Mutex::new(HashMap::new()),
+            groups: Lock::new(HashMap::new()),
             stats,
             reaper,
             tls,
@@ -136,7 +137,7 @@ impl ServicePoint {
             return Err(out_of_range("max idle time", ms, "must be >= -1"));
         }
         self.max_idle_ms.store(ms, Relaxed);
-        self.reaper.schedule(Instant::now());
+        self.reaper.wake();
         Ok(())
     }
 
@@ -169,42 +170,43 @@ impl ServicePoint {
         if name.is_empty() {
             return Arc::clone(&self.default_group);
         }
-        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.groups.lock();
         Arc::clone(groups.entry(name.to_string()).or_insert_with(|| {
             Arc::new(Pool::new(Arc::clone(&self.stats), Arc::clone(&self.reaper)))
         }))
     }
 
     fn pools(&self) -> Vec<Arc<Pool>> {
-        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let groups = self.groups.lock();
         std::iter::once(Arc::clone(&self.default_group))
             .chain(groups.values().cloned())
             .collect()
     }
 
-    /// Closes a named group's idle connections now and its busy ones when released.
-    /// Returns whether the group existed.
+    /// Closes a group's idle connections now and its busy ones when released; the busy ones
+    /// keep their slots until then, so the group's limit still holds. Returns whether the group
+    /// existed.
     pub fn close_connection_group(&self, name: &str) -> bool {
         let pool = if name.is_empty() {
             Some(Arc::clone(&self.default_group))
         } else {
-            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            groups.remove(name)
+            self.groups.lock().get(name).cloned()
         };
         match pool {
             Some(pool) => {
-                pool.close_all(CloseReason::GroupClosed, self.connection_limit());
+                pool.close_all(CloseReason::GroupClosed, self.connection_limit(), false);
                 true
             }
             None => false,
         }
     }
 
-    /// Closes every connection (idle now, busy on release) and refuses further use.
+    /// Closes every connection (idle now, busy ones shut down so their requests end at once),
+    /// fails waiting requests, and refuses further use.
     pub fn close(&self) {
         self.closed.store(true, Relaxed);
         for pool in self.pools() {
-            pool.close_all(CloseReason::ManagerClosed, self.connection_limit());
+            pool.close_all(CloseReason::ManagerClosed, self.connection_limit(), true);
         }
     }
 
@@ -226,15 +228,20 @@ impl ServicePoint {
 
     pub fn check_open(&self) -> Result<()> {
         if self.closed.load(Relaxed) {
-            return Err(Error::new(
-                ErrorKind::ManagerClosed,
-                format!(
-                    "service point {} belongs to a manager that was freed",
-                    self.address
-                ),
-            ));
+            return Err(self.closed_error());
         }
         Ok(())
+    }
+
+    /// The error of a request cut short because the point's manager was freed.
+    pub fn closed_error(&self) -> Error {
+        Error::new(
+            ErrorKind::ManagerClosed,
+            format!(
+                "service point {} belongs to a manager that was freed",
+                self.address
+            ),
+        )
     }
 
     /// Closes expired idle connections; returns the earliest next expiry.
@@ -246,8 +253,10 @@ impl ServicePoint {
     /// Records the end of a request (for `idle_since`).
     pub fn touch(&self) {
         self.idle_since_unix_ms.store(unix_ms(), Relaxed);
-        self.last_activity_ms
-            .store(self.created.elapsed().as_millis() as u64, Relaxed);
+        self.last_activity_ms.store(
+            self.created.elapsed().as_millis().min(u64::MAX as u128) as u64,
+            Relaxed,
+        );
     }
 
     /// Unix time in ms of creation or of the last finished request.

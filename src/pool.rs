@@ -1,13 +1,19 @@
 //! One connection group's pool: its idle connections (most recently used first), how many are
-//! open, and the FIFO queue of requests waiting for one. A request leaves with either an idle
-//! connection or the right to open a new one; both are returned through `Slot`'s drop, so a
-//! slot can never leak.
+//! open, the sockets of its busy ones, and the FIFO queue of requests waiting for one. A
+//! request leaves with either an idle connection or the right to open a new one, and a
+//! [`Ticket`] that it must hand back through `release` (which `response::Lease` guarantees,
+//! even on a panic).
+//!
+//! Sections under the pool's lock do no I/O and cannot panic: the liveness check of an idle
+//! connection runs after the lock is released, and deadline arithmetic saturates.
 
 use crate::connection::{CloseReason, Connection};
+use crate::fork::{self, Lock, LockGuard};
 use crate::reaper::Reaper;
 use crate::stats::Stats;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Rules an idle connection must pass to be reused; read from the service point's settings at
@@ -29,9 +35,29 @@ pub enum Grant {
     Open,
 }
 
-/// A waiting request: the pool hands it a grant and wakes it.
+/// A checked-out slot: which group generation and process it was granted in, and its key in
+/// the pool's list of busy sockets.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    id: u64,
+    /// Connection-group generation at the time of the grant.
+    pub generation: u64,
+    fork_generation: u64,
+}
+
+/// Why `acquire` gave up.
+pub enum AcquireError {
+    /// The deadline passed in the queue.
+    Timeout { busy: usize, waiting: usize },
+    /// The pool was closed for good (its manager was freed).
+    Closed,
+}
+
+/// A waiting request: the pool hands it a grant and wakes it. Its mutex is a plain one: the
+/// waiting thread holds it across the condition variable wait, which no fork-safe section may
+/// do; a forked child drops every waiter without touching it.
 struct Waiter {
-    grant: Mutex<Option<Grant>>,
+    grant: Mutex<Option<Result<(Grant, Ticket), AcquireError>>>,
     ready: Condvar,
 }
 
@@ -41,38 +67,67 @@ struct State {
     /// Open connections: idle, busy, and being opened.
     open: usize,
     waiters: VecDeque<Arc<Waiter>>,
+    /// Sockets of checked-out connections, by ticket, so a closing manager can shut them down
+    /// and wake the threads blocked on them.
+    busy: Vec<(u64, Arc<TcpStream>)>,
+    next_ticket: u64,
     /// Bumped by `close_all`; busy connections of older generations close on release.
     generation: u64,
+    /// The process generation this bookkeeping belongs to (see `fork`).
+    fork_generation: u64,
+    /// Closed for good: acquire fails, released connections close.
+    closed: bool,
+}
+
+impl State {
+    fn ticket(&mut self) -> Ticket {
+        self.next_ticket += 1;
+        Ticket {
+            id: self.next_ticket,
+            generation: self.generation,
+            fork_generation: self.fork_generation,
+        }
+    }
 }
 
 pub struct Pool {
-    state: Mutex<State>,
+    state: Lock<State>,
     stats: Arc<Stats>,
     reaper: Arc<Reaper>,
-}
-
-/// Why `acquire` gave up.
-pub struct QueueTimeout {
-    pub busy: usize,
-    pub waiting: usize,
 }
 
 impl Pool {
     pub fn new(stats: Arc<Stats>, reaper: Arc<Reaper>) -> Self {
         Pool {
-            state: Mutex::new(State {
+            state: Lock::new(State {
                 idle: Vec::new(),
                 open: 0,
                 waiters: VecDeque::new(),
+                busy: Vec::new(),
+                next_ticket: 0,
                 generation: 0,
+                fork_generation: fork::generation(),
+                closed: false,
             }),
             stats,
             reaper,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The pool's state; in a forked child, first forgets everything inherited: idle
+    /// connections are dropped (closing this process's descriptors only), counts restart at
+    /// zero and waiters, threads of the parent, are gone.
+    fn lock(&self) -> LockGuard<'_, State> {
+        let mut st = self.state.lock();
+        let now = fork::generation();
+        if st.fork_generation != now {
+            st.idle.clear();
+            st.open = 0;
+            st.waiters.clear();
+            st.busy.clear();
+            st.fork_generation = now;
+        }
+        st
     }
 
     /// Takes an idle connection or an opening slot, waiting in FIFO order behind earlier
@@ -82,12 +137,32 @@ impl Pool {
         limit: usize,
         rules: ReuseRules,
         deadline: Option<Instant>,
-    ) -> Result<(Grant, u64), QueueTimeout> {
-        let waiter = {
+    ) -> Result<(Grant, Ticket), AcquireError> {
+        let waiter = loop {
             let mut st = self.lock();
+            if st.closed {
+                return Err(AcquireError::Closed);
+            }
             if st.waiters.is_empty() {
-                if let Some(grant) = self.grant_now(&mut st, limit, rules) {
-                    return Ok((grant, st.generation));
+                match self.take_now(&mut st, limit, rules) {
+                    Some(Grant::Open) => return Ok((Grant::Open, st.ticket())),
+                    Some(Grant::Idle(mut conn)) => {
+                        let ticket = st.ticket();
+                        drop(st);
+                        // Outside the lock: a system call per reuse.
+                        if conn.is_alive() {
+                            return Ok((Grant::Idle(conn), ticket));
+                        }
+                        let mut st = self.lock();
+                        drop(conn);
+                        if ticket.fork_generation == st.fork_generation {
+                            st.open = st.open.saturating_sub(1);
+                            self.wake_openers(&mut st, limit);
+                        }
+                        self.stats.closed(CloseReason::Stale);
+                        continue;
+                    }
+                    None => {}
                 }
             }
             let w = Arc::new(Waiter {
@@ -95,75 +170,63 @@ impl Pool {
                 ready: Condvar::new(),
             });
             st.waiters.push_back(Arc::clone(&w));
-            w
+            break w;
         };
         let mut slot = waiter.grant.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(grant) = slot.take() {
-                return Ok((grant, self.lock().generation));
+            if let Some(result) = slot.take() {
+                return result;
             }
-            let timed_out = match deadline {
-                None => {
-                    slot = waiter.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
-                    false
-                }
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        true
-                    } else {
-                        slot = waiter
-                            .ready
-                            .wait_timeout(slot, left)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                        false
-                    }
-                }
-            };
-            if timed_out {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
                 drop(slot);
                 let mut st = self.lock();
                 // A grant may have arrived between the timeout and taking the pool lock.
-                if let Some(grant) = waiter
+                if let Some(result) = waiter
                     .grant
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .take()
                 {
-                    return Ok((grant, st.generation));
+                    return result;
                 }
                 st.waiters.retain(|w| !Arc::ptr_eq(w, &waiter));
-                return Err(QueueTimeout {
-                    busy: st.open - st.idle.len(),
+                return Err(AcquireError::Timeout {
+                    busy: st.open.saturating_sub(st.idle.len()),
                     waiting: st.waiters.len(),
                 });
             }
+            slot = match left {
+                None => waiter.ready.wait(slot).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => {
+                    waiter
+                        .ready
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 
-    /// Hands out an idle live connection, or an opening slot while under the limit.
-    fn grant_now(&self, st: &mut State, limit: usize, rules: ReuseRules) -> Option<Grant> {
+    /// Hands out the most recently used idle connection that the rules allow (not yet checked
+    /// for liveness), or an opening slot while under the limit.
+    fn take_now(&self, st: &mut State, limit: usize, rules: ReuseRules) -> Option<Grant> {
         let now = Instant::now();
-        while let Some(mut conn) = st.idle.pop() {
-            let idle_expired = idle_limit(&conn, rules).is_some_and(|l| now - conn.last_used >= l);
+        while let Some(conn) = st.idle.pop() {
             let reason = if rules.no_reuse {
                 Some(CloseReason::Lease)
-            } else if idle_expired {
+            } else if idle_expired(&conn, rules, now) {
                 Some(CloseReason::Idle)
             } else if conn.generation != st.generation {
                 Some(CloseReason::GroupClosed)
-            } else if !conn.is_alive() {
-                Some(CloseReason::Stale)
             } else {
                 None
             };
             match reason {
-                None => {
-                    return Some(Grant::Idle(conn));
-                }
+                None => return Some(Grant::Idle(conn)),
                 Some(r) => {
-                    st.open -= 1;
+                    st.open = st.open.saturating_sub(1);
                     self.stats.closed(r);
                 }
             }
@@ -175,27 +238,72 @@ impl Pool {
         None
     }
 
-    /// Returns a connection (or, with `None`, the slot of a closed or never-opened one).
-    /// A reusable connection goes to the first waiter or to the idle list.
-    pub fn release(&self, conn: Option<Connection>, limit: usize, rules: ReuseRules) {
+    /// Records the socket of a checked-out connection (or one being connected). False when the
+    /// pool was closed meanwhile: the request must not go on.
+    pub fn track(&self, ticket: &Ticket, socket: &Arc<TcpStream>) -> bool {
         let mut st = self.lock();
-        match conn {
-            Some(mut conn) if conn.generation == st.generation => {
+        if st.closed || ticket.fork_generation != st.fork_generation {
+            return false;
+        }
+        match st.busy.iter_mut().find(|(id, _)| *id == ticket.id) {
+            Some(entry) => entry.1 = Arc::clone(socket),
+            None => st.busy.push((ticket.id, Arc::clone(socket))),
+        }
+        true
+    }
+
+    /// Hands a slot back. `outcome` `Ok` offers the connection for reuse (to the first waiter,
+    /// else the idle list); `Err` closes it for that reason. Without a connection, the slot of
+    /// a connection that was never opened is freed.
+    pub fn release(
+        &self,
+        conn: Option<Connection>,
+        outcome: Result<(), CloseReason>,
+        ticket: &Ticket,
+        limit: usize,
+        rules: ReuseRules,
+    ) {
+        let mut st = self.lock();
+        if ticket.fork_generation != st.fork_generation {
+            // Granted in the parent process: this process's bookkeeping never counted it.
+            drop(st);
+            drop(conn);
+            return;
+        }
+        if let Some(i) = st.busy.iter().position(|(id, _)| *id == ticket.id) {
+            st.busy.swap_remove(i);
+        }
+        let retired = if st.closed {
+            Some(CloseReason::ManagerClosed)
+        } else if ticket.generation != st.generation {
+            Some(CloseReason::GroupClosed)
+        } else {
+            None
+        };
+        match (conn, outcome, retired) {
+            (Some(mut conn), Ok(()), None) => {
                 if let Some(w) = st.waiters.pop_front() {
-                    give(&w, Grant::Idle(conn));
+                    let ticket = st.ticket();
+                    give(&w, Ok((Grant::Idle(conn), ticket)));
                 } else {
                     conn.shrink_idle();
-                    if let Some(limit) = idle_limit(&conn, rules) {
-                        self.reaper.schedule(conn.last_used + limit);
+                    if let Some(at) =
+                        idle_limit(&conn, rules).and_then(|l| conn.last_used.checked_add(l))
+                    {
+                        self.reaper.schedule(at);
                     }
                     st.idle.push(conn);
                 }
             }
-            other => {
-                if other.is_some() {
-                    self.stats.closed(CloseReason::GroupClosed);
+            (conn, outcome, retired) => {
+                if conn.is_some() {
+                    let reason = match (retired, outcome) {
+                        (Some(r), _) | (None, Err(r)) => r,
+                        (None, Ok(())) => CloseReason::Error,
+                    };
+                    self.stats.closed(reason);
                 }
-                st.open -= 1;
+                st.open = st.open.saturating_sub(1);
                 self.wake_openers(&mut st, limit);
             }
         }
@@ -203,13 +311,14 @@ impl Pool {
 
     /// Grants opening slots to waiters while the pool is under `limit` (after a close, or when
     /// the limit was raised).
-    fn wake_openers(&self, st_guard: &mut State, limit: usize) {
-        while st_guard.open < limit {
-            let Some(w) = st_guard.waiters.pop_front() else {
+    fn wake_openers(&self, st: &mut State, limit: usize) {
+        while st.open < limit && !st.closed {
+            let Some(w) = st.waiters.pop_front() else {
                 break;
             };
-            st_guard.open += 1;
-            give(&w, Grant::Open);
+            st.open += 1;
+            let ticket = st.ticket();
+            give(&w, Ok((Grant::Open, ticket)));
         }
     }
 
@@ -226,36 +335,49 @@ impl Pool {
         let now = Instant::now();
         let before = st.idle.len();
         let mut next: Option<Instant> = None;
-        st.idle.retain(|c| match idle_limit(c, rules) {
-            Some(l) if now - c.last_used >= l => false,
-            Some(l) => {
-                let at = c.last_used + l;
-                next = Some(next.map_or(at, |n| n.min(at)));
-                true
+        st.idle.retain(|c| {
+            if idle_expired(c, rules, now) {
+                return false;
             }
-            None => true,
+            if let Some(at) = idle_limit(c, rules).and_then(|l| c.last_used.checked_add(l)) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            true
         });
         let closed = before - st.idle.len();
-        st.open -= closed;
+        st.open = st.open.saturating_sub(closed);
         for _ in 0..closed {
             self.stats.closed(CloseReason::Idle);
         }
         next
     }
 
-    /// Closes idle connections now and marks busy ones to close when released. Returns true
-    /// if the pool had any connection or waiter.
-    pub fn close_all(&self, reason: CloseReason, limit: usize) -> bool {
+    /// Closes idle connections now and marks busy ones to close when released (a connection
+    /// group closed: they keep their slots until then, so the limit still holds). With
+    /// `terminal` (the manager was freed) the pool closes for good: waiting requests fail at
+    /// once and busy sockets are shut down, which wakes the threads blocked on them. Returns
+    /// true if the pool had any connection or waiter.
+    pub fn close_all(&self, reason: CloseReason, limit: usize, terminal: bool) -> bool {
         let mut st = self.lock();
         let existed = st.open > 0 || !st.waiters.is_empty();
         st.generation += 1;
         let closed = st.idle.len();
         st.idle.clear();
-        st.open -= closed;
+        st.open = st.open.saturating_sub(closed);
         for _ in 0..closed {
             self.stats.closed(reason);
         }
-        self.wake_openers(&mut st, limit);
+        if terminal {
+            st.closed = true;
+            for (_, socket) in &st.busy {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+            for w in st.waiters.drain(..) {
+                give(&w, Err(AcquireError::Closed));
+            }
+        } else {
+            self.wake_openers(&mut st, limit);
+        }
         existed
     }
 
@@ -266,20 +388,29 @@ impl Pool {
     }
 }
 
+/// Longest idle limit taken from a server's `Keep-Alive: timeout`: larger announcements are
+/// clamped to it (a server cannot make the client keep a connection for years, nor overflow
+/// its deadline arithmetic).
+pub const MAX_SERVER_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How long this connection may sit idle: the service point's max idle time, shortened by the
 /// server's `Keep-Alive: timeout` (minus one second, so we give up before the server does).
 pub fn idle_limit(conn: &Connection, rules: ReuseRules) -> Option<Duration> {
-    let server = conn
-        .hint
-        .timeout
-        .map(|t| t.saturating_sub(Duration::from_secs(1)));
+    let server = conn.hint.timeout.map(|t| {
+        t.min(MAX_SERVER_IDLE)
+            .saturating_sub(Duration::from_secs(1))
+    });
     match (rules.max_idle, server) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
 }
 
-fn give(w: &Waiter, grant: Grant) {
-    *w.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some(grant);
+fn idle_expired(conn: &Connection, rules: ReuseRules, now: Instant) -> bool {
+    idle_limit(conn, rules).is_some_and(|l| now.saturating_duration_since(conn.last_used) >= l)
+}
+
+fn give(w: &Waiter, result: Result<(Grant, Ticket), AcquireError>) {
+    *w.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
     w.ready.notify_one();
 }

@@ -3,9 +3,10 @@
 //! (sending takes `&Request`); a streamed body is read once, by the first send.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::Lock;
 use crate::http1::{Header, has_token, is_idempotent, is_token};
 use crate::origin::{self, Target};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// .NET's HttpWebRequest.Timeout default: time to get the response head, including waiting
@@ -20,13 +21,23 @@ pub trait BodySource: Send {
     fn read(&mut self, buf: &mut [u8]) -> std::result::Result<usize, String>;
 }
 
+#[derive(Clone)]
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
     /// Consumed by the first send; a request with a streamed body is never retried.
-    Stream(Mutex<Option<Box<dyn BodySource>>>),
+    Stream(Arc<Lock<Option<Box<dyn BodySource>>>>),
 }
 
+impl Body {
+    pub fn stream(source: Box<dyn BodySource>) -> Body {
+        Body::Stream(Arc::new(Lock::new(Some(source))))
+    }
+}
+
+/// Cheap to clone (the body is shared), so a description can be changed while copies of it
+/// are being sent.
+#[derive(Clone)]
 pub struct Request {
     pub method: String,
     pub target: Target,
@@ -75,10 +86,12 @@ impl Request {
                 format!("invalid header name '{name}'"),
             ));
         }
-        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!("header '{name}' value contains CR, LF or NUL"),
+                format!(
+                    "header '{name}' value contains a control character (only HTAB is allowed)"
+                ),
             ));
         }
         if name.eq_ignore_ascii_case("content-length")

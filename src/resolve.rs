@@ -4,9 +4,10 @@
 //! refresh time. A failed connect drops the cached addresses.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::Lock;
 use crate::origin::Origin;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// .NET's default DnsRefreshTimeout.
@@ -14,7 +15,7 @@ pub const DEFAULT_DNS_REFRESH_MS: i32 = 120_000;
 
 #[derive(Default)]
 pub struct AddressCache {
-    entry: Mutex<Option<(Instant, Arc<[SocketAddr]>)>>,
+    entry: Lock<Option<(Instant, Arc<[SocketAddr]>)>>,
 }
 
 impl AddressCache {
@@ -22,7 +23,7 @@ impl AddressCache {
     /// caching), else a fresh lookup.
     pub fn resolve(&self, origin: &Origin, refresh_ms: i32) -> Result<Arc<[SocketAddr]>> {
         if refresh_ms != 0 {
-            let entry = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = self.entry.lock();
             if let Some((at, addrs)) = entry.as_ref() {
                 let fresh =
                     refresh_ms < 0 || at.elapsed() < Duration::from_millis(refresh_ms as u64);
@@ -32,14 +33,13 @@ impl AddressCache {
             }
         }
         let addrs = lookup(origin)?;
-        *self.entry.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), Arc::clone(&addrs)));
+        *self.entry.lock() = Some((Instant::now(), Arc::clone(&addrs)));
         Ok(addrs)
     }
 
     /// Forgets the cached addresses (after a failed connect, so the next one looks up again).
     pub fn forget(&self) {
-        *self.entry.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.entry.lock() = None;
     }
 }
 

@@ -9,7 +9,7 @@ use crate::http1::Header;
 use crate::http1::body::{BodyDecoder, Framing};
 use crate::http1::head::ResponseHead;
 use crate::point::ServicePoint;
-use crate::pool::Pool;
+use crate::pool::{Pool, Ticket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,31 +18,55 @@ const DRAIN_MAX_BYTES: u64 = 64 * 1024;
 /// Longest a dropped response waits for the rest of its body.
 const DRAIN_MAX_WAIT: Duration = Duration::from_millis(100);
 
-/// A connection checked out of a pool. Dropping it without `finish` closes the connection
-/// and frees its slot, so no path can leak a slot.
+/// A connection checked out of a pool. Dropping it without `finish` (an early return, or
+/// unwinding from a panic) closes the connection and frees its slot, so no path can leak a
+/// slot.
 pub struct Lease {
     point: Arc<ServicePoint>,
     pool: Arc<Pool>,
+    ticket: Ticket,
     conn: Option<Connection>,
     finished: bool,
 }
 
 impl Lease {
-    pub fn new(point: Arc<ServicePoint>, pool: Arc<Pool>) -> Self {
+    pub fn new(point: Arc<ServicePoint>, pool: Arc<Pool>, ticket: Ticket) -> Self {
         Lease {
             point,
             pool,
+            ticket,
             conn: None,
             finished: false,
         }
     }
 
-    pub fn put(&mut self, conn: Connection) {
+    pub fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Takes the connection; fails if the manager was freed meanwhile (the connection is then
+    /// closed by `finish`).
+    pub fn put(&mut self, conn: Connection) -> Result<()> {
+        let tracked = self.pool.track(&self.ticket, conn.socket());
         self.conn = Some(conn);
+        if tracked {
+            Ok(())
+        } else {
+            Err(self.point.closed_error())
+        }
     }
 
     pub fn conn(&mut self) -> &mut Connection {
         self.conn.as_mut().expect("lease holds a connection")
+    }
+
+    /// True when the connection must not be used by this process (see `fork`).
+    pub fn is_inherited(&self) -> bool {
+        self.conn.as_ref().is_some_and(Connection::is_inherited)
     }
 
     /// Returns the connection to the pool (`Ok`) or closes it for the given reason.
@@ -53,19 +77,11 @@ impl Lease {
         let limit = self.point.connection_limit();
         let rules = self.point.reuse_rules();
         self.point.touch();
-        match (self.conn.take(), outcome) {
-            (Some(mut conn), Ok(())) => {
-                conn.last_used = Instant::now();
-                self.pool.release(Some(conn), limit, rules);
-            }
-            (Some(conn), Err(reason)) => {
-                self.point.stats.closed(reason);
-                drop(conn);
-                self.pool.release(None, limit, rules);
-            }
-            // The connection was never opened: give the opening slot back.
-            (None, _) => self.pool.release(None, limit, rules),
+        let mut conn = self.conn.take();
+        if let Some(c) = conn.as_mut() {
+            c.last_used = Instant::now();
         }
+        self.pool.release(conn, outcome, &self.ticket, limit, rules);
     }
 }
 
@@ -97,7 +113,7 @@ impl Response {
         reused: bool,
     ) -> Self {
         let conn = lease.conn();
-        let (connection_id, local_port) = (conn.id, conn.local_port());
+        let (connection_id, local_port) = (conn.id, conn.local_port);
         let mut resp = Response {
             head,
             decoder: BodyDecoder::new(framing),
@@ -138,13 +154,26 @@ impl Response {
                 "the response's connection was already closed after an error",
             ));
         };
-        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        if lease.is_inherited() {
+            return Err(Error::new(
+                ErrorKind::ConnectionClosed,
+                "the response belongs to the parent process (fork): its connection is not used here",
+            ));
+        }
+        let deadline = self
+            .read_timeout
+            .and_then(|t| Instant::now().checked_add(t));
         match self.decoder.read(lease.conn(), buf, deadline) {
             Ok(n) => {
                 self.release_if_done();
                 Ok(n)
             }
             Err(e) => {
+                let e = if self.point_closed() {
+                    self.point_closed_error()
+                } else {
+                    e
+                };
                 // A timed-out read leaves the body position unknown to the caller's protocol
                 // only if bytes were lost; none are, but the connection can't be trusted after
                 // a framing error, and a timeout leaves it mid-body: close it either way.
@@ -171,6 +200,17 @@ impl Response {
         }
     }
 
+    fn point_closed(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.point.is_closed())
+    }
+
+    fn point_closed_error(&self) -> Error {
+        match self.lease.as_ref() {
+            Some(l) => l.point.closed_error(),
+            None => Error::new(ErrorKind::ManagerClosed, "the manager was freed"),
+        }
+    }
+
     fn release_if_done(&mut self) {
         if self.decoder.is_done() {
             if let Some(mut lease) = self.lease.take() {
@@ -192,6 +232,10 @@ impl Response {
         let Some(lease) = self.lease.as_mut() else {
             return false;
         };
+        // A connection of the parent process is never read; inside a callback nothing may wait.
+        if lease.is_inherited() || crate::callback::inside() {
+            return false;
+        }
         let deadline = Some(Instant::now() + DRAIN_MAX_WAIT);
         let mut scratch = [0u8; 8 * 1024];
         let mut drained = 0u64;

@@ -4,6 +4,7 @@
 //! connection of the manager so that reconnects resume. Crypto provider: ring.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::{self, Lock, LockGuard};
 use once_cell::sync::Lazy;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier};
@@ -14,7 +15,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Sessions remembered per manager (rustls's default is 256).
 const SESSION_CACHE: usize = 1024;
@@ -44,23 +45,25 @@ struct Options {
 }
 
 pub struct Tls {
-    options: Mutex<Options>,
+    options: Lock<Options>,
     /// Built on first use and after every change of the options, with a new session cache:
     /// a session resumed from before a change of trust settings would skip the new checks.
-    config: Mutex<Option<Arc<ClientConfig>>>,
+    /// Tagged with the fork generation: a forked child builds its own (with its own session
+    /// cache, whose lock the parent's threads may have held).
+    config: Lock<Option<(u64, Arc<ClientConfig>)>>,
 }
 
 impl Default for Tls {
     fn default() -> Self {
         Tls {
-            options: Mutex::new(Options {
+            options: Lock::new(Options {
                 extra_roots: Vec::new(),
                 system_roots: true,
                 client_auth: None,
                 min_version: MinVersion::Tls12,
                 validator: None,
             }),
-            config: Mutex::new(None),
+            config: Lock::new(None),
         }
     }
 }
@@ -74,9 +77,9 @@ fn pem_error(what: &str, e: impl fmt::Display) -> Error {
 }
 
 impl Tls {
-    fn change(&self) -> MutexGuard<'_, Options> {
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.options.lock().unwrap_or_else(|e| e.into_inner())
+    fn change(&self) -> LockGuard<'_, Options> {
+        *self.config.lock() = None;
+        self.options.lock()
     }
 
     /// Trusts the CA certificates in `pem`; returns how many were added.
@@ -150,13 +153,18 @@ impl Tls {
 
     /// The client configuration for new connections (built once per options change).
     pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
-        let mut cached = self.config.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cached.as_ref() {
-            return Ok(Arc::clone(c));
+        // Read the system's trust store (files) before entering a lock section.
+        Lazy::force(&SYSTEM_ROOTS);
+        let generation = fork::generation();
+        let mut cached = self.config.lock();
+        if let Some((g, c)) = cached.as_ref() {
+            if *g == generation {
+                return Ok(Arc::clone(c));
+            }
         }
-        let options = self.options.lock().unwrap_or_else(|e| e.into_inner());
+        let options = self.options.lock();
         let config = Arc::new(self.build(&options)?);
-        *cached = Some(Arc::clone(&config));
+        *cached = Some((generation, Arc::clone(&config)));
         Ok(config)
     }
 

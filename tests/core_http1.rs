@@ -242,7 +242,7 @@ fn request_bodies_with_length_and_chunked() {
     assert_eq!(body(&mut resp), b"hello body");
     let mut req = Request::new("PUT", &server.url("/echo")).unwrap();
     let pieces = Pieces(vec![b"ab".to_vec(), b"cde".to_vec()]);
-    req.body = servicepoint::Body::Stream(std::sync::Mutex::new(Some(Box::new(pieces))));
+    req.body = servicepoint::Body::stream(Box::new(pieces));
     let mut resp = m.send(&req).unwrap();
     assert_eq!(body(&mut resp), b"abcde");
     let reqs = server.requests();

@@ -1,22 +1,29 @@
 //! One TCP connection to an origin: the socket, its read buffer, and what the pool needs to know
-//! about it (age, requests served, the server's keep-alive hints).
+//! about it (age, requests served, the server's keep-alive hints, the process it belongs to).
 //!
 //! The socket is non-blocking and every wait is a `poll(2)` on the calling thread with the
 //! caller's deadline, so a blocking request parks only its own thread and wakes no other.
-//! HTTPS connections run rustls sans-IO over the same socket and the same waits.
+//! HTTPS connections run rustls sans-IO over the same socket and the same waits. Writes never
+//! raise `SIGPIPE` (see `io`).
 
+mod io;
 mod tls;
 
+pub use io::{Ready, check_deadline, wait, wait_fd};
+
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork;
 use crate::origin::{Origin, Scheme};
+use io::NoSignalWriter;
 use rustls::{ClientConfig, ClientConnection};
-use std::io::{self, IoSlice, Read, Write};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tls::{flush_tls, read_tls_plaintext};
+use tls::{flush_tls, read_tls_now, read_tls_plaintext};
 
 /// Initial read buffer; enough for a typical response head and a small body in one `recv`.
 const INITIAL_BUFFER: usize = 8 * 1024;
@@ -48,10 +55,22 @@ pub enum CloseReason {
 
 pub const CLOSE_REASONS: usize = 10;
 
+/// How far a send got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Every byte was handed to the kernel.
+    All,
+    /// The socket became readable before everything was sent: the server answered early or
+    /// closed. The progress counter says how far it got.
+    Interrupted,
+}
+
 pub struct Connection {
     /// Unique in the process; shown to users as "which connection served this".
     pub id: u64,
-    stream: TcpStream,
+    /// Shared with the pool's list of busy sockets, which shuts it down when the manager is
+    /// freed mid-request; the descriptor closes when the last holder lets go.
+    stream: Arc<TcpStream>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -63,6 +82,12 @@ pub struct Connection {
     pub hint: KeepAliveHint,
     /// Connection-group generation it was opened in; closing a group bumps the generation.
     pub generation: u64,
+    /// Fork generation of the process that opened it: a forked child never uses it.
+    fork_generation: u64,
+    /// The client-side port (what the server sees as the peer port), read once.
+    pub local_port: u16,
+    /// Bytes the kernel accepted for sending over the connection's life.
+    pub bytes_sent: u64,
     /// The TLS session of an https connection.
     tls: Option<Box<ClientConnection>>,
     /// True when the TLS handshake resumed an earlier session (abbreviated handshake).
@@ -70,15 +95,17 @@ pub struct Connection {
 }
 
 /// Connects to the first of `addrs` that answers and, for https, completes the TLS handshake
-/// with `tls`.
+/// with `tls`. `track` is shown each socket before it connects (the pool keeps it so that
+/// freeing the manager can abort the connect); it returns false when the pool is closed.
 pub fn connect(
     origin: &Origin,
     addrs: &[SocketAddr],
     tls: Option<Arc<ClientConfig>>,
     deadline: Option<Instant>,
     generation: u64,
+    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
 ) -> Result<Connection> {
-    let mut conn = connect_tcp(origin, addrs, deadline, generation)?;
+    let mut conn = connect_tcp(origin, addrs, deadline, generation, track)?;
     if origin.scheme == Scheme::Https {
         let config =
             tls.ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "no TLS configuration"))?;
@@ -87,21 +114,35 @@ pub fn connect(
     Ok(conn)
 }
 
+fn closed_error(origin: &Origin) -> Error {
+    Error::new(
+        ErrorKind::ManagerClosed,
+        format!("the manager of {origin} was freed"),
+    )
+}
+
 fn connect_tcp(
     origin: &Origin,
     addrs: &[SocketAddr],
     deadline: Option<Instant>,
     generation: u64,
+    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
 ) -> Result<Connection> {
     let mut last = None;
     for &addr in addrs {
-        let result = match remaining(deadline) {
-            None => TcpStream::connect(addr),
-            Some(left) if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
-            Some(left) => TcpStream::connect_timeout(&addr, left),
-        };
-        match result {
-            Ok(stream) => return Connection::new(stream, generation),
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                s.set_tcp_nodelay(true)?;
+                Ok(s)
+            })
+            .map_err(|e| Error::from_io(&e, "socket setup", ErrorKind::Io))?;
+        let stream = Arc::new(TcpStream::from(socket));
+        if !track(&stream) {
+            return Err(closed_error(origin));
+        }
+        match connect_one(&stream, addr, deadline) {
+            Ok(()) => return Connection::new(stream, generation),
             Err(e) => last = Some((addr, e)),
         }
     }
@@ -111,7 +152,7 @@ fn connect_tcp(
             format!("no address to connect to for {origin}"),
         ));
     };
-    let kind = if e.kind() == io::ErrorKind::TimedOut {
+    let kind = if e.kind() == std::io::ErrorKind::TimedOut {
         ErrorKind::ConnectTimeout
     } else {
         ErrorKind::Connect
@@ -122,18 +163,32 @@ fn connect_tcp(
     ))
 }
 
-fn remaining(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+/// A non-blocking connect, waited for with the deadline.
+fn connect_one(
+    stream: &TcpStream,
+    addr: SocketAddr,
+    deadline: Option<Instant>,
+) -> std::io::Result<()> {
+    check_deadline(deadline)?;
+    let sock = SockRef::from(stream);
+    match sock.connect(&addr.into()) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    wait_fd(stream.as_raw_fd(), libc::POLLOUT, deadline)?;
+    if let Some(e) = sock.take_error()? {
+        return Err(e);
+    }
+    // A connect aborted by a shutdown (the manager was freed) reports no error: check it is
+    // connected.
+    stream.peer_addr().map(|_| ())
 }
 
 impl Connection {
-    fn new(stream: TcpStream, generation: u64) -> Result<Self> {
-        let setup = |s: &TcpStream| -> io::Result<()> {
-            s.set_nodelay(true)?;
-            s.set_nonblocking(true)
-        };
-        setup(&stream).map_err(|e| Error::from_io(&e, "socket setup", ErrorKind::Io))?;
+    fn new(stream: Arc<TcpStream>, generation: u64) -> Result<Self> {
         let now = Instant::now();
+        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         Ok(Connection {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stream,
@@ -145,6 +200,9 @@ impl Connection {
             requests: 0,
             hint: KeepAliveHint::default(),
             generation,
+            fork_generation: fork::generation(),
+            local_port,
+            bytes_sent: 0,
             tls: None,
             resumed: false,
         })
@@ -155,9 +213,19 @@ impl Connection {
         self.tls.is_some()
     }
 
-    /// The client-side port: what a server sees as this connection's peer port.
-    pub fn local_port(&self) -> u16 {
-        self.stream.local_addr().map(|a| a.port()).unwrap_or(0)
+    /// True in a forked child for a connection of its parent: it must not be used, only
+    /// dropped (which closes this process's descriptor and leaves the parent's intact).
+    pub fn is_inherited(&self) -> bool {
+        self.fork_generation != fork::generation()
+    }
+
+    /// The socket, for the pool's list of busy sockets.
+    pub fn socket(&self) -> &Arc<TcpStream> {
+        &self.stream
+    }
+
+    fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
     }
 
     /// Bytes received but not yet consumed.
@@ -167,8 +235,7 @@ impl Connection {
 
     /// Marks `n` buffered bytes as consumed.
     pub fn consume(&mut self, n: usize) {
-        self.start += n;
-        debug_assert!(self.start <= self.end);
+        self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -178,70 +245,101 @@ impl Connection {
     /// True when an idle connection can take a request: no EOF, no reset, no unexpected bytes
     /// from the server (checked without blocking).
     pub fn is_alive(&mut self) -> bool {
-        if self.start != self.end {
+        if self.start != self.end || self.is_inherited() {
             return false;
         }
         let mut probe = [0u8; 1];
         match self.stream.peek(&mut probe) {
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
             Ok(0) => false,
             // Bytes on a TLS connection may be a record for TLS itself (a session ticket sent
             // after the last response): process them and look for application data or close.
             Ok(_) => match self.tls.as_mut() {
                 None => false,
                 Some(tls) => {
-                    let alive = matches!(tls.read_tls(&mut &self.stream), Ok(n) if n > 0)
+                    let alive = matches!(tls.read_tls(&mut &*self.stream), Ok(n) if n > 0)
                         && tls.process_new_packets().is_ok();
                     let mut byte = [0u8; 1];
                     alive
-                        && matches!(tls.reader().read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                        && matches!(tls.reader().read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
                 }
             },
         }
     }
 
-    /// Sends all of `parts` in order, waiting for the socket as needed.
-    pub fn write_all(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<()> {
+    /// Sends `parts` in order, from `progress` bytes into them (updated as bytes go out), waiting
+    /// for the socket as needed. With `watch_read`, stops early when the server answers or
+    /// closes while the socket is full.
+    pub fn send(
+        &mut self,
+        parts: &[&[u8]],
+        progress: &mut usize,
+        deadline: Option<Instant>,
+        watch_read: bool,
+    ) -> std::io::Result<Sent> {
+        let fd = self.fd();
         if let Some(tls) = self.tls.as_mut() {
-            let fd = self.stream.as_raw_fd();
+            let mut skip = *progress;
             for part in parts {
                 let mut rest = *part;
+                let s = skip.min(rest.len());
+                rest = &rest[s..];
+                skip -= s;
                 while !rest.is_empty() {
                     let n = tls.writer().write(rest)?;
                     rest = &rest[n..];
+                    *progress += n;
                     if n == 0 || tls.wants_write() {
-                        flush_tls(tls, &self.stream, fd, deadline)?;
+                        let mut w = NoSignalWriter::new(&self.stream, &mut self.bytes_sent);
+                        if flush_tls(tls, &mut w, fd, deadline, watch_read)? == Ready::Readable {
+                            return Ok(Sent::Interrupted);
+                        }
                     }
                 }
             }
-            return flush_tls(tls, &self.stream, fd, deadline);
+            let mut w = NoSignalWriter::new(&self.stream, &mut self.bytes_sent);
+            return Ok(match flush_tls(tls, &mut w, fd, deadline, watch_read)? {
+                Ready::Wanted => Sent::All,
+                Ready::Readable => Sent::Interrupted,
+            });
         }
-        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        let mut slices = &mut slices[..];
-        IoSlice::advance_slices(&mut slices, 0);
+        let mut storage: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
+        let mut skip = *progress;
+        for part in parts {
+            let s = skip.min(part.len());
+            skip -= s;
+            if s < part.len() {
+                storage.push(IoSlice::new(&part[s..]));
+            }
+        }
+        let mut slices = &mut storage[..];
+        let mut writer = NoSignalWriter::new(&self.stream, &mut self.bytes_sent);
         while !slices.is_empty() {
-            match (&self.stream).write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_fd(self.stream.as_raw_fd(), libc::POLLOUT, deadline)?
+            match writer.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    *progress += n;
+                    IoSlice::advance_slices(&mut slices, n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if wait(fd, libc::POLLOUT, deadline, watch_read)? == Ready::Readable {
+                        return Ok(Sent::Interrupted);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(Sent::All)
     }
 
-    /// Reads more bytes into the buffer (growing it up to `max_buffer`); returns 0 at EOF.
-    /// With `expect_wait`, polls first: right after a request is sent the answer is not there yet,
-    /// and a speculative `recv` would only cost a syscall.
-    pub fn fill(
-        &mut self,
-        max_buffer: usize,
-        deadline: Option<Instant>,
-        expect_wait: bool,
-    ) -> io::Result<usize> {
+    /// Sends all of `parts`, waiting for the socket as needed.
+    pub fn write_all(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> std::io::Result<()> {
+        let mut progress = 0;
+        self.send(parts, &mut progress, deadline, false).map(|_| ())
+    }
+
+    fn make_room(&mut self, max_buffer: usize) -> std::io::Result<()> {
         if self.start > 0 && self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -250,28 +348,67 @@ impl Connection {
         if self.end == self.buf.len() {
             let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, max_buffer.max(INITIAL_BUFFER));
             if grown <= self.buf.len() {
-                return Err(io::Error::other("buffer limit reached"));
+                return Err(std::io::Error::other("buffer limit reached"));
             }
             self.buf.resize(grown, 0);
         }
+        Ok(())
+    }
+
+    /// Reads more bytes into the buffer (growing it up to `max_buffer`); returns 0 at EOF.
+    /// With `expect_wait`, polls first: right after a request is sent the answer is not there yet,
+    /// and a speculative `recv` would only cost a syscall. Fails once `deadline` has passed,
+    /// even when bytes keep arriving.
+    pub fn fill(
+        &mut self,
+        max_buffer: usize,
+        deadline: Option<Instant>,
+        expect_wait: bool,
+    ) -> std::io::Result<usize> {
+        check_deadline(deadline)?;
+        self.make_room(max_buffer)?;
+        let fd = self.fd();
         if let Some(tls) = self.tls.as_mut() {
             let n = read_tls_plaintext(tls, &self.stream, &mut self.buf[self.end..], deadline)?;
             self.end += n;
             return Ok(n);
         }
         if expect_wait {
-            wait_fd(self.stream.as_raw_fd(), libc::POLLIN, deadline)?;
+            wait_fd(fd, libc::POLLIN, deadline)?;
         }
         loop {
-            match (&self.stream).read(&mut self.buf[self.end..]) {
+            match (&*self.stream).read(&mut self.buf[self.end..]) {
                 Ok(n) => {
                     self.end += n;
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_fd(self.stream.as_raw_fd(), libc::POLLIN, deadline)?
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_fd(fd, libc::POLLIN, deadline)?
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what has arrived without waiting: `None` if nothing is there yet, `Some(0)` at EOF.
+    pub fn fill_now(&mut self, max_buffer: usize) -> std::io::Result<Option<usize>> {
+        self.make_room(max_buffer)?;
+        if let Some(tls) = self.tls.as_mut() {
+            let n = read_tls_now(tls, &self.stream, &mut self.buf[self.end..])?;
+            if let Some(n) = n {
+                self.end += n;
+            }
+            return Ok(n);
+        }
+        loop {
+            match (&*self.stream).read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -279,23 +416,29 @@ impl Connection {
 
     /// Reads body bytes straight into `out` when nothing is buffered (no copy through the
     /// connection buffer); returns 0 at EOF.
-    pub fn read_direct(&mut self, out: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+    pub fn read_direct(
+        &mut self,
+        out: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> std::io::Result<usize> {
         if self.start != self.end {
             let n = out.len().min(self.end - self.start);
             out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
             self.consume(n);
             return Ok(n);
         }
+        check_deadline(deadline)?;
+        let fd = self.fd();
         if let Some(tls) = self.tls.as_mut() {
             return read_tls_plaintext(tls, &self.stream, out, deadline);
         }
         loop {
-            match (&self.stream).read(out) {
+            match (&*self.stream).read(out) {
                 Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_fd(self.stream.as_raw_fd(), libc::POLLIN, deadline)?
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_fd(fd, libc::POLLIN, deadline)?
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -308,43 +451,6 @@ impl Connection {
             self.buf = Vec::new();
             self.start = 0;
             self.end = 0;
-        }
-    }
-}
-
-/// Waits until the socket is ready for `events` or the deadline passes.
-pub(crate) fn wait_fd(
-    fd: RawFd,
-    events: libc::c_short,
-    deadline: Option<Instant>,
-) -> io::Result<()> {
-    loop {
-        let timeout_ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                // Round up so the poll never returns just before the deadline.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call; nfds is 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if r > 0 {
-            return Ok(());
-        }
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The TLS side of a connection: the handshake over the non-blocking socket, and moving
 //! records between rustls and the socket with the caller's deadline.
 
-use super::{Connection, wait_fd};
+use super::Connection;
+use super::io::{NoSignalWriter, Ready, check_deadline, wait, wait_fd};
 use crate::error::{Error, ErrorKind, Result};
 use crate::origin::Origin;
 use rustls::pki_types::ServerName;
@@ -43,8 +44,10 @@ impl Connection {
         };
         let mut first = true;
         while tls.is_handshaking() {
+            check_deadline(deadline).map_err(io)?;
             if tls.wants_write() {
-                match tls.write_tls(&mut &self.stream) {
+                let mut writer = NoSignalWriter::new(&self.stream, &mut self.bytes_sent);
+                match tls.write_tls(&mut writer) {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         wait_fd(fd, libc::POLLOUT, deadline).map_err(io)?
@@ -55,7 +58,7 @@ impl Connection {
                 continue;
             }
             let mut chunk = [0u8; 16 * 1024];
-            let n = match (&self.stream).read(&mut chunk) {
+            let n = match (&*self.stream).read(&mut chunk) {
                 Ok(0) => {
                     return Err(Error::new(
                         ErrorKind::TlsHandshake,
@@ -86,7 +89,8 @@ impl Connection {
                 tls.read_tls(&mut data).map_err(io)?;
                 if let Err(e) = tls.process_new_packets() {
                     // Send the alert that explains the failure to the server, best effort.
-                    let _ = tls.write_tls(&mut &self.stream);
+                    let mut writer = NoSignalWriter::new(&self.stream, &mut self.bytes_sent);
+                    let _ = tls.write_tls(&mut writer);
                     return Err(crate::tls::map_error(&e, &origin.to_string()));
                 }
             }
@@ -97,24 +101,57 @@ impl Connection {
     }
 }
 
-/// Sends the TLS records rustls has queued.
+/// Sends the TLS records rustls has queued. With `watch_read`, a socket that turns readable
+/// while full ends the wait (the server answered early).
 pub(super) fn flush_tls(
     tls: &mut ClientConnection,
-    stream: &TcpStream,
+    writer: &mut NoSignalWriter<'_>,
     fd: RawFd,
     deadline: Option<Instant>,
-) -> io::Result<()> {
+    watch_read: bool,
+) -> io::Result<Ready> {
     while tls.wants_write() {
-        match tls.write_tls(&mut &*stream) {
+        match tls.write_tls(writer) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_fd(fd, libc::POLLOUT, deadline)?
+                if wait(fd, libc::POLLOUT, deadline, watch_read)? == Ready::Readable {
+                    return Ok(Ready::Readable);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(Ready::Wanted)
+}
+
+/// Reads decrypted bytes that can be had without waiting: `None` if none yet, `Some(0)` at
+/// the end of the stream.
+pub(super) fn read_tls_now(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    out: &mut [u8],
+) -> io::Result<Option<usize>> {
+    loop {
+        match tls.reader().read(out) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
+            Err(e) => return Err(e),
+        }
+        match tls.read_tls(&mut &*stream) {
+            Ok(0) => {
+                tls.process_new_packets().map_err(io::Error::other)?;
+                return Ok(Some(tls.reader().read(out).unwrap_or(0)));
+            }
+            Ok(_) => {
+                tls.process_new_packets().map_err(io::Error::other)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads decrypted bytes into `out`, pulling TLS records from the socket as needed; returns 0
@@ -127,6 +164,7 @@ pub(super) fn read_tls_plaintext(
 ) -> io::Result<usize> {
     let fd = stream.as_raw_fd();
     loop {
+        check_deadline(deadline)?;
         match tls.reader().read(out) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

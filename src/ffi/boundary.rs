@@ -125,6 +125,18 @@ pub unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, FfiError
     })
 }
 
+/// Checks a buffer length from C: a slice cannot exceed `isize::MAX` bytes, and a larger
+/// value (often `(size_t)-1`, a caller's bug) is refused before any slice is formed.
+pub fn check_len(len: usize, what: &str) -> Result<(), FfiError> {
+    if len > isize::MAX as usize {
+        return Err(FfiError::new(
+            sp_result::SP_E_INVALID_ARGUMENT,
+            format!("{what} {len} is larger than any buffer can be"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an out-parameter pointer.
 pub fn out<T>(p: *mut T, what: &str) -> Result<*mut T, FfiError> {
     if p.is_null() {

@@ -5,6 +5,7 @@
 
 use super::boundary::FfiError;
 use super::result::sp_result;
+use crate::fork::{self, Lock, RwLock};
 use crate::manager::Manager;
 use crate::point::ServicePoint;
 use crate::request::Request;
@@ -13,7 +14,7 @@ use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A service point as C holds it: the point plus its address as a C string.
 pub struct PointEntry {
@@ -34,14 +35,43 @@ pub struct ResponseEntry {
     pub body: Vec<u8>,
 }
 
+/// A response handle. Its mutex is held through blocking body reads, so it is not a fork-safe
+/// lock: the process generation it was made in is checked before locking, and a forked child
+/// never locks (or uses) a response of its parent.
+pub struct ResponseCell {
+    fork_generation: u64,
+    entry: Mutex<ResponseEntry>,
+}
+
+impl ResponseCell {
+    pub fn new(entry: ResponseEntry) -> Self {
+        ResponseCell {
+            fork_generation: fork::generation(),
+            entry: Mutex::new(entry),
+        }
+    }
+
+    /// The entry, unless the response belongs to the parent of this forked process.
+    pub fn lock(&self) -> Result<MutexGuard<'_, ResponseEntry>, FfiError> {
+        if self.fork_generation != fork::generation() {
+            return Err(FfiError::new(
+                sp_result::SP_E_INVALID_HANDLE,
+                "the response belongs to the parent process (fork): free it, it cannot be used here",
+            ));
+        }
+        Ok(self.entry.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 #[derive(Clone)]
 pub enum Entry {
     Manager(Arc<Manager>),
     Point(Arc<PointEntry>),
-    /// Read-locked while sent (so threads can send one description at once), write-locked
-    /// by the setters.
-    Request(Arc<RwLock<Request>>),
-    Response(Arc<Mutex<ResponseEntry>>),
+    /// The description as last set. Sending takes a reference to it (so threads can send one
+    /// description at once, and a setter, even one called from inside the request's own body
+    /// reader, never waits for a send); a setter changes a copy if a send holds the current one.
+    Request(Arc<Lock<Arc<Request>>>),
+    Response(Arc<ResponseCell>),
 }
 
 impl Entry {
@@ -63,10 +93,7 @@ static NEXT_KEY: AtomicUsize = AtomicUsize::new(0x5350_0000);
 /// Stores an entry and returns its key as an opaque handle.
 pub fn insert<T>(entry: Entry) -> *mut T {
     let key = NEXT_KEY.fetch_add(16, Ordering::Relaxed);
-    TABLE
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, entry);
+    TABLE.write().insert(key, entry);
     key as *mut T
 }
 
@@ -80,7 +107,6 @@ pub fn get<T>(handle: *const T) -> Result<Entry, FfiError> {
     }
     TABLE
         .read()
-        .unwrap_or_else(|e| e.into_inner())
         .get(&(handle as usize))
         .cloned()
         .ok_or_else(|| {
@@ -112,14 +138,14 @@ pub fn point<T>(h: *const T) -> Result<Arc<PointEntry>, FfiError> {
     }
 }
 
-pub fn request<T>(h: *const T) -> Result<Arc<RwLock<Request>>, FfiError> {
+pub fn request<T>(h: *const T) -> Result<Arc<Lock<Arc<Request>>>, FfiError> {
     match get(h)? {
         Entry::Request(r) => Ok(r),
         other => Err(wrong_kind(&other, "request")),
     }
 }
 
-pub fn response<T>(h: *const T) -> Result<Arc<Mutex<ResponseEntry>>, FfiError> {
+pub fn response<T>(h: *const T) -> Result<Arc<ResponseCell>, FfiError> {
     match get(h)? {
         Entry::Response(r) => Ok(r),
         other => Err(wrong_kind(&other, "response")),
@@ -128,7 +154,7 @@ pub fn response<T>(h: *const T) -> Result<Arc<Mutex<ResponseEntry>>, FfiError> {
 
 /// Removes a handle only if it is of the expected kind (a `_free` of the wrong kind is ignored).
 pub fn remove_kind<T>(handle: *const T, is_kind: fn(&Entry) -> bool) -> Option<Entry> {
-    let mut table = TABLE.write().unwrap_or_else(|e| e.into_inner());
+    let mut table = TABLE.write();
     let key = handle as usize;
     if table.get(&key).is_some_and(is_kind) {
         table.remove(&key)

@@ -1,13 +1,14 @@
 //! The request description (`sp_http_request_*`) and `sp_request`, which sends one.
 
-use super::boundary::{FfiError, call, guard, out, text, write};
-use super::handles::{self, Entry, ResponseEntry};
+use super::boundary::{FfiError, call, check_len, guard, out, text, write};
+use super::handles::{self, Entry, ResponseCell, ResponseEntry};
 use super::manager::sp_manager;
 use super::response::sp_response;
 use super::result::sp_result;
+use crate::fork::Lock;
 use crate::request::{Body, BodySource, Request};
 use std::ffi::{CString, c_char, c_void};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A request description: method, URL, headers, body and per-request policy. Reusable:
@@ -52,8 +53,8 @@ fn with_request(
     f: impl FnOnce(&mut Request) -> Result<(), FfiError>,
 ) -> Result<(), FfiError> {
     let req = handles::request(r)?;
-    let mut guard = req.write().unwrap_or_else(|e| e.into_inner());
-    f(&mut guard)
+    let mut current = req.lock();
+    f(Arc::make_mut(&mut current))
 }
 
 /// Creates a request description for `method` (e.g. "GET") and an absolute http(s) `url`.
@@ -79,7 +80,7 @@ pub extern "C" fn sp_http_request_new(
         let req = Request::new(method, url)?;
         write(
             dst,
-            handles::insert(Entry::Request(Arc::new(RwLock::new(req)))),
+            handles::insert(Entry::Request(Arc::new(Lock::new(Arc::new(req))))),
         );
         Ok(())
     })
@@ -136,6 +137,7 @@ pub extern "C" fn sp_http_request_set_body(
     len: usize,
 ) -> sp_result {
     call(|| {
+        check_len(len, "len")?;
         let bytes = if len == 0 {
             Vec::new()
         } else if data.is_null() {
@@ -193,7 +195,7 @@ pub extern "C" fn sp_http_request_set_body_reader(
             ));
         };
         with_request(request, |r| {
-            r.body = Body::Stream(Mutex::new(Some(Box::new(CallbackBody { cb, userdata }))));
+            r.body = Body::stream(Box::new(CallbackBody { cb, userdata }));
             Ok(())
         })
     })
@@ -316,10 +318,8 @@ pub extern "C" fn sp_request(
         let m = handles::manager(manager)?;
         let req = handles::request(request)?;
         let dst = out(out_response, "out_response")?;
-        let response = {
-            let req = req.read().unwrap_or_else(|e| e.into_inner());
-            m.send(&req)?
-        };
+        let req = Arc::clone(&req.lock());
+        let response = m.send(&req)?;
         let reason = CString::new(response.head.reason.replace('\0', " ")).unwrap_or_default();
         let entry = ResponseEntry {
             response,
@@ -331,7 +331,7 @@ pub extern "C" fn sp_request(
         };
         write(
             dst,
-            handles::insert(Entry::Response(Arc::new(Mutex::new(entry)))),
+            handles::insert(Entry::Response(Arc::new(ResponseCell::new(entry)))),
         );
         Ok(())
     })

@@ -1,6 +1,6 @@
 //! `sp_response_*`: status, headers, the streamed body, and release.
 
-use super::boundary::{FfiError, FfiResult, call, guard, out, text, write};
+use super::boundary::{FfiError, FfiResult, call, check_len, guard, out, text, write};
 use super::handles::{self, Entry, ResponseEntry};
 use super::result::sp_result;
 use crate::http1::Header;
@@ -16,7 +16,7 @@ pub struct sp_response {
 
 fn with(r: *const sp_response, f: impl FnOnce(&mut ResponseEntry) -> FfiResult) -> FfiResult {
     let entry = handles::response(r)?;
-    let mut guard = entry.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = entry.lock()?;
     f(&mut guard)
 }
 
@@ -287,6 +287,7 @@ pub extern "C" fn sp_response_read(
         if cap == 0 {
             return Err(FfiError::new(sp_result::SP_E_INVALID_ARGUMENT, "cap is 0"));
         }
+        check_len(cap, "cap")?;
         with(response, |e| {
             // SAFETY: buf points to cap writable bytes per the contract.
             let slice = unsafe { std::slice::from_raw_parts_mut(buf, cap) };

@@ -1,7 +1,7 @@
 //! A manager's TLS options: trusted CAs, system roots, client certificate, minimum version,
 //! and the certificate validation callback.
 
-use super::boundary::{FfiError, call, text};
+use super::boundary::{FfiError, call, check_len, text};
 use super::handles;
 use super::manager::sp_manager;
 use super::result::sp_result;
@@ -33,6 +33,7 @@ pub type sp_cert_validator_cb = Option<
 >;
 
 fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8], FfiError> {
+    check_len(len, what)?;
     if data.is_null() {
         return Err(FfiError::new(
             sp_result::SP_E_NULL_POINTER,
@@ -168,7 +169,7 @@ impl CertValidator for CallbackValidator {
         let lens: Vec<usize> = chain.iter().map(|c| c.len()).collect();
         let code = builtin.map_or(sp_result::SP_OK, |e| sp_result::from_kind(e.kind)) as i32;
         // SAFETY: every pointer passed is valid for the duration of the call.
-        let verdict = unsafe {
+        let verdict = crate::callback::run(|| unsafe {
             (self.cb)(
                 self.userdata,
                 host.as_ptr(),
@@ -177,7 +178,7 @@ impl CertValidator for CallbackValidator {
                 chain.len(),
                 code,
             )
-        };
+        });
         verdict == 1
     }
 }

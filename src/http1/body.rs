@@ -277,15 +277,19 @@ fn take_line(conn: &mut Connection, deadline: Option<Instant>, max: usize) -> Re
     }
 }
 
+/// A chunk-size line: `1*HEXDIG` (at most 16 digits: a u64), then optional whitespace and
+/// chunk extensions after `;`. No sign, no leading space.
 fn parse_chunk_size(line: &[u8]) -> Result<u64> {
     let digits = line
         .split(|&b| b == b';')
         .next()
         .unwrap_or(b"")
-        .trim_ascii();
+        .trim_ascii_end();
+    let valid =
+        !digits.is_empty() && digits.len() <= 16 && digits.iter().all(u8::is_ascii_hexdigit);
     std::str::from_utf8(digits)
         .ok()
-        .filter(|s| !s.is_empty() && s.len() <= 16)
+        .filter(|_| valid)
         .and_then(|s| u64::from_str_radix(s, 16).ok())
         .ok_or_else(|| {
             Error::new(
@@ -359,5 +363,14 @@ mod tests {
         assert!(parse_chunk_size(b"zz").is_err());
         assert!(parse_chunk_size(b"").is_err());
         assert!(parse_chunk_size(b"11111111111111111").is_err());
+        for bad in [&b"+5"[..], b"-1", b" 5", b"0x5", b"5 5", b"\t5"] {
+            assert!(
+                parse_chunk_size(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(parse_chunk_size(b"5 ;ext").unwrap(), 5);
+        assert_eq!(parse_chunk_size(b"ffffffffffffffff").unwrap(), u64::MAX);
     }
 }

@@ -30,35 +30,75 @@ impl ResponseHead {
     }
 
     /// True when the server does not want the connection reused: `Connection: close`, or
-    /// HTTP/1.0 without `Connection: keep-alive`.
+    /// HTTP/1.0 without `Connection: keep-alive`, or HTTP/1.0 with `Transfer-Encoding` (RFC 9112
+    /// section 6.1: the framing is faulty, close after the message).
     pub fn server_closes(&self) -> bool {
         let close = self.all("connection").any(|v| has_token(v, "close"));
         let keep = self.all("connection").any(|v| has_token(v, "keep-alive"));
-        close || (self.minor_version == 0 && !keep)
+        let http10 = self.minor_version == 0;
+        close || (http10 && !keep) || (http10 && self.get("transfer-encoding").is_some())
     }
 
-    /// The server's `Keep-Alive: timeout=N, max=M` parameters, where present and valid.
+    /// The server's `Keep-Alive: timeout=N, max=M` parameters, where present and valid (plain
+    /// decimal digits; a sign, a space inside or a value that overflows is ignored). Timeouts
+    /// are clamped to a day.
     pub fn keep_alive_hint(&self) -> KeepAliveHint {
         let mut hint = KeepAliveHint::default();
         for value in self.all("keep-alive") {
             for param in value.split(|&b| b == b',') {
-                let text = String::from_utf8_lossy(param);
-                let Some((key, val)) = text.split_once('=') else {
+                let Some(eq) = param.iter().position(|&b| b == b'=') else {
                     continue;
                 };
-                let val = val.trim().trim_matches('"');
-                match key.trim().to_ascii_lowercase().as_str() {
-                    "timeout" => {
-                        if let Ok(secs) = val.parse::<u64>() {
-                            hint.timeout = Some(Duration::from_secs(secs));
-                        }
+                let key = param[..eq].trim_ascii();
+                let mut val = param[eq + 1..].trim_ascii();
+                if val.len() >= 2 && val.starts_with(b"\"") && val.ends_with(b"\"") {
+                    val = &val[1..val.len() - 1];
+                }
+                if key.eq_ignore_ascii_case(b"timeout") {
+                    if let Some(secs) = parse_decimal(val) {
+                        hint.timeout = Some(Duration::from_secs(secs.min(MAX_KEEP_ALIVE_SECS)));
                     }
-                    "max" => hint.max = val.parse::<u32>().ok(),
-                    _ => {}
+                } else if key.eq_ignore_ascii_case(b"max") {
+                    hint.max = parse_decimal(val).map(|m| m.min(u32::MAX as u64) as u32);
                 }
             }
         }
         hint
+    }
+}
+
+/// Largest `Keep-Alive: timeout` taken from a server, in seconds (one day).
+pub const MAX_KEEP_ALIVE_SECS: u64 = 24 * 60 * 60;
+
+/// A non-negative decimal number: digits only (no sign, no spaces), saturating at `u64::MAX`
+/// (an absurd value means "long", not an error).
+pub fn parse_decimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(text.iter().fold(0u64, |n, &d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+/// Skips interim (1xx) responses that arrived while the request was still being sent. Returns
+/// true when only interim responses (or nothing) were there, so sending goes on; false when a
+/// final response has begun or the server closed.
+pub fn skip_interim(conn: &mut Connection) -> std::io::Result<bool> {
+    if conn.fill_now(MAX_HEAD_BYTES)? == Some(0) {
+        return Ok(false);
+    }
+    loop {
+        if conn.buffered().is_empty() {
+            return Ok(true);
+        }
+        match parse(conn.buffered()) {
+            Ok(Some((head, used))) if (100..200).contains(&head.status) && head.status != 101 => {
+                conn.consume(used);
+            }
+            Ok(None) => return Ok(true),
+            _ => return Ok(false),
+        }
     }
 }
 
@@ -73,6 +113,7 @@ pub fn read_head(
     let mut first_wait = true;
     loop {
         if let Some(head) = parse_buffered(conn)? {
+            *received_any = true;
             if (100..200).contains(&head.status) {
                 if head.status == 101 {
                     return Err(Error::new(
@@ -112,11 +153,28 @@ fn parse_buffered(conn: &mut Connection) -> Result<Option<ResponseHead>> {
     if conn.buffered().is_empty() {
         return Ok(None);
     }
+    Ok(parse(conn.buffered())?.map(|(head, used)| {
+        conn.consume(used);
+        head
+    }))
+}
+
+/// Parses a response head at the start of `bytes`: the head and its length, or None if it is
+/// not complete yet.
+pub fn parse(bytes: &[u8]) -> Result<Option<(ResponseHead, usize)>> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut fields);
-    let used = match parsed.parse(conn.buffered()) {
+    let used = match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) => {
+            if bytes.len() >= MAX_HEAD_BYTES {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("response head larger than {MAX_HEAD_BYTES} bytes"),
+                ));
+            }
+            return Ok(None);
+        }
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Error::new(
                 ErrorKind::Protocol,
@@ -130,6 +188,12 @@ fn parse_buffered(conn: &mut Connection) -> Result<Option<ResponseHead>> {
             ));
         }
     };
+    if used > MAX_HEAD_BYTES {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!("response head larger than {MAX_HEAD_BYTES} bytes"),
+        ));
+    }
     let head = ResponseHead {
         minor_version: parsed.version.unwrap_or(1),
         status: parsed.code.unwrap_or(0),
@@ -143,8 +207,7 @@ fn parse_buffered(conn: &mut Connection) -> Result<Option<ResponseHead>> {
             })
             .collect(),
     };
-    conn.consume(used);
-    Ok(Some(head))
+    Ok(Some((head, used)))
 }
 
 #[cfg(test)]
