@@ -86,10 +86,27 @@ void am_check_cstr(const char *s, const char *what) {
     am_fail(msg);
 }
 
+/* Before each case the runner makes a call fail with a message containing this, so a failing
+ * call that leaves the previous message in place is caught. */
+#define AM_STALE_MARKER "abi-misuse-stale"
+
+static void prime_last_error(void) {
+    sp_http_request *r = NULL;
+    if (sp_http_request_new("GET", AM_STALE_MARKER "://x", &r) == SP_OK) {
+        sp_http_request_free(r);
+        am_fail("setup: priming sp_last_error() with an unsupported scheme succeeded");
+    } else if (!sp_last_error() || !strstr(sp_last_error(), AM_STALE_MARKER)) {
+        am_fail("setup: the priming failure's message does not name the URL");
+    }
+}
+
 void am_check_last_error(void) {
     const char *e = sp_last_error();
     am_check_cstr(e, "sp_last_error() after a failure");
-    if (e && e[0] == 0) am_fail("sp_last_error() is empty after a failure");
+    if (!e) return;
+    if (e[0] == 0) am_fail("sp_last_error() is empty after a failure");
+    else if (strstr(e, AM_STALE_MARKER))
+        am_fail("sp_last_error() still holds the previous failure's message");
 }
 
 void am_check_unchanged(const void *now, const void *before, size_t n, const char *what) {
@@ -258,6 +275,7 @@ static int child_main(const size_t *sel, size_t nsel, size_t from, int fd, unsig
         if (fixture_open(&f) != 0) {
             am_fail("setup: could not make the fixture");
         } else {
+            prime_last_error();
             am_cases[g_current].run(&f);
             fixture_check_alive(&f);
         }
