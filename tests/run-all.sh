@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: lints, Rust unit and integration tests, the header freshness check, the
-# C tests under ctest (AddressSanitizer, valgrind, header compile checks, dlopen from C and
-# C++, exported symbols, packaging, HTTPS against nginx), the C# binding under Mono and the
-# Python binding. Works from any directory on a fresh Debian machine with Rust.
+# C tests under ctest (AddressSanitizer, valgrind, ABI misuse generated from the header, header
+# compile checks, dlopen from C and C++, exported symbols, packaging, HTTPS against nginx), the
+# C# binding under Mono and the Python binding. Works from any directory on a fresh Debian
+# machine with Rust.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

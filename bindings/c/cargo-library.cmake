@@ -1,12 +1,23 @@
 # Builds the Rust library with cargo and imports it as the target `servicepoint`, for the
 # CMake projects inside this repository (tests/c, examples). Set REPO_ROOT and CARGO_PROFILE
-# (debug or release) before including; defines SERVICEPOINT_LIB_DIR and SERVICEPOINT_LIB.
+# (debug or release) before including; defines SERVICEPOINT_LIB_DIR and SERVICEPOINT_LIB
+# (under CARGO_TARGET_DIR: $CARGO_TARGET_DIR at configure time, else target/).
 # (Projects outside the repository use the installed package: find_package(servicepoint).)
 set(CARGO_FLAGS --locked)
 if(CARGO_PROFILE STREQUAL "release")
   list(APPEND CARGO_FLAGS --release)
 endif()
-set(SERVICEPOINT_LIB_DIR "${REPO_ROOT}/target/${CARGO_PROFILE}")
+# cargo's target directory: $CARGO_TARGET_DIR if set when configuring (relative to the
+# repository, where cargo runs), else target/ in the repository. Passed to cargo explicitly, so
+# the build finds the library where configure said it would be, whatever the build's environment.
+if(NOT "$ENV{CARGO_TARGET_DIR}" STREQUAL "")
+  get_filename_component(_sp_target_dir "$ENV{CARGO_TARGET_DIR}" ABSOLUTE BASE_DIR "${REPO_ROOT}")
+else()
+  set(_sp_target_dir "${REPO_ROOT}/target")
+endif()
+set(CARGO_TARGET_DIR "${_sp_target_dir}" CACHE PATH "cargo's target directory")
+list(APPEND CARGO_FLAGS --target-dir "${CARGO_TARGET_DIR}")
+set(SERVICEPOINT_LIB_DIR "${CARGO_TARGET_DIR}/${CARGO_PROFILE}")
 set(SERVICEPOINT_LIB
     "${SERVICEPOINT_LIB_DIR}/${CMAKE_SHARED_LIBRARY_PREFIX}servicepoint${CMAKE_SHARED_LIBRARY_SUFFIX}")
 
