@@ -285,8 +285,16 @@ def main():
     extra = os.path.join(HERE, "NOTES.md")
     if os.path.exists(extra):
         lines += [open(extra).read()]
-    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
-        f.write("\n".join(lines))
+    # The soak section (written by bench/soak.sh, a separate, long run) is kept as it is.
+    results = os.path.join(HERE, "RESULTS.md")
+    soak = ""
+    if os.path.exists(results):
+        previous = open(results, encoding="utf-8").read()
+        i = previous.find("\n## Soak")
+        if i >= 0:
+            soak = previous[i:]
+    with open(results, "w") as f:
+        f.write("\n".join(lines).rstrip("\n") + "\n" + soak)
     print("\n".join(lines))
 
 
