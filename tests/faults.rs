@@ -907,3 +907,130 @@ fn request_header_values_with_control_characters_are_refused() {
     assert_eq!(srv.requests()[0].header("x-tab").as_deref(), Some("a\tb"));
     assert!(srv.requests()[0].header("x-bad").is_none());
 }
+
+// ---- SIGPIPE never kills the host ----
+//
+// The Rust test harness ignores SIGPIPE, as every Rust program does; a C host does not. So
+// the scenarios run in a child process (this test binary, filtered to `sigpipe_child`) that
+// restores the default action first: a write to a reset socket without MSG_NOSIGNAL kills it.
+
+struct Endless(usize);
+
+/// How the server ends an upload it cut short.
+type Ending = fn(&mut Peer);
+
+impl servicepoint::BodySource for Endless {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        let n = buf.len().min(self.0);
+        buf[..n].fill(b's');
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+/// Reads the head and a little of the upload, then `end`.
+fn upload_cut(end: Ending) -> Script {
+    script(move |p| {
+        if p.read_head().is_some() {
+            p.read_body_bytes(16 * 1024, Duration::from_millis(500));
+            end(p);
+        }
+    })
+}
+
+/// Runs only in the child process (see `sigpipe_does_not_kill_the_host`).
+#[test]
+fn sigpipe_child() {
+    if std::env::var_os("FAULTS_SIGPIPE_CHILD").is_none() {
+        return;
+    }
+    // SAFETY: restores the default disposition of one signal; no handler involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // A socket that got the server's FIN (CLOSE_WAIT) and then its RST reports EPIPE to the
+    // next write: without MSG_NOSIGNAL that write raises SIGPIPE. FIN-then-RST does it every
+    // time; a close with the upload unread does it when the server's queue happened to be
+    // empty (FIN first, RST for the bytes after).
+    let fin_then_rst = |p: &mut Peer| {
+        p.fin();
+        p.pause(Duration::from_millis(50));
+        p.rst();
+    };
+    let cases: [(&str, Ending); 6] = [
+        ("reset", |p| p.rst()),
+        ("close unread", |p| p.close()),
+        ("FIN then reset", fin_then_rst),
+        ("413, FIN, then reset", |p| {
+            p.write(TOO_BIG);
+            p.fin();
+            p.pause(Duration::from_millis(50));
+            p.rst();
+        }),
+        ("413 then reset", |p| {
+            p.write(TOO_BIG);
+            p.pause(Duration::from_millis(100));
+            p.rst();
+        }),
+        ("413 then close", |p| {
+            p.write(TOO_BIG);
+            p.close();
+        }),
+    ];
+    for round in 0..2 {
+        for (name, end) in cases {
+            for streamed in [false, true] {
+                println!("sigpipe_child: round {round}, streamed {streamed}, server: {name}");
+                let srv = ScriptServer::start(vec![upload_cut(end)]);
+                let m = Manager::new();
+                let mut r = req("POST", &srv.url("/upload"));
+                r.body = if streamed {
+                    Body::Stream(std::sync::Mutex::new(Some(Box::new(Endless(32 << 20)))))
+                } else {
+                    Body::Bytes(vec![b'x'; 32 << 20])
+                };
+                let _ = exchange(&m, &r);
+            }
+        }
+    }
+    println!("sigpipe_child: survived");
+}
+
+#[test]
+fn sigpipe_does_not_kill_the_host() {
+    use std::os::unix::process::ExitStatusExt;
+    if std::env::var_os("FAULTS_SIGPIPE_CHILD").is_some() {
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "sigpipe_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FAULTS_SIGPIPE_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child process did not finish in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_ne!(
+        status.signal(),
+        Some(libc::SIGPIPE),
+        "SIGPIPE killed the host process; its progress:\n{out}"
+    );
+    assert!(status.success(), "child failed: {status:?}\n{out}");
+    assert!(out.contains("sigpipe_child: survived"), "{out}");
+}
