@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod script;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
