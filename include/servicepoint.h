@@ -192,8 +192,9 @@ typedef int32_t sp_result;
 /**
  * A request description: method, URL, headers, body and per-request policy. Reusable:
  * sp_request() does not consume it (except a body reader, which is read once).
- * Thread safety: several threads may send the same description at once; a setter called
- * while it is being sent waits until those sends have their response heads.
+ * Thread safety: several threads may send the same description at once. A setter never waits:
+ * sends already under way keep the description as it was when they started, later sends see
+ * the change (so a setter may be called from inside the request's own body reader).
  */
 typedef struct sp_http_request sp_http_request;
 
@@ -343,9 +344,11 @@ extern "C" {
 sp_result sp_manager_new(struct sp_manager **out_manager);
 
 /**
- * Frees a manager: closes its idle connections now and busy ones when their responses are
- * released; its service point handles then fail with SP_E_MANAGER_CLOSED. NULL, a freed
- * handle or another kind of handle is ignored.
+ * Frees a manager: closes its idle connections now; requests waiting for a connection and
+ * requests and body reads in flight on other threads end at once with SP_E_MANAGER_CLOSED
+ * (their sockets are shut down), and nothing more is sent after this returns; its service
+ * point and response handles then fail with SP_E_MANAGER_CLOSED. NULL, a freed handle or
+ * another kind of handle is ignored.
  *
  * Ownership: consumes the handle. Thread safety: any thread; calls in flight on other
  * threads finish or fail cleanly.
@@ -597,7 +600,8 @@ void sp_http_request_free(struct sp_http_request *request);
  *
  * Ownership: strings are copied. Thread safety: see sp_http_request.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8 (name),
- * SP_E_INVALID_ARGUMENT (bad name, CR/LF in value, framing header).
+ * SP_E_INVALID_ARGUMENT (bad name, a control character other than HTAB in the value,
+ * framing header).
  */
 sp_result sp_http_request_add_header(const struct sp_http_request *request,
                                      const char *name,
@@ -606,7 +610,8 @@ sp_result sp_http_request_add_header(const struct sp_http_request *request,
 /**
  * Sets the body (copied; sent with Content-Length). `data` may be NULL when `len` is 0.
  *
- * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_INVALID_ARGUMENT (`len` above PTRDIFF_MAX).
  */
 sp_result sp_http_request_set_body(const struct sp_http_request *request,
                                    const uint8_t *data,
@@ -675,14 +680,21 @@ sp_result sp_http_request_set_retryable(const struct sp_http_request *request, i
  * Ownership: `request` is borrowed (reusable). On SP_OK *out_response receives a handle to
  * free with sp_response_free(); an unfreed response keeps its connection, and with the
  * connection limit reached, later requests wait for it.
- * Blocking: parks only the calling thread, up to the request's timeout.
- * Thread safety: any thread; many threads may send through one manager at once.
+ * Blocking: parks only the calling thread, up to the request's timeout, which is wall-clock
+ * over the queue wait, connecting, sending and the response head whatever the server sends.
+ * If the server answers before the whole body was sent (a 413 or 401 while uploading), the
+ * rest is not sent, that answer is returned, and its connection closes after it.
+ * Thread safety: any thread; many threads may send through one manager at once. Called from
+ * inside a callback of the library (a body reader, a certificate validator) it returns
+ * SP_E_WRONG_THREAD at once.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_DNS, SP_E_CONNECT,
  * SP_E_CONNECT_TIMEOUT, SP_E_QUEUE_TIMEOUT, SP_E_RESPONSE_TIMEOUT, SP_E_PROTOCOL,
  * SP_E_CONNECTION_CLOSED, SP_E_IO, SP_E_TOO_MANY_SERVICE_POINTS, SP_E_BODY_SOURCE,
  * SP_E_WRONG_THREAD, and for https SP_E_TLS_UNKNOWN_ISSUER, SP_E_TLS_CERT_EXPIRED,
- * SP_E_TLS_HOSTNAME_MISMATCH, SP_E_TLS_CERTIFICATE, SP_E_TLS_HANDSHAKE, SP_E_TLS_NOT_TLS.
- * sp_last_error_request_sent() tells whether the server may have seen the request.
+ * SP_E_TLS_HOSTNAME_MISMATCH, SP_E_TLS_CERTIFICATE, SP_E_TLS_HANDSHAKE, SP_E_TLS_NOT_TLS,
+ * SP_E_MANAGER_CLOSED (the manager was freed, also while the request waited or ran).
+ * sp_last_error_request_sent() tells whether the server may have seen the request: 1 from
+ * the moment the first byte of its head was written.
  */
 sp_result sp_request(const struct sp_manager *manager,
                      const struct sp_http_request *request,
@@ -781,8 +793,9 @@ sp_result sp_response_trailer(const struct sp_response *response,
  * Ownership: `buf` is borrowed for the call.
  * Blocking: parks only the calling thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (cap 0, which would
- * be indistinguishable from the end), SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
- * SP_E_CONNECTION_CLOSED, SP_E_IO.
+ * be indistinguishable from the end, or above PTRDIFF_MAX), SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
+ * SP_E_CONNECTION_CLOSED, SP_E_IO, SP_E_MANAGER_CLOSED, SP_E_WRONG_THREAD (from inside a
+ * callback of the library).
  */
 sp_result sp_response_read(const struct sp_response *response,
                            uint8_t *buf,

@@ -106,6 +106,12 @@ impl Manager {
     }
 
     pub fn find_origin(&self, origin: &Origin) -> Result<Arc<ServicePoint>> {
+        if self.inner.closed.load(Relaxed) {
+            return Err(Error::new(
+                ErrorKind::ManagerClosed,
+                format!("the manager was freed; no service point for {origin}"),
+            ));
+        }
         let mut points = self.points();
         if let Some(p) = points.get(origin) {
             return Ok(Arc::clone(p));

@@ -148,6 +148,7 @@ impl Response {
         if self.decoder.is_done() || buf.is_empty() {
             return Ok(0);
         }
+        crate::runtime::ensure_blocking_allowed()?;
         let Some(lease) = self.lease.as_mut() else {
             return Err(Error::new(
                 ErrorKind::ConnectionClosed,
@@ -169,11 +170,13 @@ impl Response {
                 Ok(n)
             }
             Err(e) => {
+                // The request was sent and answered: whatever fails now, the server saw it.
                 let e = if self.point_closed() {
                     self.point_closed_error()
                 } else {
                     e
-                };
+                }
+                .sent();
                 // A timed-out read leaves the body position unknown to the caller's protocol
                 // only if bytes were lost; none are, but the connection can't be trusted after
                 // a framing error, and a timeout leaves it mid-body: close it either way.

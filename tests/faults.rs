@@ -983,7 +983,7 @@ fn sigpipe_child() {
                 let m = Manager::new();
                 let mut r = req("POST", &srv.url("/upload"));
                 r.body = if streamed {
-                    Body::Stream(std::sync::Mutex::new(Some(Box::new(Endless(32 << 20)))))
+                    Body::stream(Box::new(Endless(32 << 20)))
                 } else {
                     Body::Bytes(vec![b'x'; 32 << 20])
                 };

@@ -37,9 +37,11 @@ pub extern "C" fn sp_manager_new(out_manager: *mut *mut sp_manager) -> sp_result
     })
 }
 
-/// Frees a manager: closes its idle connections now and busy ones when their responses are
-/// released; its service point handles then fail with SP_E_MANAGER_CLOSED. NULL, a freed
-/// handle or another kind of handle is ignored.
+/// Frees a manager: closes its idle connections now; requests waiting for a connection and
+/// requests and body reads in flight on other threads end at once with SP_E_MANAGER_CLOSED
+/// (their sockets are shut down), and nothing more is sent after this returns; its service
+/// point and response handles then fail with SP_E_MANAGER_CLOSED. NULL, a freed handle or
+/// another kind of handle is ignored.
 ///
 /// Ownership: consumes the handle. Thread safety: any thread; calls in flight on other
 /// threads finish or fail cleanly.

@@ -270,8 +270,9 @@ pub extern "C" fn sp_response_trailer(
 /// Ownership: `buf` is borrowed for the call.
 /// Blocking: parks only the calling thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (cap 0, which would
-/// be indistinguishable from the end), SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
-/// SP_E_CONNECTION_CLOSED, SP_E_IO.
+/// be indistinguishable from the end, or above PTRDIFF_MAX), SP_E_READ_TIMEOUT, SP_E_PROTOCOL,
+/// SP_E_CONNECTION_CLOSED, SP_E_IO, SP_E_MANAGER_CLOSED, SP_E_WRONG_THREAD (from inside a
+/// callback of the library).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_response_read(
     response: *const sp_response,

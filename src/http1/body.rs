@@ -252,6 +252,12 @@ impl BodyDecoder {
 fn take_line(conn: &mut Connection, deadline: Option<Instant>, max: usize) -> Result<Vec<u8>> {
     loop {
         if let Some(pos) = conn.buffered().iter().position(|&b| b == b'\n') {
+            if pos > max {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    "line too long in chunked body",
+                ));
+            }
             let mut line = conn.buffered()[..pos].to_vec();
             if line.last() == Some(&b'\r') {
                 line.pop();
