@@ -242,7 +242,6 @@ fn the_request_timeout_holds_whatever_the_server_streams() {
             if s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
     });
     let trickle = RawServer::start(|_, mut s| {

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -643,6 +644,10 @@ static void *accept_main(void *arg) {
                 continue;
             break;
         }
+        /* Heads and bodies go out in separate send()s: without this, Nagle holds the body
+         * until the client's delayed ACK of the head (40 ms per response). */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         pthread_mutex_lock(&s->mu);
         reap_finished_locked(s);
         if (s->stopping || add_conn_locked(s, fd, ntohs(peer.sin_port)) != 0) close(fd);
