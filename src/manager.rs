@@ -282,28 +282,24 @@ fn evict_one(points: &mut HashMap<Origin, Arc<ServicePoint>>, incoming: &Origin)
 }
 
 /// One pass of the reaper: closes idle connections past their limit and drops service points
-/// that have been unused for the manager's max service point idle time. Sockets are closed
-/// outside the manager's lock. Returns the earliest next expiry, or `None` once the manager is
-/// closed (the task ends).
+/// that have been unused for the manager's max service point idle time. Returns the earliest
+/// next expiry, or `None` once the manager is closed (the task ends). The table stays locked
+/// for the pass: a reference to a point taken out of it would make the point look in use to
+/// `evict_one` meanwhile.
 fn reap_pass(inner: &Inner) -> Option<Option<Instant>> {
     if inner.closed.load(Relaxed) {
         return None;
     }
-    let points: Vec<Arc<ServicePoint>> = inner.points.lock().values().cloned().collect();
-    let next = points.iter().filter_map(|p| p.reap()).min();
-    drop(points);
+    let mut points = inner.points.lock();
+    let next = points.values().filter_map(|p| p.reap()).min();
     if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
-        let mut expired = Vec::new();
-        inner.points.lock().retain(|_, p| {
-            let gone = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
-            if gone {
-                expired.push(Arc::clone(p));
+        points.retain(|_, p| {
+            let expired = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
+            if expired {
+                p.close();
             }
-            !gone
+            !expired
         });
-        for p in expired {
-            p.close();
-        }
     }
     Some(next)
 }

@@ -79,6 +79,11 @@ pub fn authority_prefix(uri: &str) -> Option<&str> {
     let end = uri[start..]
         .find(['/', '\\', '?', '#'])
         .map_or(uri.len(), |i| start + i);
+    // An empty authority (`http:///host/`, which the URL parser reads past) or control
+    // characters the parser strips: no shortcut, parse the whole URL.
+    if end == start || uri[..end].bytes().any(|b| b.is_ascii_control()) {
+        return None;
+    }
     Some(&uri[..end])
 }
 

@@ -34,5 +34,8 @@ ctest --test-dir target/ctest --output-on-failure
 echo "== C# binding (Mono)"
 bash bindings/csharp/run-mono.sh "$ROOT/target/debug"
 
+echo "== fuzz (bounded: each target about 12 s over the committed corpus and past crashes)"
+bash tests/fuzz.sh
+
 echo "== Python binding"
 SERVICEPOINT_LIB="$ROOT/target/debug/libservicepoint.so" python3 -m pytest -q bindings/python/tests

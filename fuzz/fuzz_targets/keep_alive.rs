@@ -47,8 +47,11 @@ fn through_pool(hint: KeepAliveHint, max_idle: Option<Duration>) {
         no_reuse: false,
     };
     // The slot the connection occupies, then its release as after a complete response.
-    assert!(matches!(pool.acquire(2, rules, None), Ok((Grant::Open, _))));
-    pool.release(Some(conn), 2, rules);
+    let ticket = match pool.acquire(2, rules, None) {
+        Ok((Grant::Open, ticket)) => ticket,
+        _ => panic!("an empty pool grants an opening slot"),
+    };
+    pool.release(Some(conn), Ok(()), &ticket, 2, rules);
     let _ = pool.reap(rules);
     let (open, idle, waiting) = pool.counts();
     assert_eq!((open, waiting), (idle, 0));

@@ -42,8 +42,15 @@ fn loopback_origin(addr: SocketAddr) -> Origin {
 pub fn connected_pair() -> (Connection, TcpStream) {
     let (l, addr) = listener();
     let deadline = Some(Instant::now() + READ_DEADLINE);
-    let conn = connection::connect(&loopback_origin(*addr), &[*addr], None, deadline, 0)
-        .expect("loopback connect");
+    let conn = connection::connect(
+        &loopback_origin(*addr),
+        &[*addr],
+        None,
+        deadline,
+        0,
+        &mut |_| true,
+    )
+    .expect("loopback connect");
     let (server, _) = l.accept().expect("loopback accept");
     (conn, server)
 }
