@@ -440,3 +440,77 @@ fn control_characters_in_header_values_are_refused() {
     req.add_header("X-Tab", b"a\tb").unwrap();
     req.add_header("X-Utf8", "é".as_bytes()).unwrap();
 }
+
+/// Runs only in the child process of `tls_uploads_to_a_closing_server_raise_no_sigpipe`, with
+/// SIGPIPE at its default action (the test harness ignores it, as every Rust program does).
+#[test]
+fn tls_sigpipe_child() {
+    if std::env::var_os("RELIABILITY_SIGPIPE_CHILD").is_none() {
+        return;
+    }
+    // SAFETY: restoring the default action of a signal, as a C host has it.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let ca = support::pki::Ca::new("sigpipe CA");
+    let config = support::pki::server_config(&ca.leaf(&["localhost"], false), None);
+    // TLS server: handshake, read the head, answer 413, FIN, then RST with the upload unread.
+    let server = RawServer::start(move |_, s| {
+        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+            match tls.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let _ = tls.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big",
+        );
+        let _ = tls.flush();
+        let _ = tls.sock.shutdown(Shutdown::Write);
+        std::thread::sleep(Duration::from_millis(50));
+        reset(tls.sock);
+    });
+    let m = Manager::new();
+    m.tls().add_ca_pem(ca.pem().as_bytes()).unwrap();
+    let url = format!("https://localhost:{}/upload", server.port);
+    for round in 0..3 {
+        let mut post = Request::new("POST", &url).unwrap();
+        post.body = Body::Bytes(vec![b'x'; BIG]);
+        post.timeout = Some(Duration::from_secs(10));
+        let outcome = body_of(&m, &post);
+        println!(
+            "tls_sigpipe_child: round {round}: {:?}",
+            outcome.map(|(s, _)| s)
+        );
+    }
+    println!("tls_sigpipe_child: survived");
+}
+
+#[test]
+fn tls_uploads_to_a_closing_server_raise_no_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+    if std::env::var_os("RELIABILITY_SIGPIPE_CHILD").is_some() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "tls_sigpipe_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RELIABILITY_SIGPIPE_CHILD", "1")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "SIGPIPE killed the host:\n{text}"
+    );
+    assert!(out.status.success(), "{:?}\n{text}", out.status);
+    assert!(text.contains("tls_sigpipe_child: survived"), "{text}");
+}

@@ -37,5 +37,9 @@ bash bindings/csharp/run-mono.sh "$ROOT/target/debug"
 echo "== fuzz (bounded: each target about 12 s over the committed corpus and past crashes)"
 bash tests/fuzz.sh
 
+echo "== demo (the README's first command)"
+bash examples/run-demo.sh > target/demo-output.txt
+tail -n 3 target/demo-output.txt
+
 echo "== Python binding"
 SERVICEPOINT_LIB="$ROOT/target/debug/libservicepoint.so" python3 -m pytest -q bindings/python/tests

@@ -1543,8 +1543,10 @@ namespace Servicepoint.Tests
                     Equal(ErrorCode.ManagerClosed, e.Code, "code");
                     Throws<ManagerClosedException>(() => p.ConnectionLeaseTimeout = 5, "set ConnectionLeaseTimeout");
                     Throws<ManagerClosedException>(() => { var s = p.Statistics; }, "Statistics");
-                    // The response outlives its manager: its body still arrives in full.
-                    Assert(BytesEqual(TestServer.BigBody, r.ReadAll()), "body of a response that outlived its manager");
+                    // Freeing the manager shut the response's connection down: reading its body
+                    // fails at once with the same code.
+                    var re = Throws<ManagerClosedException>(() => r.ReadAll(), "body of a response whose manager was freed");
+                    Equal(ErrorCode.ManagerClosed, re.Code, "body read code");
                     r.Dispose();
                     p.Dispose();
                     p.Dispose();

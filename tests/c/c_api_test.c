@@ -876,10 +876,11 @@ static void test_manager_closed(void) {
     sp_statistics st;
     CHECK_RC(get_stats(p, &st), SP_E_MANAGER_CLOSED);
 
+    /* Freeing the manager shut the response's connection down: its body read ends at once
+     * with the same code (DESIGN: outstanding handles return an error). */
     const uint8_t *data = NULL;
     size_t len = 0;
-    CHECK_OK(sp_response_read_all(resp, &data, &len));
-    CHECK(len == 100000);
+    CHECK_RC(sp_response_read_all(resp, &data, &len), SP_E_MANAGER_CLOSED);
     sp_response_free(resp);
     resp = NULL;
     CHECK(lb_connections(srv) == 1);
