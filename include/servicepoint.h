@@ -180,6 +180,10 @@ enum sp_result
    * TLS: the server answered in plain HTTP (an http port used with https://).
    */
   SP_E_TLS_NOT_TLS = 29,
+  /**
+   * The server reset the connection (RST) before the response was complete.
+   */
+  SP_E_CONNECTION_RESET = 30,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

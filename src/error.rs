@@ -26,6 +26,8 @@ pub enum ErrorKind {
     TlsNotTls,
     Protocol,
     ConnectionClosed,
+    /// The peer reset the connection (RST), as opposed to closing it in order.
+    ConnectionReset,
     Io,
     TooManyServicePoints,
     Canceled,
@@ -45,6 +47,17 @@ pub struct Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl ErrorKind {
+    /// True when the connection ended under the request (closed or reset): on a reused
+    /// connection before any response byte, the signature of a stale one.
+    pub fn is_connection_lost(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::ConnectionClosed | ErrorKind::ConnectionReset
+        )
+    }
+}
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -72,10 +85,10 @@ impl Error {
         }
         let kind = match err.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timeout_kind,
-            io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => ErrorKind::ConnectionClosed,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                ErrorKind::ConnectionReset
+            }
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => ErrorKind::ConnectionClosed,
             _ => ErrorKind::Io,
         };
         Error::new(kind, format!("{what}: {err}"))

@@ -84,7 +84,7 @@ pub fn send(
             Err(e) => {
                 let stale = e.stale && reused;
                 lease.finish(Err(if stale {
-                    CloseReason::Stale
+                    CloseReason::InFlight
                 } else {
                     CloseReason::Error
                 }));
@@ -257,7 +257,7 @@ fn attempt(
     let complete = match sent {
         Ok(complete) => complete,
         Err(error) => {
-            let closed = error.kind == ErrorKind::ConnectionClosed;
+            let closed = error.kind.is_connection_lost();
             if conn.bytes_sent == sent_before {
                 // Nothing left the client: on a reused connection, a closed socket is the
                 // signature of a stale one.
@@ -288,7 +288,7 @@ fn attempt(
     };
     let (head, framing, _) =
         read_final_head(conn, req, deadline).map_err(|(e, received_any)| {
-            let stale = !received_any && e.kind == ErrorKind::ConnectionClosed;
+            let stale = !received_any && e.kind.is_connection_lost();
             AttemptError {
                 error: e.sent(),
                 stale,

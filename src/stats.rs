@@ -45,6 +45,7 @@ pub struct Snapshot {
     pub closed_keep_alive_off: u64,
     pub closed_server: u64,
     pub closed_stale: u64,
+    pub closed_in_flight: u64,
     pub closed_error: u64,
     pub closed_max_requests: u64,
     pub closed_group: u64,
@@ -70,6 +71,7 @@ impl Stats {
             closed_keep_alive_off: self.closes(CloseReason::KeepAliveOff),
             closed_server: self.closes(CloseReason::ServerClose),
             closed_stale: self.closes(CloseReason::Stale),
+            closed_in_flight: self.closes(CloseReason::InFlight),
             closed_error: self.closes(CloseReason::Error),
             closed_max_requests: self.closes(CloseReason::MaxRequests),
             closed_group: self.closes(CloseReason::GroupClosed)

@@ -157,12 +157,12 @@ fn chunked(rest: &str) -> String {
 
 #[test]
 fn rst_before_any_byte() {
-    bad_exchange("", Then::Rst, ErrorKind::ConnectionClosed);
+    bad_exchange("", Then::Rst, ErrorKind::ConnectionReset);
 }
 
 #[test]
 fn rst_mid_status_line() {
-    bad_exchange("HTTP/1.1 2", Then::Rst, ErrorKind::ConnectionClosed);
+    bad_exchange("HTTP/1.1 2", Then::Rst, ErrorKind::ConnectionReset);
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn rst_mid_headers() {
     bad_exchange(
         "HTTP/1.1 200 OK\r\nContent-Le",
         Then::Rst,
-        ErrorKind::ConnectionClosed,
+        ErrorKind::ConnectionReset,
     );
 }
 
@@ -179,7 +179,7 @@ fn rst_mid_body_content_length() {
     bad_exchange(
         ok_head("Content-Length: 100\r\n") + "half",
         Then::Rst,
-        ErrorKind::ConnectionClosed,
+        ErrorKind::ConnectionReset,
     );
 }
 
@@ -188,13 +188,13 @@ fn rst_between_chunks() {
     bad_exchange(
         chunked("5\r\nhello\r\n"),
         Then::Rst,
-        ErrorKind::ConnectionClosed,
+        ErrorKind::ConnectionReset,
     );
 }
 
 #[test]
 fn rst_inside_chunk_data() {
-    bad_exchange(chunked("a\r\nhel"), Then::Rst, ErrorKind::ConnectionClosed);
+    bad_exchange(chunked("a\r\nhel"), Then::Rst, ErrorKind::ConnectionReset);
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn rst_inside_trailers() {
     bad_exchange(
         chunked("5\r\nhello\r\n0\r\nX-Trailer: 1\r\n"),
         Then::Rst,
-        ErrorKind::ConnectionClosed,
+        ErrorKind::ConnectionReset,
     );
 }
 
@@ -354,7 +354,12 @@ fn reuse_race_post(rst: bool, retryable: bool) {
         expect_ok(outcome, 200, &good_body("/post"));
         assert_eq!(srv.paths_on(1), ["/post"]);
     } else {
-        let e = expect_err(outcome, ErrorKind::ConnectionClosed);
+        let kind = if rst {
+            ErrorKind::ConnectionReset
+        } else {
+            ErrorKind::ConnectionClosed
+        };
+        let e = expect_err(outcome, kind);
         assert!(e.may_have_reached_server, "{}", e.message);
         // Not retried: the server saw the POST once.
         let posts = srv.requests().iter().filter(|r| r.path == "/post").count();
@@ -721,7 +726,7 @@ fn reset_during_large_upload() {
     let m = Manager::new();
     let e = expect_err(
         post(&m, &srv.url("/upload"), vec![b'x'; 32 << 20]),
-        ErrorKind::ConnectionClosed,
+        ErrorKind::ConnectionReset,
     );
     assert_next_ok(&m, &srv);
     assert!(srv.body_bytes(0) > 0);

@@ -196,7 +196,7 @@ fn a_failure_after_the_head_was_written_says_the_request_may_have_arrived() {
     let Err(err) = m.send(&post) else {
         panic!("the reset went unnoticed")
     };
-    assert_eq!(err.kind, ErrorKind::ConnectionClosed, "{err}");
+    assert_eq!(err.kind, ErrorKind::ConnectionReset, "{err}");
     assert!(err.may_have_reached_server, "{err}");
     assert_eq!(server.accepted(), 1, "a POST is never resent");
 }

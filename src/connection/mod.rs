@@ -51,9 +51,13 @@ pub enum CloseReason {
     ManagerClosed = 8,
     /// The response was freed with much of its body unread.
     Abandoned = 9,
+    /// A reused connection failed under a request before any response byte: the server closed
+    /// it as the request arrived (the request is retried if it may be). `Stale` is a dead
+    /// connection found before reuse, at no cost.
+    InFlight = 10,
 }
 
-pub const CLOSE_REASONS: usize = 10;
+pub const CLOSE_REASONS: usize = 11;
 
 /// How far a send got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

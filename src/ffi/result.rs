@@ -68,6 +68,8 @@ pub enum sp_result {
     SP_E_TLS_HOSTNAME_MISMATCH = 28,
     /// TLS: the server answered in plain HTTP (an http port used with https://).
     SP_E_TLS_NOT_TLS = 29,
+    /// The server reset the connection (RST) before the response was complete.
+    SP_E_CONNECTION_RESET = 30,
 }
 
 impl sp_result {
@@ -92,6 +94,7 @@ impl sp_result {
             ErrorKind::TlsNotTls => SP_E_TLS_NOT_TLS,
             ErrorKind::Protocol => SP_E_PROTOCOL,
             ErrorKind::ConnectionClosed => SP_E_CONNECTION_CLOSED,
+            ErrorKind::ConnectionReset => SP_E_CONNECTION_RESET,
             ErrorKind::Io => SP_E_IO,
             ErrorKind::TooManyServicePoints => SP_E_TOO_MANY_SERVICE_POINTS,
             ErrorKind::Canceled => SP_E_CANCELED,
@@ -134,6 +137,7 @@ impl sp_result {
             27 => "TLS certificate expired or not yet valid\0",
             28 => "TLS certificate does not match the host name\0",
             29 => "server answered in plain HTTP, not TLS\0",
+            30 => "connection reset by the server\0",
             _ => "unknown result code\0",
         }
     }
