@@ -21,6 +21,7 @@ pub mod reaper;
 pub mod request;
 pub mod resolve;
 pub mod response;
+pub mod reuse;
 pub mod runtime;
 pub mod stats;
 pub mod tls;

@@ -13,7 +13,7 @@ use crate::response::Response;
 use crate::runtime;
 use crate::tls::Tls;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -26,7 +26,12 @@ pub const DEFAULT_MAX_IDLE_MS: i32 = 100_000;
 /// not keep an evicted point alive or count as a user; cleared when it outgrows this.
 const ORIGIN_MEMO_MAX: usize = 16 * 1024;
 
+/// Gives each manager an id, so a request description can remember its service point per
+/// manager.
+static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Inner {
+    id: u64,
     points: Lock<HashMap<Origin, Arc<ServicePoint>>>,
     origin_memo: Lock<HashMap<String, Weak<ServicePoint>>>,
     default_connection_limit: AtomicI32,
@@ -53,6 +58,7 @@ impl Manager {
     pub fn new() -> Self {
         fork::install();
         let inner = Arc::new(Inner {
+            id: NEXT_MANAGER_ID.fetch_add(1, Relaxed),
             points: Lock::new(HashMap::new()),
             origin_memo: Lock::new(HashMap::new()),
             default_connection_limit: AtomicI32::new(DEFAULT_CONNECTION_LIMIT),
@@ -139,7 +145,14 @@ impl Manager {
     pub fn send(&self, req: &Request) -> Result<Response> {
         runtime::ensure_blocking_allowed()?;
         self.ensure_reaper();
-        let point = self.find_origin(&req.target.origin)?;
+        let point = match req.cached_point(self.inner.id) {
+            Some(point) => point,
+            None => {
+                let point = self.find_origin(&req.target.origin)?;
+                req.cache_point(self.inner.id, &point);
+                point
+            }
+        };
         exchange::send(&point, req, self.keep_alive_default())
     }
 
@@ -284,22 +297,29 @@ fn evict_one(points: &mut HashMap<Origin, Arc<ServicePoint>>, incoming: &Origin)
 /// One pass of the reaper: closes idle connections past their limit and drops service points
 /// that have been unused for the manager's max service point idle time. Returns the earliest
 /// next expiry, or `None` once the manager is closed (the task ends). The table stays locked
-/// for the pass: a reference to a point taken out of it would make the point look in use to
-/// `evict_one` meanwhile.
+/// while the pass looks (a reference to a point taken out of it would make the point look in
+/// use to `evict_one` meanwhile), but the sockets are closed after it is unlocked.
 fn reap_pass(inner: &Inner) -> Option<Option<Instant>> {
     if inner.closed.load(Relaxed) {
         return None;
     }
+    let mut expired = Vec::new();
+    let next = reap_points(inner, &mut expired);
+    drop(expired);
+    Some(next)
+}
+
+fn reap_points(inner: &Inner, expired: &mut Vec<crate::connection::Connection>) -> Option<Instant> {
     let mut points = inner.points.lock();
-    let next = points.values().filter_map(|p| p.reap()).min();
+    let next = points.values().filter_map(|p| p.reap(expired)).min();
     if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
         points.retain(|_, p| {
-            let expired = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
-            if expired {
+            let gone = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
+            if gone {
                 p.close();
             }
-            !expired
+            !gone
         });
     }
-    Some(next)
+    next
 }

@@ -4,9 +4,10 @@ use crate::connection::CloseReason;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
 use crate::origin::Origin;
-use crate::pool::{Pool, ReuseRules};
+use crate::pool::Pool;
 use crate::reaper::Reaper;
 use crate::resolve::AddressCache;
+use crate::reuse;
 use crate::stats::{Snapshot, Stats};
 use crate::tls::Tls;
 use std::collections::HashMap;
@@ -158,10 +159,12 @@ impl ServicePoint {
         Ok(())
     }
 
-    pub fn reuse_rules(&self) -> ReuseRules {
-        ReuseRules {
+    /// The settings the reuse rules read, as they are now.
+    pub fn reuse_settings(&self) -> reuse::Settings {
+        reuse::Settings {
+            lease_timeout_ms: self.lease_timeout_ms(),
             max_idle: ms_to_duration(self.max_idle_ms()),
-            no_reuse: self.lease_timeout_ms() == 0,
+            max_requests_per_connection: self.max_requests_per_connection(),
         }
     }
 
@@ -244,10 +247,14 @@ impl ServicePoint {
         )
     }
 
-    /// Closes expired idle connections; returns the earliest next expiry.
-    pub fn reap(&self) -> Option<Instant> {
-        let rules = self.reuse_rules();
-        self.pools().iter().filter_map(|p| p.reap(rules)).min()
+    /// Takes out expired idle connections (into `expired`, closed by the caller outside any
+    /// lock); returns the earliest next expiry.
+    pub fn reap(&self, expired: &mut Vec<crate::connection::Connection>) -> Option<Instant> {
+        let settings = self.reuse_settings();
+        self.pools()
+            .iter()
+            .filter_map(|p| p.reap(&settings, expired))
+            .min()
     }
 
     /// Records the end of a request (for `idle_since`).

@@ -212,6 +212,16 @@ impl Connection {
         })
     }
 
+    /// What the reuse rules need to know about it.
+    pub fn facts(&self) -> crate::reuse::ConnectionFacts {
+        crate::reuse::ConnectionFacts {
+            created: self.created,
+            last_used: self.last_used,
+            requests: self.requests,
+            hint: self.hint,
+        }
+    }
+
     /// True for a TLS connection.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
