@@ -84,8 +84,8 @@ impl Request {
         })
     }
 
-    /// Adds a header field (repeats allowed). Framing headers are the library's to set;
-    /// `Connection: close` turns keep-alive off.
+    /// Adds a header field (repeats allowed). Framing headers are the library's to set; so is
+    /// `Connection`: `close` turns keep-alive off, `keep-alive` on, other tokens are dropped.
     pub fn add_header(&mut self, name: &str, value: &[u8]) -> Result<()> {
         if !is_token(name) {
             return Err(Error::new(
@@ -110,8 +110,13 @@ impl Request {
             ));
         }
         if name.eq_ignore_ascii_case("connection") {
+            // The library owns this header (it manages the connection): `close` turns
+            // keep-alive off for this request, `keep-alive` turns it on; other tokens are not
+            // sent.
             if has_token(value, "close") {
                 self.keep_alive = Some(false);
+            } else if has_token(value, "keep-alive") {
+                self.keep_alive = Some(true);
             }
             return Ok(());
         }
