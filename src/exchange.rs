@@ -47,6 +47,7 @@ pub fn send(
     let mut retried = false;
     loop {
         let limit = point.connection_limit();
+        let queued_at = Instant::now();
         let (grant, ticket) =
             pool.acquire(limit, &point.reuse_settings(), deadline)
                 .map_err(|e| match e {
@@ -60,6 +61,7 @@ pub fn send(
                         ),
                     ),
                 })?;
+        point.stats.queued(queued_at.elapsed(), limit);
         let mut checkout = Checkout::new(Arc::clone(point), Arc::clone(&pool), ticket);
         let reused = matches!(grant, Grant::Idle(_));
         let attempt = open_or_reuse(point, &mut checkout, grant, retried, deadline)
@@ -98,7 +100,7 @@ pub fn send(
                     error.may_have_reached_server = sent;
                 } else if reuse::may_retry(&failure, &req.replay(), retried) {
                     retried = true;
-                    Stats::bump(&point.stats.retries);
+                    point.stats.retried(&req.method, &error.message);
                     continue;
                 }
                 if error.may_have_reached_server {
@@ -127,15 +129,15 @@ fn open_or_reuse(
 ) -> Result<()> {
     let grant = match grant {
         Grant::Idle(conn) if fresh => {
+            point.stats.closed(&conn, CloseReason::Stale);
             drop(conn);
-            point.stats.closed(CloseReason::Stale);
             Grant::Open
         }
         other => other,
     };
     let conn = match grant {
         Grant::Idle(conn) => {
-            Stats::bump(&point.stats.reuses);
+            point.stats.reused(&conn);
             conn
         }
         Grant::Open => {
@@ -159,14 +161,7 @@ fn open_or_reuse(
                     point.forget_addresses()
                 }
             })?;
-            Stats::bump(&point.stats.connections_opened);
-            if conn.is_tls() {
-                Stats::bump(if conn.resumed {
-                    &point.stats.tls_resumed_handshakes
-                } else {
-                    &point.stats.tls_full_handshakes
-                });
-            }
+            point.stats.opened(&conn);
             conn
         }
     };

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod ffi;
 pub mod fork;
 pub mod http1;
+pub mod log;
 pub mod manager;
 pub mod origin;
 pub mod point;

@@ -4,6 +4,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange;
 use crate::fork::{self, Lock, LockGuard};
+use crate::log::Log;
 use crate::origin::{self, Origin};
 use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
 use crate::reaper::Reaper;
@@ -11,6 +12,7 @@ use crate::request::Request;
 use crate::resolve::DEFAULT_DNS_REFRESH_MS;
 use crate::response::Response;
 use crate::runtime;
+use crate::stats::{HistogramSnapshot, Snapshot};
 use crate::tls::Tls;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
@@ -41,6 +43,7 @@ struct Inner {
     dns_refresh_ms: Arc<AtomicI32>,
     reaper: Arc<Reaper>,
     tls: Arc<Tls>,
+    log: Arc<Log>,
     closed: AtomicBool,
 }
 
@@ -68,6 +71,7 @@ impl Manager {
             dns_refresh_ms: Arc::new(AtomicI32::new(DEFAULT_DNS_REFRESH_MS)),
             reaper: Arc::new(Reaper::default()),
             tls: Arc::new(Tls::default()),
+            log: Arc::new(Log::default()),
             closed: AtomicBool::new(false),
         });
         let manager = Manager { inner };
@@ -136,6 +140,7 @@ impl Manager {
             Arc::clone(&self.inner.reaper),
             Arc::clone(&self.inner.tls),
             Arc::clone(&self.inner.dns_refresh_ms),
+            Arc::clone(&self.inner.log),
         ));
         points.insert(origin.clone(), Arc::clone(&point));
         Ok(point)
@@ -211,6 +216,26 @@ impl Manager {
     /// Keep-alive for requests that do not say (seed 004's `KeepAliveDefaultValue`).
     pub fn set_keep_alive_default(&self, on: bool) {
         self.inner.keep_alive_default.store(on, Relaxed);
+    }
+
+    /// Where the manager's log messages go (off by default).
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// Statistics summed over the manager's service points, with the queue-wait and
+    /// connection-lifetime histograms merged (the manager-wide figures).
+    pub fn statistics(&self) -> (Snapshot, HistogramSnapshot, HistogramSnapshot) {
+        let points: Vec<Arc<ServicePoint>> = self.points().values().cloned().collect();
+        let mut total = Snapshot::default();
+        let (mut queue, mut lifetime) =
+            (HistogramSnapshot::default(), HistogramSnapshot::default());
+        for p in points {
+            total.add(&p.statistics());
+            queue.merge(&p.stats.queue_wait.snapshot());
+            lifetime.merge(&p.stats.connection_lifetime.snapshot());
+        }
+        (total, queue, lifetime)
     }
 
     /// The TLS settings shared by the manager's https service points.

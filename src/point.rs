@@ -3,6 +3,7 @@
 use crate::connection::CloseReason;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
+use crate::log::Log;
 use crate::origin::Origin;
 use crate::pool::Pool;
 use crate::reaper::Reaper;
@@ -72,8 +73,9 @@ impl ServicePoint {
         reaper: Arc<Reaper>,
         tls: Arc<Tls>,
         dns_refresh_ms: Arc<AtomicI32>,
+        log: Arc<Log>,
     ) -> Self {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new(log, origin.to_string()));
         ServicePoint {
             address: origin.to_string(),
             origin,

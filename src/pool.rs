@@ -143,13 +143,13 @@ impl Pool {
                         if conn.is_alive() {
                             return Ok((Grant::Idle(conn), ticket));
                         }
+                        self.stats.closed(&conn, CloseReason::Stale);
                         let mut st = self.lock();
                         drop(conn);
                         if ticket.fork_generation == st.fork_generation {
                             st.open = st.open.saturating_sub(1);
                             self.wake_openers(&mut st, limit);
                         }
-                        self.stats.closed(CloseReason::Stale);
                         continue;
                     }
                     None => {}
@@ -209,7 +209,7 @@ impl Pool {
                 Ok(()) => return Some(Grant::Idle(conn)),
                 Err(reason) => {
                     st.open = st.open.saturating_sub(1);
-                    self.stats.closed(reason);
+                    self.stats.closed(&conn, reason);
                 }
             }
         }
@@ -276,12 +276,12 @@ impl Pool {
                 }
             }
             (conn, outcome, retired) => {
-                if conn.is_some() {
+                if let Some(conn) = &conn {
                     let reason = match (retired, outcome) {
                         (Some(r), _) | (None, Err(r)) => r,
                         (None, Ok(())) => CloseReason::Error,
                     };
-                    self.stats.closed(reason);
+                    self.stats.closed(conn, reason);
                 }
                 st.open = st.open.saturating_sub(1);
                 self.wake_openers(&mut st, limit);
@@ -318,9 +318,10 @@ impl Pool {
         while i < st.idle.len() {
             let facts = st.idle[i].facts();
             if reuse::idle_expired(&facts, settings, now) {
-                expired.push(st.idle.remove(i));
+                let conn = st.idle.remove(i);
                 st.open = st.open.saturating_sub(1);
-                self.stats.closed(CloseReason::Idle);
+                self.stats.closed(&conn, CloseReason::Idle);
+                expired.push(conn);
                 continue;
             }
             if let Some(at) = reuse::idle_deadline(&facts, settings) {
@@ -340,11 +341,10 @@ impl Pool {
         let mut st = self.lock();
         let existed = st.open > 0 || !st.waiters.is_empty();
         st.generation += 1;
-        let closed = st.idle.len();
-        st.idle.clear();
-        st.open = st.open.saturating_sub(closed);
-        for _ in 0..closed {
-            self.stats.closed(reason);
+        let closed = std::mem::take(&mut st.idle);
+        st.open = st.open.saturating_sub(closed.len());
+        for conn in &closed {
+            self.stats.closed(conn, reason);
         }
         if terminal {
             st.closed = true;
