@@ -30,6 +30,32 @@
 
 
 /**
+ * Log levels for sp_manager_set_log_callback(): a callback set at a level receives messages
+ * of that level and the more severe ones.
+ */
+#define SP_LOG_OFF 0
+
+#define SP_LOG_ERROR 1
+
+#define SP_LOG_WARN 2
+
+#define SP_LOG_INFO 3
+
+#define SP_LOG_DEBUG 4
+
+/**
+ * Which histogram sp_get_histogram() and sp_manager_get_histogram() read.
+ */
+#define SP_METRIC_QUEUE_WAIT 0
+
+#define SP_METRIC_CONNECTION_LIFETIME 1
+
+/**
+ * Number of buckets of an sp_histogram.
+ */
+#define SP_HISTOGRAM_BUCKETS 20
+
+/**
  * TLS 1.2, for sp_manager_set_min_tls_version().
  */
 #define SP_TLS_1_2 12
@@ -224,6 +250,33 @@ typedef struct sp_point sp_point;
  * Thread safety: may move between threads; calls on one response are serialized.
  */
 typedef struct sp_response sp_response;
+
+/**
+ * Receives a log message: its level (SP_LOG_ERROR..SP_LOG_DEBUG) and its text (UTF-8,
+ * NUL-terminated, valid during the call only). Called on the thread whose call caused the
+ * event (the idle reaper's closes on a library thread); must not block for long. Blocking
+ * library calls made from inside it return SP_E_WRONG_THREAD.
+ */
+typedef void (*sp_log_cb)(void *userdata, int32_t level, const char *message);
+
+/**
+ * A histogram of durations: `count` observations summing to `sum_us` microseconds, and
+ * `buckets[i]` of them at most sp_histogram_bound_us(i) (the last bucket has no bound). Set
+ * `struct_size` to sizeof(sp_histogram) before the call.
+ */
+typedef struct sp_histogram {
+  /**
+   * Size of this struct as the caller knows it.
+   */
+  uint32_t struct_size;
+  /**
+   * Number of buckets (SP_HISTOGRAM_BUCKETS).
+   */
+  uint32_t bucket_count;
+  uint64_t count;
+  uint64_t sum_us;
+  uint64_t buckets[SP_HISTOGRAM_BUCKETS];
+} sp_histogram;
 
 /**
  * A statistics snapshot of a service point. Set `struct_size` to sizeof(sp_statistics)
@@ -455,6 +508,60 @@ sp_result sp_manager_set_dns_refresh_timeout(const struct sp_manager *manager, i
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
 sp_result sp_manager_get_dns_refresh_timeout(const struct sp_manager *manager, int32_t *out_value);
+
+/**
+ * Routes the manager's log messages to `callback` at `level` and above: each connection
+ * opened (address, local port, TLS full or resumed; SP_LOG_INFO), reused (SP_LOG_DEBUG),
+ * closed with its reason (SP_LOG_DEBUG, SP_LOG_INFO after errors), each retry and its cause
+ * (SP_LOG_WARN), queue waits of 100 ms or more (SP_LOG_INFO). `level` SP_LOG_OFF or a NULL
+ * callback turns logging off (the default; it then costs nothing).
+ *
+ * Ownership: `userdata` is borrowed until the callback is replaced or the manager freed.
+ * Thread safety: any thread; the callback is called from any thread (see sp_log_cb).
+ * Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (level).
+ */
+sp_result sp_manager_set_log_callback(struct sp_manager *manager,
+                                      int32_t level,
+                                      sp_log_cb callback,
+                                      void *userdata);
+
+/**
+ * The level logging is set at (SP_LOG_OFF when off).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_log_level(const struct sp_manager *manager, int32_t *out_level);
+
+/**
+ * The upper bound of histogram bucket `index` in microseconds; UINT64_MAX for the last one
+ * (and for an index past it).
+ *
+ * Thread safety: any thread. Never fails.
+ */
+uint64_t sp_histogram_bound_us(size_t index);
+
+/**
+ * Reads a histogram of a service point: SP_METRIC_QUEUE_WAIT (time each request waited for
+ * a connection, 0 included) or SP_METRIC_CONNECTION_LIFETIME (connect to close, per closed
+ * connection).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_OUT_OF_RANGE (which), SP_E_INVALID_ARGUMENT (struct_size too small),
+ * SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_histogram(const struct sp_point *point,
+                           int32_t which,
+                           struct sp_histogram *out_histogram);
+
+/**
+ * Reads a histogram summed over the manager's service points (see sp_get_histogram()).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_OUT_OF_RANGE (which), SP_E_INVALID_ARGUMENT (struct_size too small).
+ */
+sp_result sp_manager_get_histogram(const struct sp_manager *manager,
+                                   int32_t which,
+                                   struct sp_histogram *out_histogram);
 
 /**
  * Frees a service point handle. The service point stays in its manager. NULL, a freed

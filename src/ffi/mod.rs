@@ -12,6 +12,7 @@
 pub mod boundary;
 pub mod handles;
 pub mod manager;
+pub mod observe;
 pub mod point;
 pub mod request;
 pub mod response;
