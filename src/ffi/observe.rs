@@ -1,7 +1,7 @@
 //! Logging and metrics: `sp_manager_set_log_callback`, and the queue-wait and
 //! connection-lifetime histograms of a service point or a whole manager.
 
-use super::boundary::{FfiError, call, out, write};
+use super::boundary::{FfiError, call, guard, out, write};
 use super::handles;
 use super::manager::sp_manager;
 use super::point::sp_point;
@@ -125,7 +125,7 @@ pub struct sp_histogram {
 /// Thread safety: any thread. Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_histogram_bound_us(index: usize) -> u64 {
-    super::boundary::guard(u64::MAX, || {
+    guard(u64::MAX, || {
         BUCKET_BOUNDS_US.get(index).copied().unwrap_or(u64::MAX)
     })
 }
