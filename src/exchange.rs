@@ -11,7 +11,7 @@ use crate::origin::Scheme;
 use crate::point::ServicePoint;
 use crate::pool::{AcquireError, Grant};
 use crate::request::{Body, BodySource, Request};
-use crate::response::{Checkout, Response};
+use crate::response::{Checkout, Delivery, Response};
 use crate::reuse;
 use crate::stats::Stats;
 use std::cell::RefCell;
@@ -63,7 +63,8 @@ pub fn send(
                 })?;
         point.stats.queued(queued_at.elapsed(), limit);
         let mut checkout = Checkout::new(Arc::clone(point), Arc::clone(&pool), ticket);
-        let reused = matches!(grant, Grant::Idle(_));
+        // A retry never reuses: `open_or_reuse` opens a new connection for it.
+        let reused = matches!(grant, Grant::Idle(_)) && !retried;
         let attempt = open_or_reuse(point, &mut checkout, grant, retried, deadline)
             .map_err(|error| AttemptError {
                 error,
@@ -79,7 +80,7 @@ pub fn send(
                     close,
                     checkout,
                     req.read_timeout,
-                    reused,
+                    Delivery { reused, retried },
                 ));
             }
             Err(e) => {

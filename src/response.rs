@@ -101,7 +101,17 @@ pub struct Response {
     read_timeout: Option<Duration>,
     pub connection_id: u64,
     pub local_port: u16,
+    /// It came on a connection taken from the pool (not one opened for it).
     pub reused: bool,
+    /// The request was sent a second time, on a new connection, after a stale one failed.
+    pub retried: bool,
+}
+
+/// How a response's request went: on a reused connection, after a retry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub reused: bool,
+    pub retried: bool,
 }
 
 impl Response {
@@ -111,7 +121,7 @@ impl Response {
         close: Option<CloseReason>,
         mut checkout: Checkout,
         read_timeout: Option<Duration>,
-        reused: bool,
+        delivery: Delivery,
     ) -> Self {
         let conn = checkout.conn();
         let (connection_id, local_port) = (conn.id, conn.local_port);
@@ -123,7 +133,8 @@ impl Response {
             read_timeout,
             connection_id,
             local_port,
-            reused,
+            reused: delivery.reused,
+            retried: delivery.retried,
         };
         resp.release_if_done();
         resp

@@ -377,8 +377,16 @@ fn a_retry_after_a_stale_connection_uses_a_new_connection() {
         t.join().unwrap();
     }
     assert_eq!(server.connection_count(), 2);
-    let got = body_of(&m, &Request::new("GET", &server.url("/again")).unwrap()).unwrap();
-    assert_eq!(got.1, b"fresh");
+    let mut resp = m
+        .send(&Request::new("GET", &server.url("/again")).unwrap())
+        .unwrap();
+    assert!(
+        resp.retried && !resp.reused,
+        "the response says it was retried"
+    );
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body).unwrap();
+    assert_eq!(body, b"fresh");
     assert_eq!(
         server.connection_count(),
         3,
