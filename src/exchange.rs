@@ -139,7 +139,8 @@ fn open_or_reuse(
     let conn = match grant {
         Grant::Idle(conn) => {
             point.stats.reused(&conn);
-            conn
+            checkout.adopt(conn);
+            return Ok(());
         }
         Grant::Open => {
             let tls = match point.origin.scheme {

@@ -70,6 +70,20 @@ struct State {
 }
 
 impl State {
+    /// A ticket for an idle connection handed out, its socket recorded as busy in the same
+    /// section (one lock per checkout, not two).
+    fn ticket_for(&mut self, conn: &Connection) -> Ticket {
+        let ticket = self.ticket();
+        self.busy.push((ticket.id, Arc::clone(conn.socket())));
+        ticket
+    }
+
+    fn untrack(&mut self, ticket: &Ticket) {
+        if let Some(i) = self.busy.iter().position(|(id, _)| *id == ticket.id) {
+            self.busy.swap_remove(i);
+        }
+    }
+
     fn ticket(&mut self) -> Ticket {
         self.next_ticket += 1;
         Ticket {
@@ -137,7 +151,7 @@ impl Pool {
                 match self.take_now(&mut st, limit, settings) {
                     Some(Grant::Open) => return Ok((Grant::Open, st.ticket())),
                     Some(Grant::Idle(mut conn)) => {
-                        let ticket = st.ticket();
+                        let ticket = st.ticket_for(&conn);
                         drop(st);
                         // Outside the lock: a system call per reuse.
                         if conn.is_alive() {
@@ -147,6 +161,7 @@ impl Pool {
                         let mut st = self.lock();
                         drop(conn);
                         if ticket.fork_generation == st.fork_generation {
+                            st.untrack(&ticket);
                             st.open = st.open.saturating_sub(1);
                             self.wake_openers(&mut st, limit);
                         }
@@ -220,8 +235,9 @@ impl Pool {
         None
     }
 
-    /// Records the socket of a checked-out connection (or one being connected). False when the
-    /// pool was closed meanwhile: the request must not go on.
+    /// Records the socket of a connection being opened for a ticket (idle connections handed
+    /// out are recorded with their grant). False when the pool was closed meanwhile: the
+    /// request must not go on.
     pub fn track(&self, ticket: &Ticket, socket: &Arc<TcpStream>) -> bool {
         let mut st = self.lock();
         if st.closed || ticket.fork_generation != st.fork_generation {
@@ -252,9 +268,7 @@ impl Pool {
             drop(conn);
             return;
         }
-        if let Some(i) = st.busy.iter().position(|(id, _)| *id == ticket.id) {
-            st.busy.swap_remove(i);
-        }
+        st.untrack(ticket);
         let retired = if st.closed {
             Some(CloseReason::ManagerClosed)
         } else if ticket.generation != st.generation {
@@ -265,7 +279,7 @@ impl Pool {
         match (conn, outcome, retired) {
             (Some(mut conn), Ok(()), None) => {
                 if let Some(w) = st.waiters.pop_front() {
-                    let ticket = st.ticket();
+                    let ticket = st.ticket_for(&conn);
                     give(&w, Ok((Grant::Idle(conn), ticket)));
                 } else {
                     conn.shrink_idle();

@@ -48,8 +48,13 @@ impl Checkout {
         &self.pool
     }
 
-    /// Takes the connection; fails if the manager was freed meanwhile (the connection is then
-    /// closed by `finish`).
+    /// Takes an idle connection granted by the pool (already recorded as busy there).
+    pub fn adopt(&mut self, conn: Connection) {
+        self.conn = Some(conn);
+    }
+
+    /// Takes a newly opened connection; fails if the manager was freed meanwhile (the
+    /// connection is then closed by `finish`).
     pub fn put(&mut self, conn: Connection) -> Result<()> {
         let tracked = self.pool.track(&self.ticket, conn.socket());
         self.conn = Some(conn);
