@@ -45,6 +45,8 @@ pub fn send(
     let pool = point.group(&req.group);
     let keep_alive = req.keep_alive.unwrap_or(keep_alive_default);
     let mut retried = false;
+    // Whether an earlier attempt (before a retry) may have reached the server.
+    let mut sent_before_retry = false;
     loop {
         let limit = point.connection_limit();
         let queued_at = Instant::now();
@@ -95,12 +97,14 @@ pub fn send(
                     CloseReason::Error
                 }));
                 let mut error = e.error;
+                error.may_have_reached_server |= sent_before_retry;
                 if point.is_closed() {
                     let sent = error.may_have_reached_server;
                     error = point.closed_error();
                     error.may_have_reached_server = sent;
                 } else if reuse::may_retry(&failure, &req.replay(), retried) {
                     retried = true;
+                    sent_before_retry = error.may_have_reached_server;
                     point.stats.retried(&req.method, &error.message);
                     continue;
                 }

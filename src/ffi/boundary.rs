@@ -84,7 +84,13 @@ pub fn call(body: impl FnOnce() -> FfiResult) -> sp_result {
     let err = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return sp_result::SP_OK,
         Ok(Err(e)) => e,
-        Err(payload) => FfiError::new(sp_result::SP_E_PANIC, panic_message(payload.as_ref())),
+        Err(payload) => FfiError {
+            code: sp_result::SP_E_PANIC,
+            message: panic_message(payload.as_ref()),
+            // Where a bug stopped a request is unknown: the safe answer is that it may have
+            // reached the server (a caller will not resend it blindly).
+            sent: true,
+        },
     };
     record(&err);
     err.code
