@@ -261,7 +261,13 @@ impl ServicePoint {
 
     /// Records the end of a request (for `idle_since`).
     pub fn touch(&self) {
-        self.idle_since_unix_ms.store(unix_ms(), Relaxed);
+        // Stores only when the millisecond changed: threads finishing requests on one point
+        // at once do not all write its cache line.
+        let now = unix_ms();
+        if self.idle_since_unix_ms.load(Relaxed) == now {
+            return;
+        }
+        self.idle_since_unix_ms.store(now, Relaxed);
         self.last_activity_ms.store(
             self.created.elapsed().as_millis().min(u64::MAX as u128) as u64,
             Relaxed,
