@@ -112,7 +112,7 @@ static void fetched_free(fetched *f) {
 
 /* Sends `method url` (with an optional body), reads the whole body and frees the response.
  * Returns the first failing call's code. */
-static sp_result fetch(const sp_manager *m, const char *method, const char *url,
+static sp_result fetch(sp_manager *m, const char *method, const char *url,
                        const void *body, size_t body_len, fetched *out) {
     sp_http_request *req = NULL;
     sp_response *resp = NULL;
