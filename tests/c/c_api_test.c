@@ -765,7 +765,7 @@ static void test_errors(void) {
 
     /* A handle of the wrong kind. */
     CHECK_RC(sp_get_lease_timeout((const sp_point *)m, &v), SP_E_INVALID_HANDLE);
-    CHECK_RC(sp_set_lease_timeout((const sp_point *)m, 100), SP_E_INVALID_HANDLE);
+    CHECK_RC(sp_set_lease_timeout((sp_point *)m, 100), SP_E_INVALID_HANDLE);
     CHECK(strstr(sp_last_error(), "manager") != NULL);
     REQUIRE_OK(sp_find(m, "http://127.0.0.1:9/", &p));
     CHECK_RC(sp_manager_get_max_service_point_idle_time((const sp_manager *)p, &v), SP_E_INVALID_HANDLE);
