@@ -1012,7 +1012,7 @@ cleanup:
 
 /* 4 threads x 3 requests through one manager with connection limit 2. */
 typedef struct worker {
-    const sp_manager *m;
+    sp_manager *m;
     const char *url;
     int ok;
     uint64_t ids[3];
