@@ -166,6 +166,11 @@ impl Response {
             return Ok(0);
         }
         crate::runtime::ensure_blocking_allowed()?;
+        // The manager was freed: its connections are shut down, and a body read fails the same
+        // way whether or not the rest of the body happened to be buffered already.
+        if self.point_closed() {
+            return Err(self.point_closed_error().sent());
+        }
         let Some(checkout) = self.checkout.as_mut() else {
             return Err(Error::new(
                 ErrorKind::ConnectionClosed,

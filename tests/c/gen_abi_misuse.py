@@ -15,6 +15,8 @@ valid. Misuse by parameter type (TYPE_RULES below):
   out-parameter (T *out_x)    NULL -> SP_E_NULL_POINTER
   const char *                NULL -> SP_E_NULL_POINTER; invalid UTF-8 -> SP_E_INVALID_UTF8
   const uint8_t * / uint8_t * NULL (with a valid length) -> SP_E_NULL_POINTER
+  char * (a text buffer out)  as uint8_t *: NULL with a valid length -> SP_E_NULL_POINTER,
+                              and untouched on failure
   size_t after a buffer       (size_t)-1 and PTRDIFF_MAX + 1 with a valid small buffer
                               -> SP_E_INVALID_ARGUMENT, buffer untouched
   size_t index                (size_t)-1 and PTRDIFF_MAX + 1 -> SP_E_OUT_OF_RANGE
@@ -169,10 +171,10 @@ def classify(func, params, i, kinds, callbacks):
         return "out", pointee
     if t == "const char *":
         return "string", None
-    if t in ("const uint8_t *", "uint8_t *"):
-        return ("in_buffer" if t.startswith("const") else "out_buffer"), None
+    if t in ("const uint8_t *", "uint8_t *", "char *"):
+        return ("in_buffer" if t.startswith("const") else "out_buffer"), t
     if t == "size_t":
-        if i > 0 and params[i - 1][0] in ("const uint8_t *", "uint8_t *"):
+        if i > 0 and params[i - 1][0] in ("const uint8_t *", "uint8_t *", "char *"):
             return "length", params[i - 1][1]
         if name == "index":
             return "index", None
@@ -225,7 +227,7 @@ class Gen:
         if cat == "in_buffer":
             return [f"const uint8_t *{v} = am_guard_buf({VALID_BUFFER_LEN}, 'x');"], v
         if cat == "out_buffer":
-            return [f"uint8_t *{v} = am_guard_buf({VALID_BUFFER_LEN}, 0xA5);"], v
+            return [f"{t}{v} = ({t})am_guard_buf({VALID_BUFFER_LEN}, 0xA5);"], v
         if cat == "length":
             return [f"size_t {v} = {VALID_BUFFER_LEN};"], v
         if cat == "index":
@@ -308,7 +310,7 @@ class Gen:
                         f'am_check_unchanged(&a{i}, &a{i}_before, sizeof a{i}, "{name}");')
                 if cat == "out_buffer":
                     fail_checks.append(
-                        f'am_check_filled(a{i}, {VALID_BUFFER_LEN}, 0xA5, "{name}");')
+                        f'am_check_filled((const uint8_t *)a{i}, {VALID_BUFFER_LEN}, 0xA5, "{name}");')
             lines.append("if (rc != SP_OK) {")
             lines += ["    " + c for c in fail_checks]
             lines.append("}")
