@@ -245,6 +245,8 @@ typedef struct sp_http_request sp_http_request;
  * sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
  * sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
  * sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
+ * observing: sp_manager_set_log_callback, sp_manager_get_log_level,
+ * sp_manager_get_statistics, sp_manager_get_histogram;
  * TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
  * sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
  * sp_manager_has_client_certificate, sp_manager_set_/get_min_tls_version,
@@ -260,7 +262,7 @@ typedef struct sp_manager sp_manager;
  * Functions: sp_find (creates the handle), sp_point_free, sp_get_address,
  * sp_set_/get_lease_timeout, sp_set_/get_connection_limit, sp_set_/get_max_idle_time,
  * sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
- * sp_get_statistics, sp_close_connection_group.
+ * sp_get_statistics, sp_get_histogram, sp_close_connection_group.
  */
 typedef struct sp_point sp_point;
 
@@ -274,7 +276,7 @@ typedef struct sp_point sp_point;
  * sp_response_http_version, sp_response_reason, sp_response_header,
  * sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
  * sp_response_read, sp_response_read_all, sp_response_connection_id,
- * sp_response_connection_reused, sp_response_local_port.
+ * sp_response_connection_reused, sp_response_retried, sp_response_local_port.
  */
 typedef struct sp_response sp_response;
 
@@ -594,6 +596,17 @@ uint64_t sp_histogram_bound_us(size_t index);
 sp_result sp_get_histogram(const struct sp_point *point,
                            int32_t which,
                            struct sp_histogram *out_histogram);
+
+/**
+ * Statistics summed over the manager's service points (the manager-wide figures: open, idle
+ * and busy connections, requests, closes by reason...). Set `struct_size` first, as for
+ * sp_get_statistics().
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_INVALID_ARGUMENT (struct_size too small).
+ */
+sp_result sp_manager_get_statistics(const struct sp_manager *manager,
+                                    struct sp_statistics *out_stats);
 
 /**
  * Reads a histogram summed over the manager's service points (see sp_get_histogram()).
@@ -1052,6 +1065,14 @@ sp_result sp_response_connection_id(const struct sp_response *response, uint64_t
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
 sp_result sp_response_local_port(const struct sp_response *response, int32_t *out_port);
+
+/**
+ * Reads 1 into *out_retried if the request was sent a second time, on a new connection,
+ * after a reused one turned out stale (the server closed it as the request arrived), else 0.
+ *
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_response_retried(const struct sp_response *response, int32_t *out_retried);
 
 /**
  * Reads 1 into *out_reused if the response came on a reused (kept-alive) connection, else 0.

@@ -18,6 +18,8 @@ use std::sync::Arc;
 /// sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
 /// sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
 /// sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
+/// observing: sp_manager_set_log_callback, sp_manager_get_log_level,
+/// sp_manager_get_statistics, sp_manager_get_histogram;
 /// TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
 /// sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
 /// sp_manager_has_client_certificate, sp_manager_set_/get_min_tls_version,

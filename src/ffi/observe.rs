@@ -4,7 +4,7 @@
 use super::boundary::{FfiError, call, guard, out, write};
 use super::handles;
 use super::manager::sp_manager;
-use super::point::sp_point;
+use super::point::{sp_point, sp_statistics, write_statistics};
 use super::result::sp_result;
 use crate::log::{Level, Sink};
 use crate::stats::{BUCKET_BOUNDS_US, BUCKETS, HistogramSnapshot};
@@ -199,6 +199,25 @@ pub extern "C" fn sp_get_histogram(
             stats.connection_lifetime.snapshot(),
         )?;
         write_histogram(dst, &h)
+    })
+}
+
+/// Statistics summed over the manager's service points (the manager-wide figures: open, idle
+/// and busy connections, requests, closes by reason...). Set `struct_size` first, as for
+/// sp_get_statistics().
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+/// SP_E_INVALID_ARGUMENT (struct_size too small).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_statistics(
+    manager: *const sp_manager,
+    out_stats: *mut sp_statistics,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_stats, "out_stats")?;
+        let m = handles::manager(manager)?;
+        let (total, _, _) = m.statistics();
+        write_statistics(dst, &total)
     })
 }
 

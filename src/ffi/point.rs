@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// Functions: sp_find (creates the handle), sp_point_free, sp_get_address,
 /// sp_set_/get_lease_timeout, sp_set_/get_connection_limit, sp_set_/get_max_idle_time,
 /// sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
-/// sp_get_statistics, sp_close_connection_group.
+/// sp_get_statistics, sp_get_histogram, sp_close_connection_group.
 pub struct sp_point {
     _opaque: [u8; 0],
 }
@@ -250,51 +250,59 @@ pub extern "C" fn sp_get_statistics(
 ) -> sp_result {
     call(|| {
         let dst = try_out!(out_stats);
-        // SAFETY: dst is non-null and, per the contract, points to at least struct_size bytes.
-        let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
-        if size < std::mem::size_of::<u32>() {
-            return Err(FfiError::new(
-                sp_result::SP_E_INVALID_ARGUMENT,
-                "out_stats->struct_size is too small",
-            ));
-        }
         let s = sp_point::with(point, |e| Ok(e.point.statistics()))?;
-        let n = size.min(std::mem::size_of::<sp_statistics>());
-        // Every field is set and the struct has no padding, so all n bytes copied are defined.
-        let full = sp_statistics {
-            struct_size: n as u32,
-            reserved: 0,
-            open: s.open,
-            idle: s.idle,
-            busy: s.busy,
-            waiting: s.waiting,
-            connections_opened: s.connections_opened,
-            requests: s.requests,
-            reuses: s.reuses,
-            retries: s.retries,
-            closed_lease: s.closed_lease,
-            closed_idle: s.closed_idle,
-            closed_keep_alive_off: s.closed_keep_alive_off,
-            closed_server: s.closed_server,
-            closed_stale: s.closed_stale,
-            closed_error: s.closed_error,
-            closed_max_requests: s.closed_max_requests,
-            closed_group: s.closed_group,
-            closed_abandoned: s.closed_abandoned,
-            tls_full_handshakes: s.tls_full_handshakes,
-            tls_resumed_handshakes: s.tls_resumed_handshakes,
-            closed_in_flight: s.closed_in_flight,
-        };
-        // SAFETY: copies n <= struct_size bytes into the caller's struct.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (&full as *const sp_statistics).cast::<u8>(),
-                dst.cast::<u8>(),
-                n,
-            )
-        };
-        Ok(())
+        write_statistics(dst, &s)
     })
+}
+
+/// Copies a snapshot into a caller's `sp_statistics` of `struct_size` bytes (no more).
+pub(crate) fn write_statistics(
+    dst: *mut sp_statistics,
+    s: &crate::stats::Snapshot,
+) -> Result<(), FfiError> {
+    // SAFETY: dst is non-null and, per the contract, points to at least struct_size bytes.
+    let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
+    if size < std::mem::size_of::<u32>() {
+        return Err(FfiError::new(
+            sp_result::SP_E_INVALID_ARGUMENT,
+            "out_stats->struct_size is too small",
+        ));
+    }
+    let n = size.min(std::mem::size_of::<sp_statistics>());
+    // Every field is set and the struct has no padding, so all n bytes copied are defined.
+    let full = sp_statistics {
+        struct_size: n as u32,
+        reserved: 0,
+        open: s.open,
+        idle: s.idle,
+        busy: s.busy,
+        waiting: s.waiting,
+        connections_opened: s.connections_opened,
+        requests: s.requests,
+        reuses: s.reuses,
+        retries: s.retries,
+        closed_lease: s.closed_lease,
+        closed_idle: s.closed_idle,
+        closed_keep_alive_off: s.closed_keep_alive_off,
+        closed_server: s.closed_server,
+        closed_stale: s.closed_stale,
+        closed_error: s.closed_error,
+        closed_max_requests: s.closed_max_requests,
+        closed_group: s.closed_group,
+        closed_abandoned: s.closed_abandoned,
+        tls_full_handshakes: s.tls_full_handshakes,
+        tls_resumed_handshakes: s.tls_resumed_handshakes,
+        closed_in_flight: s.closed_in_flight,
+    };
+    // SAFETY: copies n <= struct_size bytes into the caller's struct.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&full as *const sp_statistics).cast::<u8>(),
+            dst.cast::<u8>(),
+            n,
+        )
+    };
+    Ok(())
 }
 
 /// CloseConnectionGroup: closes the named group's idle connections now and its busy ones when

@@ -16,7 +16,7 @@ use std::ffi::{CString, c_char};
 /// sp_response_http_version, sp_response_reason, sp_response_header,
 /// sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
 /// sp_response_read, sp_response_read_all, sp_response_connection_id,
-/// sp_response_connection_reused, sp_response_local_port.
+/// sp_response_connection_reused, sp_response_retried, sp_response_local_port.
 pub struct sp_response {
     _opaque: [u8; 0],
 }
@@ -336,6 +336,22 @@ pub extern "C" fn sp_response_local_port(
     call(|| {
         get(response, try_out!(out_port), |e| {
             e.response.local_port as i32
+        })
+    })
+}
+
+/// Reads 1 into *out_retried if the request was sent a second time, on a new connection,
+/// after a reused one turned out stale (the server closed it as the request arrived), else 0.
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_retried(
+    response: *const sp_response,
+    out_retried: *mut i32,
+) -> sp_result {
+    call(|| {
+        get(response, try_out!(out_retried), |e| {
+            e.response.retried as i32
         })
     })
 }

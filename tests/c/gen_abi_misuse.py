@@ -49,8 +49,10 @@ HANDLE_KINDS = {
 # Out-parameter pointee types (after `T *out_x`) the generator can pre-fill and compare.
 OUT_TYPES = {
     "int32_t", "uint32_t", "int64_t", "uint64_t", "size_t",
-    "const char *", "const uint8_t *", "struct sp_statistics",
+    "const char *", "const uint8_t *", "struct sp_statistics", "struct sp_histogram",
 }
+# Out structs whose first field is the struct_size the caller sets.
+SIZED_STRUCTS = {"struct sp_statistics", "struct sp_histogram"}
 
 # Valid values of string parameters, by name; others get "x".
 VALID_STRINGS = {
@@ -82,6 +84,8 @@ VALID_INT32 = {
     "on": "1",
     "version": "SP_TLS_1_2",
     "code": "SP_E_INVALID_ARGUMENT",
+    "level": "SP_LOG_INFO",
+    "which": "SP_METRIC_QUEUE_WAIT",
 }
 INT32_EXTREMES = [("INT32_MIN", "INT32_MIN"), ("INT32_MAX", "INT32_MAX"), ("-2", "-2")]
 
@@ -100,9 +104,11 @@ EXCEPTIONS = {
     ("sp_manager_set_certificate_validator", "validator"): {"NULL": "SP_OK"},
     # "SP_E_INVALID_UTF8 (name)": header values may be any bytes but CR/LF (obs-text).
     ("sp_http_request_add_header", "value"): {"utf8": "SP_OK"},
+    # "a NULL callback turns logging off"
+    ("sp_manager_set_log_callback", "callback"): {"NULL": "SP_OK"},
 }
 
-RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t"}
+RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t", "uint64_t"}
 
 
 class GenError(Exception):
@@ -216,7 +222,7 @@ class Gen:
             pointee = norm_type(t[:-1])
             decl = f"{pointee} {v}" if not pointee.endswith("*") else f"{pointee}{v}"
             lines = [f"{decl};", f"memset(&{v}, 0xA5, sizeof {v});"]
-            if pointee == "struct sp_statistics":
+            if pointee in SIZED_STRUCTS:
                 lines.append(f"{v}.struct_size = (uint32_t)sizeof {v};")
             lines.append(f"{decl}_before;")
             lines.append(f"memcpy(&{v}_before, &{v}, sizeof {v});")

@@ -100,6 +100,22 @@ int main(void) {
     small.struct_size = 4;
     CHECK(sp_get_histogram(p, SP_METRIC_QUEUE_WAIT, &small) == SP_E_INVALID_ARGUMENT, "small");
 
+    sp_statistics st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK(sp_manager_get_statistics(m, &st) == SP_OK && st.requests == 4 && st.closed_server == 1,
+          "manager-wide statistics: %llu requests", (unsigned long long)st.requests);
+
+    sp_http_request *req = NULL;
+    sp_response *resp = NULL;
+    int32_t retried = -1;
+    sp_http_request_new("GET", hello, &req);
+    CHECK(sp_request(m, req, &resp) == SP_OK && sp_response_retried(resp, &retried) == SP_OK &&
+              retried == 0,
+          "not retried");
+    sp_response_free(resp);
+    sp_http_request_free(req);
+
     sp_point_free(p);
     sp_manager_free(m);
     lb_stop(srv);
