@@ -5,116 +5,11 @@ mod support;
 
 use servicepoint::{Body, BodySource, ErrorKind, Manager, Request};
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::Shutdown;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::script::{Peer, ScriptServer};
 use support::{Reply, TestServer};
-
-/// A loopback server that runs `script` on each accepted connection (one thread each) and
-/// counts connections. Stops accepting on drop.
-struct RawServer {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RawServer {
-    fn start(script: impl Fn(usize, TcpStream) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let script = Arc::new(script);
-        let thread = {
-            let (accepted, stop) = (accepted.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((s, _)) => {
-                            s.set_nonblocking(false).unwrap();
-                            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                            let n = accepted.fetch_add(1, Ordering::SeqCst);
-                            let script = script.clone();
-                            std::thread::spawn(move || script(n, s));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                    }
-                }
-            })
-        };
-        RawServer {
-            port,
-            accepted,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Reads until the end of a request head; returns it.
-fn read_head(s: &mut TcpStream) -> Vec<u8> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    head
-}
-
-/// Reads a whole request with a Content-Length body (or none).
-fn read_request(s: &mut TcpStream) -> Vec<u8> {
-    let head = read_head(s);
-    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let len = text
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    let _ = s.read_exact(&mut body);
-    head
-}
-
-fn reset(s: TcpStream) {
-    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-    drop(s);
-}
-
-fn ok_then_serve(mut s: TcpStream, body: &str) {
-    while !read_request(&mut s).is_empty() {
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if s.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
 
 fn body_of(m: &Manager, req: &Request) -> servicepoint::Result<(u16, Vec<u8>)> {
     let mut resp = m.send(req)?;
@@ -125,23 +20,24 @@ fn body_of(m: &Manager, req: &Request) -> servicepoint::Result<(u16, Vec<u8>)> {
 
 const BIG: usize = 8 << 20;
 
-/// The server answers 413 after the head, half-closes, and resets with the body unread.
-fn early_413(n: usize, mut s: TcpStream) {
-    if n > 0 {
-        return ok_then_serve(s, "next");
+/// The server answers 413 after the head, half-closes, and resets with the body unread; later
+/// connections answer "next".
+fn early_413(p: &mut Peer) {
+    if p.index > 0 {
+        return p.serve_with(|_| b"next".to_vec());
     }
-    read_head(&mut s);
-    let _ = s.write_all(
+    p.read_head();
+    p.write(
         b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big",
     );
-    let _ = s.shutdown(Shutdown::Write);
-    std::thread::sleep(Duration::from_millis(100));
-    reset(s);
+    p.fin();
+    p.pause(Duration::from_millis(100));
+    p.rst();
 }
 
 #[test]
 fn an_early_final_response_is_delivered_and_the_connection_closed() {
-    let server = RawServer::start(early_413);
+    let server = ScriptServer::each(early_413);
     let m = Manager::new();
     let mut post = Request::new("POST", &server.url("/upload")).unwrap();
     post.body = Body::Bytes(vec![b'x'; BIG]);
@@ -151,7 +47,7 @@ fn an_early_final_response_is_delivered_and_the_connection_closed() {
     let get = Request::new("GET", &server.url("/next")).unwrap();
     assert_eq!(body_of(&m, &get).unwrap().1, b"next");
     assert_eq!(
-        server.accepted(),
+        server.connections(),
         2,
         "the answered connection was not reused"
     );
@@ -173,7 +69,7 @@ impl BodySource for Endless {
 
 #[test]
 fn an_early_final_response_to_a_streamed_body_is_delivered() {
-    let server = RawServer::start(early_413);
+    let server = ScriptServer::each(early_413);
     let m = Manager::new();
     let mut post = Request::new("POST", &server.url("/upload")).unwrap();
     post.body = Body::stream(Box::new(Endless(BIG)));
@@ -185,9 +81,9 @@ fn an_early_final_response_to_a_streamed_body_is_delivered() {
 #[test]
 fn a_failure_after_the_head_was_written_says_the_request_may_have_arrived() {
     // The server reads the head, then resets: the body write fails.
-    let server = RawServer::start(|_, mut s| {
-        read_head(&mut s);
-        reset(s);
+    let server = ScriptServer::each(|p| {
+        p.read_head();
+        p.rst();
     });
     let m = Manager::new();
     let mut post = Request::new("POST", &server.url("/pay")).unwrap();
@@ -198,7 +94,7 @@ fn a_failure_after_the_head_was_written_says_the_request_may_have_arrived() {
     };
     assert_eq!(err.kind, ErrorKind::ConnectionReset, "{err}");
     assert!(err.may_have_reached_server, "{err}");
-    assert_eq!(server.accepted(), 1, "a POST is never resent");
+    assert_eq!(server.connections(), 1, "a POST is never resent");
 }
 
 #[test]
@@ -234,28 +130,17 @@ fn huge_keep_alive_timeouts_neither_panic_nor_wedge_the_pool() {
 
 #[test]
 fn the_request_timeout_holds_whatever_the_server_streams() {
-    // Endless 100 Continue heads, then a trickle of a final head one byte at a time.
-    let continues = RawServer::start(|_, mut s| {
-        read_head(&mut s);
-        let end = Instant::now() + Duration::from_secs(4);
-        while Instant::now() < end {
-            if s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-                return;
-            }
-        }
+    // Endless 100 Continue heads (for 4 s), then a trickle of a final head one byte at a time
+    // (10 ms apart, 4 s of it).
+    let continues = ScriptServer::each(|p| {
+        p.read_head();
+        p.flood(b"HTTP/1.1 100 Continue\r\n\r\n", Duration::from_secs(4));
     });
-    let trickle = RawServer::start(|_, mut s| {
-        read_head(&mut s);
-        let end = Instant::now() + Duration::from_secs(4);
-        let head = b"HTTP/1.1 200 OK\r\nX-Slow: "
-            .iter()
-            .chain(std::iter::repeat(&b'a'));
-        for &b in head {
-            if Instant::now() > end || s.write_all(&[b]).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    let trickle = ScriptServer::each(|p| {
+        p.read_head();
+        let mut head = b"HTTP/1.1 200 OK\r\nX-Slow: ".to_vec();
+        head.resize(400, b'a');
+        p.trickle(&head, Duration::from_millis(10));
     });
     let m = Manager::new();
     for server in [&continues, &trickle] {
@@ -396,30 +281,25 @@ fn a_retry_after_a_stale_connection_uses_a_new_connection() {
 
 #[test]
 fn lenient_framing_is_refused_or_not_reused() {
-    let server = RawServer::start(|_, mut s| {
-        let head = read_request(&mut s);
-        let path = String::from_utf8_lossy(&head)
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
+    let server = ScriptServer::each(|p| {
+        let path = p.read_request().map(|r| r.path).unwrap_or_default();
         let reply: &[u8] = match path.as_str() {
             "/plus" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
             "/http10te" => b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             "/ka-sign" => b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=+5, max=-1\r\nContent-Length: 2\r\n\r\nok",
             _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         };
-        let _ = s.write_all(reply);
-        ok_then_serve(s, "ok");
+        p.write(reply);
+        p.serve_with(|_| b"ok".to_vec());
     });
     let m = Manager::new();
     let get = |p: &str| body_of(&m, &Request::new("GET", &server.url(p)).unwrap());
     assert_eq!(get("/plus").unwrap_err().kind, ErrorKind::Protocol);
     assert_eq!(get("/http10te").unwrap().1, b"hello");
-    let before = server.accepted();
+    let before = server.connections();
     assert_eq!(get("/next").unwrap().1, b"ok");
     assert_eq!(
-        server.accepted(),
+        server.connections(),
         before + 1,
         "HTTP/1.0 with Transfer-Encoding is not reused"
     );
@@ -461,7 +341,8 @@ fn tls_sigpipe_child() {
     let ca = support::pki::Ca::new("sigpipe CA");
     let config = support::pki::server_config(&ca.leaf(&["localhost"], false), None);
     // TLS server: handshake, read the head, answer 413, FIN, then RST with the upload unread.
-    let server = RawServer::start(move |_, s| {
+    let server = ScriptServer::each(move |p| {
+        let Some(s) = p.take_stream() else { return };
         let conn = rustls::ServerConnection::new(config.clone()).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, s);
         let mut head = Vec::new();
@@ -478,7 +359,7 @@ fn tls_sigpipe_child() {
         let _ = tls.flush();
         let _ = tls.sock.shutdown(Shutdown::Write);
         std::thread::sleep(Duration::from_millis(50));
-        reset(tls.sock);
+        support::script::set_linger_zero(&tls.sock); // dropping tls resets
     });
     let m = Manager::new();
     m.tls().add_ca_pem(ca.pem().as_bytes()).unwrap();

@@ -2,6 +2,8 @@
 //! script the test queued (a closure over a [`Peer`]: the raw socket plus helpers to read a
 //! request head, write bytes, pause, half-close, reset); once the scripts are used up, a
 //! connection gets a well-behaved keep-alive server that answers `good <path>`.
+//! [`ScriptServer::each`] runs one closure on every connection instead (a "raw" server: the
+//! closure may also take the socket itself with [`Peer::take_stream`]).
 //!
 //! It records what it saw (connections accepted, every request head, body bytes received) so
 //! tests can check the client's side effects. Loopback only; every wait is bounded (socket
@@ -25,6 +27,9 @@ pub const HOLD_MAX: Duration = Duration::from_secs(10);
 
 /// What a connection does; runs on its own thread.
 pub type Script = Box<dyn FnOnce(&mut Peer) + Send>;
+
+/// What every connection does, for [`ScriptServer::each`].
+pub type EachScript = Arc<dyn Fn(&mut Peer) + Send + Sync>;
 
 /// Wraps a closure as a [`Script`].
 pub fn script(f: impl FnOnce(&mut Peer) + Send + 'static) -> Script {
@@ -73,6 +78,8 @@ struct Shared {
     stop: AtomicBool,
     observed: Mutex<Observed>,
     scripts: Mutex<VecDeque<Script>>,
+    /// What a connection runs once `scripts` is empty; None: the well-behaved server.
+    fallback: Option<EachScript>,
 }
 
 impl Shared {
@@ -96,6 +103,16 @@ impl ScriptServer {
     /// Starts a server whose first connections run `scripts` in order; later connections get
     /// the well-behaved server.
     pub fn start(scripts: Vec<Script>) -> Self {
+        Self::start_with(scripts, None)
+    }
+
+    /// Starts a server that runs `each` on every connection it accepts (each on its own
+    /// thread; [`Peer::index`] says which connection it is).
+    pub fn each(each: impl Fn(&mut Peer) + Send + Sync + 'static) -> Self {
+        Self::start_with(Vec::new(), Some(Arc::new(each)))
+    }
+
+    fn start_with(scripts: Vec<Script>, fallback: Option<EachScript>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener
             .set_nonblocking(true)
@@ -105,6 +122,7 @@ impl ScriptServer {
             stop: AtomicBool::new(false),
             observed: Mutex::new(Observed::default()),
             scripts: Mutex::new(scripts.into()),
+            fallback,
         });
         let workers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
@@ -127,9 +145,10 @@ impl ScriptServer {
                             let shared = shared.clone();
                             let h = std::thread::spawn(move || {
                                 let mut peer = Peer::new(stream, index, shared.clone());
-                                match next {
-                                    Some(s) => s(&mut peer),
-                                    None => peer.serve_good(),
+                                match (next, shared.fallback.clone()) {
+                                    (Some(s), _) => s(&mut peer),
+                                    (None, Some(each)) => each(&mut peer),
+                                    (None, None) => peer.serve_good(),
                                 }
                                 drop(peer);
                                 shared.lock().finished += 1;
@@ -450,6 +469,17 @@ impl Peer {
         self.stream.take();
     }
 
+    /// Takes the socket for a script that talks on it directly (TLS, say); the peer's
+    /// helpers then do nothing. Bytes the peer had already read and not consumed are lost (none
+    /// before the first read). The socket blocks again, each read at most [`READ_WAIT`] and
+    /// each write at most [`HOLD_MAX`]; a script using it should still end on its own.
+    pub fn take_stream(&mut self) -> Option<TcpStream> {
+        let s = self.stream.take()?;
+        let _ = s.set_read_timeout(Some(READ_WAIT));
+        let _ = s.set_write_timeout(Some(HOLD_MAX));
+        Some(s)
+    }
+
     /// Keeps the socket open without reading, for at most `limit`.
     pub fn hold_unread(&self, limit: Duration) {
         self.pause(limit);
@@ -469,11 +499,15 @@ impl Peer {
 
     /// Answers one request the well-behaved way: 200, Content-Length, `good <path>`.
     pub fn answer_good(&mut self, req: &SeenRequest) -> bool {
-        let body = good_body(&req.path);
+        self.answer(req, &good_body(&req.path))
+    }
+
+    /// Answers one request with 200 and `body` (with Content-Length; no body to a HEAD).
+    pub fn answer(&mut self, req: &SeenRequest, body: &[u8]) -> bool {
         let mut out =
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         if req.method != "HEAD" {
-            out.extend_from_slice(&body);
+            out.extend_from_slice(body);
         }
         self.write(&out)
     }
@@ -481,8 +515,14 @@ impl Peer {
     /// Serves requests the well-behaved way until the client closes, a wait runs out or the
     /// server stops.
     pub fn serve_good(&mut self) {
+        self.serve_with(|req| good_body(&req.path));
+    }
+
+    /// Serves requests the well-behaved way as [`Peer::serve_good`] does, with `body(request)`
+    /// as each response's body.
+    pub fn serve_with(&mut self, body: impl Fn(&SeenRequest) -> Vec<u8>) {
         while let Some(req) = self.read_request() {
-            if !self.answer_good(&req) {
+            if !self.answer(&req, &body(&req)) {
                 return;
             }
             if req
@@ -497,7 +537,8 @@ impl Peer {
     }
 }
 
-fn set_linger_zero(stream: &TcpStream) {
+/// Makes closing `stream` send RST (SO_LINGER 0), for a script that took the socket.
+pub fn set_linger_zero(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
     let linger = libc::linger {
         l_onoff: 1,
