@@ -1,5 +1,5 @@
 //! One request on a service point: take a connection from its group's pool, decide the
-//! `Connection` header (keep-alive, checkout, request caps), send, read the head, and retry once
+//! `Connection` header (keep-alive, lease timeout, request caps), send, read the head, and retry once
 //! on a fresh connection when a reused one turns out stale before any response byte.
 
 use crate::connection::{self, CloseReason, Connection, Sent};

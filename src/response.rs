@@ -1,4 +1,4 @@
-//! A response: its head, its streamed body, and the checkout on the connection it arrived on.
+//! A response: its head, its streamed body, and the Checkout of the connection it arrived on.
 //! The connection goes back to the pool the moment the body has been read to the end; a
 //! response dropped earlier drains a small remainder (so the connection stays usable) or
 //! closes the connection.
