@@ -63,8 +63,9 @@ pub fn send(
                         ),
                     ),
                 })?;
-        point.stats.queued(queued_at.elapsed(), limit);
+        // The Checkout first: from here on, any early return (or a panic) hands the slot back.
         let mut checkout = Checkout::new(Arc::clone(point), Arc::clone(&pool), ticket);
+        point.stats.queued(queued_at.elapsed(), limit);
         // A retry never reuses: `open_or_reuse` opens a new connection for it.
         let reused = matches!(grant, Grant::Idle(_)) && !retried;
         let attempt = open_or_reuse(point, &mut checkout, grant, retried, deadline)

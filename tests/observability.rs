@@ -192,3 +192,41 @@ fn metrics_count_queue_waits_and_connection_lifetimes_per_point_and_manager() {
     );
     assert_eq!((queue.count, lifetime.count), (5, 3));
 }
+
+struct Panics;
+
+impl Sink for Panics {
+    fn log(&self, _: Level, message: &str) {
+        panic!("a buggy log sink: {message}");
+    }
+}
+
+#[test]
+fn a_panic_in_the_middle_of_a_request_leaks_no_slot() {
+    let server = TestServer::start(|_| Reply::ok("fine"));
+    let m = Manager::new();
+    let point = m.find(&server.url("/")).unwrap();
+    point.set_connection_limit(1).unwrap();
+    fetch(&m, &server.url("/warm"));
+    // Every connection event now panics: at the reuse, at the queue-wait record...
+    m.log().set(Some((Level::Debug, Arc::new(Panics))));
+    for _ in 0..3 {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fetch(&m, &server.url("/boom"));
+        }));
+        assert!(outcome.is_err(), "the sink panicked");
+    }
+    m.log().set(None);
+    let s = point.statistics();
+    assert_eq!((s.busy, s.waiting), (0, 0), "{s:?}");
+    // With limit 1, a leaked slot would make this wait forever (its timeout is short).
+    let mut req = Request::new("GET", &server.url("/after")).unwrap();
+    req.timeout = Some(Duration::from_secs(2));
+    let mut resp = m.send(&req).unwrap();
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body).unwrap();
+    assert_eq!(body, b"fine");
+    assert!(point.current_connections() <= 1);
+    // The connections the panics closed are gone at the server too (it notices within ~20 ms).
+    assert!(server.wait_until(Duration::from_secs(2), |s| s.open_now() <= 1));
+}
