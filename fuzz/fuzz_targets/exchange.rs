@@ -24,6 +24,7 @@ fn closed_total(s: &Snapshot) -> u64 {
         + s.closed_keep_alive_off
         + s.closed_server
         + s.closed_stale
+        + s.closed_in_flight
         + s.closed_error
         + s.closed_max_requests
         + s.closed_group
