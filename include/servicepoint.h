@@ -1082,6 +1082,167 @@ sp_result sp_response_retried(const struct sp_response *response, int32_t *out_r
 sp_result sp_response_connection_reused(const struct sp_response *response, int32_t *out_reused);
 
 /**
+ * Sets ReceiveBufferSize: SO_RCVBUF in bytes for the service point's new connections, -1 for
+ * the system's default (the default). Connections already open keep theirs.
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (below -1).
+ */
+sp_result sp_set_receive_buffer_size(struct sp_point *point, int32_t bytes);
+
+/**
+ * Reads ReceiveBufferSize (bytes, -1 for the system's default) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_receive_buffer_size(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Sets SO_SNDBUF in bytes for the service point's new connections, -1 for the system's
+ * default (the default).
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (below -1).
+ */
+sp_result sp_set_send_buffer_size(struct sp_point *point, int32_t bytes);
+
+/**
+ * Reads the send buffer size (bytes, -1 for the system's default) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_send_buffer_size(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Sets UseNagleAlgorithm for the service point's new connections: 0 (the default, as modern
+ * .NET: TCP_NODELAY, a request goes out at once) or 1.
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (not 0 or 1).
+ */
+sp_result sp_set_use_nagle_algorithm(struct sp_point *point, int32_t on);
+
+/**
+ * Reads UseNagleAlgorithm (0 or 1) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_use_nagle_algorithm(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * SetTcpKeepAlive: TCP keep-alive probes on the service point's new connections (enabled 1:
+ * SO_KEEPALIVE, first probe after `time_ms` idle, then every `interval_ms`; enabled 0: off,
+ * the times are ignored). Off by default.
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (enabled not 0 or 1, or
+ * a time not > 0 when enabled, as .NET; nothing changed).
+ */
+sp_result sp_set_tcp_keep_alive(struct sp_point *point,
+                                int32_t enabled,
+                                int32_t time_ms,
+                                int32_t interval_ms);
+
+/**
+ * Reads the TCP keep-alive setting: *out_enabled 0 or 1, and the times in ms (0 when off).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_tcp_keep_alive(const struct sp_point *point,
+                                int32_t *out_enabled,
+                                int32_t *out_time_ms,
+                                int32_t *out_interval_ms);
+
+/**
+ * The local address new connections bind before connecting (.NET's BindIPEndPointDelegate
+ * with a fixed answer): "IP", "IP:port" or "[IPv6]:port" (port 0 or none: any port). NULL or
+ * "" lets the system choose (the default). A connection to an address of the other family
+ * fails with SP_E_CONNECT.
+ *
+ * Ownership: copied. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_INVALID_UTF8, SP_E_INVALID_ARGUMENT
+ * (not an address).
+ */
+sp_result sp_set_local_address(struct sp_point *point, const char *address);
+
+/**
+ * Copies the local address new connections bind ("IP:port"; "" when the system chooses) into
+ * `buf`, snprintf-style as sp_http_request_get_url().
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX), SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_local_address(const struct sp_point *point,
+                               char *buf,
+                               size_t cap,
+                               size_t *out_len);
+
+/**
+ * Sets how long connecting (all of the host's addresses, and the TLS handshake) may take, in
+ * ms, for the service point's new connections; -1 (the default): only the request timeout
+ * bounds it. A connect that takes longer fails with SP_E_CONNECT_TIMEOUT.
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (0 or below -1).
+ */
+sp_result sp_set_connect_timeout(struct sp_point *point, int32_t ms);
+
+/**
+ * Reads the connect timeout (ms, -1 for the request timeout only) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_connect_timeout(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Sets ServicePointManager.UseNagleAlgorithm: the value service points created from now on
+ * take (0, the default, or 1).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
+ */
+sp_result sp_manager_set_use_nagle_algorithm(struct sp_manager *manager, int32_t on);
+
+/**
+ * Reads the manager's UseNagleAlgorithm default (0 or 1) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_use_nagle_algorithm(const struct sp_manager *manager, int32_t *out_value);
+
+/**
+ * ServicePointManager.SetTcpKeepAlive: the TCP keep-alive setting service points created
+ * from now on take (see sp_set_tcp_keep_alive()).
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (as sp_set_tcp_keep_alive()).
+ */
+sp_result sp_manager_set_tcp_keep_alive(struct sp_manager *manager,
+                                        int32_t enabled,
+                                        int32_t time_ms,
+                                        int32_t interval_ms);
+
+/**
+ * Reads the manager's TCP keep-alive default (see sp_get_tcp_keep_alive()).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_tcp_keep_alive(const struct sp_manager *manager,
+                                        int32_t *out_enabled,
+                                        int32_t *out_time_ms,
+                                        int32_t *out_interval_ms);
+
+/**
+ * Reads the socket descriptor of the response's connection into *out_fd, for inspection only
+ * (getsockopt, getsockname): do not read, write, close or change it. Available while the
+ * response holds its connection (its body not read to the end).
+ *
+ * Thread safety: see sp_response.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_NOT_FOUND (the connection was released).
+ */
+sp_result sp_response_socket(const struct sp_response *response, int32_t *out_fd);
+
+/**
  * Trusts the CA certificates in a PEM buffer (one or more "BEGIN CERTIFICATE" blocks) for
  * https service points of this manager, besides the system's trust store. Applies to
  * connections opened from now on.

@@ -155,10 +155,11 @@ fn open_or_reuse(
             let addrs = point.resolve()?;
             let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
             let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
-            let conn = connection::connect(
+            let conn = connection::connect_with(
                 &point.origin,
                 &addrs,
                 tls,
+                &point.socket_options(),
                 deadline,
                 ticket.generation,
                 &mut track,

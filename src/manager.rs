@@ -1,6 +1,7 @@
 //! The manager: one service point per origin, the defaults new service points take, the
 //! max-service-points rule, and the reaper task that keeps the table and pools tidy.
 
+use crate::connection::TcpKeepAlive;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange;
 use crate::fork::{self, Lock, LockGuard};
@@ -40,6 +41,8 @@ struct Inner {
     max_service_points: AtomicI32,
     max_point_idle_ms: AtomicI32,
     keep_alive_default: AtomicBool,
+    nagle_default: AtomicBool,
+    tcp_keep_alive_default: Lock<Option<TcpKeepAlive>>,
     dns_refresh_ms: Arc<AtomicI32>,
     reaper: Arc<Reaper>,
     tls: Arc<Tls>,
@@ -68,6 +71,8 @@ impl Manager {
             max_service_points: AtomicI32::new(0),
             max_point_idle_ms: AtomicI32::new(DEFAULT_MAX_IDLE_MS),
             keep_alive_default: AtomicBool::new(true),
+            nagle_default: AtomicBool::new(false),
+            tcp_keep_alive_default: Lock::new(None),
             dns_refresh_ms: Arc::new(AtomicI32::new(DEFAULT_DNS_REFRESH_MS)),
             reaper: Arc::new(Reaper::default()),
             tls: Arc::new(Tls::default()),
@@ -133,6 +138,8 @@ impl Manager {
         let defaults = PointDefaults {
             connection_limit: self.default_connection_limit(),
             max_idle_ms: self.max_point_idle_ms(),
+            nagle: self.inner.nagle_default.load(Relaxed),
+            tcp_keep_alive: *self.inner.tcp_keep_alive_default.lock(),
         };
         let point = Arc::new(ServicePoint::new(
             origin.clone(),
@@ -216,6 +223,28 @@ impl Manager {
     /// Keep-alive for requests that do not say (seed 004's `KeepAliveDefaultValue`).
     pub fn set_keep_alive_default(&self, on: bool) {
         self.inner.keep_alive_default.store(on, Relaxed);
+    }
+
+    /// UseNagleAlgorithm for service points created from now on (off by default, as modern
+    /// .NET: TCP_NODELAY).
+    pub fn set_use_nagle_algorithm(&self, on: bool) {
+        self.inner.nagle_default.store(on, Relaxed);
+    }
+
+    pub fn use_nagle_algorithm(&self) -> bool {
+        self.inner.nagle_default.load(Relaxed)
+    }
+
+    /// SetTcpKeepAlive for service points created from now on (times in ms, > 0 when enabled).
+    pub fn set_tcp_keep_alive(&self, enabled: bool, time_ms: i32, interval_ms: i32) -> Result<()> {
+        *self.inner.tcp_keep_alive_default.lock() =
+            crate::point::tcp_keep_alive(enabled, time_ms, interval_ms)?;
+        Ok(())
+    }
+
+    /// (enabled, time ms, interval ms) new service points take.
+    pub fn tcp_keep_alive(&self) -> (bool, i32, i32) {
+        crate::point::keep_alive_parts(*self.inner.tcp_keep_alive_default.lock())
     }
 
     /// Where the manager's log messages go (off by default).

@@ -1,6 +1,7 @@
 //! One service point: an origin's settings, its connection groups and its statistics.
 
 use crate::connection::CloseReason;
+use crate::connection::{SocketOptions, TcpKeepAlive};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
 use crate::log::Log;
@@ -21,6 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct PointDefaults {
     pub connection_limit: i32,
     pub max_idle_ms: i32,
+    /// The manager's UseNagleAlgorithm and SetTcpKeepAlive.
+    pub nagle: bool,
+    pub tcp_keep_alive: Option<TcpKeepAlive>,
 }
 
 pub struct ServicePoint {
@@ -30,6 +34,8 @@ pub struct ServicePoint {
     lease_timeout_ms: AtomicI32,
     max_idle_ms: AtomicI32,
     max_requests_per_connection: AtomicI32,
+    /// Socket settings for new connections (read once per connect).
+    socket_options: Lock<SocketOptions>,
     default_group: Arc<Pool>,
     groups: Lock<HashMap<String, Arc<Pool>>>,
     pub stats: Arc<Stats>,
@@ -59,6 +65,47 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn buffer_size(bytes: i32, what: &str) -> Result<Option<u32>> {
+    match bytes {
+        -1 => Ok(None),
+        n if n >= 0 => Ok(Some(n as u32)),
+        n => Err(out_of_range(what, n, "must be >= -1")),
+    }
+}
+
+/// Validates SetTcpKeepAlive's arguments as .NET does (time and interval > 0 when enabled).
+pub fn tcp_keep_alive(
+    enabled: bool,
+    time_ms: i32,
+    interval_ms: i32,
+) -> Result<Option<TcpKeepAlive>> {
+    if !enabled {
+        return Ok(None);
+    }
+    if time_ms <= 0 || interval_ms <= 0 {
+        return Err(Error::new(
+            ErrorKind::OutOfRange,
+            format!("TCP keep-alive time {time_ms} ms and interval {interval_ms} ms must be > 0"),
+        ));
+    }
+    Ok(Some(TcpKeepAlive {
+        time: Duration::from_millis(time_ms as u64),
+        interval: Duration::from_millis(interval_ms as u64),
+    }))
+}
+
+/// (enabled, time ms, interval ms) of a keep-alive setting.
+pub fn keep_alive_parts(k: Option<TcpKeepAlive>) -> (bool, i32, i32) {
+    match k {
+        None => (false, 0, 0),
+        Some(k) => (
+            true,
+            k.time.as_millis().min(i32::MAX as u128) as i32,
+            k.interval.as_millis().min(i32::MAX as u128) as i32,
+        ),
+    }
+}
+
 fn out_of_range(what: &str, value: i32, rule: &str) -> Error {
     Error::new(
         ErrorKind::OutOfRange,
@@ -83,6 +130,11 @@ impl ServicePoint {
             lease_timeout_ms: AtomicI32::new(-1),
             max_idle_ms: AtomicI32::new(defaults.max_idle_ms),
             max_requests_per_connection: AtomicI32::new(0),
+            socket_options: Lock::new(SocketOptions {
+                nagle: defaults.nagle,
+                keep_alive: defaults.tcp_keep_alive,
+                ..SocketOptions::default()
+            }),
             default_group: Arc::new(Pool::new(Arc::clone(&stats), Arc::clone(&reaper))),
             groups: Lock::new(HashMap::new()),
             stats,
@@ -159,6 +211,87 @@ impl ServicePoint {
         }
         self.max_requests_per_connection.store(n, Relaxed);
         Ok(())
+    }
+
+    /// The socket settings new connections get.
+    pub fn socket_options(&self) -> SocketOptions {
+        self.socket_options.lock().clone()
+    }
+
+    /// ReceiveBufferSize: SO_RCVBUF of new connections in bytes, -1 for the system's default.
+    pub fn set_receive_buffer_size(&self, bytes: i32) -> Result<()> {
+        let v = buffer_size(bytes, "receive buffer size")?;
+        self.socket_options.lock().receive_buffer = v;
+        Ok(())
+    }
+
+    pub fn receive_buffer_size(&self) -> i32 {
+        self.socket_options
+            .lock()
+            .receive_buffer
+            .map_or(-1, |n| n as i32)
+    }
+
+    /// SO_SNDBUF of new connections in bytes, -1 for the system's default.
+    pub fn set_send_buffer_size(&self, bytes: i32) -> Result<()> {
+        let v = buffer_size(bytes, "send buffer size")?;
+        self.socket_options.lock().send_buffer = v;
+        Ok(())
+    }
+
+    pub fn send_buffer_size(&self) -> i32 {
+        self.socket_options
+            .lock()
+            .send_buffer
+            .map_or(-1, |n| n as i32)
+    }
+
+    /// UseNagleAlgorithm for new connections (off by default: TCP_NODELAY).
+    pub fn set_use_nagle_algorithm(&self, on: bool) {
+        self.socket_options.lock().nagle = on;
+    }
+
+    pub fn use_nagle_algorithm(&self) -> bool {
+        self.socket_options.lock().nagle
+    }
+
+    /// SetTcpKeepAlive(enabled, time, interval) for new connections; time and interval in ms,
+    /// both > 0 when enabled (as .NET validates).
+    pub fn set_tcp_keep_alive(&self, enabled: bool, time_ms: i32, interval_ms: i32) -> Result<()> {
+        let v = tcp_keep_alive(enabled, time_ms, interval_ms)?;
+        self.socket_options.lock().keep_alive = v;
+        Ok(())
+    }
+
+    /// (enabled, time ms, interval ms); 0 and 0 when disabled.
+    pub fn tcp_keep_alive(&self) -> (bool, i32, i32) {
+        keep_alive_parts(self.socket_options.lock().keep_alive)
+    }
+
+    /// The local address (port 0: any) new connections bind before connecting; `None` lets
+    /// the system choose (BindIPEndPointDelegate with a fixed answer).
+    pub fn set_local_address(&self, local: Option<std::net::SocketAddr>) {
+        self.socket_options.lock().bind = local;
+    }
+
+    pub fn local_address(&self) -> Option<std::net::SocketAddr> {
+        self.socket_options.lock().bind
+    }
+
+    /// How long a connect (and TLS handshake) may take, in ms; -1 for the request timeout only.
+    pub fn set_connect_timeout(&self, ms: i32) -> Result<()> {
+        if ms == 0 || ms < -1 {
+            return Err(out_of_range("connect timeout", ms, "must be -1 or > 0"));
+        }
+        self.socket_options.lock().connect_timeout = ms_to_duration(ms);
+        Ok(())
+    }
+
+    pub fn connect_timeout_ms(&self) -> i32 {
+        self.socket_options
+            .lock()
+            .connect_timeout
+            .map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32)
     }
 
     /// The settings the reuse rules read, as they are now.

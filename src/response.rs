@@ -69,6 +69,11 @@ impl Checkout {
         self.conn.as_mut().expect("checkout holds a connection")
     }
 
+    /// The connection, if it holds one.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.conn.as_ref()
+    }
+
     /// True when the connection must not be used by this process (see `fork`).
     pub fn is_inherited(&self) -> bool {
         self.conn.as_ref().is_some_and(Connection::is_inherited)
@@ -143,6 +148,15 @@ impl Response {
         };
         resp.release_if_done();
         resp
+    }
+
+    /// The socket of the response's connection, for inspection only (getsockopt), while the
+    /// response holds it (its body not read to the end).
+    pub fn socket(&self) -> Option<&std::net::TcpStream> {
+        self.checkout
+            .as_ref()
+            .and_then(Checkout::connection)
+            .map(|c| &**c.socket())
     }
 
     pub fn status(&self) -> u16 {

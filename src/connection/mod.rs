@@ -7,9 +7,11 @@
 //! raise `SIGPIPE` (see `io`).
 
 mod io;
+mod options;
 mod tls;
 
 pub use io::{Ready, check_deadline, wait, wait_fd};
+pub use options::{SocketOptions, TcpKeepAlive};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork;
@@ -111,7 +113,37 @@ pub fn connect(
     generation: u64,
     track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
 ) -> Result<Connection> {
-    let mut conn = connect_tcp(origin, addrs, deadline, generation, track)?;
+    connect_with(
+        origin,
+        addrs,
+        tls,
+        &SocketOptions::default(),
+        deadline,
+        generation,
+        track,
+    )
+}
+
+/// `connect` with socket options; the connect timeout, if any, shortens the deadline of the
+/// connect and handshake.
+pub fn connect_with(
+    origin: &Origin,
+    addrs: &[SocketAddr],
+    tls: Option<Arc<ClientConfig>>,
+    options: &SocketOptions,
+    deadline: Option<Instant>,
+    generation: u64,
+    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
+) -> Result<Connection> {
+    let connect_deadline = match options
+        .connect_timeout
+        .and_then(|t| Instant::now().checked_add(t))
+    {
+        Some(c) => Some(deadline.map_or(c, |d| d.min(c))),
+        None => deadline,
+    };
+    let deadline = connect_deadline;
+    let mut conn = connect_tcp(origin, addrs, options, deadline, generation, track)?;
     if origin.scheme == Scheme::Https {
         let config =
             tls.ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "no TLS configuration"))?;
@@ -130,6 +162,7 @@ fn closed_error(origin: &Origin) -> Error {
 fn connect_tcp(
     origin: &Origin,
     addrs: &[SocketAddr],
+    options: &SocketOptions,
     deadline: Option<Instant>,
     generation: u64,
     track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
@@ -139,10 +172,13 @@ fn connect_tcp(
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .and_then(|s| {
                 s.set_nonblocking(true)?;
-                s.set_tcp_nodelay(true)?;
                 Ok(s)
             })
             .map_err(|e| Error::from_io(&e, "socket setup", ErrorKind::Io))?;
+        if let Err(e) = options.apply(&socket, addr) {
+            last = Some((addr, e));
+            continue;
+        }
         let stream = Arc::new(TcpStream::from(socket));
         if !track(&stream) {
             return Err(closed_error(origin));

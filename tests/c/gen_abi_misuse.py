@@ -60,6 +60,7 @@ VALID_STRINGS = {
     "url": "am_url()",
     "method": '"GET"',
     "value": '"v"',
+    "address": '"127.0.0.1"',
 }
 VALID_STRINGS_BY_FUNC = {
     ("sp_http_request_add_header", "name"): '"X-Misuse"',
@@ -106,6 +107,8 @@ EXCEPTIONS = {
     ("sp_http_request_add_header", "value"): {"utf8": "SP_OK"},
     # "a NULL callback turns logging off"
     ("sp_manager_set_log_callback", "callback"): {"NULL": "SP_OK"},
+    # "NULL or "" lets the system choose"
+    ("sp_set_local_address", "address"): {"NULL": "SP_OK"},
 }
 
 RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t", "uint64_t"}
