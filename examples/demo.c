@@ -179,13 +179,20 @@ static int tour(void) {
         goto done;
     }
     printf("service point for %s: %s\n", hello, address);
+    /* Seed 000's example: the receive buffer size on the underlying socket, then the
+     * connection lease timeout to infinite, before the request. */
+    if ((rc = sp_set_receive_buffer_size(p, 2048)) != SP_OK) {
+        print_error("sp_set_receive_buffer_size", rc);
+        goto done;
+    }
     if ((rc = sp_set_lease_timeout(p, SP_INFINITE)) != SP_OK) {
         print_error("sp_set_lease_timeout", rc);
         goto done;
     }
 
     /* 1. Sequential requests share one kept-alive connection. */
-    printf("\n1) 6 sequential GETs of /hello, lease timeout infinite (SP_INFINITE)\n");
+    printf("\n1) 6 sequential GETs of /hello, receive buffer 2048 bytes, lease timeout infinite "
+           "(SP_INFINITE)\n");
     print_header();
     uint64_t ids[32];
     int nids = 0, reuse_ok = 1;
