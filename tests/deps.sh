@@ -2,8 +2,8 @@
 # Installs what the tests and the demo need on a fresh Debian machine (with Rust already
 # there): cmake and a C/C++ compiler for the C tests, valgrind for the leak check, nginx and
 # openssl for the HTTPS run against a real server, pkg-config for the packaging test, Mono for
-# the C# binding, pytest for the Python binding. Installs only what is missing; uses sudo when
-# not root.
+# the C# binding, pytest, pip and venv for the Python binding. Installs only what is missing;
+# uses sudo when not root.
 set -euo pipefail
 
 SUDO=""
@@ -15,6 +15,9 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v c++ >/dev/null || missing+=(g++)
 command -v valgrind >/dev/null || missing+=(valgrind)
 command -v python3 >/dev/null || missing+=(python3)
+# The Python step builds a wheel with pip and installs it in a fresh venv.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v pkg-config >/dev/null || missing+=(pkgconf)

@@ -41,5 +41,22 @@ echo "== demo (the README's first command)"
 bash examples/run-demo.sh > target/demo-output.txt
 tail -n 3 target/demo-output.txt
 
-echo "== Python binding"
-SERVICEPOINT_LIB="$ROOT/target/debug/libservicepoint.so" python3 -m pytest -q bindings/python/tests
+echo "== Python binding (wheel built by cargo through pip, installed in a fresh venv)"
+PY_OUT="$ROOT/target/python"
+rm -rf "$PY_OUT"
+mkdir -p "$PY_OUT"
+python3 -m pip wheel -q --no-deps -w "$PY_OUT/wheels" bindings/python
+python3 -m venv "$PY_OUT/venv"
+VENV_PY="$PY_OUT/venv/bin/python"
+"$VENV_PY" -m pip install -q "$PY_OUT"/wheels/servicepoint-*.whl pytest mypy
+# The installed package, not the source tree: no SERVICEPOINT_LIB, no PYTHONPATH, run from a
+# directory without the package, with an empty pytest config (bindings/python/pyproject.toml
+# would put the source tree on sys.path).
+printf '[pytest]\n' > "$PY_OUT/pytest.ini"
+(
+  cd "$PY_OUT"
+  env -u SERVICEPOINT_LIB -u PYTHONPATH SERVICEPOINT_TEST_INSTALLED=1 \
+    "$VENV_PY" -m pytest -q -p no:cacheprovider -c "$PY_OUT/pytest.ini" --rootdir "$PY_OUT" \
+    "$ROOT/bindings/python/tests"
+)
+"$VENV_PY" -m mypy --strict --no-incremental "$ROOT/bindings/python/servicepoint"

@@ -7,13 +7,19 @@ Example::
 
     with servicepoint.ServicePointManager() as manager:
         point = manager.find_service_point("http://example.com/")
-        point.connection_lease_timeout = 60_000       # ms; -1 infinite, 0 no reuse
-        with manager.request("GET", "http://example.com/", timeout=5.0) as resp:
+        point.connection_lease_timeout = 60.0     # seconds; None no limit, 0 no reuse
+        with manager.get("http://example.com/", timeout=5.0) as resp:
             print(resp.status, resp.header("content-type"))
             body = resp.read()
+        req = servicepoint.Request("GET", "http://example.com/", timeout=5.0)
+        with manager.send(req) as resp:           # reusable, one library call per send
+            body = resp.read()
 
-The shared library is found through ``$SERVICEPOINT_LIB``, beside the package, in the
-repository's ``target/release`` or ``target/debug``, or by ``ctypes.util.find_library``
+Every duration is in seconds (int or float), None meaning no limit.
+
+The shared library is found through ``$SERVICEPOINT_LIB``, bundled in the package (what
+``pip install`` puts there), in the repository's ``target/release`` or ``target/debug``,
+or by ``ctypes.util.find_library``
 (see :mod:`servicepoint._native`). Importing fails with ImportError if it cannot be found
 or its ABI version is not the one this binding was written for.
 """
@@ -24,15 +30,17 @@ from . import _native
 from . import errors as _errors
 from .errors import *  # noqa: F403 - every exception class, as listed in errors.__all__
 from .manager import ServicePointManager
-from .point import ServicePoint, Statistics
+from .metrics import BUCKET_BOUNDS, Histogram, Statistics
+from .point import ServicePoint
+from .request import DEFAULT_READ_TIMEOUT, DEFAULT_TIMEOUT, Request
 from .response import Response
 
 __version__ = "0.1.0"
 
 #: The ABI version this binding was written for (checked against sp_abi_version()).
 ABI_VERSION: int = _native.ABI_VERSION
-#: The infinite duration for every millisecond setting.
-INFINITE: int = _native.SP_INFINITE
+#: No limit, for every duration (the same as None; kept for readability).
+INFINITE: None = None
 #: Path of the loaded shared library.
 LIBRARY_PATH: str = _native.LIBRARY_PATH
 
@@ -50,6 +58,11 @@ __all__ = [
     "ServicePointManager",
     "ServicePoint",
     "Statistics",
+    "Histogram",
+    "BUCKET_BOUNDS",
+    "Request",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_READ_TIMEOUT",
     "Response",
 ]
 # The exception classes (errors.__all__ also lists its lookup helpers, which stay there).

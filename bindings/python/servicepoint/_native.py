@@ -12,7 +12,8 @@ Every function of ``include/servicepoint.h`` is declared here with ``argtypes`` 
 Where the library is looked for, in order:
 
 1. ``$SERVICEPOINT_LIB`` (a full path; if set, it must load);
-2. the shared library beside this package (``servicepoint/libservicepoint.so``);
+2. the shared library bundled in this package (``servicepoint/libservicepoint.so``, or a
+   versioned ``libservicepoint.so.N``: what ``pip install`` / the wheel put there);
 3. the repository's build directories, found relative to this file when it runs from the
    source tree: ``$CARGO_TARGET_DIR/{release,debug}``, ``target/release``, ``target/debug``
    (the most recently built first);
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import operator
 import os
 import sys
@@ -63,7 +65,13 @@ def _source_root(here: Path) -> Optional[Path]:
 def _candidates() -> List[Tuple[str, str]]:
     """(description, path) pairs, in search order, excluding the environment variable."""
     here = Path(__file__).resolve().parent
-    cands: List[Tuple[str, str]] = [("beside the package", str(here / LIBRARY_FILE))]
+    cands: List[Tuple[str, str]] = [("bundled in the package", str(here / LIBRARY_FILE))]
+    # A versioned file name (libservicepoint.so.2 when the library has a SONAME) is found too.
+    cands.extend(
+        ("bundled in the package", str(p))
+        for p in sorted(here.glob(LIBRARY_FILE + ".*"), reverse=True)
+        if p.name != LIBRARY_FILE
+    )
     target_dirs: List[Path] = []
     env_target = os.environ.get("CARGO_TARGET_DIR")
     if env_target:
@@ -132,6 +140,12 @@ _RELEASE_GIL = {
     "sp_set_connection_limit",
     "sp_get_statistics",
     "sp_get_current_connections",
+    "sp_get_histogram",
+    "sp_manager_get_statistics",
+    "sp_manager_get_histogram",
+    # Replacing the log callback may wait for a message being delivered on another thread,
+    # whose callback needs the GIL.
+    "sp_manager_set_log_callback",
 }
 
 
@@ -179,6 +193,34 @@ class sp_statistics(ctypes.Structure):
         ("closed_in_flight", ctypes.c_uint64),
     ]
 
+
+#: Number of buckets of an sp_histogram (SP_HISTOGRAM_BUCKETS).
+SP_HISTOGRAM_BUCKETS = 20
+#: Which histogram sp_get_histogram() / sp_manager_get_histogram() read.
+SP_METRIC_QUEUE_WAIT = 0
+SP_METRIC_CONNECTION_LIFETIME = 1
+#: Log levels of sp_manager_set_log_callback().
+SP_LOG_OFF = 0
+SP_LOG_ERROR = 1
+SP_LOG_WARN = 2
+SP_LOG_INFO = 3
+SP_LOG_DEBUG = 4
+
+
+class sp_histogram(ctypes.Structure):
+    """struct sp_histogram (set struct_size before sp_get_histogram)."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("bucket_count", ctypes.c_uint32),
+        ("count", ctypes.c_uint64),
+        ("sum_us", ctypes.c_uint64),
+        ("buckets", ctypes.c_uint64 * SP_HISTOGRAM_BUCKETS),
+    ]
+
+
+#: typedef void (*sp_log_cb)(void *userdata, int32_t level, const char *message);
+sp_log_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_char_p)
 
 #: typedef int32_t (*sp_body_read_cb)(void *userdata, uint8_t *buf, size_t cap, size_t *out_n);
 sp_body_read_cb = ctypes.CFUNCTYPE(
@@ -280,6 +322,24 @@ sp_manager_get_dns_refresh_timeout = _declare(
 )
 sp_manager_get_service_point_count = _declare(
     "sp_manager_get_service_point_count", [manager_p, c_int32_p]
+)
+
+# Logging and metrics.
+sp_manager_set_log_callback = _declare(
+    "sp_manager_set_log_callback", [manager_p, ctypes.c_int32, sp_log_cb, ctypes.c_void_p]
+)
+sp_manager_get_log_level = _declare("sp_manager_get_log_level", [manager_p, c_int32_p])
+sp_histogram_bound_us = _declare(
+    "sp_histogram_bound_us", [ctypes.c_size_t], ctypes.c_uint64, check=False
+)
+sp_get_histogram = _declare(
+    "sp_get_histogram", [point_p, ctypes.c_int32, ctypes.POINTER(sp_histogram)]
+)
+sp_manager_get_statistics = _declare(
+    "sp_manager_get_statistics", [manager_p, ctypes.POINTER(sp_statistics)]
+)
+sp_manager_get_histogram = _declare(
+    "sp_manager_get_histogram", [manager_p, ctypes.c_int32, ctypes.POINTER(sp_histogram)]
 )
 
 # TLS options of a manager.
@@ -418,6 +478,7 @@ sp_response_local_port = _declare("sp_response_local_port", [response_p, c_int32
 sp_response_connection_reused = _declare(
     "sp_response_connection_reused", [response_p, c_int32_p]
 )
+sp_response_retried = _declare("sp_response_retried", [response_p, c_int32_p])
 
 
 def library_version() -> str:
@@ -446,6 +507,46 @@ def to_i32(value: Any, what: str) -> int:
     if not _INT32_MIN <= number <= _INT32_MAX:
         raise errors.OutOfRangeError(4, "{} {} does not fit in int32_t".format(what, number))
     return number
+
+
+#: The longest finite duration the C ABI takes: int32_t milliseconds.
+MAX_SECONDS = _INT32_MAX / 1000.0
+
+
+def to_ms(seconds: Optional[float], what: str) -> int:
+    """A duration of the Python API (seconds as int or float; None = no limit) -> the C ABI's
+    int32_t milliseconds (-1 = infinite). Rounds up, so a tiny positive duration is not 0.
+    Raises TypeError for a non-number, OutOfRangeError (a ValueError) for a negative, NaN or
+    too large one. ``math.inf`` is taken as None."""
+    if seconds is None:
+        return SP_INFINITE
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(
+            "{} must be a number of seconds or None, not {}".format(what, type(seconds).__name__)
+        )
+    value = float(seconds)
+    if value == math.inf:
+        return SP_INFINITE
+    if math.isnan(value) or value < 0:
+        raise errors.OutOfRangeError(
+            4, "{} must be >= 0 seconds, or None for no limit (got {!r})".format(what, seconds)
+        )
+    ms = math.ceil(value * 1000.0)
+    if ms > _INT32_MAX:
+        raise errors.OutOfRangeError(
+            4,
+            "{} {!r} s is more than the library takes ({} s); use None for no limit".format(
+                what, seconds, MAX_SECONDS
+            ),
+        )
+    return int(ms)
+
+
+def from_ms(ms: int) -> Optional[float]:
+    """The C ABI's int32_t milliseconds -> seconds (float); -1 (infinite) -> None."""
+    if ms < 0:
+        return None
+    return ms / 1000.0
 
 
 def out_handle(pointer: ctypes.c_void_p, what: str) -> int:

@@ -3,124 +3,48 @@
 from __future__ import annotations
 
 import ctypes
-import math
 import threading
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
-    Union,
-)
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from . import _logging
 from . import _native as n
 from ._handle import NativeObject
-from .errors import BodySourceError, ManagerClosedError, OutOfRangeError
+from .errors import BodySourceError, ManagerClosedError
+from .metrics import Histogram, Statistics, read_histogram, read_statistics
 from .point import ServicePoint
+from .request import (
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    BodyArg,
+    HeadersArg,
+    Request,
+    new_native,
+)
 from .response import Response
 
-__all__ = ["ServicePointManager", "HeadersArg", "BodyArg"]
+__all__ = ["ServicePointManager"]
 
-HeaderValue = Union[str, bytes, int]
-#: Request headers: a mapping or an iterable of (name, value) pairs (repeats allowed).
-HeadersArg = Optional[Union[Mapping[str, HeaderValue], Iterable[Tuple[str, HeaderValue]]]]
-#: Request body: bytes-like (sent with Content-Length), str (UTF-8), a binary file-like
-#: object with ``read(n)``, or an iterable of bytes chunks (both streamed, chunked).
-BodyArg = Optional[Union[bytes, bytearray, memoryview, str, Any, Iterable[bytes]]]
-
-
-def _ms(seconds: Optional[float], what: str) -> Optional[int]:
-    """Seconds (float) -> int32 milliseconds; None -> None (library default);
-    math.inf -> -1 (infinite). Rounds up so a tiny positive timeout is not 0."""
-    if seconds is None:
-        return None
-    if isinstance(seconds, bool):
-        raise TypeError("{} must be a number of seconds or None".format(what))
-    value = float(seconds)
-    if math.isnan(value) or value < 0:
-        raise OutOfRangeError(4, "{} must be >= 0 seconds (or None or math.inf)".format(what))
-    if math.isinf(value):
-        return n.SP_INFINITE
-    return min(int(math.ceil(value * 1000.0)), 2**31 - 1)
-
-
-def _to_bytes(chunk: Any) -> bytes:
-    if isinstance(chunk, str):
-        return chunk.encode("utf-8")
-    if isinstance(chunk, (bytes, bytearray, memoryview)):
-        return bytes(chunk)
-    raise TypeError(
-        "request body chunks must be bytes-like or str, not {}".format(type(chunk).__name__)
-    )
-
-
-class _BodyReader:
-    """Adapts a file-like object or an iterable of chunks to sp_body_read_cb.
-
-    The callback runs on the thread that called sp_request() (ctypes re-acquires the GIL
-    for it). Any exception is stored and reported to the library as a non-zero return,
-    which aborts the request with SP_E_BODY_SOURCE; :meth:`ServicePointManager.request`
-    then raises it as the cause of a BodySourceError.
-    """
-
-    def __init__(self, source: Any) -> None:
-        self.error: Optional[BaseException] = None
-        self._pending = b""
-        self._read: Optional[Callable[[int], Any]] = None
-        self._chunks: Optional[Iterator[Any]] = None
-        if callable(getattr(source, "read", None)):
-            self._read = source.read
-        else:
-            self._chunks = iter(source)
-        # Keep the ctypes trampoline referenced until the request has been sent.
-        self.callback = n.sp_body_read_cb(self._callback)
-
-    def _next(self, cap: int) -> bytes:
-        while not self._pending:
-            if self._read is not None:
-                chunk = _to_bytes(self._read(cap))
-                if not chunk:
-                    return b""
-            else:
-                assert self._chunks is not None
-                try:
-                    chunk = _to_bytes(next(self._chunks))
-                except StopIteration:
-                    return b""
-            self._pending = chunk  # empty chunks are skipped: 0 would mean end of body
-        data, self._pending = self._pending[:cap], self._pending[cap:]
-        return data
-
-    def _callback(self, userdata: Any, buf: Optional[int], cap: int, out_n: Any) -> int:
-        try:
-            data = self._next(cap) if cap > 0 else b""
-            if data:
-                if not buf:
-                    raise ValueError("the library passed a NULL body buffer")
-                ctypes.memmove(buf, data, len(data))
-            out_n[0] = len(data)
-            return 0
-        except BaseException as exc:  # noqa: B902 - must never unwind into the library
-            self.error = exc
-            return 1
+#: Key of a cached request description: (method, url) for every option at its default, else
+#: (method, url, timeout_ms, read_timeout_ms, keep_alive, connection_group, retryable).
+_CacheKey = Tuple[Any, ...]
 
 
 class ServicePointManager(NativeObject):
     """A connection manager, like .NET's ServicePointManager, but an instance: it owns one
     service point per origin (scheme, host, port) and the defaults new service points take.
 
-    Defaults are .NET's: connection limit 2, max service point idle time 100000 ms, max
-    service points 0 (no limit), keep-alive on. Use as a context manager or call
+    Defaults are .NET's: connection limit 2, max service point idle time 100 s, max
+    service points 0 (no limit), keep-alive on. Durations are seconds (int or float,
+    millisecond resolution, rounded up), None meaning no limit. Use as a context manager or call
     :meth:`close`; closing closes idle connections now and busy ones when their responses
     are released, and makes open :class:`ServicePoint` handles raise ManagerClosedError.
 
     Every method may be called from any thread, concurrently; blocking calls release the
     GIL, so threads sharing one manager make progress in parallel.
+
+    The library's log messages go to the :mod:`logging` logger ``servicepoint`` at the level
+    it is enabled for when the manager is created (off, at no cost, when logging is not
+    configured); see :meth:`set_log_level` and :meth:`sync_log_level`.
     """
 
     def __init__(self) -> None:
@@ -129,6 +53,9 @@ class ServicePointManager(NativeObject):
         self._handle: Optional[int] = n.out_handle(handle, "sp_manager_new")
         self._validator: Any = None
         self._local = threading.local()
+        # Identifies this manager for ServicePoint equality (outlives the handle).
+        self._token = object()
+        self.sync_log_level()
 
     def _free(self, handle: int) -> None:
         n.sp_manager_free(handle)
@@ -165,14 +92,17 @@ class ServicePointManager(NativeObject):
         self._set(n.sp_manager_set_max_service_points, value, "max service points")
 
     @property
-    def max_service_point_idle_time(self) -> int:
-        """MaxServicePointIdleTime in ms (-1 infinite): the max idle time new service
-        points take, and how long an unused service point stays in the table."""
-        return self._get(n.sp_manager_get_max_service_point_idle_time)
+    def max_service_point_idle_time(self) -> Optional[float]:
+        """MaxServicePointIdleTime in seconds (default 100; None = no limit): the max idle
+        time new service points take, and how long an unused service point stays in the
+        table."""
+        return n.from_ms(self._get(n.sp_manager_get_max_service_point_idle_time))
 
     @max_service_point_idle_time.setter
-    def max_service_point_idle_time(self, value: int) -> None:
-        self._set(n.sp_manager_set_max_service_point_idle_time, value, "max service point idle time")
+    def max_service_point_idle_time(self, value: Optional[float]) -> None:
+        n.sp_manager_set_max_service_point_idle_time(
+            self._live(), n.to_ms(value, "max_service_point_idle_time")
+        )
 
     @property
     def keep_alive_default(self) -> bool:
@@ -184,19 +114,74 @@ class ServicePointManager(NativeObject):
         n.sp_manager_set_keep_alive_default(self._live(), 1 if value else 0)
 
     @property
-    def dns_refresh_timeout(self) -> int:
-        """DnsRefreshTimeout in ms (default 120000, -1 no expiry, 0 resolve for every new
-        connection): how long resolved addresses are reused for new connections."""
-        return self._get(n.sp_manager_get_dns_refresh_timeout)
+    def dns_refresh_timeout(self) -> Optional[float]:
+        """DnsRefreshTimeout in seconds (default 120, None no expiry, 0 resolve for every
+        new connection): how long resolved addresses are reused for new connections."""
+        return n.from_ms(self._get(n.sp_manager_get_dns_refresh_timeout))
 
     @dns_refresh_timeout.setter
-    def dns_refresh_timeout(self, value: int) -> None:
-        self._set(n.sp_manager_set_dns_refresh_timeout, value, "dns_refresh_timeout")
+    def dns_refresh_timeout(self, value: Optional[float]) -> None:
+        n.sp_manager_set_dns_refresh_timeout(self._live(), n.to_ms(value, "dns_refresh_timeout"))
 
     @property
     def service_point_count(self) -> int:
         """The number of service points the manager holds."""
         return self._get(n.sp_manager_get_service_point_count)
+
+    # --- logging and metrics ---------------------------------------------------------------
+
+    @property
+    def log_level(self) -> Optional[int]:
+        """The :mod:`logging` level from which the library's messages are passed to the
+        ``servicepoint`` logger (``logging.DEBUG`` .. ``logging.ERROR``), None when off."""
+        level = ctypes.c_int32()
+        n.sp_manager_get_log_level(self._live(), ctypes.byref(level))
+        return _logging.from_native(level.value)
+
+    def set_log_level(self, level: Union[int, str, None]) -> None:
+        """Passes the library's messages at ``level`` (a :mod:`logging` level or its name)
+        and above to the logger ``servicepoint``; None turns logging off (the library then
+        does not produce messages at all). Connection opens are INFO, reuses and closes
+        DEBUG (INFO after errors), retries WARNING, queue waits of 100 ms or more INFO.
+
+        Messages are logged on the thread whose call caused them, or on the library's idle
+        reaper thread; a handler must not call this manager's blocking methods (they raise
+        WrongThreadError there) and should be quick."""
+        native = _logging.to_native(_logging.py_level(level))
+        handle = self._live()
+        if native == n.SP_LOG_OFF:
+            n.sp_manager_set_log_callback(handle, n.SP_LOG_OFF, _logging.NO_CALLBACK, None)
+            _logging.LOGGING.discard(self)
+        else:
+            n.sp_manager_set_log_callback(handle, native, _logging.CALLBACK, None)
+            _logging.LOGGING.add(self)
+
+    def sync_log_level(self) -> Optional[int]:
+        """Sets :attr:`log_level` from the ``servicepoint`` logger: the most verbose level
+        it is enabled for, or off if logging is not configured (no handler) or disabled
+        for those levels. Done when the manager is created; call it again after changing
+        the logging configuration. Returns the level set."""
+        level = _logging.level_from_logger()
+        if level is not None or self.__dict__.get("_logging_on"):
+            self.set_log_level(level)
+        self._logging_on = level is not None
+        return level
+
+    @property
+    def statistics(self) -> Statistics:
+        """The statistics summed over the manager's service points: open connections by
+        state (``open``, ``idle``, ``busy``), requests waiting, requests, closes by reason."""
+        return read_statistics(n.sp_manager_get_statistics, self._live())
+
+    def queue_wait_histogram(self) -> Histogram:
+        """How long each request waited for a connection (seconds), all service points."""
+        return read_histogram(n.sp_manager_get_histogram, self._live(), n.SP_METRIC_QUEUE_WAIT)
+
+    def connection_lifetime_histogram(self) -> Histogram:
+        """How long each closed connection lived (seconds), all service points."""
+        return read_histogram(
+            n.sp_manager_get_histogram, self._live(), n.SP_METRIC_CONNECTION_LIFETIME
+        )
 
     # --- TLS --------------------------------------------------------------------------------
 
@@ -286,11 +271,39 @@ class ServicePointManager(NativeObject):
 
         Scheme and host compare case-insensitively and default ports are filled in; path,
         query and user info are ignored. Raises InvalidUrlError, UnsupportedSchemeError,
-        TooManyServicePointsError, ManagerClosedError.
+        TooManyServicePointsError, ManagerClosedError. Every call returns a new handle
+        object; handles of the same service point compare equal.
         """
         point = ctypes.c_void_p()
         n.sp_find(self._live(), n.encode(uri, "uri"), ctypes.byref(point))
-        return ServicePoint(n.out_handle(point, "sp_find"), self)
+        return ServicePoint(n.out_handle(point, "sp_find"), self, self._token)
+
+    def send(self, request: Request) -> Response:
+        """Sends a :class:`Request` on a pooled connection of its URL's service point and
+        waits for the response head (the body is read from the returned :class:`Response`).
+        Costs one library call whatever the request's options. See :meth:`request` for the
+        errors."""
+        manager = self._live()
+        handle = request._live()
+        if request._lock is not None:
+            return self._send_stream(manager, request, handle)
+        resp = ctypes.c_void_p()
+        n.sp_request(manager, handle, ctypes.byref(resp))
+        return Response(n.out_handle(resp, "sp_request"), self)
+
+    def _send_stream(self, manager: int, request: Request, handle: int) -> Response:
+        reader = request._take_stream()
+        resp = ctypes.c_void_p()
+        try:
+            n.sp_request(manager, handle, ctypes.byref(resp))
+        except BodySourceError as exc:
+            cause = reader.error if reader is not None else None
+            if cause is not None and not isinstance(cause, Exception):
+                raise cause from None  # KeyboardInterrupt, SystemExit: pass through
+            if cause is not None:
+                raise exc from cause
+            raise
+        return Response(n.out_handle(resp, "sp_request"), self)
 
     def request(
         self,
@@ -298,8 +311,8 @@ class ServicePointManager(NativeObject):
         url: str,
         headers: HeadersArg = None,
         body: BodyArg = None,
-        timeout: Optional[float] = None,
-        read_timeout: Optional[float] = None,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        read_timeout: Optional[float] = DEFAULT_READ_TIMEOUT,
         keep_alive: Optional[bool] = None,
         connection_group: Optional[str] = None,
         retryable: bool = False,
@@ -307,26 +320,11 @@ class ServicePointManager(NativeObject):
         """Sends a request on a pooled connection of the URL's service point and waits for
         the response head (the body is read from the returned :class:`Response`).
 
-        Args:
-            method: e.g. ``"GET"``.
-            url: an absolute http(s) URL.
-            headers: a mapping or an iterable of (name, value) pairs, sent in order.
-                Host and User-Agent replace the library's; Content-Length and
-                Transfer-Encoding are refused (the body sets them); ``Connection: close``
-                turns keep-alive off.
-            body: bytes-like or str (UTF-8), sent with Content-Length; or a binary
-                file-like object (``read(n)``) or an iterable of bytes chunks, streamed with
-                chunked transfer coding (never retried automatically).
-            timeout: seconds for getting the response head, including the wait for a
-                connection, connecting and sending; None = library default (100 s);
-                ``math.inf`` = no limit.
-            read_timeout: seconds each body read may wait; None = library default (300 s).
-            keep_alive: False sends ``Connection: close`` and does not reuse the connection;
-                None takes the manager's :attr:`keep_alive_default`.
-            connection_group: name of the connection group (its own pool); None/"" = default.
-            retryable: mark a non-idempotent request (POST, PATCH) safe to resend once on a
-                new connection when a reused connection fails before any response byte.
-                Idempotent methods with a replayable body are always retried so.
+        The arguments are those of :class:`Request`: ``timeout`` (default 100) and
+        ``read_timeout`` (default 300) are seconds, None meaning no limit. A request
+        without headers and body reuses a native description cached for this thread (by
+        method, URL and options); otherwise one is built for the call. To send the same
+        request many times, build a :class:`Request` once and :meth:`send` it.
 
         Returns:
             The response. Close it (or use ``with``) to release its connection.
@@ -336,81 +334,36 @@ class ServicePointManager(NativeObject):
             UnsupportedSchemeError, DnsError, ConnectError, the TimeoutError subclasses,
             ProtocolError, ConnectionClosedError, IoError, BodySourceError (with the body
             source's exception as ``__cause__``), ... ``request_sent`` tells whether the
-            server may have seen the request.
+            server may have seen the request. OutOfRangeError (a ValueError) for a negative
+            duration.
         """
         manager = self._live()
-        if (
-            headers is None and body is None and timeout is None and read_timeout is None
-            and keep_alive is None and not connection_group and not retryable
-        ):
-            return self._plain_request(manager, method, url)
-        timeout_ms = _ms(timeout, "timeout")
-        read_timeout_ms = _ms(read_timeout, "read_timeout")
-        req = ctypes.c_void_p()
-        n.sp_http_request_new(n.encode(method, "method"), n.encode(url, "url"), ctypes.byref(req))
-        handle = n.out_handle(req, "sp_http_request_new")
-        reader: Optional[_BodyReader] = None
-        try:
-            for name, value in _header_pairs(headers):
-                n.sp_http_request_add_header(
-                    handle,
-                    n.encode(name, "header name"),
-                    n.encode(value if isinstance(value, (str, bytes, bytearray)) else str(value),
-                             "header value"),
+        if headers is None and body is None:
+            key: _CacheKey
+            if (
+                timeout == DEFAULT_TIMEOUT and read_timeout == DEFAULT_READ_TIMEOUT
+                and keep_alive is None and not connection_group and not retryable
+            ):
+                key = (method, url)
+            else:
+                key = (
+                    method, url, n.to_ms(timeout, "timeout"),
+                    n.to_ms(read_timeout, "read_timeout"),
+                    None if keep_alive is None else bool(keep_alive),
+                    connection_group or "", bool(retryable),
                 )
-            if body is not None:
-                data: Optional[bytes] = None
-                if isinstance(body, str):
-                    data = body.encode("utf-8")
-                else:
-                    try:  # any bytes-like object (bytes, bytearray, memoryview, array, ...)
-                        data = memoryview(body).tobytes()  # type: ignore[arg-type]
-                    except TypeError:
-                        data = None
-                if data is not None:
-                    n.sp_http_request_set_body(handle, data, len(data))
-                else:
-                    reader = _BodyReader(body)
-                    n.sp_http_request_set_body_reader(handle, reader.callback, None)
-            if timeout_ms is not None:
-                n.sp_http_request_set_timeout(handle, timeout_ms)
-            if read_timeout_ms is not None:
-                n.sp_http_request_set_read_timeout(handle, read_timeout_ms)
-            if keep_alive is not None:
-                n.sp_http_request_set_keep_alive(handle, 1 if keep_alive else 0)
-            if connection_group:
-                n.sp_http_request_set_connection_group(
-                    handle, n.encode(connection_group, "connection group")
-                )
-            if retryable:
-                n.sp_http_request_set_retryable(handle, 1)
+            cache: Optional[_RequestCache] = getattr(self._local, "requests", None)
+            if cache is None:
+                cache = self._local.requests = _RequestCache()
+            handle = cache.get(key)
             resp = ctypes.c_void_p()
-            try:
-                n.sp_request(manager, handle, ctypes.byref(resp))
-            except BodySourceError as exc:
-                cause = reader.error if reader is not None else None
-                if cause is not None and not isinstance(cause, Exception):
-                    raise cause from None  # KeyboardInterrupt, SystemExit: pass through
-                if cause is not None:
-                    raise exc from cause
-                raise
-        finally:
-            n.sp_http_request_free(handle)
-            # The reader (and its trampoline) may go only after sp_request returned.
-            reader = None
-        return Response(n.out_handle(resp, "sp_request"), self)
-
-    def _plain_request(self, manager: int, method: str, url: str) -> Response:
-        """``request(method, url)`` with every option at its default: reuses a request
-        description cached for this thread (a description is used by one thread at a time,
-        and creating one per call costs more than the request's own library work)."""
-        cache: Optional[_RequestCache] = getattr(self._local, "requests", None)
-        if cache is None:
-            cache = self._local.requests = _RequestCache()
-        handle = cache.get(method, url)
-        resp = ctypes.c_void_p()
-        n.sp_request(manager, handle, ctypes.byref(resp))
-        return Response(n.out_handle(resp, "sp_request"), self)
+            n.sp_request(manager, handle, ctypes.byref(resp))
+            return Response(n.out_handle(resp, "sp_request"), self)
+        with Request(
+            method, url, headers, body, timeout, read_timeout, keep_alive,
+            connection_group, retryable,
+        ) as req:
+            return self.send(req)
 
     def get(self, url: str, **kwargs: Any) -> Response:
         """Shorthand for ``request("GET", url, **kwargs)``."""
@@ -427,23 +380,24 @@ class ServicePointManager(NativeObject):
 
 
 class _RequestCache:
-    """One thread's request descriptions for plain requests, by (method, url); bounded,
-    and freed with the thread (or when evicted), never shared between threads."""
+    """One thread's request descriptions for requests without headers and body, by
+    (method, url, options); bounded, and freed with the thread (or when evicted)."""
 
     LIMIT = 64
 
     def __init__(self) -> None:
-        self._handles: Dict[Tuple[str, str], int] = {}
+        self._handles: Dict[_CacheKey, int] = {}
 
-    def get(self, method: str, url: str) -> int:
-        key = (method, url)
+    def get(self, key: _CacheKey) -> int:
         handle = self._handles.get(key)
         if handle is None:
             if len(self._handles) >= self.LIMIT:
                 self.clear()
-            req = ctypes.c_void_p()
-            n.sp_http_request_new(n.encode(method, "method"), n.encode(url, "url"), ctypes.byref(req))
-            handle = self._handles[key] = n.out_handle(req, "sp_http_request_new")
+            if len(key) == 2:
+                handle = new_native(key[0], key[1], [], None, 100_000, 300_000, None, None, False)
+            else:
+                handle = new_native(key[0], key[1], [], None, *key[2:])
+            self._handles[key] = handle
         return handle
 
     def clear(self) -> None:
@@ -456,18 +410,3 @@ class _RequestCache:
             self.clear()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
-
-
-def _header_pairs(headers: HeadersArg) -> List[Tuple[Any, Any]]:
-    if headers is None:
-        return []
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    pairs = []
-    for item in headers:
-        try:
-            name, value = item
-        except (TypeError, ValueError):
-            raise TypeError("headers must be a mapping or an iterable of (name, value) pairs") from None
-        pairs.append((name, value))
-    return pairs

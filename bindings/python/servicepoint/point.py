@@ -3,65 +3,17 @@
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Hashable, Optional
 
 from . import _native as n
 from ._handle import NativeObject
 from .errors import InvalidHandleError
+from .metrics import Histogram, Statistics, read_histogram, read_statistics
 
 __all__ = ["ServicePoint", "Statistics"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-@dataclass(frozen=True)
-class Statistics:
-    """A snapshot of a service point's statistics (``struct sp_statistics``)."""
-
-    #: Open connections (idle + busy).
-    open: int
-    #: Idle connections in the pool.
-    idle: int
-    #: Connections serving a request whose response has not been released.
-    busy: int
-    #: Requests waiting for a connection.
-    waiting: int
-    #: Connections opened since the service point was created.
-    connections_opened: int
-    #: Requests that received a response head.
-    requests: int
-    #: Requests sent on a reused connection.
-    reuses: int
-    #: Requests retried on a new connection after a stale reused one failed.
-    retries: int
-    #: Connections closed because their lease timeout expired.
-    closed_lease: int
-    #: Connections closed because they were idle longer than the max idle time.
-    closed_idle: int
-    #: Connections closed because a request had keep-alive off.
-    closed_keep_alive_off: int
-    #: Connections closed because the server said so (Connection: close, HTTP/1.0, EOF).
-    closed_server: int
-    #: Idle connections found dead (EOF, reset, stray bytes) when checked before reuse, at no
-    #: cost to any request.
-    closed_stale: int
-    #: Connections closed after an error.
-    closed_error: int
-    #: Connections closed after their max requests (the server's or the service point's).
-    closed_max_requests: int
-    #: Connections closed by close_connection_group() or closing the manager.
-    closed_group: int
-    #: Connections closed because a response was freed with much of its body unread.
-    closed_abandoned: int
-    #: TLS connections opened with a full handshake.
-    tls_full_handshakes: int
-    #: TLS connections opened by resuming an earlier session.
-    tls_resumed_handshakes: int
-    #: Reused connections that failed under a request before any response byte (the server
-    #: closed or reset them as the request arrived); the request was retried if allowed.
-    closed_in_flight: int
 
 
 class ServicePoint(NativeObject):
@@ -73,15 +25,31 @@ class ServicePoint(NativeObject):
     the handle only, the service point stays in its manager. After the manager is closed
     every accessor raises :class:`~servicepoint.errors.ManagerClosedError`.
 
-    Millisecond settings use -1 for infinite. Settings apply to all the handles of the same
-    service point. All methods may be called from any thread.
+    Durations are seconds (float), None meaning no limit. Settings apply to all the handles
+    of the same service point. Two handles of the same service point compare equal and hash
+    the same (even once closed). All methods may be called from any thread.
     """
 
-    def __init__(self, handle: int, manager: Any = None) -> None:
+    def __init__(self, handle: int, manager: Any = None, token: Hashable = None) -> None:
         self._handle: Optional[int] = handle
         # Keeps the manager object alive while a handle is open.
         self._manager = manager
+        # Identifies the manager for equality (kept after close; unique while referenced).
+        self._token = token
         self._address: Optional[str] = None
+        try:
+            self._address = self.address
+        except BaseException:
+            self.close()
+            raise
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServicePoint):
+            return NotImplemented
+        return self._token is other._token and self._address == other._address
+
+    def __hash__(self) -> int:
+        return hash((self._token, self._address))
 
     def _free(self, handle: int) -> None:
         # The service point stays in its manager; only this handle goes.
@@ -113,24 +81,26 @@ class ServicePoint(NativeObject):
         self._set(n.sp_set_connection_limit, value, "connection limit")
 
     @property
-    def connection_lease_timeout(self) -> int:
-        """ConnectionLeaseTimeout in ms: -1 connections live forever (default); 0 every
-        request carries ``Connection: close`` and gets a new connection; N a connection
-        older than N ms is closed after its next request. Below -1: OutOfRangeError."""
-        return self._get(n.sp_get_lease_timeout)
+    def connection_lease_timeout(self) -> Optional[float]:
+        """ConnectionLeaseTimeout in seconds: None connections live forever (default); 0
+        every request carries ``Connection: close`` and gets a new connection; t a
+        connection older than t seconds is closed after its next request. Negative:
+        OutOfRangeError. Millisecond resolution (rounded up)."""
+        return n.from_ms(self._get(n.sp_get_lease_timeout))
 
     @connection_lease_timeout.setter
-    def connection_lease_timeout(self, value: int) -> None:
-        self._set(n.sp_set_lease_timeout, value, "lease timeout")
+    def connection_lease_timeout(self, value: Optional[float]) -> None:
+        n.sp_set_lease_timeout(self._live(), n.to_ms(value, "connection_lease_timeout"))
 
     @property
-    def max_idle_time(self) -> int:
-        """MaxIdleTime in ms (-1 infinite): idle connections older than this are closed."""
-        return self._get(n.sp_get_max_idle_time)
+    def max_idle_time(self) -> Optional[float]:
+        """MaxIdleTime in seconds (None = no limit): idle connections older than this are
+        closed. Taken from the manager's max_service_point_idle_time at creation."""
+        return n.from_ms(self._get(n.sp_get_max_idle_time))
 
     @max_idle_time.setter
-    def max_idle_time(self, value: int) -> None:
-        self._set(n.sp_set_max_idle_time, value, "max idle time")
+    def max_idle_time(self, value: Optional[float]) -> None:
+        n.sp_set_max_idle_time(self._live(), n.to_ms(value, "max_idle_time"))
 
     @property
     def max_requests_per_connection(self) -> int:
@@ -156,11 +126,17 @@ class ServicePoint(NativeObject):
 
     @property
     def statistics(self) -> Statistics:
-        """A snapshot of the service point's statistics."""
-        raw = n.sp_statistics()
-        raw.struct_size = ctypes.sizeof(n.sp_statistics)
-        n.sp_get_statistics(self._live(), ctypes.byref(raw))
-        return Statistics(**{f.name: int(getattr(raw, f.name)) for f in fields(Statistics)})
+        """A snapshot of the service point's statistics, including the open connections by
+        state (``open``, ``idle``, ``busy``) and the requests ``waiting``."""
+        return read_statistics(n.sp_get_statistics, self._live())
+
+    def queue_wait_histogram(self) -> Histogram:
+        """How long each request waited for a connection (seconds; 0 included)."""
+        return read_histogram(n.sp_get_histogram, self._live(), n.SP_METRIC_QUEUE_WAIT)
+
+    def connection_lifetime_histogram(self) -> Histogram:
+        """How long each closed connection lived, connect to close (seconds)."""
+        return read_histogram(n.sp_get_histogram, self._live(), n.SP_METRIC_CONNECTION_LIFETIME)
 
     def close_connection_group(self, name: str = "") -> bool:
         """CloseConnectionGroup: closes the named group's idle connections now and its busy

@@ -29,7 +29,8 @@ class Response(NativeObject):
     connection to the pool; a short unread remainder is drained so the connection can be
     reused, a long one closes the connection. Closing twice is safe. The head (status,
     reason, headers) stays readable after :meth:`close`, and so do the connection details
-    (connection_id, connection_reused, local_port) once read before it; body reads and
+    (connection_id, connection_reused, local_port, retried) once one of them was read
+    before it; body reads and
     trailers do not.
 
     Instances are created by :meth:`ServicePointManager.request`, not directly. A response
@@ -42,7 +43,7 @@ class Response(NativeObject):
         self._owner = owner
         self._eof = False
         self._headers: Optional[List[Tuple[str, str]]] = None
-        self._conn: Optional[Tuple[int, bool, int]] = None
+        self._conn: Optional[Tuple[int, bool, int, bool]] = None
         try:
             # One call copies the whole head (it stays readable after close); it is parsed
             # on first use. Connection details are fetched when first asked for.
@@ -70,7 +71,7 @@ class Response(NativeObject):
             self._headers = fields
         return self._headers
 
-    def _connection(self) -> Tuple[int, bool, int]:
+    def _connection(self) -> Tuple[int, bool, int, bool]:
         if self._conn is None:
             if self._handle is None:
                 raise InvalidHandleError(
@@ -82,6 +83,7 @@ class Response(NativeObject):
                 conn_id.value,
                 bool(self._get(n.sp_response_connection_reused)),
                 self._get(n.sp_response_local_port),
+                bool(self._get(n.sp_response_retried)),
             )
         return self._conn
 
@@ -145,6 +147,12 @@ class Response(NativeObject):
     def local_port(self) -> int:
         """The client-side port of the connection (the peer port the server saw)."""
         return self._connection()[2]
+
+    @property
+    def retried(self) -> bool:
+        """True if the request was sent a second time, on a new connection, after a reused
+        connection turned out stale (the server closed it as the request arrived)."""
+        return self._connection()[3]
 
     def trailer(self, name: str) -> Optional[str]:
         """The first value of trailer field ``name`` of a chunked body (case-insensitive),

@@ -26,7 +26,7 @@ def _child(index: int) -> Tuple[int, int, bool]:
             if resp.read() != token:
                 wrong += 1
     point = _MANAGER.find_service_point(_URL)
-    point.max_idle_time = 50
+    point.max_idle_time = 0.05
     reaped = False
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not reaped:

@@ -78,6 +78,7 @@ def test_every_header_function_is_declared() -> None:
 _SCALARS = {
     "int32_t": ctypes.c_int32,
     "uint32_t": ctypes.c_uint32,
+    "uint64_t": ctypes.c_uint64,
     "size_t": ctypes.c_size_t,
     "sp_result": ctypes.c_int32,
     "const char *": ctypes.c_char_p,
@@ -107,7 +108,9 @@ def test_declarations_match_prototypes() -> None:
         assert has_check == (ret == "sp_result"), name
         for ctype, param in zip(func.argtypes, params):
             if param.startswith("const struct sp_") or param.startswith("struct sp_"):
-                if param.count("*") == 1 and "sp_statistics" not in param:
+                if param.count("*") == 1 and not any(
+                    s in param for s in ("sp_statistics", "sp_histogram")
+                ):
                     assert ctype is ctypes.c_void_p, (name, param)  # opaque handle
             elif param in _SCALARS:
                 assert ctype is _SCALARS[param], (name, param, ctype)
@@ -221,7 +224,7 @@ def _clean_env() -> Dict[str, str]:
 
 def test_missing_library_gives_clear_import_error(tmp_path: Path) -> None:
     shutil.copytree(str(PACKAGE_DIR), str(tmp_path / "pkg" / "servicepoint"),
-                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+                    ignore=shutil.ignore_patterns("*.so", "*.so.*", "*.dylib", "*.dll", "__pycache__"))
     env = _clean_env()
     env["LD_LIBRARY_PATH"] = ""
     proc = _run_isolated(
@@ -320,8 +323,8 @@ def test_abi_2_getters_read_what_setters_set() -> None:
         assert manager.has_certificate_validator is True
         manager.set_certificate_validator(None)
         assert manager.has_certificate_validator is False
-        manager.max_service_point_idle_time = 1234
-        assert manager.max_service_point_idle_time == 1234
+        manager.max_service_point_idle_time = 1.234
+        assert manager.max_service_point_idle_time == 1.234
 
     handle = ctypes.c_void_p()
     _native.sp_http_request_new(b"POST", b"HTTP://Example.COM:80/a?b#f", ctypes.byref(handle))

@@ -48,22 +48,26 @@ def test_same_origin_gives_same_service_point(
 def test_manager_settings(manager: ServicePointManager) -> None:
     assert manager.default_connection_limit == 2
     assert manager.max_service_points == 0
-    assert manager.max_service_point_idle_time == 100000
+    assert manager.max_service_point_idle_time == 100.0
     assert manager.keep_alive_default is True
     assert manager.service_point_count == 0
-    assert manager.dns_refresh_timeout == 120000
+    assert manager.dns_refresh_timeout == 120.0
     manager.dns_refresh_timeout = 0
     assert manager.dns_refresh_timeout == 0
     with pytest.raises(servicepoint.OutOfRangeError):
         manager.dns_refresh_timeout = -2
+    manager.dns_refresh_timeout = None
+    assert manager.dns_refresh_timeout is None
+    manager.dns_refresh_timeout = 0.0015  # millisecond resolution, rounded up
+    assert manager.dns_refresh_timeout == 0.002
 
     manager.default_connection_limit = 5
     manager.max_service_points = 10
-    manager.max_service_point_idle_time = servicepoint.INFINITE
+    manager.max_service_point_idle_time = None
     manager.keep_alive_default = False
     assert manager.default_connection_limit == 5
     assert manager.max_service_points == 10
-    assert manager.max_service_point_idle_time == -1
+    assert manager.max_service_point_idle_time is None
     assert manager.keep_alive_default is False
 
     with pytest.raises(servicepoint.OutOfRangeError):
@@ -71,7 +75,15 @@ def test_manager_settings(manager: ServicePointManager) -> None:
     with pytest.raises(servicepoint.OutOfRangeError):
         manager.max_service_points = -1
     with pytest.raises(servicepoint.OutOfRangeError):
-        manager.max_service_point_idle_time = -2
+        manager.max_service_point_idle_time = -1  # no -1 for infinite any more: None
+    with pytest.raises(servicepoint.OutOfRangeError):
+        manager.max_service_point_idle_time = float("nan")
+    with pytest.raises(servicepoint.OutOfRangeError):
+        manager.max_service_point_idle_time = 2**31 / 1000  # more than int32 ms
+    with pytest.raises(TypeError):
+        manager.max_service_point_idle_time = "5"  # type: ignore[assignment]
+    manager.max_service_point_idle_time = float("inf")  # the same as None
+    assert manager.max_service_point_idle_time is None
     with pytest.raises(ValueError):  # does not fit int32: refused before ctypes truncates
         manager.default_connection_limit = 2**32 + 3
     with pytest.raises(TypeError):
@@ -81,33 +93,33 @@ def test_manager_settings(manager: ServicePointManager) -> None:
 
     point = manager.find_service_point("http://a.example/")
     assert point.connection_limit == 5  # takes the default at creation
-    assert point.max_idle_time == -1
+    assert point.max_idle_time is None
 
 
 def test_service_point_settings(manager: ServicePointManager) -> None:
     with manager.find_service_point("http://a.example/") as point:
-        assert point.connection_lease_timeout == -1
+        assert point.connection_lease_timeout is None
         assert point.max_requests_per_connection == 0
         assert point.current_connections == 0
-        point.connection_lease_timeout = 5000
-        point.max_idle_time = 1234
+        point.connection_lease_timeout = 5
+        point.max_idle_time = 1.234
         point.max_requests_per_connection = 9
-        assert point.connection_lease_timeout == 5000
-        assert point.max_idle_time == 1234
+        assert point.connection_lease_timeout == 5.0
+        assert point.max_idle_time == 1.234
         assert point.max_requests_per_connection == 9
 
         with pytest.raises(servicepoint.OutOfRangeError) as info:
             point.connection_lease_timeout = -2
         assert isinstance(info.value, ValueError)
         assert info.value.code == 4 and "-2" in str(info.value)
-        assert point.connection_lease_timeout == 5000  # unchanged
+        assert point.connection_lease_timeout == 5.0  # unchanged
         with pytest.raises(servicepoint.OutOfRangeError):
             point.connection_limit = 0
         with pytest.raises(servicepoint.OutOfRangeError):
             point.max_idle_time = -5
         with pytest.raises(servicepoint.OutOfRangeError):
             point.max_requests_per_connection = -1
-        assert point.max_idle_time == 1234
+        assert point.max_idle_time == 1.234
         assert point.max_requests_per_connection == 9
 
 
@@ -250,7 +262,7 @@ def test_http10_and_bodiless_responses(
 
 def test_idle_connections_are_reaped(manager: ServicePointManager, server: RecordingServer) -> None:
     point = manager.find_service_point(server.url())
-    point.max_idle_time = 100
+    point.max_idle_time = 0.1
     with manager.request("GET", server.url("/hello")) as resp:
         resp.read()
     assert point.current_connections == 1
