@@ -3,8 +3,9 @@
 // (the client's port) and every request (method, path, headers, body), so the checks are
 // about what the server observed, not only what the client reports.
 //
-//   mcs -langversion:7.2 -out:Tests.exe ServicePoint.cs Tests.cs
-//   LD_LIBRARY_PATH=target/debug mono --debug Tests.exe
+//   bash bindings/csharp/run-mono.sh target/debug
+// (builds src/*.cs into Servicepoint.dll, then tests/*.cs into Servicepoint.Tests.exe, which
+// sees the library's internals through InternalsVisibleTo).
 //
 // Prints one line per check and at the end "N passed, N failed"; exits 1 if any check failed.
 // Every loop and wait is bounded; a watchdog ends the process (exit 2) after 300 s.
@@ -649,7 +650,7 @@ namespace Servicepoint.Tests
             return true;
         }
 
-        static string GetText(ServicePointManager m, string url)
+        static string GetText(HttpServicePointManager m, string url)
         {
             using (Response r = m.Get(url))
                 return Encoding.UTF8.GetString(r.ReadAll());
@@ -666,7 +667,7 @@ namespace Servicepoint.Tests
 
         /// <summary>Creates a response in another thread and drops it undisposed: once that thread
         /// has ended nothing on any stack refers to it, so the GC may finalize it.</summary>
-        static void DropUndisposedResponse(ServicePointManager m, string url)
+        static void DropUndisposedResponse(HttpServicePointManager m, string url)
         {
             Exception error = null;
             var t = new Thread(() =>
@@ -691,8 +692,8 @@ namespace Servicepoint.Tests
         {
             for (int i = 0; i < n; i++)
             {
-                var m = new ServicePointManager();
-                ServicePoint p = m.FindServicePoint(url);
+                var m = new HttpServicePointManager();
+                HttpServicePoint p = m.FindServicePoint(url);
                 p.ConnectionLimit = 4;
                 Response r = m.Get(url);
                 if (i % 2 == 0) r.GetResponseStream().ReadByte();
@@ -761,7 +762,7 @@ namespace Servicepoint.Tests
 
             Check("manager defaults and setters", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     Equal(2, m.DefaultConnectionLimit, "DefaultConnectionLimit");
                     Equal(100000, m.MaxServicePointIdleTime, "MaxServicePointIdleTime");
@@ -775,7 +776,7 @@ namespace Servicepoint.Tests
                     m.DefaultConnectionLimit = 5;
                     Equal(5, m.DefaultConnectionLimit, "DefaultConnectionLimit after set");
                     var e = Throws<OutOfRangeException>(() => m.DefaultConnectionLimit = 0, "DefaultConnectionLimit = 0");
-                    Equal(ErrorCode.OutOfRange, e.Code, "code");
+                    Equal(ErrorCode.OutOfRange, e.NativeCode, "code");
                     Equal(5, m.DefaultConnectionLimit, "DefaultConnectionLimit unchanged");
                     Throws<OutOfRangeException>(() => m.MaxServicePoints = -1, "MaxServicePoints = -1");
                     Throws<OutOfRangeException>(() => m.MaxServicePointIdleTime = -2, "MaxServicePointIdleTime = -2");
@@ -785,7 +786,7 @@ namespace Servicepoint.Tests
                     Equal(10, m.MaxServicePoints, "MaxServicePoints");
                     m.KeepAliveDefault = false;
                     Equal(false, m.KeepAliveDefault, "KeepAliveDefault off");
-                    using (ServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
+                    using (HttpServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
                         Equal(5, p.ConnectionLimit, "new service point takes DefaultConnectionLimit");
                 }
             });
@@ -793,10 +794,10 @@ namespace Servicepoint.Tests
             Check("same service point for the same origin", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint a = m.FindServicePoint(server.Url("/a")))
-                using (ServicePoint b = m.FindServicePoint("HTTP://127.0.0.1:" + server.Port + "/b?q=1#f"))
-                using (ServicePoint c = m.FindServicePoint(new Uri(server.Url("/c/d"))))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint a = m.FindServicePoint(server.Url("/a")))
+                using (HttpServicePoint b = m.FindServicePoint("HTTP://127.0.0.1:" + server.Port + "/b?q=1#f"))
+                using (HttpServicePoint c = m.FindServicePoint(new Uri(server.Url("/c/d"))))
                 {
                     Equal(1, m.ServicePointCount, "ServicePointCount");
                     Equal(a.Address, b.Address, "Address a/b");
@@ -806,12 +807,12 @@ namespace Servicepoint.Tests
                     Equal(7, b.ConnectionLimit, "limit seen through b");
                     Equal(7, c.ConnectionLimit, "limit seen through c");
                     Equal(1234, c.ConnectionLeaseTimeout, "lease seen through c");
-                    using (ServicePoint d = m.FindServicePoint("http://localhost:" + server.Port + "/"))
+                    using (HttpServicePoint d = m.FindServicePoint("http://localhost:" + server.Port + "/"))
                     {
                         Equal(2, m.ServicePointCount, "another host is another service point");
                         Equal(2, d.ConnectionLimit, "its own limit");
                     }
-                    using (ServicePoint e = m.FindServicePoint("http://Example.COM:80/x"))
+                    using (HttpServicePoint e = m.FindServicePoint("http://Example.COM:80/x"))
                         Equal("http://example.com/", e.Address.ToString(), "default port omitted, host lower-cased");
                 }
             });
@@ -819,8 +820,8 @@ namespace Servicepoint.Tests
             Check("20 sequential GETs use 1 connection at the server", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     ulong firstId = 0;
                     for (int i = 0; i < 20; i++)
@@ -857,8 +858,8 @@ namespace Servicepoint.Tests
             Check("ConnectionLeaseTimeout 0: Connection: close and a new connection per request", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLeaseTimeout = 0;
                     Equal(0, p.ConnectionLeaseTimeout, "lease");
@@ -882,8 +883,8 @@ namespace Servicepoint.Tests
             Check("ConnectionLeaseTimeout N: an old connection closes after its next request", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLeaseTimeout = 300;
                     GetText(m, server.Url("/hello"));
@@ -902,7 +903,7 @@ namespace Servicepoint.Tests
             Check("KeepAlive off (per request and manager default)", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     for (int i = 0; i < 3; i++)
                         using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")) { KeepAlive = false }))
@@ -921,8 +922,8 @@ namespace Servicepoint.Tests
             Check("server's Connection: close is honoured", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     Equal("bye", GetText(m, server.Url("/close")), "body");
                     Equal("bye", GetText(m, server.Url("/close")), "body");
@@ -934,8 +935,8 @@ namespace Servicepoint.Tests
             Check("1 MB body streamed through GetResponseStream is byte-exact", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 using (Response r = m.Get(server.Url("/big")))
                 {
                     Equal((long)TestServer.BigBody.Length, r.ContentLength, "ContentLength");
@@ -965,7 +966,7 @@ namespace Servicepoint.Tests
             Check("ReadAll of a 1 MB chunked body, trailers, StreamReader", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     using (Response r = m.Get(server.Url("/bigchunked")))
                     {
@@ -997,7 +998,7 @@ namespace Servicepoint.Tests
             Check("POST body echoed", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var body = new byte[100000];
                     new Random(42).NextBytes(body);
@@ -1021,7 +1022,7 @@ namespace Servicepoint.Tests
             Check("streamed request body (BodyStream, chunked) echoed", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var body = new byte[300000];
                     new Random(7).NextBytes(body);
@@ -1042,16 +1043,16 @@ namespace Servicepoint.Tests
             Check("refused port: ConnectException with a message", () =>
             {
                 int port = FreePort();
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<ConnectException>(() =>
                         m.GetResponse(new HttpRequest("http://127.0.0.1:" + port + "/") { Timeout = 10000 }).Dispose(),
                         "GET on a closed port");
-                    Equal(ErrorCode.Connect, e.Code, "code");
+                    Equal(ErrorCode.Connect, e.NativeCode, "code");
                     Assert(!string.IsNullOrEmpty(e.Message), "empty message");
                     Assert(e.Message.Contains(port.ToString()) || e.Message.ToLowerInvariant().Contains("refused"),
                         "message names neither the port nor the refusal: " + e.Message);
-                    Equal(false, e.RequestSent, "RequestSent");
+                    Equal(false, e.RequestMayHaveBeenSent, "RequestMayHaveBeenSent");
                     Equal("sp_request", e.Function, "Function");
                     Console.WriteLine("     message: {0}", e.Message);
                 }
@@ -1059,10 +1060,10 @@ namespace Servicepoint.Tests
 
             Check("ftp:// and bad URLs", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<UnsupportedSchemeException>(() => m.FindServicePoint("ftp://127.0.0.1/file"), "FindServicePoint(ftp://)");
-                    Equal(ErrorCode.UnsupportedScheme, e.Code, "code");
+                    Equal(ErrorCode.UnsupportedScheme, e.NativeCode, "code");
                     Throws<UnsupportedSchemeException>(() => m.FindServicePoint(new Uri("ftp://127.0.0.1/file")), "FindServicePoint(Uri ftp://)");
                     Throws<UnsupportedSchemeException>(() => m.Get("ftp://127.0.0.1/file").Dispose(), "GET ftp://");
                     Throws<InvalidUrlException>(() => m.FindServicePoint("not a url"), "FindServicePoint(not a url)");
@@ -1074,12 +1075,12 @@ namespace Servicepoint.Tests
 
             Check("out-of-range settings: exception and value unchanged", () =>
             {
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
                 {
                     p.ConnectionLeaseTimeout = 5000;
                     var e = Throws<OutOfRangeException>(() => p.ConnectionLeaseTimeout = -2, "ConnectionLeaseTimeout = -2");
-                    Equal(ErrorCode.OutOfRange, e.Code, "code");
+                    Equal(ErrorCode.OutOfRange, e.NativeCode, "code");
                     Assert(!string.IsNullOrEmpty(e.Message), "message");
                     Equal(5000, p.ConnectionLeaseTimeout, "lease unchanged");
                     p.ConnectionLeaseTimeout = Timeout.Infinite;
@@ -1097,7 +1098,7 @@ namespace Servicepoint.Tests
 
             Check("invalid request headers", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     const string url = "http://127.0.0.1:9/";
                     Throws<InvalidArgumentException>(() => m.GetResponse(new HttpRequest(url) { Headers = { { "Bad Name", "x" } } }).Dispose(), "space in name");
@@ -1111,8 +1112,8 @@ namespace Servicepoint.Tests
             Check("queue timeout at the connection limit", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLimit = 1;
                     Response held = m.Get(server.Url("/big")); // body unread: the connection stays taken
@@ -1124,7 +1125,7 @@ namespace Servicepoint.Tests
                         long ms = sw.ElapsedMilliseconds;
                         Assert(ms >= 250 && ms < 5000, "waited " + ms + " ms");
                         Assert(e is ServicePointTimeoutException, "a ServicePointTimeoutException");
-                        Equal(false, e.RequestSent, "RequestSent");
+                        Equal(false, e.RequestMayHaveBeenSent, "RequestMayHaveBeenSent");
                         Equal(1, server.Requests.Count, "the server saw only the first request");
                     }
                     finally
@@ -1138,21 +1139,21 @@ namespace Servicepoint.Tests
             Check("response timeout", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var sw = Stopwatch.StartNew();
                     var e = Throws<ResponseTimeoutException>(() =>
                         m.GetResponse(new HttpRequest(server.Url("/slow")) { Timeout = 300 }).Dispose(), "GET /slow");
                     Assert(sw.ElapsedMilliseconds < 1400, "took " + sw.ElapsedMilliseconds + " ms");
-                    Equal(true, e.RequestSent, "RequestSent");
-                    Equal(ErrorCode.ResponseTimeout, e.Code, "code");
+                    Equal(true, e.RequestMayHaveBeenSent, "RequestMayHaveBeenSent");
+                    Equal(ErrorCode.ResponseTimeout, e.NativeCode, "code");
                 }
             });
 
             Check("read timeout while streaming the body", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 using (Response r = m.GetResponse(new HttpRequest(server.Url("/stall")) { ReadWriteTimeout = 300 }))
                 {
                     Stream s = r.GetResponseStream();
@@ -1170,14 +1171,14 @@ namespace Servicepoint.Tests
                     }, "reading a stalled body");
                     Equal(10, got, "bytes before the stall");
                     Assert(sw.ElapsedMilliseconds < 1400, "took " + sw.ElapsedMilliseconds + " ms");
-                    Equal(ErrorCode.ReadTimeout, e.Code, "code");
+                    Equal(ErrorCode.ReadTimeout, e.NativeCode, "code");
                 }
             });
 
             Check("status, reason, version; headers in wire order", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     using (Response r = m.Get(server.Url("/notfound")))
                     {
@@ -1204,7 +1205,7 @@ namespace Servicepoint.Tests
             {
                 const string value = "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c \U0001F600";
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 using (Response r = m.GetResponse(new HttpRequest(server.Url("/utf8")) { Headers = { { "X-Echo", value } } }))
                 {
                     Equal(value, server.Requests[0].Header("X-Echo"), "value the server received");
@@ -1216,8 +1217,8 @@ namespace Servicepoint.Tests
             Check("connection groups and CloseConnectionGroup", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     ulong a, b;
                     using (Response r = m.Get(server.Url("/hello"))) { r.ReadAll(); a = r.ConnectionId; }
@@ -1237,8 +1238,8 @@ namespace Servicepoint.Tests
             Check("MaxRequestsPerConnection", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.MaxRequestsPerConnection = 3;
                     Equal(3, p.MaxRequestsPerConnection, "value");
@@ -1251,8 +1252,8 @@ namespace Servicepoint.Tests
             Check("IdleSince is UTC and recent", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     GetText(m, server.Url("/hello"));
                     DateTime idle = p.IdleSince;
@@ -1265,8 +1266,8 @@ namespace Servicepoint.Tests
             Check("concurrent requests stay within ConnectionLimit", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLimit = 3;
                     int ok = 0;
@@ -1302,8 +1303,8 @@ namespace Servicepoint.Tests
             Check("MaxIdleTime: the reaper closes idle connections", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.MaxIdleTime = 200;
                     GetText(m, server.Url("/hello"));
@@ -1318,15 +1319,15 @@ namespace Servicepoint.Tests
 
             Check("MaxServicePoints: unused service points are evicted, used ones are not", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.MaxServicePoints = 1;
                     m.FindServicePoint("http://a.example/").Dispose();
-                    using (ServicePoint b = m.FindServicePoint("http://b.example/"))
+                    using (HttpServicePoint b = m.FindServicePoint("http://b.example/"))
                     {
                         Equal(1, m.ServicePointCount, "a was evicted for b");
                         var e = Throws<TooManyServicePointsException>(() => m.FindServicePoint("http://c.example/"), "c while b has a handle");
-                        Equal(ErrorCode.TooManyServicePoints, e.Code, "code");
+                        Equal(ErrorCode.TooManyServicePoints, e.NativeCode, "code");
                     }
                     using (m.FindServicePoint("http://c.example/")) Equal(1, m.ServicePointCount, "b evicted once released");
                 }
@@ -1335,8 +1336,8 @@ namespace Servicepoint.Tests
             Check("a connection the server dropped while idle is not reused", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     Equal("dropped later", GetText(m, server.Url("/drop")), "first");
                     Thread.Sleep(300);
@@ -1351,8 +1352,8 @@ namespace Servicepoint.Tests
             {
                 using (var server = new TestServer())
                 {
-                    var m = new ServicePointManager();
-                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    var m = new HttpServicePointManager();
+                    HttpServicePoint p = m.FindServicePoint(server.Url("/"));
                     Response r = m.Get(server.Url("/big"));
                     Stream s = r.GetResponseStream();
                     s.Dispose();
@@ -1374,8 +1375,8 @@ namespace Servicepoint.Tests
             {
                 using (var server = new TestServer())
                 {
-                    var m = new ServicePointManager();
-                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    var m = new HttpServicePointManager();
+                    HttpServicePoint p = m.FindServicePoint(server.Url("/"));
                     Response r = m.Get(server.Url("/hello"));
                     Stream s = r.GetResponseStream();
                     r.Dispose();
@@ -1387,8 +1388,8 @@ namespace Servicepoint.Tests
                     Equal(HttpStatusCode.OK, r.StatusCode, "StatusCode after Dispose");
                     Equal("12", r.GetHeader("Content-Length"), "GetHeader after Dispose");
                     p.Dispose();
-                    Throws<ObjectDisposedException>(() => { int x = p.ConnectionLimit; }, "ServicePoint.ConnectionLimit");
-                    Throws<ObjectDisposedException>(() => p.CloseConnectionGroup(""), "ServicePoint.CloseConnectionGroup");
+                    Throws<ObjectDisposedException>(() => { int x = p.ConnectionLimit; }, "HttpServicePoint.ConnectionLimit");
+                    Throws<ObjectDisposedException>(() => p.CloseConnectionGroup(""), "HttpServicePoint.CloseConnectionGroup");
                     m.Dispose();
                     Throws<ObjectDisposedException>(() => m.FindServicePoint(server.Url("/")), "FindServicePoint");
                     Throws<ObjectDisposedException>(() => m.Get(server.Url("/hello")), "Get");
@@ -1404,7 +1405,7 @@ namespace Servicepoint.Tests
                     var unexpected = new List<string>();
                     for (int round = 0; round < 20; round++)
                     {
-                        var m = new ServicePointManager();
+                        var m = new HttpServicePointManager();
                         Response r = m.Get(server.Url(round % 2 == 0 ? "/big" : "/bigchunked"));
                         var reader = new Thread(() =>
                         {
@@ -1483,13 +1484,13 @@ namespace Servicepoint.Tests
             Check("sp_get_statistics writes only struct_size bytes", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     GetText(m, server.Url("/hello"));
                     // Reach the native handle of p the way the binding does.
-                    var field = typeof(ServicePoint).GetField("_h", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
-                    var nh = (NativeHandle)field.GetValue(p);
+                    var field = typeof(HttpServicePoint).GetField("_h", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
+                    var nh = (PointHandle)field.GetValue(p);
                     IntPtr h = nh.Enter("test");
                     try
                     {
@@ -1516,7 +1517,7 @@ namespace Servicepoint.Tests
             Check("the head read in one call equals the head read field by field", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     Func<string, string> describe = path =>
                     {
@@ -1562,26 +1563,31 @@ namespace Servicepoint.Tests
                 Native.sp_response_free(IntPtr.Zero);
                 Native.sp_point_free(new IntPtr(12345));
                 UIntPtr n;
-                Equal((int)ErrorCode.InvalidHandle, Native.sp_response_read_array(new IntPtr(0x10), new byte[8], new UIntPtr(8), out n), "never-issued handle");
+                int readRc;
+                unsafe
+                {
+                    fixed (byte* p = new byte[8]) readRc = Native.sp_response_read(new IntPtr(0x10), p, new UIntPtr(8), out n);
+                }
+                Equal((int)ErrorCode.InvalidHandle, readRc, "never-issued handle");
             });
 
-            Check("ServicePoint after the manager's Dispose: ManagerClosedException", () =>
+            Check("HttpServicePoint after the manager's Dispose: ManagerClosedException", () =>
             {
                 using (var server = new TestServer())
                 {
-                    var m = new ServicePointManager();
-                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    var m = new HttpServicePointManager();
+                    HttpServicePoint p = m.FindServicePoint(server.Url("/"));
                     Equal("hello world\n", GetText(m, server.Url("/hello")), "request");
                     Response r = m.Get(server.Url("/big")); // busy when the manager goes
                     m.Dispose();
                     var e = Throws<ManagerClosedException>(() => { int x = p.ConnectionLimit; }, "ConnectionLimit");
-                    Equal(ErrorCode.ManagerClosed, e.Code, "code");
+                    Equal(ErrorCode.ManagerClosed, e.NativeCode, "code");
                     Throws<ManagerClosedException>(() => p.ConnectionLeaseTimeout = 5, "set ConnectionLeaseTimeout");
                     Throws<ManagerClosedException>(() => { var s = p.Statistics; }, "Statistics");
                     // Freeing the manager shut the response's connection down: reading its body
                     // fails at once with the same code.
                     var re = Throws<ManagerClosedException>(() => r.ReadAll(), "body of a response whose manager was freed");
-                    Equal(ErrorCode.ManagerClosed, re.Code, "body read code");
+                    Equal(ErrorCode.ManagerClosed, re.NativeCode, "body read code");
                     r.Dispose();
                     p.Dispose();
                     p.Dispose();
@@ -1600,8 +1606,8 @@ namespace Servicepoint.Tests
                     }
                     // A finalized response releases its connection: with a limit of 1 the next
                     // request would otherwise wait in the queue and time out.
-                    using (var m = new ServicePointManager())
-                    using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                    using (var m = new HttpServicePointManager())
+                    using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                     {
                         p.ConnectionLimit = 1;
                         DropUndisposedResponse(m, server.Url("/big"));
@@ -1621,18 +1627,18 @@ namespace Servicepoint.Tests
             Check("https:// to a plain HTTP port: TlsNotTlsException", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<TlsNotTlsException>(() =>
                         m.GetResponse(new HttpRequest(server.HttpsUrl("127.0.0.1", "/hello")) { Timeout = 10000 }).Dispose(), "GET https:// on HTTP");
                     Assert(e is TlsHandshakeException, "a TlsHandshakeException");
-                    Equal(ErrorCode.TlsNotTls, e.Code, "code");
+                    Equal(ErrorCode.TlsNotTls, e.NativeCode, "code");
                 }
             });
 
             Check("TLS settings: bad input is refused", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     Throws<InvalidArgumentException>(() => m.AddCaPem("not a certificate"), "AddCaPem(garbage)");
                     Throws<InvalidArgumentException>(() => m.AddCaFile("/nonexistent/ca.pem"), "AddCaFile(missing)");
@@ -1665,7 +1671,7 @@ namespace Servicepoint.Tests
             TlsCheck("https: an untrusted CA gives TlsUnknownIssuerException", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<TlsUnknownIssuerException>(() =>
                         m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "GET");
@@ -1677,10 +1683,10 @@ namespace Servicepoint.Tests
             TlsCheck("https with AddCaFile: body, one connection, one full handshake", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.AddCaFile(Pki.CaPem);
-                    using (ServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
+                    using (HttpServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
                     {
                         Equal("https://localhost:" + server.Port + "/", p.Address.ToString(), "Address");
                         for (int i = 0; i < 5; i++)
@@ -1698,7 +1704,7 @@ namespace Servicepoint.Tests
             TlsCheck("https with AddCaPem: a name the certificate lacks gives TlsHostnameMismatchException", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.AddCaPem(File.ReadAllText(Pki.CaPem));
                     Equal(1, m.CaCount, "CaCount after AddCaPem");
@@ -1711,7 +1717,7 @@ namespace Servicepoint.Tests
             TlsCheck("https: MinTlsVersion Tls13 against a TLS 1.2 server fails the handshake", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.AddCaFile(Pki.CaPem);
                     m.MinTlsVersion = TlsVersion.Tls13;
@@ -1725,7 +1731,7 @@ namespace Servicepoint.Tests
                 byte[] serverDer = Pki.ServerCertificate.RawData;
                 using (var server = new TestServer(Pki.ServerCertificate))
                 {
-                    using (var m = new ServicePointManager())
+                    using (var m = new HttpServicePointManager())
                     {
                         string seenHost = null;
                         int seenCount = 0;
@@ -1742,15 +1748,15 @@ namespace Servicepoint.Tests
                         Assert(seenCount >= 1, "chain length " + seenCount);
                         Equal(ErrorCode.TlsUnknownIssuer, seenResult, "built-in verdict");
                     }
-                    using (var m = new ServicePointManager())
+                    using (var m = new HttpServicePointManager())
                     {
                         m.AddCaFile(Pki.CaPem);
                         m.ServerCertificateValidationCallback = (host, chain, builtin) => false;
                         var e = Throws<TlsCertificateException>(() =>
                             m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "rejecting validator");
-                        Equal(ErrorCode.TlsCertificate, e.Code, "code");
+                        Equal(ErrorCode.TlsCertificate, e.NativeCode, "code");
                     }
-                    using (var m = new ServicePointManager())
+                    using (var m = new HttpServicePointManager())
                     {
                         m.ServerCertificateValidationCallback = (host, chain, builtin) => { throw new InvalidDataException("validator broke"); };
                         var e = Throws<TlsCertificateException>(() =>
@@ -1766,8 +1772,8 @@ namespace Servicepoint.Tests
             TlsCheck("https: a validator replaced by a stricter one applies to the next connection", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
                 {
                     p.ConnectionLeaseTimeout = 0; // a new connection (and handshake) per request
                     int calls = 0;
@@ -1785,7 +1791,7 @@ namespace Servicepoint.Tests
 
             TlsCheck("SetClientCertificate accepts a PEM certificate and key", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.SetClientCertificate(File.ReadAllText(Pki.ServerPem), File.ReadAllText(Pki.ServerKey));
                     m.SetClientCertificate(File.ReadAllBytes(Pki.ServerPem), File.ReadAllBytes(Pki.ServerKey));
