@@ -1,5 +1,9 @@
 // C# binding of libservicepoint: the library's log messages as a TraceSource.
 
+// TraceSource.TraceEvent is [Conditional("TRACE")]: without this, a build that does not define
+// TRACE (mcs does not by default) would compile the calls away.
+#define TRACE
+
 using System;
 using System.Diagnostics;
 using System.Runtime.InteropServices;

@@ -14,6 +14,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
@@ -261,6 +262,21 @@ namespace Servicepoint.Tests
                     return new Reply { Body = Encoding.ASCII.GetBytes("dropped later"), CloseSilentlyAfterMs = 50 };
                 case "/close":
                     return new Reply { Body = Encoding.ASCII.GetBytes("bye"), Close = true };
+                case "/sized":
+                    {
+                        // X-Size bytes of a pattern, chunked in X-Chunk-Size pieces when X-Chunk-Size is set.
+                        int size = int.Parse(req.Header("X-Size") ?? "0");
+                        var body = new byte[size];
+                        for (int i = 0; i < size; i++) body[i] = (byte)(i * 7 + (i >> 8));
+                        string chunk = req.Header("X-Chunk-Size");
+                        var r = new Reply { Body = body };
+                        if (chunk != null)
+                        {
+                            r.Chunked = true;
+                            r.ChunkSize = int.Parse(chunk);
+                        }
+                        return r;
+                    }
                 case "/notfound":
                 default:
                     return new Reply { Status = 404, Reason = "Not Found", Body = Encoding.ASCII.GetBytes("not found") };
@@ -563,6 +579,28 @@ namespace Servicepoint.Tests
     }
 
     // --- the checks ---------------------------------------------------------------------------
+
+    /// <summary>Collects TraceSource events (type, id, message); throws from each when Throw is set.</summary>
+    sealed class CollectingListener : System.Diagnostics.TraceListener
+    {
+        public readonly List<Tuple<System.Diagnostics.TraceEventType, int, string>> Events =
+            new List<Tuple<System.Diagnostics.TraceEventType, int, string>>();
+        public volatile bool Throw;
+
+        public override void TraceEvent(System.Diagnostics.TraceEventCache cache, string source, System.Diagnostics.TraceEventType type, int id, string message)
+        {
+            if (Throw) throw new InvalidOperationException("listener fails");
+            lock (Events) Events.Add(Tuple.Create(type, id, message));
+        }
+
+        public override void Write(string message)
+        {
+        }
+
+        public override void WriteLine(string message)
+        {
+        }
+    }
 
     sealed class TestFailure : Exception
     {
@@ -1843,6 +1881,222 @@ namespace Servicepoint.Tests
                         Assert(stderrTask.Result.Contains("error:"), "error printed: " + stderrTask.Result);
                     }
                 }
+            });
+
+            Check("exceptions are WebExceptions whose Status mirrors WebExceptionStatus", () =>
+            {
+                // The whole table, code by code.
+                Equal(WebExceptionStatus.NameResolutionFailure, ServicePointException.StatusOf(ErrorCode.Dns, false, "sp_request"), "Dns");
+                Equal(WebExceptionStatus.ConnectFailure, ServicePointException.StatusOf(ErrorCode.Connect, false, "sp_request"), "Connect");
+                foreach (ErrorCode c in new[] { ErrorCode.ConnectTimeout, ErrorCode.QueueTimeout, ErrorCode.ResponseTimeout, ErrorCode.ReadTimeout })
+                    Equal(WebExceptionStatus.Timeout, ServicePointException.StatusOf(c, true, "sp_request"), c.ToString());
+                foreach (ErrorCode c in new[] { ErrorCode.TlsCertificate, ErrorCode.TlsUnknownIssuer, ErrorCode.TlsCertificateExpired, ErrorCode.TlsHostnameMismatch })
+                    Equal(WebExceptionStatus.TrustFailure, ServicePointException.StatusOf(c, false, "sp_request"), c.ToString());
+                Equal(WebExceptionStatus.SecureChannelFailure, ServicePointException.StatusOf(ErrorCode.TlsHandshake, false, "sp_request"), "TlsHandshake");
+                Equal(WebExceptionStatus.SecureChannelFailure, ServicePointException.StatusOf(ErrorCode.TlsNotTls, false, "sp_request"), "TlsNotTls");
+                Equal(WebExceptionStatus.ServerProtocolViolation, ServicePointException.StatusOf(ErrorCode.Protocol, true, "sp_request"), "Protocol");
+                Equal(WebExceptionStatus.KeepAliveFailure, ServicePointException.StatusOf(ErrorCode.ConnectionClosed, false, "sp_request"), "closed, not sent");
+                Equal(WebExceptionStatus.ConnectionClosed, ServicePointException.StatusOf(ErrorCode.ConnectionClosed, true, "sp_request"), "closed, sent");
+                Equal(WebExceptionStatus.ConnectionClosed, ServicePointException.StatusOf(ErrorCode.ConnectionClosed, true, "sp_response_read"), "closed, body");
+                Equal(WebExceptionStatus.SendFailure, ServicePointException.StatusOf(ErrorCode.ConnectionReset, false, "sp_request"), "reset, not sent");
+                Equal(WebExceptionStatus.ReceiveFailure, ServicePointException.StatusOf(ErrorCode.ConnectionReset, true, "sp_request"), "reset, sent");
+                Equal(WebExceptionStatus.ReceiveFailure, ServicePointException.StatusOf(ErrorCode.Io, true, "sp_response_read"), "io, body");
+                Equal(WebExceptionStatus.SendFailure, ServicePointException.StatusOf(ErrorCode.BodySource, false, "sp_request"), "BodySource");
+                Equal(WebExceptionStatus.RequestCanceled, ServicePointException.StatusOf(ErrorCode.Canceled, false, "sp_request"), "Canceled");
+                Equal(WebExceptionStatus.RequestCanceled, ServicePointException.StatusOf(ErrorCode.ManagerClosed, true, "sp_response_read"), "ManagerClosed");
+                Equal(WebExceptionStatus.UnknownError, ServicePointException.StatusOf(ErrorCode.InvalidUrl, false, null), "InvalidUrl");
+                Equal(WebExceptionStatus.UnknownError, ServicePointException.StatusOf((ErrorCode)999, false, null), "unknown code");
+
+                // And live, caught as WebException.
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    int port = FreePort();
+                    var refused = Throws<WebException>(() =>
+                        m.GetResponse(new HttpRequest("http://127.0.0.1:" + port + "/") { Timeout = 10000 }).Dispose(), "refused");
+                    Equal(WebExceptionStatus.ConnectFailure, refused.Status, "refused: Status");
+                    Assert(refused is ConnectException, "refused: " + refused.GetType().Name);
+                    Equal(ErrorCode.Connect, ((ServicePointException)refused).NativeCode, "refused: NativeCode");
+                    Assert(refused.Response == null, "no Response");
+
+                    var timeout = Throws<WebException>(() =>
+                        m.GetResponse(new HttpRequest(server.Url("/slow")) { Timeout = 200 }).Dispose(), "timeout");
+                    Equal(WebExceptionStatus.Timeout, timeout.Status, "timeout: Status");
+                    Equal(true, ((ServicePointException)timeout).RequestMayHaveBeenSent, "timeout: sent");
+
+                    using (Response r = m.GetResponse(new HttpRequest(server.Url("/stall")) { ReadWriteTimeout = 200 }))
+                    {
+                        var buf = new byte[1000];
+                        Stream body = r.GetResponseStream();
+                        var read = Throws<WebException>(() => { while (body.Read(buf, 0, buf.Length) > 0) { } }, "stalled body");
+                        Equal(WebExceptionStatus.Timeout, read.Status, "read timeout: Status");
+                        Equal("sp_response_read", ((ServicePointException)read).Function, "read timeout: Function");
+                    }
+
+                    var https = Throws<WebException>(() => m.Get(server.HttpsUrl("127.0.0.1", "/hello")).Dispose(), "https to http");
+                    Equal(WebExceptionStatus.SecureChannelFailure, https.Status, "https to http: Status");
+
+                    Response open = m.Get(server.Url("/big"));
+                    m.Dispose();
+                    var closed = Throws<WebException>(() => open.ReadAll(), "body after the manager's Dispose");
+                    Equal(WebExceptionStatus.RequestCanceled, closed.Status, "manager closed: Status");
+                    open.Dispose();
+                }
+            });
+
+            Check("GetResponseStream().Read(buf, 0, buf.Length): bodies of several sizes, chunked or not", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    foreach (int size in new[] { 0, 1, 100, 4095, 4096, 4097, 65536, 200001 })
+                    {
+                        foreach (int chunk in new[] { 0, 1000, 65536 })
+                        {
+                            if (chunk == 1000 && size > 70000) continue;
+                            var expected = new byte[size];
+                            for (int i = 0; i < size; i++) expected[i] = (byte)(i * 7 + (i >> 8));
+                            foreach (int bufSize in new[] { 1, 4096, 65536 })
+                            {
+                                if (bufSize == 1 && size > 5000) continue;
+                                var req = new HttpRequest(server.Url("/sized")) { Headers = { { "X-Size", size.ToString() } } };
+                                if (chunk > 0) req.Headers.Add("X-Chunk-Size", chunk.ToString());
+                                var got = new MemoryStream();
+                                var buf = new byte[bufSize + 3];
+                                using (Response r = m.GetResponse(req))
+                                using (Stream body = r.GetResponseStream())
+                                {
+                                    int n;
+                                    // At an offset, into the caller's own array.
+                                    while ((n = body.Read(buf, 3, bufSize)) > 0) got.Write(buf, 3, n);
+                                    Equal(0, body.Read(buf, 0, buf.Length), "read after the end");
+                                }
+                                string what = "size " + size + " chunk " + chunk + " buffer " + bufSize;
+                                Assert(BytesEqual(expected, got.ToArray()), what + ": got " + got.Length + " bytes");
+                            }
+                        }
+                    }
+                    // Every connection went back to the pool: the reads ended the bodies.
+                    using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                    {
+                        ServicePointStatistics st = p.Statistics;
+                        Equal(0UL, st.Busy, "busy connections");
+                        Equal(0UL, st.ClosedAbandoned + st.ClosedError, "connections closed by abandon or error");
+                        Assert(st.Reuses > 0, "connections reused");
+                    }
+                }
+            });
+
+            Check("a body read to Content-Length gives its connection back without another Read", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLimit = 1;
+                    Response r1 = m.Get(server.Url("/hello"));
+                    var buf = new byte[100];
+                    Equal(12, r1.GetResponseStream().Read(buf, 0, buf.Length), "the whole body in one Read");
+                    // Not disposed yet, but complete: the next request gets the connection at once.
+                    using (Response r2 = m.GetResponse(new HttpRequest(server.Url("/hello")) { Timeout = 2000 }))
+                    {
+                        Equal(true, r2.ConnectionReused, "reused");
+                        Equal(r1.ConnectionId, r2.ConnectionId, "same connection");
+                    }
+                    Equal(0, r1.GetResponseStream().Read(buf, 0, buf.Length), "end");
+                    r1.Dispose();
+                }
+            });
+
+            Check("ServicepointTrace: log messages reach a TraceListener; off by default", () =>
+            {
+                using (var server = new TestServer())
+                {
+                    using (var m = new HttpServicePointManager())
+                        Equal(System.Diagnostics.SourceLevels.Off, m.TraceLevel, "off by default");
+                    var listener = new CollectingListener();
+                    ServicepointTrace.Source.Listeners.Add(listener);
+                    ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.All;
+                    try
+                    {
+                        using (var m = new HttpServicePointManager())
+                        {
+                            Equal(System.Diagnostics.SourceLevels.Verbose, m.TraceLevel, "native level follows the switch");
+                            GetText(m, server.Url("/hello"));
+                            GetText(m, server.Url("/hello"));
+                            lock (listener.Events)
+                            {
+                                Assert(listener.Events.Count >= 2, "events: " + listener.Events.Count);
+                                Assert(listener.Events.Exists(e => e.Item1 == System.Diagnostics.TraceEventType.Information), "an Information event (connection opened)");
+                                Assert(listener.Events.Exists(e => e.Item1 == System.Diagnostics.TraceEventType.Verbose), "a Verbose event (connection reused)");
+                                Assert(listener.Events.TrueForAll(e => e.Item2 == m.Id), "event id is the manager's Id");
+                                Console.WriteLine("     first: {0}", listener.Events[0].Item3);
+                            }
+                            ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.Warning;
+                            m.UpdateTraceLevel();
+                            Equal(System.Diagnostics.SourceLevels.Warning, m.TraceLevel, "after UpdateTraceLevel");
+                            ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.Off;
+                            m.UpdateTraceLevel();
+                            Equal(System.Diagnostics.SourceLevels.Off, m.TraceLevel, "off again");
+                            int before;
+                            lock (listener.Events) before = listener.Events.Count;
+                            GetText(m, server.Url("/hello"));
+                            lock (listener.Events) Equal(before, listener.Events.Count, "no events when off");
+                        }
+                        // A listener that throws never reaches the library.
+                        ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.All;
+                        listener.Throw = true;
+                        using (var m = new HttpServicePointManager())
+                            Equal("hello world\n", GetText(m, server.Url("/hello")), "body with a throwing listener");
+                    }
+                    finally
+                    {
+                        ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.Off;
+                        ServicepointTrace.Source.Listeners.Remove(listener);
+                    }
+                }
+            });
+
+            Check("metrics: statistics by state, histograms per service point and manager-wide, Retried", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    for (int i = 0; i < 5; i++) GetText(m, server.Url("/hello"));
+                    using (Response open = m.Get(server.Url("/hello")))
+                    {
+                        Equal(false, open.Retried, "Retried");
+                        ServicePointStatistics all = m.Statistics;
+                        Equal(1UL, all.Open, "manager: open");
+                        Equal(1UL, all.Busy, "manager: busy");
+                        Equal(0UL, all.Idle, "manager: idle");
+                        Equal(6UL, all.Requests, "manager: requests");
+                    }
+                    Equal(1UL, m.Statistics.Idle, "manager: idle after Dispose");
+                    DurationHistogram q = p.QueueWaitHistogram;
+                    Equal(HistogramKind.QueueWait, q.Kind, "kind");
+                    Equal(6UL, q.Count, "queue waits: one per request");
+                    Equal(20, q.Buckets.Count, "buckets");
+                    ulong sum = 0;
+                    foreach (HistogramBucket b in q.Buckets) sum += b.Count;
+                    Equal(q.Count, sum, "bucket counts add up");
+                    Assert(q.Buckets[19].IsUnbounded && !q.Buckets[0].IsUnbounded, "the last bucket has no bound");
+                    Assert(q.Buckets[0].UpperBound < q.Buckets[1].UpperBound, "bounds increase");
+                    Equal(6UL, m.QueueWaitHistogram.Count, "manager-wide queue waits");
+                    Equal(0UL, p.ConnectionLifetimeHistogram.Count, "no connection closed yet");
+                    p.CloseConnectionGroup("");
+                    Equal(1UL, p.ConnectionLifetimeHistogram.Count, "one connection lifetime");
+                    Equal(1UL, m.ConnectionLifetimeHistogram.Count, "manager-wide lifetimes");
+                    Assert(m.ConnectionLifetimeHistogram.Sum > TimeSpan.Zero, "a lifetime above 0");
+                    Console.WriteLine("     {0}", q);
+                }
+            });
+
+            Check("using System.Net and using Servicepoint together compile and run", () =>
+            {
+                using (var server = new TestServer())
+                    Equal("hello world\n", BothNamespaces.Example.Fetch(server.Url("/hello")), "body");
             });
 
             Pki.Cleanup();
