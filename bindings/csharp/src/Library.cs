@@ -1,5 +1,6 @@
 // C# binding (P/Invoke) of libservicepoint, an HTTP/1.1 connection manager in the model of
-// .NET's ServicePoint / HttpServicePointManager. See include/servicepoint.h for the C API.
+// .NET's ServicePoint / ServicePointManager (here HttpServicePoint / HttpServicePointManager, so
+// that using System.Net and using Servicepoint never clash). See include/servicepoint.h.
 //
 // Language level: C# 7.2, so that Mono's mcs (`mcs -langversion:7.2`) and the .NET SDK both
 // compile it: classic [DllImport], no LibraryImport, no function pointers, no nint/nuint

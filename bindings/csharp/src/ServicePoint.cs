@@ -12,7 +12,7 @@ using System.Threading;
 namespace Servicepoint
 {
     /// <summary>
-    /// One origin's (scheme, host, port) connections and settings, as .NET's HttpServicePoint.
+    /// One origin's (scheme, host, port) connections and settings, as .NET's System.Net.ServicePoint.
     /// Obtained from HttpServicePointManager.FindServicePoint; the same origin always gives the same
     /// service point (each call returns a new object for it, so settings made through one are
     /// seen through the others). The object keeps the service point alive (it cannot be evicted
