@@ -2,10 +2,10 @@
 //
 //   mono Bench.exe MODE URL SECONDS THREADS LIMIT LEASE_MS
 //
-// MODE `sp`: the servicepoint binding (bindings/csharp/ServicePoint.cs): one manager, the
+// MODE `sp`: the servicepoint binding (bindings/csharp/HttpServicePoint.cs): one manager, the
 // URL's service point with ConnectionLimit LIMIT and ConnectionLeaseTimeout LEASE_MS; each
 // request is GetResponse + ReadAll + Dispose. MODE `hwr`: Mono's own System.Net.HttpWebRequest
-// with ServicePointManager.DefaultConnectionLimit = LIMIT, the URL's ServicePoint with
+// with HttpServicePointManager.DefaultConnectionLimit = LIMIT, the URL's HttpServicePoint with
 // ConnectionLeaseTimeout = LEASE_MS, KeepAlive on unless LEASE_MS is 0, the response stream read
 // to its end and closed (no proxy, Nagle off, Expect: 100-continue off).
 // LEASE_MS -1 keeps connections alive, 0 opens a new connection per request. For https URLs
@@ -43,20 +43,25 @@ namespace Servicepoint.Bench
 
         static Action MakeSp(string url, int limit, int lease)
         {
-            var manager = new ServicePointManager();
+            var manager = new HttpServicePointManager();
             string ca = Environment.GetEnvironmentVariable("BENCH_CA");
             if (!string.IsNullOrEmpty(ca) && url.StartsWith("https:", StringComparison.OrdinalIgnoreCase))
                 manager.AddCaFile(ca);
-            ServicePoint point = manager.FindServicePoint(url);
+            HttpServicePoint point = manager.FindServicePoint(url);
             point.ConnectionLimit = limit;
             point.ConnectionLeaseTimeout = lease;
             // A description is not changed by GetResponse, so the threads share one.
             var request = new HttpRequest("GET", url);
             return () =>
             {
+                // The loop every .NET user writes: the response stream read into a buffer.
+                byte[] buffer = _buffer ?? (_buffer = new byte[65536]);
                 using (Response response = manager.GetResponse(request))
+                using (Stream body = response.GetResponseStream())
                 {
-                    response.ReadAll();
+                    while (body.Read(buffer, 0, buffer.Length) > 0)
+                    {
+                    }
                 }
                 GC.KeepAlive(point);
             };

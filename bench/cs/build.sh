@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the C# bench client for Mono: <repo>/target/bench/Bench.exe from bench/cs/Bench.cs and
-# the binding bindings/csharp/ServicePoint.cs, with `mcs -langversion:7.2`. Works from any
+# the binding's sources bindings/csharp/src/*.cs, with `mcs -langversion:7.2 -optimize+`. Works from any
 # directory. Installs the Mono packages when missing (apt-get as root, else sudo apt-get):
 #   mono-mcs mono-runtime libmono-corlib4.5-cil libmono-system4.0-cil libmono-system-core4.0-cil
 # Run it with the library on LD_LIBRARY_PATH, e.g.
@@ -34,6 +34,6 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 mkdir -p "$ROOT/target/bench"
-mcs -langversion:7.2 -target:exe -optimize+ -debug -warn:4 -r:System.dll -r:System.Core.dll \
-    -out:"$ROOT/target/bench/Bench.exe" "$HERE/Bench.cs" "$ROOT/bindings/csharp/ServicePoint.cs"
+mcs -langversion:7.2 -target:exe -unsafe -optimize+ -debug -warn:4 -r:System.dll -r:System.Core.dll \
+    -out:"$ROOT/target/bench/Bench.exe" "$HERE/Bench.cs" "$ROOT"/bindings/csharp/src/*.cs
 echo "built $ROOT/target/bench/Bench.exe"

@@ -8,9 +8,10 @@
 # are missing (apt-get as root, else sudo apt-get):
 #   mono-mcs mono-runtime libmono-corlib4.5-cil libmono-system4.0-cil libmono-system-core4.0-cil
 # Compiles, with `mcs -langversion:7.2`, into <repo>/target/csharp/:
-#   Tests.exe  = ServicePoint.cs + Tests.cs
-#   Sample.exe = ServicePoint.cs + Sample.cs
-# then runs `mono --debug Tests.exe` with LD_LIBRARY_PATH=LIBDIR and exits with its status
+#   Servicepoint.dll       = src/*.cs (the library, as Servicepoint.csproj builds it)
+#   Servicepoint.Tests.exe = tests/*.cs, referencing Servicepoint.dll
+#   Sample.exe             = sample/Sample.cs, referencing Servicepoint.dll
+# then runs `mono --debug Servicepoint.Tests.exe` with LD_LIBRARY_PATH=LIBDIR and exits with its status
 # (0 all passed, 1 a check failed, 2 the watchdog fired or usage error, 77 Mono unavailable,
 # 124 the run exceeded its time limit).
 set -euo pipefail
@@ -79,15 +80,16 @@ fi
 
 OUT="$ROOT/target/csharp"
 mkdir -p "$OUT"
-MCS=(mcs -langversion:7.2 -target:exe -debug -warn:4 -r:System.dll -r:System.Core.dll)
-"${MCS[@]}" -out:"$OUT/Tests.exe" "$HERE/ServicePoint.cs" "$HERE/Tests.cs"
-"${MCS[@]}" -out:"$OUT/Sample.exe" "$HERE/ServicePoint.cs" "$HERE/Sample.cs"
+MCS=(mcs -langversion:7.2 -debug -warn:4 -r:System.dll -r:System.Core.dll)
+"${MCS[@]}" -target:library -unsafe -optimize+ -out:"$OUT/Servicepoint.dll" "$HERE"/src/*.cs
+"${MCS[@]}" -target:exe -unsafe -r:"$OUT/Servicepoint.dll" -out:"$OUT/Servicepoint.Tests.exe" "$HERE"/tests/*.cs
+"${MCS[@]}" -target:exe -r:"$OUT/Servicepoint.dll" -out:"$OUT/Sample.exe" "$HERE/sample/Sample.cs"
 
 export LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 status=0
 if command -v timeout >/dev/null 2>&1; then
-    timeout -k 10 600 mono --debug "$OUT/Tests.exe" || status=$?
+    timeout -k 10 600 mono --debug "$OUT/Servicepoint.Tests.exe" || status=$?
 else
-    mono --debug "$OUT/Tests.exe" || status=$?
+    mono --debug "$OUT/Servicepoint.Tests.exe" || status=$?
 fi
 exit "$status"

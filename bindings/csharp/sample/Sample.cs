@@ -1,4 +1,4 @@
-// A port of the .NET documentation's C++ example for ServicePoint.ConnectionLeaseTimeout
+// A port of the .NET documentation's C++ example for HttpServicePoint.ConnectionLeaseTimeout
 // ("ServicePointExample.PrintResponse") to the servicepoint binding:
 //
 //   mono Sample.exe http://127.0.0.1:8080/page
@@ -33,9 +33,9 @@ namespace SystemNetExamples
             var request = new HttpRequest(uri);
 
             // The manager plays the role of the static System.Net.ServicePointManager.
-            using (var manager = new ServicePointManager())
+            using (var manager = new HttpServicePointManager())
             // Get the service point that handles the request's socket connection.
-            using (ServicePoint point = manager.FindServicePoint(uri))
+            using (HttpServicePoint point = manager.FindServicePoint(uri))
             {
                 // (point->ReceiveBufferSize = 2048 has no counterpart: the library sizes its
                 // socket buffers itself.)
@@ -68,7 +68,7 @@ namespace SystemNetExamples
             }
             catch (ServicePointException ex)
             {
-                Console.Error.WriteLine("error: {0} ({1}, code {2})", ex.Message, ex.Code, (int)ex.Code);
+                Console.Error.WriteLine("error: {0} ({1}, code {2})", ex.Message, ex.Status, (int)ex.NativeCode);
                 return 1;
             }
         }

@@ -3,8 +3,9 @@
 // (the client's port) and every request (method, path, headers, body), so the checks are
 // about what the server observed, not only what the client reports.
 //
-//   mcs -langversion:7.2 -out:Tests.exe ServicePoint.cs Tests.cs
-//   LD_LIBRARY_PATH=target/debug mono --debug Tests.exe
+//   bash bindings/csharp/run-mono.sh target/debug
+// (builds src/*.cs into Servicepoint.dll, then tests/*.cs into Servicepoint.Tests.exe, which
+// sees the library's internals through InternalsVisibleTo).
 //
 // Prints one line per check and at the end "N passed, N failed"; exits 1 if any check failed.
 // Every loop and wait is bounded; a watchdog ends the process (exit 2) after 300 s.
@@ -13,6 +14,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
@@ -260,6 +262,21 @@ namespace Servicepoint.Tests
                     return new Reply { Body = Encoding.ASCII.GetBytes("dropped later"), CloseSilentlyAfterMs = 50 };
                 case "/close":
                     return new Reply { Body = Encoding.ASCII.GetBytes("bye"), Close = true };
+                case "/sized":
+                    {
+                        // X-Size bytes of a pattern, chunked in X-Chunk-Size pieces when X-Chunk-Size is set.
+                        int size = int.Parse(req.Header("X-Size") ?? "0");
+                        var body = new byte[size];
+                        for (int i = 0; i < size; i++) body[i] = (byte)(i * 7 + (i >> 8));
+                        string chunk = req.Header("X-Chunk-Size");
+                        var r = new Reply { Body = body };
+                        if (chunk != null)
+                        {
+                            r.Chunked = true;
+                            r.ChunkSize = int.Parse(chunk);
+                        }
+                        return r;
+                    }
                 case "/notfound":
                 default:
                     return new Reply { Status = 404, Reason = "Not Found", Body = Encoding.ASCII.GetBytes("not found") };
@@ -563,6 +580,28 @@ namespace Servicepoint.Tests
 
     // --- the checks ---------------------------------------------------------------------------
 
+    /// <summary>Collects TraceSource events (type, id, message); throws from each when Throw is set.</summary>
+    sealed class CollectingListener : System.Diagnostics.TraceListener
+    {
+        public readonly List<Tuple<System.Diagnostics.TraceEventType, int, string>> Events =
+            new List<Tuple<System.Diagnostics.TraceEventType, int, string>>();
+        public volatile bool Throw;
+
+        public override void TraceEvent(System.Diagnostics.TraceEventCache cache, string source, System.Diagnostics.TraceEventType type, int id, string message)
+        {
+            if (Throw) throw new InvalidOperationException("listener fails");
+            lock (Events) Events.Add(Tuple.Create(type, id, message));
+        }
+
+        public override void Write(string message)
+        {
+        }
+
+        public override void WriteLine(string message)
+        {
+        }
+    }
+
     sealed class TestFailure : Exception
     {
         public TestFailure(string message) : base(message) { }
@@ -649,7 +688,7 @@ namespace Servicepoint.Tests
             return true;
         }
 
-        static string GetText(ServicePointManager m, string url)
+        static string GetText(HttpServicePointManager m, string url)
         {
             using (Response r = m.Get(url))
                 return Encoding.UTF8.GetString(r.ReadAll());
@@ -666,7 +705,7 @@ namespace Servicepoint.Tests
 
         /// <summary>Creates a response in another thread and drops it undisposed: once that thread
         /// has ended nothing on any stack refers to it, so the GC may finalize it.</summary>
-        static void DropUndisposedResponse(ServicePointManager m, string url)
+        static void DropUndisposedResponse(HttpServicePointManager m, string url)
         {
             Exception error = null;
             var t = new Thread(() =>
@@ -691,8 +730,8 @@ namespace Servicepoint.Tests
         {
             for (int i = 0; i < n; i++)
             {
-                var m = new ServicePointManager();
-                ServicePoint p = m.FindServicePoint(url);
+                var m = new HttpServicePointManager();
+                HttpServicePoint p = m.FindServicePoint(url);
                 p.ConnectionLimit = 4;
                 Response r = m.Get(url);
                 if (i % 2 == 0) r.GetResponseStream().ReadByte();
@@ -761,7 +800,7 @@ namespace Servicepoint.Tests
 
             Check("manager defaults and setters", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     Equal(2, m.DefaultConnectionLimit, "DefaultConnectionLimit");
                     Equal(100000, m.MaxServicePointIdleTime, "MaxServicePointIdleTime");
@@ -775,7 +814,7 @@ namespace Servicepoint.Tests
                     m.DefaultConnectionLimit = 5;
                     Equal(5, m.DefaultConnectionLimit, "DefaultConnectionLimit after set");
                     var e = Throws<OutOfRangeException>(() => m.DefaultConnectionLimit = 0, "DefaultConnectionLimit = 0");
-                    Equal(ErrorCode.OutOfRange, e.Code, "code");
+                    Equal(ErrorCode.OutOfRange, e.NativeCode, "code");
                     Equal(5, m.DefaultConnectionLimit, "DefaultConnectionLimit unchanged");
                     Throws<OutOfRangeException>(() => m.MaxServicePoints = -1, "MaxServicePoints = -1");
                     Throws<OutOfRangeException>(() => m.MaxServicePointIdleTime = -2, "MaxServicePointIdleTime = -2");
@@ -785,7 +824,7 @@ namespace Servicepoint.Tests
                     Equal(10, m.MaxServicePoints, "MaxServicePoints");
                     m.KeepAliveDefault = false;
                     Equal(false, m.KeepAliveDefault, "KeepAliveDefault off");
-                    using (ServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
+                    using (HttpServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
                         Equal(5, p.ConnectionLimit, "new service point takes DefaultConnectionLimit");
                 }
             });
@@ -793,10 +832,10 @@ namespace Servicepoint.Tests
             Check("same service point for the same origin", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint a = m.FindServicePoint(server.Url("/a")))
-                using (ServicePoint b = m.FindServicePoint("HTTP://127.0.0.1:" + server.Port + "/b?q=1#f"))
-                using (ServicePoint c = m.FindServicePoint(new Uri(server.Url("/c/d"))))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint a = m.FindServicePoint(server.Url("/a")))
+                using (HttpServicePoint b = m.FindServicePoint("HTTP://127.0.0.1:" + server.Port + "/b?q=1#f"))
+                using (HttpServicePoint c = m.FindServicePoint(new Uri(server.Url("/c/d"))))
                 {
                     Equal(1, m.ServicePointCount, "ServicePointCount");
                     Equal(a.Address, b.Address, "Address a/b");
@@ -806,12 +845,12 @@ namespace Servicepoint.Tests
                     Equal(7, b.ConnectionLimit, "limit seen through b");
                     Equal(7, c.ConnectionLimit, "limit seen through c");
                     Equal(1234, c.ConnectionLeaseTimeout, "lease seen through c");
-                    using (ServicePoint d = m.FindServicePoint("http://localhost:" + server.Port + "/"))
+                    using (HttpServicePoint d = m.FindServicePoint("http://localhost:" + server.Port + "/"))
                     {
                         Equal(2, m.ServicePointCount, "another host is another service point");
                         Equal(2, d.ConnectionLimit, "its own limit");
                     }
-                    using (ServicePoint e = m.FindServicePoint("http://Example.COM:80/x"))
+                    using (HttpServicePoint e = m.FindServicePoint("http://Example.COM:80/x"))
                         Equal("http://example.com/", e.Address.ToString(), "default port omitted, host lower-cased");
                 }
             });
@@ -819,8 +858,8 @@ namespace Servicepoint.Tests
             Check("20 sequential GETs use 1 connection at the server", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     ulong firstId = 0;
                     for (int i = 0; i < 20; i++)
@@ -857,8 +896,8 @@ namespace Servicepoint.Tests
             Check("ConnectionLeaseTimeout 0: Connection: close and a new connection per request", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLeaseTimeout = 0;
                     Equal(0, p.ConnectionLeaseTimeout, "lease");
@@ -882,8 +921,8 @@ namespace Servicepoint.Tests
             Check("ConnectionLeaseTimeout N: an old connection closes after its next request", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLeaseTimeout = 300;
                     GetText(m, server.Url("/hello"));
@@ -902,7 +941,7 @@ namespace Servicepoint.Tests
             Check("KeepAlive off (per request and manager default)", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     for (int i = 0; i < 3; i++)
                         using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")) { KeepAlive = false }))
@@ -921,8 +960,8 @@ namespace Servicepoint.Tests
             Check("server's Connection: close is honoured", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     Equal("bye", GetText(m, server.Url("/close")), "body");
                     Equal("bye", GetText(m, server.Url("/close")), "body");
@@ -934,8 +973,8 @@ namespace Servicepoint.Tests
             Check("1 MB body streamed through GetResponseStream is byte-exact", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 using (Response r = m.Get(server.Url("/big")))
                 {
                     Equal((long)TestServer.BigBody.Length, r.ContentLength, "ContentLength");
@@ -965,7 +1004,7 @@ namespace Servicepoint.Tests
             Check("ReadAll of a 1 MB chunked body, trailers, StreamReader", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     using (Response r = m.Get(server.Url("/bigchunked")))
                     {
@@ -997,7 +1036,7 @@ namespace Servicepoint.Tests
             Check("POST body echoed", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var body = new byte[100000];
                     new Random(42).NextBytes(body);
@@ -1021,7 +1060,7 @@ namespace Servicepoint.Tests
             Check("streamed request body (BodyStream, chunked) echoed", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var body = new byte[300000];
                     new Random(7).NextBytes(body);
@@ -1042,16 +1081,16 @@ namespace Servicepoint.Tests
             Check("refused port: ConnectException with a message", () =>
             {
                 int port = FreePort();
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<ConnectException>(() =>
                         m.GetResponse(new HttpRequest("http://127.0.0.1:" + port + "/") { Timeout = 10000 }).Dispose(),
                         "GET on a closed port");
-                    Equal(ErrorCode.Connect, e.Code, "code");
+                    Equal(ErrorCode.Connect, e.NativeCode, "code");
                     Assert(!string.IsNullOrEmpty(e.Message), "empty message");
                     Assert(e.Message.Contains(port.ToString()) || e.Message.ToLowerInvariant().Contains("refused"),
                         "message names neither the port nor the refusal: " + e.Message);
-                    Equal(false, e.RequestSent, "RequestSent");
+                    Equal(false, e.RequestMayHaveBeenSent, "RequestMayHaveBeenSent");
                     Equal("sp_request", e.Function, "Function");
                     Console.WriteLine("     message: {0}", e.Message);
                 }
@@ -1059,10 +1098,10 @@ namespace Servicepoint.Tests
 
             Check("ftp:// and bad URLs", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<UnsupportedSchemeException>(() => m.FindServicePoint("ftp://127.0.0.1/file"), "FindServicePoint(ftp://)");
-                    Equal(ErrorCode.UnsupportedScheme, e.Code, "code");
+                    Equal(ErrorCode.UnsupportedScheme, e.NativeCode, "code");
                     Throws<UnsupportedSchemeException>(() => m.FindServicePoint(new Uri("ftp://127.0.0.1/file")), "FindServicePoint(Uri ftp://)");
                     Throws<UnsupportedSchemeException>(() => m.Get("ftp://127.0.0.1/file").Dispose(), "GET ftp://");
                     Throws<InvalidUrlException>(() => m.FindServicePoint("not a url"), "FindServicePoint(not a url)");
@@ -1074,12 +1113,12 @@ namespace Servicepoint.Tests
 
             Check("out-of-range settings: exception and value unchanged", () =>
             {
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint("http://127.0.0.1:9/"))
                 {
                     p.ConnectionLeaseTimeout = 5000;
                     var e = Throws<OutOfRangeException>(() => p.ConnectionLeaseTimeout = -2, "ConnectionLeaseTimeout = -2");
-                    Equal(ErrorCode.OutOfRange, e.Code, "code");
+                    Equal(ErrorCode.OutOfRange, e.NativeCode, "code");
                     Assert(!string.IsNullOrEmpty(e.Message), "message");
                     Equal(5000, p.ConnectionLeaseTimeout, "lease unchanged");
                     p.ConnectionLeaseTimeout = Timeout.Infinite;
@@ -1097,7 +1136,7 @@ namespace Servicepoint.Tests
 
             Check("invalid request headers", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     const string url = "http://127.0.0.1:9/";
                     Throws<InvalidArgumentException>(() => m.GetResponse(new HttpRequest(url) { Headers = { { "Bad Name", "x" } } }).Dispose(), "space in name");
@@ -1111,8 +1150,8 @@ namespace Servicepoint.Tests
             Check("queue timeout at the connection limit", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLimit = 1;
                     Response held = m.Get(server.Url("/big")); // body unread: the connection stays taken
@@ -1124,7 +1163,7 @@ namespace Servicepoint.Tests
                         long ms = sw.ElapsedMilliseconds;
                         Assert(ms >= 250 && ms < 5000, "waited " + ms + " ms");
                         Assert(e is ServicePointTimeoutException, "a ServicePointTimeoutException");
-                        Equal(false, e.RequestSent, "RequestSent");
+                        Equal(false, e.RequestMayHaveBeenSent, "RequestMayHaveBeenSent");
                         Equal(1, server.Requests.Count, "the server saw only the first request");
                     }
                     finally
@@ -1138,21 +1177,21 @@ namespace Servicepoint.Tests
             Check("response timeout", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var sw = Stopwatch.StartNew();
                     var e = Throws<ResponseTimeoutException>(() =>
                         m.GetResponse(new HttpRequest(server.Url("/slow")) { Timeout = 300 }).Dispose(), "GET /slow");
                     Assert(sw.ElapsedMilliseconds < 1400, "took " + sw.ElapsedMilliseconds + " ms");
-                    Equal(true, e.RequestSent, "RequestSent");
-                    Equal(ErrorCode.ResponseTimeout, e.Code, "code");
+                    Equal(true, e.RequestMayHaveBeenSent, "RequestMayHaveBeenSent");
+                    Equal(ErrorCode.ResponseTimeout, e.NativeCode, "code");
                 }
             });
 
             Check("read timeout while streaming the body", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 using (Response r = m.GetResponse(new HttpRequest(server.Url("/stall")) { ReadWriteTimeout = 300 }))
                 {
                     Stream s = r.GetResponseStream();
@@ -1170,14 +1209,14 @@ namespace Servicepoint.Tests
                     }, "reading a stalled body");
                     Equal(10, got, "bytes before the stall");
                     Assert(sw.ElapsedMilliseconds < 1400, "took " + sw.ElapsedMilliseconds + " ms");
-                    Equal(ErrorCode.ReadTimeout, e.Code, "code");
+                    Equal(ErrorCode.ReadTimeout, e.NativeCode, "code");
                 }
             });
 
             Check("status, reason, version; headers in wire order", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     using (Response r = m.Get(server.Url("/notfound")))
                     {
@@ -1204,7 +1243,7 @@ namespace Servicepoint.Tests
             {
                 const string value = "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c \U0001F600";
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 using (Response r = m.GetResponse(new HttpRequest(server.Url("/utf8")) { Headers = { { "X-Echo", value } } }))
                 {
                     Equal(value, server.Requests[0].Header("X-Echo"), "value the server received");
@@ -1216,8 +1255,8 @@ namespace Servicepoint.Tests
             Check("connection groups and CloseConnectionGroup", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     ulong a, b;
                     using (Response r = m.Get(server.Url("/hello"))) { r.ReadAll(); a = r.ConnectionId; }
@@ -1237,8 +1276,8 @@ namespace Servicepoint.Tests
             Check("MaxRequestsPerConnection", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.MaxRequestsPerConnection = 3;
                     Equal(3, p.MaxRequestsPerConnection, "value");
@@ -1251,8 +1290,8 @@ namespace Servicepoint.Tests
             Check("IdleSince is UTC and recent", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     GetText(m, server.Url("/hello"));
                     DateTime idle = p.IdleSince;
@@ -1265,8 +1304,8 @@ namespace Servicepoint.Tests
             Check("concurrent requests stay within ConnectionLimit", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.ConnectionLimit = 3;
                     int ok = 0;
@@ -1302,8 +1341,8 @@ namespace Servicepoint.Tests
             Check("MaxIdleTime: the reaper closes idle connections", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     p.MaxIdleTime = 200;
                     GetText(m, server.Url("/hello"));
@@ -1318,15 +1357,15 @@ namespace Servicepoint.Tests
 
             Check("MaxServicePoints: unused service points are evicted, used ones are not", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.MaxServicePoints = 1;
                     m.FindServicePoint("http://a.example/").Dispose();
-                    using (ServicePoint b = m.FindServicePoint("http://b.example/"))
+                    using (HttpServicePoint b = m.FindServicePoint("http://b.example/"))
                     {
                         Equal(1, m.ServicePointCount, "a was evicted for b");
                         var e = Throws<TooManyServicePointsException>(() => m.FindServicePoint("http://c.example/"), "c while b has a handle");
-                        Equal(ErrorCode.TooManyServicePoints, e.Code, "code");
+                        Equal(ErrorCode.TooManyServicePoints, e.NativeCode, "code");
                     }
                     using (m.FindServicePoint("http://c.example/")) Equal(1, m.ServicePointCount, "b evicted once released");
                 }
@@ -1335,8 +1374,8 @@ namespace Servicepoint.Tests
             Check("a connection the server dropped while idle is not reused", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     Equal("dropped later", GetText(m, server.Url("/drop")), "first");
                     Thread.Sleep(300);
@@ -1351,8 +1390,8 @@ namespace Servicepoint.Tests
             {
                 using (var server = new TestServer())
                 {
-                    var m = new ServicePointManager();
-                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    var m = new HttpServicePointManager();
+                    HttpServicePoint p = m.FindServicePoint(server.Url("/"));
                     Response r = m.Get(server.Url("/big"));
                     Stream s = r.GetResponseStream();
                     s.Dispose();
@@ -1374,8 +1413,8 @@ namespace Servicepoint.Tests
             {
                 using (var server = new TestServer())
                 {
-                    var m = new ServicePointManager();
-                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    var m = new HttpServicePointManager();
+                    HttpServicePoint p = m.FindServicePoint(server.Url("/"));
                     Response r = m.Get(server.Url("/hello"));
                     Stream s = r.GetResponseStream();
                     r.Dispose();
@@ -1387,8 +1426,8 @@ namespace Servicepoint.Tests
                     Equal(HttpStatusCode.OK, r.StatusCode, "StatusCode after Dispose");
                     Equal("12", r.GetHeader("Content-Length"), "GetHeader after Dispose");
                     p.Dispose();
-                    Throws<ObjectDisposedException>(() => { int x = p.ConnectionLimit; }, "ServicePoint.ConnectionLimit");
-                    Throws<ObjectDisposedException>(() => p.CloseConnectionGroup(""), "ServicePoint.CloseConnectionGroup");
+                    Throws<ObjectDisposedException>(() => { int x = p.ConnectionLimit; }, "HttpServicePoint.ConnectionLimit");
+                    Throws<ObjectDisposedException>(() => p.CloseConnectionGroup(""), "HttpServicePoint.CloseConnectionGroup");
                     m.Dispose();
                     Throws<ObjectDisposedException>(() => m.FindServicePoint(server.Url("/")), "FindServicePoint");
                     Throws<ObjectDisposedException>(() => m.Get(server.Url("/hello")), "Get");
@@ -1404,7 +1443,7 @@ namespace Servicepoint.Tests
                     var unexpected = new List<string>();
                     for (int round = 0; round < 20; round++)
                     {
-                        var m = new ServicePointManager();
+                        var m = new HttpServicePointManager();
                         Response r = m.Get(server.Url(round % 2 == 0 ? "/big" : "/bigchunked"));
                         var reader = new Thread(() =>
                         {
@@ -1483,13 +1522,13 @@ namespace Servicepoint.Tests
             Check("sp_get_statistics writes only struct_size bytes", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                 {
                     GetText(m, server.Url("/hello"));
                     // Reach the native handle of p the way the binding does.
-                    var field = typeof(ServicePoint).GetField("_h", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
-                    var nh = (NativeHandle)field.GetValue(p);
+                    var field = typeof(HttpServicePoint).GetField("_h", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
+                    var nh = (PointHandle)field.GetValue(p);
                     IntPtr h = nh.Enter("test");
                     try
                     {
@@ -1516,7 +1555,7 @@ namespace Servicepoint.Tests
             Check("the head read in one call equals the head read field by field", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     Func<string, string> describe = path =>
                     {
@@ -1562,26 +1601,31 @@ namespace Servicepoint.Tests
                 Native.sp_response_free(IntPtr.Zero);
                 Native.sp_point_free(new IntPtr(12345));
                 UIntPtr n;
-                Equal((int)ErrorCode.InvalidHandle, Native.sp_response_read_array(new IntPtr(0x10), new byte[8], new UIntPtr(8), out n), "never-issued handle");
+                int readRc;
+                unsafe
+                {
+                    fixed (byte* p = new byte[8]) readRc = Native.sp_response_read(new IntPtr(0x10), p, new UIntPtr(8), out n);
+                }
+                Equal((int)ErrorCode.InvalidHandle, readRc, "never-issued handle");
             });
 
-            Check("ServicePoint after the manager's Dispose: ManagerClosedException", () =>
+            Check("HttpServicePoint after the manager's Dispose: ManagerClosedException", () =>
             {
                 using (var server = new TestServer())
                 {
-                    var m = new ServicePointManager();
-                    ServicePoint p = m.FindServicePoint(server.Url("/"));
+                    var m = new HttpServicePointManager();
+                    HttpServicePoint p = m.FindServicePoint(server.Url("/"));
                     Equal("hello world\n", GetText(m, server.Url("/hello")), "request");
                     Response r = m.Get(server.Url("/big")); // busy when the manager goes
                     m.Dispose();
                     var e = Throws<ManagerClosedException>(() => { int x = p.ConnectionLimit; }, "ConnectionLimit");
-                    Equal(ErrorCode.ManagerClosed, e.Code, "code");
+                    Equal(ErrorCode.ManagerClosed, e.NativeCode, "code");
                     Throws<ManagerClosedException>(() => p.ConnectionLeaseTimeout = 5, "set ConnectionLeaseTimeout");
                     Throws<ManagerClosedException>(() => { var s = p.Statistics; }, "Statistics");
                     // Freeing the manager shut the response's connection down: reading its body
                     // fails at once with the same code.
                     var re = Throws<ManagerClosedException>(() => r.ReadAll(), "body of a response whose manager was freed");
-                    Equal(ErrorCode.ManagerClosed, re.Code, "body read code");
+                    Equal(ErrorCode.ManagerClosed, re.NativeCode, "body read code");
                     r.Dispose();
                     p.Dispose();
                     p.Dispose();
@@ -1600,8 +1644,8 @@ namespace Servicepoint.Tests
                     }
                     // A finalized response releases its connection: with a limit of 1 the next
                     // request would otherwise wait in the queue and time out.
-                    using (var m = new ServicePointManager())
-                    using (ServicePoint p = m.FindServicePoint(server.Url("/")))
+                    using (var m = new HttpServicePointManager())
+                    using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
                     {
                         p.ConnectionLimit = 1;
                         DropUndisposedResponse(m, server.Url("/big"));
@@ -1621,18 +1665,18 @@ namespace Servicepoint.Tests
             Check("https:// to a plain HTTP port: TlsNotTlsException", () =>
             {
                 using (var server = new TestServer())
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<TlsNotTlsException>(() =>
                         m.GetResponse(new HttpRequest(server.HttpsUrl("127.0.0.1", "/hello")) { Timeout = 10000 }).Dispose(), "GET https:// on HTTP");
                     Assert(e is TlsHandshakeException, "a TlsHandshakeException");
-                    Equal(ErrorCode.TlsNotTls, e.Code, "code");
+                    Equal(ErrorCode.TlsNotTls, e.NativeCode, "code");
                 }
             });
 
             Check("TLS settings: bad input is refused", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     Throws<InvalidArgumentException>(() => m.AddCaPem("not a certificate"), "AddCaPem(garbage)");
                     Throws<InvalidArgumentException>(() => m.AddCaFile("/nonexistent/ca.pem"), "AddCaFile(missing)");
@@ -1665,7 +1709,7 @@ namespace Servicepoint.Tests
             TlsCheck("https: an untrusted CA gives TlsUnknownIssuerException", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     var e = Throws<TlsUnknownIssuerException>(() =>
                         m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "GET");
@@ -1677,10 +1721,10 @@ namespace Servicepoint.Tests
             TlsCheck("https with AddCaFile: body, one connection, one full handshake", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.AddCaFile(Pki.CaPem);
-                    using (ServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
+                    using (HttpServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
                     {
                         Equal("https://localhost:" + server.Port + "/", p.Address.ToString(), "Address");
                         for (int i = 0; i < 5; i++)
@@ -1698,7 +1742,7 @@ namespace Servicepoint.Tests
             TlsCheck("https with AddCaPem: a name the certificate lacks gives TlsHostnameMismatchException", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.AddCaPem(File.ReadAllText(Pki.CaPem));
                     Equal(1, m.CaCount, "CaCount after AddCaPem");
@@ -1711,7 +1755,7 @@ namespace Servicepoint.Tests
             TlsCheck("https: MinTlsVersion Tls13 against a TLS 1.2 server fails the handshake", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.AddCaFile(Pki.CaPem);
                     m.MinTlsVersion = TlsVersion.Tls13;
@@ -1725,7 +1769,7 @@ namespace Servicepoint.Tests
                 byte[] serverDer = Pki.ServerCertificate.RawData;
                 using (var server = new TestServer(Pki.ServerCertificate))
                 {
-                    using (var m = new ServicePointManager())
+                    using (var m = new HttpServicePointManager())
                     {
                         string seenHost = null;
                         int seenCount = 0;
@@ -1742,15 +1786,15 @@ namespace Servicepoint.Tests
                         Assert(seenCount >= 1, "chain length " + seenCount);
                         Equal(ErrorCode.TlsUnknownIssuer, seenResult, "built-in verdict");
                     }
-                    using (var m = new ServicePointManager())
+                    using (var m = new HttpServicePointManager())
                     {
                         m.AddCaFile(Pki.CaPem);
                         m.ServerCertificateValidationCallback = (host, chain, builtin) => false;
                         var e = Throws<TlsCertificateException>(() =>
                             m.GetResponse(new HttpRequest(server.HttpsUrl("localhost", "/hello")) { Timeout = 10000 }).Dispose(), "rejecting validator");
-                        Equal(ErrorCode.TlsCertificate, e.Code, "code");
+                        Equal(ErrorCode.TlsCertificate, e.NativeCode, "code");
                     }
-                    using (var m = new ServicePointManager())
+                    using (var m = new HttpServicePointManager())
                     {
                         m.ServerCertificateValidationCallback = (host, chain, builtin) => { throw new InvalidDataException("validator broke"); };
                         var e = Throws<TlsCertificateException>(() =>
@@ -1766,8 +1810,8 @@ namespace Servicepoint.Tests
             TlsCheck("https: a validator replaced by a stricter one applies to the next connection", () =>
             {
                 using (var server = new TestServer(Pki.ServerCertificate))
-                using (var m = new ServicePointManager())
-                using (ServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
                 {
                     p.ConnectionLeaseTimeout = 0; // a new connection (and handshake) per request
                     int calls = 0;
@@ -1785,7 +1829,7 @@ namespace Servicepoint.Tests
 
             TlsCheck("SetClientCertificate accepts a PEM certificate and key", () =>
             {
-                using (var m = new ServicePointManager())
+                using (var m = new HttpServicePointManager())
                 {
                     m.SetClientCertificate(File.ReadAllText(Pki.ServerPem), File.ReadAllText(Pki.ServerKey));
                     m.SetClientCertificate(File.ReadAllBytes(Pki.ServerPem), File.ReadAllBytes(Pki.ServerKey));
@@ -1837,6 +1881,222 @@ namespace Servicepoint.Tests
                         Assert(stderrTask.Result.Contains("error:"), "error printed: " + stderrTask.Result);
                     }
                 }
+            });
+
+            Check("exceptions are WebExceptions whose Status mirrors WebExceptionStatus", () =>
+            {
+                // The whole table, code by code.
+                Equal(WebExceptionStatus.NameResolutionFailure, ServicePointException.StatusOf(ErrorCode.Dns, false, "sp_request"), "Dns");
+                Equal(WebExceptionStatus.ConnectFailure, ServicePointException.StatusOf(ErrorCode.Connect, false, "sp_request"), "Connect");
+                foreach (ErrorCode c in new[] { ErrorCode.ConnectTimeout, ErrorCode.QueueTimeout, ErrorCode.ResponseTimeout, ErrorCode.ReadTimeout })
+                    Equal(WebExceptionStatus.Timeout, ServicePointException.StatusOf(c, true, "sp_request"), c.ToString());
+                foreach (ErrorCode c in new[] { ErrorCode.TlsCertificate, ErrorCode.TlsUnknownIssuer, ErrorCode.TlsCertificateExpired, ErrorCode.TlsHostnameMismatch })
+                    Equal(WebExceptionStatus.TrustFailure, ServicePointException.StatusOf(c, false, "sp_request"), c.ToString());
+                Equal(WebExceptionStatus.SecureChannelFailure, ServicePointException.StatusOf(ErrorCode.TlsHandshake, false, "sp_request"), "TlsHandshake");
+                Equal(WebExceptionStatus.SecureChannelFailure, ServicePointException.StatusOf(ErrorCode.TlsNotTls, false, "sp_request"), "TlsNotTls");
+                Equal(WebExceptionStatus.ServerProtocolViolation, ServicePointException.StatusOf(ErrorCode.Protocol, true, "sp_request"), "Protocol");
+                Equal(WebExceptionStatus.KeepAliveFailure, ServicePointException.StatusOf(ErrorCode.ConnectionClosed, false, "sp_request"), "closed, not sent");
+                Equal(WebExceptionStatus.ConnectionClosed, ServicePointException.StatusOf(ErrorCode.ConnectionClosed, true, "sp_request"), "closed, sent");
+                Equal(WebExceptionStatus.ConnectionClosed, ServicePointException.StatusOf(ErrorCode.ConnectionClosed, true, "sp_response_read"), "closed, body");
+                Equal(WebExceptionStatus.SendFailure, ServicePointException.StatusOf(ErrorCode.ConnectionReset, false, "sp_request"), "reset, not sent");
+                Equal(WebExceptionStatus.ReceiveFailure, ServicePointException.StatusOf(ErrorCode.ConnectionReset, true, "sp_request"), "reset, sent");
+                Equal(WebExceptionStatus.ReceiveFailure, ServicePointException.StatusOf(ErrorCode.Io, true, "sp_response_read"), "io, body");
+                Equal(WebExceptionStatus.SendFailure, ServicePointException.StatusOf(ErrorCode.BodySource, false, "sp_request"), "BodySource");
+                Equal(WebExceptionStatus.RequestCanceled, ServicePointException.StatusOf(ErrorCode.Canceled, false, "sp_request"), "Canceled");
+                Equal(WebExceptionStatus.RequestCanceled, ServicePointException.StatusOf(ErrorCode.ManagerClosed, true, "sp_response_read"), "ManagerClosed");
+                Equal(WebExceptionStatus.UnknownError, ServicePointException.StatusOf(ErrorCode.InvalidUrl, false, null), "InvalidUrl");
+                Equal(WebExceptionStatus.UnknownError, ServicePointException.StatusOf((ErrorCode)999, false, null), "unknown code");
+
+                // And live, caught as WebException.
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    int port = FreePort();
+                    var refused = Throws<WebException>(() =>
+                        m.GetResponse(new HttpRequest("http://127.0.0.1:" + port + "/") { Timeout = 10000 }).Dispose(), "refused");
+                    Equal(WebExceptionStatus.ConnectFailure, refused.Status, "refused: Status");
+                    Assert(refused is ConnectException, "refused: " + refused.GetType().Name);
+                    Equal(ErrorCode.Connect, ((ServicePointException)refused).NativeCode, "refused: NativeCode");
+                    Assert(refused.Response == null, "no Response");
+
+                    var timeout = Throws<WebException>(() =>
+                        m.GetResponse(new HttpRequest(server.Url("/slow")) { Timeout = 200 }).Dispose(), "timeout");
+                    Equal(WebExceptionStatus.Timeout, timeout.Status, "timeout: Status");
+                    Equal(true, ((ServicePointException)timeout).RequestMayHaveBeenSent, "timeout: sent");
+
+                    using (Response r = m.GetResponse(new HttpRequest(server.Url("/stall")) { ReadWriteTimeout = 200 }))
+                    {
+                        var buf = new byte[1000];
+                        Stream body = r.GetResponseStream();
+                        var read = Throws<WebException>(() => { while (body.Read(buf, 0, buf.Length) > 0) { } }, "stalled body");
+                        Equal(WebExceptionStatus.Timeout, read.Status, "read timeout: Status");
+                        Equal("sp_response_read", ((ServicePointException)read).Function, "read timeout: Function");
+                    }
+
+                    var https = Throws<WebException>(() => m.Get(server.HttpsUrl("127.0.0.1", "/hello")).Dispose(), "https to http");
+                    Equal(WebExceptionStatus.SecureChannelFailure, https.Status, "https to http: Status");
+
+                    Response open = m.Get(server.Url("/big"));
+                    m.Dispose();
+                    var closed = Throws<WebException>(() => open.ReadAll(), "body after the manager's Dispose");
+                    Equal(WebExceptionStatus.RequestCanceled, closed.Status, "manager closed: Status");
+                    open.Dispose();
+                }
+            });
+
+            Check("GetResponseStream().Read(buf, 0, buf.Length): bodies of several sizes, chunked or not", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    foreach (int size in new[] { 0, 1, 100, 4095, 4096, 4097, 65536, 200001 })
+                    {
+                        foreach (int chunk in new[] { 0, 1000, 65536 })
+                        {
+                            if (chunk == 1000 && size > 70000) continue;
+                            var expected = new byte[size];
+                            for (int i = 0; i < size; i++) expected[i] = (byte)(i * 7 + (i >> 8));
+                            foreach (int bufSize in new[] { 1, 4096, 65536 })
+                            {
+                                if (bufSize == 1 && size > 5000) continue;
+                                var req = new HttpRequest(server.Url("/sized")) { Headers = { { "X-Size", size.ToString() } } };
+                                if (chunk > 0) req.Headers.Add("X-Chunk-Size", chunk.ToString());
+                                var got = new MemoryStream();
+                                var buf = new byte[bufSize + 3];
+                                using (Response r = m.GetResponse(req))
+                                using (Stream body = r.GetResponseStream())
+                                {
+                                    int n;
+                                    // At an offset, into the caller's own array.
+                                    while ((n = body.Read(buf, 3, bufSize)) > 0) got.Write(buf, 3, n);
+                                    Equal(0, body.Read(buf, 0, buf.Length), "read after the end");
+                                }
+                                string what = "size " + size + " chunk " + chunk + " buffer " + bufSize;
+                                Assert(BytesEqual(expected, got.ToArray()), what + ": got " + got.Length + " bytes");
+                            }
+                        }
+                    }
+                    // Every connection went back to the pool: the reads ended the bodies.
+                    using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                    {
+                        ServicePointStatistics st = p.Statistics;
+                        Equal(0UL, st.Busy, "busy connections");
+                        Equal(0UL, st.ClosedAbandoned + st.ClosedError, "connections closed by abandon or error");
+                        Assert(st.Reuses > 0, "connections reused");
+                    }
+                }
+            });
+
+            Check("a body read to Content-Length gives its connection back without another Read", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLimit = 1;
+                    Response r1 = m.Get(server.Url("/hello"));
+                    var buf = new byte[100];
+                    Equal(12, r1.GetResponseStream().Read(buf, 0, buf.Length), "the whole body in one Read");
+                    // Not disposed yet, but complete: the next request gets the connection at once.
+                    using (Response r2 = m.GetResponse(new HttpRequest(server.Url("/hello")) { Timeout = 2000 }))
+                    {
+                        Equal(true, r2.ConnectionReused, "reused");
+                        Equal(r1.ConnectionId, r2.ConnectionId, "same connection");
+                    }
+                    Equal(0, r1.GetResponseStream().Read(buf, 0, buf.Length), "end");
+                    r1.Dispose();
+                }
+            });
+
+            Check("ServicepointTrace: log messages reach a TraceListener; off by default", () =>
+            {
+                using (var server = new TestServer())
+                {
+                    using (var m = new HttpServicePointManager())
+                        Equal(System.Diagnostics.SourceLevels.Off, m.TraceLevel, "off by default");
+                    var listener = new CollectingListener();
+                    ServicepointTrace.Source.Listeners.Add(listener);
+                    ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.All;
+                    try
+                    {
+                        using (var m = new HttpServicePointManager())
+                        {
+                            Equal(System.Diagnostics.SourceLevels.Verbose, m.TraceLevel, "native level follows the switch");
+                            GetText(m, server.Url("/hello"));
+                            GetText(m, server.Url("/hello"));
+                            lock (listener.Events)
+                            {
+                                Assert(listener.Events.Count >= 2, "events: " + listener.Events.Count);
+                                Assert(listener.Events.Exists(e => e.Item1 == System.Diagnostics.TraceEventType.Information), "an Information event (connection opened)");
+                                Assert(listener.Events.Exists(e => e.Item1 == System.Diagnostics.TraceEventType.Verbose), "a Verbose event (connection reused)");
+                                Assert(listener.Events.TrueForAll(e => e.Item2 == m.Id), "event id is the manager's Id");
+                                Console.WriteLine("     first: {0}", listener.Events[0].Item3);
+                            }
+                            ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.Warning;
+                            m.UpdateTraceLevel();
+                            Equal(System.Diagnostics.SourceLevels.Warning, m.TraceLevel, "after UpdateTraceLevel");
+                            ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.Off;
+                            m.UpdateTraceLevel();
+                            Equal(System.Diagnostics.SourceLevels.Off, m.TraceLevel, "off again");
+                            int before;
+                            lock (listener.Events) before = listener.Events.Count;
+                            GetText(m, server.Url("/hello"));
+                            lock (listener.Events) Equal(before, listener.Events.Count, "no events when off");
+                        }
+                        // A listener that throws never reaches the library.
+                        ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.All;
+                        listener.Throw = true;
+                        using (var m = new HttpServicePointManager())
+                            Equal("hello world\n", GetText(m, server.Url("/hello")), "body with a throwing listener");
+                    }
+                    finally
+                    {
+                        ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.Off;
+                        ServicepointTrace.Source.Listeners.Remove(listener);
+                    }
+                }
+            });
+
+            Check("metrics: statistics by state, histograms per service point and manager-wide, Retried", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    for (int i = 0; i < 5; i++) GetText(m, server.Url("/hello"));
+                    using (Response open = m.Get(server.Url("/hello")))
+                    {
+                        Equal(false, open.Retried, "Retried");
+                        ServicePointStatistics all = m.Statistics;
+                        Equal(1UL, all.Open, "manager: open");
+                        Equal(1UL, all.Busy, "manager: busy");
+                        Equal(0UL, all.Idle, "manager: idle");
+                        Equal(6UL, all.Requests, "manager: requests");
+                    }
+                    Equal(1UL, m.Statistics.Idle, "manager: idle after Dispose");
+                    DurationHistogram q = p.QueueWaitHistogram;
+                    Equal(HistogramKind.QueueWait, q.Kind, "kind");
+                    Equal(6UL, q.Count, "queue waits: one per request");
+                    Equal(20, q.Buckets.Count, "buckets");
+                    ulong sum = 0;
+                    foreach (HistogramBucket b in q.Buckets) sum += b.Count;
+                    Equal(q.Count, sum, "bucket counts add up");
+                    Assert(q.Buckets[19].IsUnbounded && !q.Buckets[0].IsUnbounded, "the last bucket has no bound");
+                    Assert(q.Buckets[0].UpperBound < q.Buckets[1].UpperBound, "bounds increase");
+                    Equal(6UL, m.QueueWaitHistogram.Count, "manager-wide queue waits");
+                    Equal(0UL, p.ConnectionLifetimeHistogram.Count, "no connection closed yet");
+                    p.CloseConnectionGroup("");
+                    Equal(1UL, p.ConnectionLifetimeHistogram.Count, "one connection lifetime");
+                    Equal(1UL, m.ConnectionLifetimeHistogram.Count, "manager-wide lifetimes");
+                    Assert(m.ConnectionLifetimeHistogram.Sum > TimeSpan.Zero, "a lifetime above 0");
+                    Console.WriteLine("     {0}", q);
+                }
+            });
+
+            Check("using System.Net and using Servicepoint together compile and run", () =>
+            {
+                using (var server = new TestServer())
+                    Equal("hello world\n", BothNamespaces.Example.Fetch(server.Url("/hello")), "body");
             });
 
             Pki.Cleanup();

@@ -1,0 +1,218 @@
+// C# binding of libservicepoint (see include/servicepoint.h and ../README.md).
+
+using System;
+using System.Collections.Generic;
+using System.Collections.ObjectModel;
+using System.IO;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+namespace Servicepoint
+{
+    /// <summary>
+    /// One origin's (scheme, host, port) connections and settings, as .NET's System.Net.ServicePoint.
+    /// Obtained from HttpServicePointManager.FindServicePoint; the same origin always gives the same
+    /// service point (each call returns a new object for it, so settings made through one are
+    /// seen through the others). The object keeps the service point alive (it cannot be evicted
+    /// while open); Dispose frees the object only, the service point stays in its manager. After
+    /// the manager is disposed every member throws ManagerClosedException. Millisecond settings
+    /// use -1 (Timeout.Infinite) for infinite. All members may be called from any thread.
+    /// </summary>
+    public sealed class HttpServicePoint : IDisposable
+    {
+        const string Name = "HttpServicePoint";
+        static readonly DateTime Epoch = new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
+        readonly PointHandle _h;
+        // Keeps the manager object (and so the native manager) alive while this object is.
+        readonly HttpServicePointManager _manager;
+        Uri _address;
+
+        internal HttpServicePoint(IntPtr handle, HttpServicePointManager manager)
+        {
+            _h = new PointHandle(handle);
+            _manager = manager;
+        }
+
+        int Get(SpSafeHandle.GetI32 fn, string function) { return _h.Get(fn, Name, function); }
+
+        void Set(SpSafeHandle.SetI32 fn, int value, string function) { _h.Set(fn, value, Name, function); }
+
+        /// <summary>The manager this service point belongs to.</summary>
+        public HttpServicePointManager Manager
+        {
+            get { return _manager; }
+        }
+
+        /// <summary>The service point's address, scheme://host[:port] (default port omitted).</summary>
+        public Uri Address
+        {
+            get
+            {
+                if (_address != null) return _address;
+                IntPtr h = _h.Enter(Name);
+                try
+                {
+                    IntPtr text;
+                    Native.Check(Native.sp_get_address(h, out text), "sp_get_address");
+                    _address = new Uri(Native.PtrToString(text));
+                    return _address;
+                }
+                finally
+                {
+                    _h.Exit();
+                }
+            }
+        }
+
+        /// <summary>ConnectionLeaseTimeout in ms: -1 connections live forever (default); 0 every
+        /// request carries "Connection: close" and gets a new connection; N a connection older
+        /// than N ms is closed after its next request. Below -1: OutOfRangeException, nothing
+        /// changed. Applies to existing connections too.</summary>
+        public int ConnectionLeaseTimeout
+        {
+            get { return Get(Native.sp_get_lease_timeout, "sp_get_lease_timeout"); }
+            set { Set(Native.sp_set_lease_timeout, value, "sp_set_lease_timeout"); }
+        }
+
+        /// <summary>ConnectionLimit: the most connections each connection group opens; further
+        /// requests wait in FIFO order. Must be &gt; 0.</summary>
+        public int ConnectionLimit
+        {
+            get { return Get(Native.sp_get_connection_limit, "sp_get_connection_limit"); }
+            set { Set(Native.sp_set_connection_limit, value, "sp_set_connection_limit"); }
+        }
+
+        /// <summary>MaxIdleTime in ms (-1 infinite): idle connections older than this are closed
+        /// by a background reaper.</summary>
+        public int MaxIdleTime
+        {
+            get { return Get(Native.sp_get_max_idle_time, "sp_get_max_idle_time"); }
+            set { Set(Native.sp_set_max_idle_time, value, "sp_set_max_idle_time"); }
+        }
+
+        /// <summary>Cap on the requests one connection serves (0 = no cap, the default); the last
+        /// allowed request carries "Connection: close".</summary>
+        public int MaxRequestsPerConnection
+        {
+            get { return Get(Native.sp_get_max_requests_per_connection, "sp_get_max_requests_per_connection"); }
+            set { Set(Native.sp_set_max_requests_per_connection, value, "sp_set_max_requests_per_connection"); }
+        }
+
+        /// <summary>CurrentConnections: open connections, all groups.</summary>
+        public int CurrentConnections
+        {
+            get { return Get(Native.sp_get_current_connections, "sp_get_current_connections"); }
+        }
+
+        /// <summary>IdleSince: when the service point was created or last finished a request (UTC).</summary>
+        public DateTime IdleSince
+        {
+            get
+            {
+                IntPtr h = _h.Enter(Name);
+                try
+                {
+                    long ms;
+                    Native.Check(Native.sp_get_idle_since(h, out ms), "sp_get_idle_since");
+                    return Epoch.AddMilliseconds(ms);
+                }
+                finally
+                {
+                    _h.Exit();
+                }
+            }
+        }
+
+        /// <summary>A snapshot of the service point's statistics.</summary>
+        public ServicePointStatistics Statistics
+        {
+            get
+            {
+                IntPtr h = _h.Enter(Name);
+                try
+                {
+                    var s = new Native.sp_statistics();
+                    s.struct_size = (uint)Marshal.SizeOf(typeof(Native.sp_statistics));
+                    Native.Check(Native.sp_get_statistics(h, ref s), "sp_get_statistics");
+                    return new ServicePointStatistics(s);
+                }
+                finally
+                {
+                    _h.Exit();
+                }
+            }
+        }
+
+        /// <summary>A histogram of this service point.</summary>
+        public DurationHistogram GetHistogram(HistogramKind kind)
+        {
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                Native.sp_histogram hist = DurationHistogram.Empty();
+                Native.Check(Native.sp_get_histogram(h, (int)kind, ref hist), "sp_get_histogram");
+                return new DurationHistogram(kind, ref hist);
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>How long each request waited for a connection (0 included).</summary>
+        public DurationHistogram QueueWaitHistogram
+        {
+            get { return GetHistogram(HistogramKind.QueueWait); }
+        }
+
+        /// <summary>How long connections lived, connect to close, per closed connection.</summary>
+        public DurationHistogram ConnectionLifetimeHistogram
+        {
+            get { return GetHistogram(HistogramKind.ConnectionLifetime); }
+        }
+
+        /// <summary>CloseConnectionGroup: closes the named group's idle connections now and its busy
+        /// ones when their responses are released; null or "" is the default group. True if the
+        /// group existed.</summary>
+        public bool CloseConnectionGroup(string connectionGroupName)
+        {
+            byte[] name = Native.Utf8Z(connectionGroupName ?? "", "connection group name");
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                int existed;
+                Native.Check(Native.sp_close_connection_group(h, name, out existed), "sp_close_connection_group");
+                return existed != 0;
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>True once Dispose has been called.</summary>
+        public bool IsDisposed
+        {
+            get { return _h.IsClosed; }
+        }
+
+        /// <summary>Frees this object's handle (the service point stays in its manager). Safe to
+        /// call more than once.</summary>
+        public void Dispose()
+        {
+            _h.Dispose();
+        }
+
+        public override string ToString()
+        {
+            string address = _address != null ? _address.ToString() : "?";
+            return "HttpServicePoint " + address + (IsDisposed ? " (disposed)" : "");
+        }
+    }
+
+    // --- response -----------------------------------------------------------------------------
+
+}

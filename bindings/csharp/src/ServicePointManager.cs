@@ -1,0 +1,448 @@
+// C# binding of libservicepoint (see include/servicepoint.h and ../README.md).
+
+using System;
+using System.Collections.Generic;
+using System.Collections.ObjectModel;
+using System.IO;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+namespace Servicepoint
+{
+    // --- manager ------------------------------------------------------------------------------
+
+    /// <summary>
+    /// A connection manager, like .NET's System.Net.ServicePointManager but an instance: it owns
+    /// one service point per origin (scheme, host, port) and the defaults new service points
+    /// take (.NET's: connection limit 2, max service point idle time 100000 ms, max service
+    /// points 0 = no limit, keep-alive on). Dispose closes idle connections now and busy ones
+    /// when their responses are released; open HttpServicePoint objects then throw
+    /// ManagerClosedException. Every member may be called from any thread, concurrently.
+    /// </summary>
+    public sealed class HttpServicePointManager : IDisposable
+    {
+        const string Name = "HttpServicePointManager";
+        readonly ManagerHandle _h;
+
+        public HttpServicePointManager()
+        {
+            IntPtr h;
+            Native.Check(Native.sp_manager_new(out h), "sp_manager_new");
+            _h = new ManagerHandle(h);
+            Id = Interlocked.Increment(ref _lastId);
+            UpdateTraceLevel();
+        }
+
+        static int _lastId;
+        // The log callback while installed: the library holds it, so the manager keeps it
+        // reachable (ServicepointTrace.Callback is static as well).
+        Native.LogCallback _logCallback;
+        readonly object _logLock = new object();
+
+        /// <summary>A number identifying this manager in the process (the event id of its
+        /// ServicepointTrace messages).</summary>
+        public int Id { get; private set; }
+
+        /// <summary>Applies ServicepointTrace.Source's switch level to this manager: installs
+        /// the native log callback at the matching level, or removes it when the switch is off
+        /// (then logging costs nothing). Called by the constructor; call it again after
+        /// changing the switch.</summary>
+        public void UpdateTraceLevel()
+        {
+            lock (_logLock)
+            {
+                int level = ServicepointTrace.NativeLevel();
+                IntPtr h = _h.Enter(Name);
+                if (level == Native.SP_LOG_OFF)
+                {
+                    if (_logCallback == null) return;
+                    Native.Check(Native.sp_manager_set_log_callback(h, Native.SP_LOG_OFF, null, IntPtr.Zero), "sp_manager_set_log_callback");
+                    _logCallback = null;
+                    return;
+                }
+                Native.LogCallback cb = ServicepointTrace.Callback;
+                _logCallback = cb;
+                Native.Check(Native.sp_manager_set_log_callback(h, level, cb, new IntPtr(Id)), "sp_manager_set_log_callback");
+            }
+        }
+
+        /// <summary>The level the native logging is set at, as the SourceLevels that give it
+        /// (SourceLevels.Off when off).</summary>
+        public System.Diagnostics.SourceLevels TraceLevel
+        {
+            get
+            {
+                switch (Get(Native.sp_manager_get_log_level, "sp_manager_get_log_level"))
+                {
+                    case Native.SP_LOG_ERROR: return System.Diagnostics.SourceLevels.Error;
+                    case Native.SP_LOG_WARN: return System.Diagnostics.SourceLevels.Warning;
+                    case Native.SP_LOG_INFO: return System.Diagnostics.SourceLevels.Information;
+                    case Native.SP_LOG_DEBUG: return System.Diagnostics.SourceLevels.Verbose;
+                    default: return System.Diagnostics.SourceLevels.Off;
+                }
+            }
+        }
+
+        /// <summary>Statistics summed over the manager's service points: open connections by
+        /// state (Idle, Busy), requests, reuses, closes by reason...</summary>
+        public ServicePointStatistics Statistics
+        {
+            get
+            {
+                IntPtr h = _h.Enter(Name);
+                var s = new Native.sp_statistics();
+                s.struct_size = (uint)Marshal.SizeOf(typeof(Native.sp_statistics));
+                Native.Check(Native.sp_manager_get_statistics(h, ref s), "sp_manager_get_statistics");
+                return new ServicePointStatistics(s);
+            }
+        }
+
+        /// <summary>A histogram summed over the manager's service points.</summary>
+        public DurationHistogram GetHistogram(HistogramKind kind)
+        {
+            IntPtr h = _h.Enter(Name);
+            Native.sp_histogram hist = DurationHistogram.Empty();
+            Native.Check(Native.sp_manager_get_histogram(h, (int)kind, ref hist), "sp_manager_get_histogram");
+            return new DurationHistogram(kind, ref hist);
+        }
+
+        /// <summary>How long requests waited for a connection, over every service point.</summary>
+        public DurationHistogram QueueWaitHistogram
+        {
+            get { return GetHistogram(HistogramKind.QueueWait); }
+        }
+
+        /// <summary>How long connections lived (connect to close), over every service point.</summary>
+        public DurationHistogram ConnectionLifetimeHistogram
+        {
+            get { return GetHistogram(HistogramKind.ConnectionLifetime); }
+        }
+
+        int Get(SpSafeHandle.GetI32 fn, string function) { return _h.Get(fn, Name, function); }
+
+        void Set(SpSafeHandle.SetI32 fn, int value, string function) { _h.Set(fn, value, Name, function); }
+
+        /// <summary>DefaultConnectionLimit: the connection limit service points created from now on
+        /// take (existing ones keep theirs). Must be &gt; 0 (else OutOfRangeException, nothing changed).</summary>
+        public int DefaultConnectionLimit
+        {
+            get { return Get(Native.sp_manager_get_default_connection_limit, "sp_manager_get_default_connection_limit"); }
+            set { Set(Native.sp_manager_set_default_connection_limit, value, "sp_manager_set_default_connection_limit"); }
+        }
+
+        /// <summary>MaxServicePoints (0 = no limit). When full, a new origin evicts an unused service
+        /// point (no busy connection, no open HttpServicePoint object), else TooManyServicePointsException.</summary>
+        public int MaxServicePoints
+        {
+            get { return Get(Native.sp_manager_get_max_service_points, "sp_manager_get_max_service_points"); }
+            set { Set(Native.sp_manager_set_max_service_points, value, "sp_manager_set_max_service_points"); }
+        }
+
+        /// <summary>MaxServicePointIdleTime in ms (-1 infinite): the max idle time new service points
+        /// take, and how long an unused service point stays in the table.</summary>
+        public int MaxServicePointIdleTime
+        {
+            get { return Get(Native.sp_manager_get_max_service_point_idle_time, "sp_manager_get_max_service_point_idle_time"); }
+            set { Set(Native.sp_manager_set_max_service_point_idle_time, value, "sp_manager_set_max_service_point_idle_time"); }
+        }
+
+        /// <summary>Keep-alive for requests that do not set their own (default true).</summary>
+        public bool KeepAliveDefault
+        {
+            get { return Get(Native.sp_manager_get_keep_alive_default, "sp_manager_get_keep_alive_default") != 0; }
+            set { Set(Native.sp_manager_set_keep_alive_default, value ? 1 : 0, "sp_manager_set_keep_alive_default"); }
+        }
+
+        /// <summary>DnsRefreshTimeout in ms (default 120000, -1 no expiry, 0 resolve for every new
+        /// connection): how long resolved addresses are reused for new connections.</summary>
+        public int DnsRefreshTimeout
+        {
+            get { return Get(Native.sp_manager_get_dns_refresh_timeout, "sp_manager_get_dns_refresh_timeout"); }
+            set { Set(Native.sp_manager_set_dns_refresh_timeout, value, "sp_manager_set_dns_refresh_timeout"); }
+        }
+
+        /// <summary>The number of service points the manager holds.</summary>
+        public int ServicePointCount
+        {
+            get { return Get(Native.sp_manager_get_service_point_count, "sp_manager_get_service_point_count"); }
+        }
+
+        /// <summary>True once Dispose has been called.</summary>
+        public bool IsDisposed
+        {
+            get { return _h.IsClosed; }
+        }
+
+        // --- TLS ------------------------------------------------------------------------------
+
+        // The delegate itself (the library only knows whether one is installed).
+        CertificateValidationCallback _validator;
+        readonly object _validatorLock = new object();
+
+        /// <summary>Trusts the CA certificates in a PEM buffer (one or more "BEGIN CERTIFICATE"
+        /// blocks) for https, besides the system's trust store; applies to connections opened
+        /// from now on. InvalidArgumentException if it holds no certificate or bad PEM.</summary>
+        public void AddCaPem(byte[] pem)
+        {
+            if (pem == null) throw new ArgumentNullException("pem");
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                Native.Check(Native.sp_manager_add_ca_pem(h, pem, Native.Size(pem.Length)), "sp_manager_add_ca_pem");
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>AddCaPem for PEM text.</summary>
+        public void AddCaPem(string pem)
+        {
+            if (pem == null) throw new ArgumentNullException("pem");
+            AddCaPem(Encoding.UTF8.GetBytes(pem));
+        }
+
+        /// <summary>Trusts the CA certificates in a PEM file, as AddCaPem. InvalidArgumentException
+        /// if the file cannot be read or holds no certificate.</summary>
+        public void AddCaFile(string path)
+        {
+            byte[] p = Native.Utf8Z(path, "path");
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                Native.Check(Native.sp_manager_add_ca_file(h, p), "sp_manager_add_ca_file");
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>Whether the system's trust store is used (true, the default) or only the CAs
+        /// added with AddCaPem/AddCaFile (false).</summary>
+        public bool UseSystemRoots
+        {
+            get { return Get(Native.sp_manager_get_system_roots, "sp_manager_get_system_roots") != 0; }
+            set { Set(Native.sp_manager_set_system_roots, value ? 1 : 0, "sp_manager_set_system_roots"); }
+        }
+
+        /// <summary>How many CA certificates were added with AddCaPem/AddCaFile (the system's
+        /// trust store not counted).</summary>
+        public int CaCount
+        {
+            get { return Get(Native.sp_manager_get_ca_count, "sp_manager_get_ca_count"); }
+        }
+
+        /// <summary>Whether a client certificate was set with SetClientCertificate.</summary>
+        public bool HasClientCertificate
+        {
+            get { return Get(Native.sp_manager_has_client_certificate, "sp_manager_has_client_certificate") != 0; }
+        }
+
+        /// <summary>The lowest TLS version offered: Tls12 (default) or Tls13; another value gives
+        /// OutOfRangeException.</summary>
+        public TlsVersion MinTlsVersion
+        {
+            get { return (TlsVersion)Get(Native.sp_manager_get_min_tls_version, "sp_manager_get_min_tls_version"); }
+            set { Set(Native.sp_manager_set_min_tls_version, (int)value, "sp_manager_set_min_tls_version"); }
+        }
+
+        /// <summary>Sets the client certificate chain and private key (both PEM) presented to
+        /// servers that ask for one (mutual TLS). InvalidArgumentException for bad PEM or an
+        /// unusable key.</summary>
+        public void SetClientCertificate(byte[] certificatePem, byte[] privateKeyPem)
+        {
+            if (certificatePem == null) throw new ArgumentNullException("certificatePem");
+            if (privateKeyPem == null) throw new ArgumentNullException("privateKeyPem");
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                Native.Check(Native.sp_manager_set_client_certificate(h, certificatePem, Native.Size(certificatePem.Length),
+                    privateKeyPem, Native.Size(privateKeyPem.Length)), "sp_manager_set_client_certificate");
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>SetClientCertificate for PEM text.</summary>
+        public void SetClientCertificate(string certificatePem, string privateKeyPem)
+        {
+            if (certificatePem == null) throw new ArgumentNullException("certificatePem");
+            if (privateKeyPem == null) throw new ArgumentNullException("privateKeyPem");
+            SetClientCertificate(Encoding.UTF8.GetBytes(certificatePem), Encoding.UTF8.GetBytes(privateKeyPem));
+        }
+
+        /// <summary>A certificate validation callback (null: only the built-in verification
+        /// decides, the default). Meant for tests and private networks, e.g. to pin a
+        /// self-signed certificate; there is deliberately no switch that turns verification
+        /// off. See CertificateValidationCallback.</summary>
+        public CertificateValidationCallback ServerCertificateValidationCallback
+        {
+            get { return _validator; }
+            set
+            {
+                lock (_validatorLock)
+                {
+                    IntPtr h = _h.Enter(Name);
+                    try
+                    {
+                        long key = value != null ? CertificateValidation.Register(value) : 0;
+                        int rc = Native.sp_manager_set_certificate_validator(h,
+                            value != null ? CertificateValidation.Callback : null, new IntPtr(key));
+                        if (rc != 0)
+                        {
+                            ServicePointException error = Native.Error(rc, "sp_manager_set_certificate_validator", null);
+                            CertificateValidation.Unregister(key);
+                            throw error;
+                        }
+                        // The old registration goes only now: a callback running on another
+                        // thread that misses it just rejects.
+                        CertificateValidation.Unregister(Interlocked.Exchange(ref _h.ValidatorKey, key));
+                        _validator = value;
+                    }
+                    finally
+                    {
+                        _h.Exit();
+                    }
+                }
+            }
+        }
+
+        /// <summary>FindServicePoint: the service point of the URI's origin, created if needed.
+        /// Scheme and host compare case-insensitively, default ports are filled in; path, query
+        /// and user info are ignored. Each call returns a new object (dispose it) for the same
+        /// service point. Throws InvalidUrlException, UnsupportedSchemeException,
+        /// TooManyServicePointsException.</summary>
+        public HttpServicePoint FindServicePoint(string uri)
+        {
+            byte[] u = Native.Utf8Z(uri, "uri");
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                IntPtr point;
+                Native.Check(Native.sp_find(h, u, out point), "sp_find");
+                return new HttpServicePoint(point, this);
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>FindServicePoint for an absolute Uri.</summary>
+        public HttpServicePoint FindServicePoint(Uri address)
+        {
+            if (address == null) throw new ArgumentNullException("address");
+            if (!address.IsAbsoluteUri) throw new ArgumentException("the URI must be absolute", "address");
+            return FindServicePoint(address.AbsoluteUri);
+        }
+
+        /// <summary>Sends a request on a pooled connection of its URL's service point and waits for
+        /// the response head; read the body from the returned Response and dispose it to release
+        /// the connection. Throws a ServicePointException subclass on failure (RequestSent tells
+        /// whether the server may have seen the request).</summary>
+        public Response GetResponse(HttpRequest request)
+        {
+            if (request == null) throw new ArgumentNullException("request");
+            if (request.Url == null) throw new ArgumentNullException("request.Url");
+            byte[] method = request.EncodedMethod();
+            byte[] url = request.EncodedUrl();
+            IntPtr m = _h.Enter(Name);
+            IntPtr req = IntPtr.Zero;
+            BodyPump pump = null;
+            GCHandle pumpHandle = default(GCHandle);
+            try
+            {
+                Native.Check(Native.sp_http_request_new(method, url, out req), "sp_http_request_new");
+                foreach (KeyValuePair<string, string> header in request.Headers)
+                {
+                    byte[] name = Native.Utf8Z(header.Key, "header name");
+                    byte[] value = Native.Utf8Z(header.Value ?? "", "header value");
+                    Native.Check(Native.sp_http_request_add_header(req, name, value), "sp_http_request_add_header");
+                }
+                if (request.Body != null)
+                {
+                    Native.Check(Native.sp_http_request_set_body(req, request.Body, Native.Size(request.Body.Length)),
+                        "sp_http_request_set_body");
+                }
+                else if (request.BodyStream != null)
+                {
+                    pump = new BodyPump(request.BodyStream);
+                    pumpHandle = GCHandle.Alloc(pump);
+                    Native.Check(Native.sp_http_request_set_body_reader(req, BodyPump.Callback, GCHandle.ToIntPtr(pumpHandle)),
+                        "sp_http_request_set_body_reader");
+                }
+                // The defaults are the library's own (see sp_http_request_new): no call needed.
+                if (request.Timeout != HttpRequest.DefaultTimeout)
+                {
+                    Native.Check(Native.sp_http_request_set_timeout(req, request.Timeout), "sp_http_request_set_timeout");
+                }
+                if (request.ReadWriteTimeout != HttpRequest.DefaultReadWriteTimeout)
+                {
+                    Native.Check(Native.sp_http_request_set_read_timeout(req, request.ReadWriteTimeout), "sp_http_request_set_read_timeout");
+                }
+                if (request.KeepAlive.HasValue)
+                {
+                    Native.Check(Native.sp_http_request_set_keep_alive(req, request.KeepAlive.Value ? 1 : 0), "sp_http_request_set_keep_alive");
+                }
+                if (!string.IsNullOrEmpty(request.ConnectionGroupName))
+                {
+                    Native.Check(Native.sp_http_request_set_connection_group(req, Native.Utf8Z(request.ConnectionGroupName, "connection group name")),
+                        "sp_http_request_set_connection_group");
+                }
+                if (request.Retryable)
+                {
+                    Native.Check(Native.sp_http_request_set_retryable(req, 1), "sp_http_request_set_retryable");
+                }
+                IntPtr resp;
+                CertificateValidation.LastError = null;
+                int rc = Native.sp_request(m, req, out resp);
+                if (rc != 0)
+                {
+                    Exception inner = pump != null ? pump.Error : null;
+                    if (inner == null) inner = CertificateValidation.LastError;
+                    CertificateValidation.LastError = null;
+                    throw Native.Error(rc, "sp_request", inner);
+                }
+                return new Response(resp, this);
+            }
+            finally
+            {
+                if (req != IntPtr.Zero) Native.sp_http_request_free(req);
+                // The pump may go only after sp_request has returned.
+                if (pumpHandle.IsAllocated) pumpHandle.Free();
+                _h.Exit();
+            }
+        }
+
+        /// <summary>Shorthand: GetResponse(new HttpRequest(method, url) { Body = body }).</summary>
+        public Response Request(string method, string url, byte[] body = null)
+        {
+            var request = new HttpRequest(method, url);
+            request.Body = body;
+            return GetResponse(request);
+        }
+
+        /// <summary>Shorthand: a GET of url.</summary>
+        public Response Get(string url)
+        {
+            return GetResponse(new HttpRequest("GET", url));
+        }
+
+        /// <summary>Frees the manager. Safe to call more than once.</summary>
+        public void Dispose()
+        {
+            _h.Dispose();
+        }
+
+        public override string ToString()
+        {
+            return IsDisposed ? "HttpServicePointManager (disposed)" : "HttpServicePointManager";
+        }
+    }
+}
