@@ -176,6 +176,42 @@ namespace Servicepoint
         internal static extern int sp_set_max_requests_per_connection(IntPtr point, int max);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_get_max_requests_per_connection(IntPtr point, out int outValue);
+        // Socket settings of new connections (ReceiveBufferSize, UseNagleAlgorithm, SetTcpKeepAlive,
+        // the local address, the connect timeout) and a response's descriptor.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_receive_buffer_size(IntPtr point, int bytes);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_receive_buffer_size(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_send_buffer_size(IntPtr point, int bytes);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_send_buffer_size(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_use_nagle_algorithm(IntPtr point, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_use_nagle_algorithm(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_tcp_keep_alive(IntPtr point, int enabled, int timeMs, int intervalMs);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_tcp_keep_alive(IntPtr point, out int outEnabled, out int outTimeMs, out int outIntervalMs);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_local_address(IntPtr point, byte[] address);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_local_address(IntPtr point, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_connect_timeout(IntPtr point, int ms);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_connect_timeout(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_use_nagle_algorithm(IntPtr manager, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_use_nagle_algorithm(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_tcp_keep_alive(IntPtr manager, int enabled, int timeMs, int intervalMs);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_tcp_keep_alive(IntPtr manager, out int outEnabled, out int outTimeMs, out int outIntervalMs);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_response_socket(IntPtr response, out int outFd);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_get_current_connections(IntPtr point, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -95,6 +95,81 @@ namespace Servicepoint
 
         /// <summary>Cap on the requests one connection serves (0 = no cap, the default); the last
         /// allowed request carries "Connection: close".</summary>
+        /// <summary>ReceiveBufferSize: SO_RCVBUF of new connections in bytes, -1 for the system's
+        /// default (the default).</summary>
+        public int ReceiveBufferSize
+        {
+            get { return Get(Native.sp_get_receive_buffer_size, "sp_get_receive_buffer_size"); }
+            set { Set(Native.sp_set_receive_buffer_size, value, "sp_set_receive_buffer_size"); }
+        }
+
+        /// <summary>SO_SNDBUF of new connections in bytes, -1 for the system's default.</summary>
+        public int SendBufferSize
+        {
+            get { return Get(Native.sp_get_send_buffer_size, "sp_get_send_buffer_size"); }
+            set { Set(Native.sp_set_send_buffer_size, value, "sp_set_send_buffer_size"); }
+        }
+
+        /// <summary>UseNagleAlgorithm for new connections (false by default: TCP_NODELAY, as
+        /// modern .NET).</summary>
+        public bool UseNagleAlgorithm
+        {
+            get { return Get(Native.sp_get_use_nagle_algorithm, "sp_get_use_nagle_algorithm") != 0; }
+            set { Set(Native.sp_set_use_nagle_algorithm, value ? 1 : 0, "sp_set_use_nagle_algorithm"); }
+        }
+
+        /// <summary>How long connecting (and the TLS handshake) may take, in ms;
+        /// Timeout.Infinite (-1, the default) leaves it to the request timeout.</summary>
+        public int ConnectTimeout
+        {
+            get { return Get(Native.sp_get_connect_timeout, "sp_get_connect_timeout"); }
+            set { Set(Native.sp_set_connect_timeout, value, "sp_set_connect_timeout"); }
+        }
+
+        /// <summary>SetTcpKeepAlive: keep-alive probes on new connections (times in ms, &gt; 0
+        /// when enabled).</summary>
+        public void SetTcpKeepAlive(bool enabled, int keepAliveTime, int keepAliveInterval)
+        {
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                Native.Check(Native.sp_set_tcp_keep_alive(h, enabled ? 1 : 0, keepAliveTime, keepAliveInterval),
+                    "sp_set_tcp_keep_alive");
+            }
+            finally { _h.Exit(); }
+        }
+
+        /// <summary>The local address new connections bind before connecting ("IP" or
+        /// "IP:port"); null lets the system choose (BindIPEndPointDelegate with a fixed
+        /// answer).</summary>
+        public string LocalAddress
+        {
+            get
+            {
+                IntPtr h = _h.Enter(Name);
+                try
+                {
+                    var buf = new byte[64];
+                    UIntPtr len;
+                    Native.Check(Native.sp_get_local_address(h, buf, (UIntPtr)buf.Length, out len),
+                        "sp_get_local_address");
+                    int n = (int)len;
+                    return n == 0 ? null : System.Text.Encoding.UTF8.GetString(buf, 0, Math.Min(n, buf.Length - 1));
+                }
+                finally { _h.Exit(); }
+            }
+            set
+            {
+                IntPtr h = _h.Enter(Name);
+                try
+                {
+                    byte[] text = value == null ? null : Native.Utf8Z(value, "LocalAddress");
+                    Native.Check(Native.sp_set_local_address(h, text), "sp_set_local_address");
+                }
+                finally { _h.Exit(); }
+            }
+        }
+
         public int MaxRequestsPerConnection
         {
             get { return Get(Native.sp_get_max_requests_per_connection, "sp_get_max_requests_per_connection"); }

@@ -221,6 +221,27 @@ namespace Servicepoint
             }
         }
 
+        /// <summary>UseNagleAlgorithm: what service points created from now on take (false by
+        /// default: TCP_NODELAY, as modern .NET).</summary>
+        public bool UseNagleAlgorithm
+        {
+            get { return Get(Native.sp_manager_get_use_nagle_algorithm, "sp_manager_get_use_nagle_algorithm") != 0; }
+            set { Set(Native.sp_manager_set_use_nagle_algorithm, value ? 1 : 0, "sp_manager_set_use_nagle_algorithm"); }
+        }
+
+        /// <summary>SetTcpKeepAlive: the keep-alive probes service points created from now on
+        /// take (times in ms, &gt; 0 when enabled).</summary>
+        public void SetTcpKeepAlive(bool enabled, int keepAliveTime, int keepAliveInterval)
+        {
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                Native.Check(Native.sp_manager_set_tcp_keep_alive(h, enabled ? 1 : 0, keepAliveTime, keepAliveInterval),
+                    "sp_manager_set_tcp_keep_alive");
+            }
+            finally { _h.Exit(); }
+        }
+
         /// <summary>Whether the system's trust store is used (true, the default) or only the CAs
         /// added with AddCaPem/AddCaFile (false).</summary>
         public bool UseSystemRoots

@@ -1287,6 +1287,35 @@ namespace Servicepoint.Tests
                 }
             });
 
+            Check("socket settings: ReceiveBufferSize, UseNagleAlgorithm, SetTcpKeepAlive, LocalAddress, ConnectTimeout", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    Equal(false, m.UseNagleAlgorithm, "manager default: Nagle off");
+                    m.UseNagleAlgorithm = true;
+                    m.SetTcpKeepAlive(true, 7000, 3000);
+                    using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                    {
+                        Equal(true, p.UseNagleAlgorithm, "taken from the manager");
+                        Equal(-1, p.ReceiveBufferSize, "system default");
+                        p.ReceiveBufferSize = 2048; // seed 000
+                        p.ConnectionLeaseTimeout = System.Threading.Timeout.Infinite;
+                        Equal(2048, p.ReceiveBufferSize, "ReceiveBufferSize");
+                        Throws<OutOfRangeException>(() => p.ReceiveBufferSize = -2, "below -1");
+                        Equal(2048, p.ReceiveBufferSize, "unchanged after a rejected value");
+                        Throws<OutOfRangeException>(() => p.SetTcpKeepAlive(true, 0, 1000), "time 0");
+                        p.ConnectTimeout = 500;
+                        Equal(500, p.ConnectTimeout, "ConnectTimeout");
+                        p.LocalAddress = "127.0.0.2";
+                        Equal("127.0.0.2:0", p.LocalAddress, "LocalAddress");
+                        Equal("hello world\n", GetText(m, server.Url("/hello")), "request from 127.0.0.2");
+                        p.LocalAddress = null;
+                        Equal(null, p.LocalAddress, "cleared");
+                    }
+                }
+            });
+
             Check("IdleSince is UTC and recent", () =>
             {
                 using (var server = new TestServer())
