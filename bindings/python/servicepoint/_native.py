@@ -394,6 +394,38 @@ sp_set_max_requests_per_connection = _declare(
 sp_get_max_requests_per_connection = _declare(
     "sp_get_max_requests_per_connection", [point_p, c_int32_p]
 )
+# Socket settings of new connections, and a response's descriptor (for getsockopt).
+sp_set_receive_buffer_size = _declare("sp_set_receive_buffer_size", [point_p, ctypes.c_int32])
+sp_get_receive_buffer_size = _declare("sp_get_receive_buffer_size", [point_p, c_int32_p])
+sp_set_send_buffer_size = _declare("sp_set_send_buffer_size", [point_p, ctypes.c_int32])
+sp_get_send_buffer_size = _declare("sp_get_send_buffer_size", [point_p, c_int32_p])
+sp_set_use_nagle_algorithm = _declare("sp_set_use_nagle_algorithm", [point_p, ctypes.c_int32])
+sp_get_use_nagle_algorithm = _declare("sp_get_use_nagle_algorithm", [point_p, c_int32_p])
+sp_set_tcp_keep_alive = _declare(
+    "sp_set_tcp_keep_alive", [point_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+)
+sp_get_tcp_keep_alive = _declare(
+    "sp_get_tcp_keep_alive", [point_p, c_int32_p, c_int32_p, c_int32_p]
+)
+sp_set_local_address = _declare("sp_set_local_address", [point_p, ctypes.c_char_p])
+sp_get_local_address = _declare(
+    "sp_get_local_address", [point_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_set_connect_timeout = _declare("sp_set_connect_timeout", [point_p, ctypes.c_int32])
+sp_get_connect_timeout = _declare("sp_get_connect_timeout", [point_p, c_int32_p])
+sp_manager_set_use_nagle_algorithm = _declare(
+    "sp_manager_set_use_nagle_algorithm", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_use_nagle_algorithm = _declare(
+    "sp_manager_get_use_nagle_algorithm", [manager_p, c_int32_p]
+)
+sp_manager_set_tcp_keep_alive = _declare(
+    "sp_manager_set_tcp_keep_alive", [manager_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+)
+sp_manager_get_tcp_keep_alive = _declare(
+    "sp_manager_get_tcp_keep_alive", [manager_p, c_int32_p, c_int32_p, c_int32_p]
+)
+sp_response_socket = _declare("sp_response_socket", [response_p, c_int32_p])
 sp_get_current_connections = _declare("sp_get_current_connections", [point_p, c_int32_p])
 sp_get_idle_since = _declare("sp_get_idle_since", [point_p, c_int64_p])
 sp_get_statistics = _declare(

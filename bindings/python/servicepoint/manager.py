@@ -202,6 +202,23 @@ class ServicePointManager(NativeObject):
         return self._get(n.sp_manager_get_ca_count)
 
     @property
+    def use_nagle_algorithm(self) -> bool:
+        """UseNagleAlgorithm that service points created from now on take (False by default:
+        TCP_NODELAY)."""
+        return bool(self._get(n.sp_manager_get_use_nagle_algorithm))
+
+    @use_nagle_algorithm.setter
+    def use_nagle_algorithm(self, on: bool) -> None:
+        n.sp_manager_set_use_nagle_algorithm(self._live(), 1 if on else 0)
+
+    def set_tcp_keep_alive(self, enabled: bool, time: float = 0.0, interval: float = 0.0) -> None:
+        """SetTcpKeepAlive for service points created from now on (seconds, > 0 when
+        enabled)."""
+        t = n.to_ms(time, "time") if enabled else 0
+        i = n.to_ms(interval, "interval") if enabled else 0
+        n.sp_manager_set_tcp_keep_alive(self._live(), 1 if enabled else 0, t, i)
+
+    @property
     def system_roots(self) -> bool:
         """Use the system's trust store (True, the default) or only the added CAs."""
         return bool(self._get(n.sp_manager_get_system_roots))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 from datetime import datetime, timedelta, timezone
-from typing import Any, Hashable, Optional
+from typing import Any, Hashable, Optional, Tuple
 
 from . import _native as n
 from ._handle import NativeObject
@@ -110,6 +110,71 @@ class ServicePoint(NativeObject):
     @max_requests_per_connection.setter
     def max_requests_per_connection(self, value: int) -> None:
         self._set(n.sp_set_max_requests_per_connection, value, "max requests per connection")
+
+    @property
+    def receive_buffer_size(self) -> Optional[int]:
+        """ReceiveBufferSize: SO_RCVBUF of new connections in bytes; None for the system's
+        default (the default)."""
+        v = self._get(n.sp_get_receive_buffer_size)
+        return None if v < 0 else v
+
+    @receive_buffer_size.setter
+    def receive_buffer_size(self, value: Optional[int]) -> None:
+        self._set(n.sp_set_receive_buffer_size, -1 if value is None else value, "receive buffer size")
+
+    @property
+    def send_buffer_size(self) -> Optional[int]:
+        """SO_SNDBUF of new connections in bytes; None for the system's default."""
+        v = self._get(n.sp_get_send_buffer_size)
+        return None if v < 0 else v
+
+    @send_buffer_size.setter
+    def send_buffer_size(self, value: Optional[int]) -> None:
+        self._set(n.sp_set_send_buffer_size, -1 if value is None else value, "send buffer size")
+
+    @property
+    def use_nagle_algorithm(self) -> bool:
+        """UseNagleAlgorithm for new connections (False by default: TCP_NODELAY)."""
+        return bool(self._get(n.sp_get_use_nagle_algorithm))
+
+    @use_nagle_algorithm.setter
+    def use_nagle_algorithm(self, on: bool) -> None:
+        n.sp_set_use_nagle_algorithm(self._live(), 1 if on else 0)
+
+    def set_tcp_keep_alive(self, enabled: bool, time: float = 0.0, interval: float = 0.0) -> None:
+        """SetTcpKeepAlive for new connections: probes after ``time`` seconds idle, then every
+        ``interval`` seconds (both > 0 when enabled)."""
+        t = n.to_ms(time, "time") if enabled else 0
+        i = n.to_ms(interval, "interval") if enabled else 0
+        n.sp_set_tcp_keep_alive(self._live(), 1 if enabled else 0, t, i)
+
+    @property
+    def tcp_keep_alive(self) -> Tuple[bool, float, float]:
+        """(enabled, time, interval) in seconds."""
+        e, t, i = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_int32()
+        n.sp_get_tcp_keep_alive(self._live(), ctypes.byref(e), ctypes.byref(t), ctypes.byref(i))
+        return bool(e.value), t.value / 1000.0, i.value / 1000.0
+
+    @property
+    def local_address(self) -> Optional[str]:
+        """The local address new connections bind ("IP" or "IP:port"; None: the system
+        chooses)."""
+        text = n.get_text(n.sp_get_local_address, self._live())
+        return text or None
+
+    @local_address.setter
+    def local_address(self, value: Optional[str]) -> None:
+        n.sp_set_local_address(self._live(), None if value is None else n.encode(value, "local_address"))
+
+    @property
+    def connect_timeout(self) -> Optional[float]:
+        """How long connecting (and the TLS handshake) may take, in seconds; None: only the
+        request timeout bounds it."""
+        return n.from_ms(self._get(n.sp_get_connect_timeout))
+
+    @connect_timeout.setter
+    def connect_timeout(self, value: Optional[float]) -> None:
+        n.sp_set_connect_timeout(self._live(), n.to_ms(value, "connect_timeout"))
 
     @property
     def current_connections(self) -> int:
