@@ -5,6 +5,19 @@
 fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=build.rs");
+    // SONAME libservicepoint.so.<SP_ABI_VERSION> (Linux), the number read from src/ffi/version.rs.
+    println!("cargo:rerun-if-changed=src/ffi/version.rs");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        let src = std::fs::read_to_string("src/ffi/version.rs").expect("src/ffi/version.rs");
+        let abi: u32 = (src.lines())
+            .find_map(|l| {
+                l.strip_prefix("pub const SP_ABI_VERSION: u32 = ")?
+                    .strip_suffix(';')
+            })
+            .and_then(|n| n.parse().ok())
+            .expect("no `pub const SP_ABI_VERSION: u32 = N;` line in src/ffi/version.rs");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libservicepoint.so.{abi}");
+    }
     if std::env::var_os("SERVICEPOINT_SKIP_HEADER").is_some() {
         return;
     }

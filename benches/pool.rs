@@ -61,9 +61,9 @@ fn acquire_release(c: &mut Criterion) {
     let manager = Manager::new();
     let point = manager.find(&url).unwrap();
     let pool = point.group("");
-    let (limit, rules) = (point.connection_limit(), point.reuse_rules());
+    let (limit, settings) = (point.connection_limit(), point.reuse_settings());
     // Warm the pool with one real loopback connection.
-    let (grant, ticket) = pool.acquire(limit, rules, None).ok().unwrap();
+    let (grant, ticket) = pool.acquire(limit, &settings, None).ok().unwrap();
     assert!(matches!(grant, Grant::Open));
     let conn = servicepoint::connection::connect(
         &point.origin,
@@ -75,14 +75,16 @@ fn acquire_release(c: &mut Criterion) {
     )
     .unwrap();
     let _server_side = listener.accept().unwrap();
-    pool.release(Some(conn), Ok(()), &ticket, limit, rules);
+    pool.release(Some(conn), Ok(()), &ticket, limit, &settings);
     c.bench_function(
         "pool/acquire_release_warm (includes the liveness check)",
         |b| {
             b.iter(|| {
-                let (grant, ticket) = pool.acquire(limit, rules, None).ok().unwrap();
+                let (grant, ticket) = pool.acquire(limit, &settings, None).ok().unwrap();
                 match grant {
-                    Grant::Idle(conn) => pool.release(Some(conn), Ok(()), &ticket, limit, rules),
+                    Grant::Idle(conn) => {
+                        pool.release(Some(conn), Ok(()), &ticket, limit, &settings)
+                    }
                     Grant::Open => unreachable!("the warm connection is idle"),
                 }
             })

@@ -30,7 +30,7 @@ typedef struct outcome {
 } outcome;
 
 /* GETs `url`, reads the body to its end and releases the response. */
-static outcome get(const sp_manager *m, const char *url) {
+static outcome get(sp_manager *m, const char *url) {
     outcome o = {SP_OK, 0, 0, 0, 0, 0};
     sp_http_request *req = NULL;
     sp_response *resp = NULL;
@@ -114,7 +114,7 @@ static int fetch_urls(int n, char **urls) {
 enum { THREADS = 4, PER_THREAD = 3 };
 
 typedef struct worker {
-    const sp_manager *m;
+    sp_manager *m;
     const char *url;
     outcome out[PER_THREAD];
 } worker;

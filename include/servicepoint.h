@@ -30,12 +30,38 @@
 
 
 /**
- * TLS 1.2, for sp_manager_set_min_tls_version().
+ * Log levels for sp_manager_set_log_callback(): a callback set at a level receives messages
+ * of that level and the more severe ones.
+ */
+#define SP_LOG_OFF 0
+
+#define SP_LOG_ERROR 1
+
+#define SP_LOG_WARN 2
+
+#define SP_LOG_INFO 3
+
+#define SP_LOG_DEBUG 4
+
+/**
+ * Which histogram sp_get_histogram() and sp_manager_get_histogram() read.
+ */
+#define SP_METRIC_QUEUE_WAIT 0
+
+#define SP_METRIC_CONNECTION_LIFETIME 1
+
+/**
+ * Number of buckets of an sp_histogram.
+ */
+#define SP_HISTOGRAM_BUCKETS 20
+
+/**
+ * TLS 1.2, for sp_manager_set_min_tls_version() and sp_manager_get_min_tls_version().
  */
 #define SP_TLS_1_2 12
 
 /**
- * TLS 1.3, for sp_manager_set_min_tls_version().
+ * TLS 1.3, for sp_manager_set_min_tls_version() and sp_manager_get_min_tls_version().
  */
 #define SP_TLS_1_3 13
 
@@ -43,7 +69,7 @@
  * ABI version of this header; sp_abi_version() returns the library's. Bumped on any
  * incompatible change of a signature or meaning.
  */
-#define SP_ABI_VERSION 1
+#define SP_ABI_VERSION 2
 
 /**
  * The infinite duration for every millisecond setting.
@@ -199,6 +225,13 @@ typedef int32_t sp_result;
  * Thread safety: several threads may send the same description at once. A setter never waits:
  * sends already under way keep the description as it was when they started, later sends see
  * the change (so a setter may be called from inside the request's own body reader).
+ *
+ * Functions: sp_http_request_new, sp_http_request_free, sp_http_request_add_header,
+ * sp_http_request_set_body, sp_http_request_set_body_reader,
+ * sp_http_request_set_/get_keep_alive, sp_http_request_set_/get_timeout,
+ * sp_http_request_set_/get_read_timeout, sp_http_request_set_/get_connection_group,
+ * sp_http_request_set_/get_retryable, sp_http_request_get_method, sp_http_request_get_url;
+ * sp_request sends it.
  */
 typedef struct sp_http_request sp_http_request;
 
@@ -207,6 +240,17 @@ typedef struct sp_http_request sp_http_request;
  * defaults new service points take. Create with sp_manager_new(), free with
  * sp_manager_free(). Thread safety: every function taking a manager may be called from any
  * thread, concurrently.
+ *
+ * Functions: sp_manager_new, sp_manager_free, sp_find, sp_request;
+ * sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
+ * sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
+ * sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
+ * observing: sp_manager_set_log_callback, sp_manager_get_log_level,
+ * sp_manager_get_statistics, sp_manager_get_histogram;
+ * TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
+ * sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
+ * sp_manager_has_client_certificate, sp_manager_set_/get_min_tls_version,
+ * sp_manager_set_certificate_validator, sp_manager_has_certificate_validator.
  */
 typedef struct sp_manager sp_manager;
 
@@ -214,6 +258,11 @@ typedef struct sp_manager sp_manager;
  * A service point: one origin's connections, settings and statistics, owned by its manager.
  * A handle keeps the service point alive (it cannot be evicted while a handle exists).
  * Thread safety: every function taking a service point may be called from any thread.
+ *
+ * Functions: sp_find (creates the handle), sp_point_free, sp_get_address,
+ * sp_set_/get_lease_timeout, sp_set_/get_connection_limit, sp_set_/get_max_idle_time,
+ * sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
+ * sp_get_statistics, sp_get_histogram, sp_close_connection_group.
  */
 typedef struct sp_point sp_point;
 
@@ -222,18 +271,56 @@ typedef struct sp_point sp_point;
  * connection is taken until the body has been read to the end or the response is freed.
  * Strings it hands out are borrowed until sp_response_free().
  * Thread safety: may move between threads; calls on one response are serialized.
+ *
+ * Functions: sp_request (creates it), sp_response_free, sp_response_status,
+ * sp_response_http_version, sp_response_reason, sp_response_header,
+ * sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
+ * sp_response_read, sp_response_read_all, sp_response_connection_id,
+ * sp_response_connection_reused, sp_response_retried, sp_response_local_port.
  */
 typedef struct sp_response sp_response;
 
 /**
+ * Receives a log message: its level (SP_LOG_ERROR..SP_LOG_DEBUG) and its text (UTF-8,
+ * NUL-terminated, valid during the call only). Called on the thread whose call caused the
+ * event (the idle reaper's closes on a library thread); must not block for long. Blocking
+ * library calls made from inside it return SP_E_WRONG_THREAD.
+ */
+typedef void (*sp_log_cb)(void *userdata, int32_t level, const char *message);
+
+/**
+ * A histogram of durations: `count` observations summing to `sum_us` microseconds, and
+ * `buckets[i]` of them at most sp_histogram_bound_us(i) (the last bucket has no bound). Set
+ * `struct_size` to sizeof(sp_histogram) before the call.
+ */
+typedef struct sp_histogram {
+  /**
+   * Size of this struct as the caller knows it.
+   */
+  uint32_t struct_size;
+  /**
+   * Number of buckets (SP_HISTOGRAM_BUCKETS).
+   */
+  uint32_t bucket_count;
+  uint64_t count;
+  uint64_t sum_us;
+  uint64_t buckets[SP_HISTOGRAM_BUCKETS];
+} sp_histogram;
+
+/**
  * A statistics snapshot of a service point. Set `struct_size` to sizeof(sp_statistics)
- * before calling sp_get_statistics(); fields may be appended in later versions.
+ * before calling sp_get_statistics(); fields may be appended in later versions. The layout
+ * has no padding: every byte the library writes is defined.
  */
 typedef struct sp_statistics {
   /**
    * Size of this struct as the caller knows it.
    */
   uint32_t struct_size;
+  /**
+   * Always 0 (keeps the 64-bit counters aligned without padding).
+   */
+  uint32_t reserved;
   /**
    * Open connections (idle + busy).
    */
@@ -283,7 +370,8 @@ typedef struct sp_statistics {
    */
   uint64_t closed_server;
   /**
-   * Idle connections found dead (EOF, reset, stray bytes) before reuse.
+   * Idle connections found dead (EOF, reset, stray bytes) when checked before reuse, at no
+   * cost to any request.
    */
   uint64_t closed_stale;
   /**
@@ -310,6 +398,13 @@ typedef struct sp_statistics {
    * TLS connections opened by resuming an earlier session (abbreviated handshake).
    */
   uint64_t tls_resumed_handshakes;
+  /**
+   * Reused connections that failed under a request before any response byte arrived (the
+   * server closed or reset them as the request arrived); the request was retried on a new
+   * connection if allowed (see `retries`). Unlike `closed_stale`, a request paid for it.
+   * Since ABI 2.
+   */
+  uint64_t closed_in_flight;
 } sp_statistics;
 
 /**
@@ -372,7 +467,7 @@ void sp_manager_free(struct sp_manager *manager);
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_INVALID_URL,
  * SP_E_UNSUPPORTED_SCHEME, SP_E_TOO_MANY_SERVICE_POINTS, SP_E_MANAGER_CLOSED.
  */
-sp_result sp_find(const struct sp_manager *manager, const char *uri, struct sp_point **out_point);
+sp_result sp_find(struct sp_manager *manager, const char *uri, struct sp_point **out_point);
 
 /**
  * Sets the connection limit that service points created from now on take (.NET's
@@ -380,7 +475,7 @@ sp_result sp_find(const struct sp_manager *manager, const char *uri, struct sp_p
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
  */
-sp_result sp_manager_set_default_connection_limit(const struct sp_manager *manager, int32_t limit);
+sp_result sp_manager_set_default_connection_limit(struct sp_manager *manager, int32_t limit);
 
 /**
  * Reads the default connection limit into *out_value.
@@ -395,7 +490,7 @@ sp_result sp_manager_get_default_connection_limit(const struct sp_manager *manag
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
  */
-sp_result sp_manager_set_max_service_points(const struct sp_manager *manager, int32_t max);
+sp_result sp_manager_set_max_service_points(struct sp_manager *manager, int32_t max);
 
 /**
  * Reads the max number of service points into *out_value.
@@ -406,25 +501,27 @@ sp_result sp_manager_get_max_service_points(const struct sp_manager *manager, in
 
 /**
  * Sets MaxServicePointIdleTime in ms (-1 = infinite; must be >= -1): the max idle time new
- * service points take, and how long an unused service point stays in the table.
+ * service points take (a service point's own is sp_set_max_idle_time()), and how long an
+ * unused service point stays in the table. Named sp_manager_set_max_idle_time in ABI 1.
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
  */
-sp_result sp_manager_set_max_idle_time(const struct sp_manager *manager, int32_t ms);
+sp_result sp_manager_set_max_service_point_idle_time(struct sp_manager *manager, int32_t ms);
 
 /**
  * Reads MaxServicePointIdleTime (ms) into *out_value.
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
-sp_result sp_manager_get_max_idle_time(const struct sp_manager *manager, int32_t *out_value);
+sp_result sp_manager_get_max_service_point_idle_time(const struct sp_manager *manager,
+                                                     int32_t *out_value);
 
 /**
  * Sets the keep-alive default (1 on, 0 off) for requests that do not set their own.
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
  */
-sp_result sp_manager_set_keep_alive_default(const struct sp_manager *manager, int32_t on);
+sp_result sp_manager_set_keep_alive_default(struct sp_manager *manager, int32_t on);
 
 /**
  * Reads the keep-alive default (1 or 0) into *out_value.
@@ -447,7 +544,7 @@ sp_result sp_manager_get_service_point_count(const struct sp_manager *manager, i
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (below -1).
  */
-sp_result sp_manager_set_dns_refresh_timeout(const struct sp_manager *manager, int32_t ms);
+sp_result sp_manager_set_dns_refresh_timeout(struct sp_manager *manager, int32_t ms);
 
 /**
  * Reads DnsRefreshTimeout (ms) into *out_value.
@@ -455,6 +552,71 @@ sp_result sp_manager_set_dns_refresh_timeout(const struct sp_manager *manager, i
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
 sp_result sp_manager_get_dns_refresh_timeout(const struct sp_manager *manager, int32_t *out_value);
+
+/**
+ * Routes the manager's log messages to `callback` at `level` and above: each connection
+ * opened (address, local port, TLS full or resumed; SP_LOG_INFO), reused (SP_LOG_DEBUG),
+ * closed with its reason (SP_LOG_DEBUG, SP_LOG_INFO after errors), each retry and its cause
+ * (SP_LOG_WARN), queue waits of 100 ms or more (SP_LOG_INFO). `level` SP_LOG_OFF or a NULL
+ * callback turns logging off (the default; it then costs nothing).
+ *
+ * Ownership: `userdata` is borrowed until the callback is replaced or the manager freed.
+ * Thread safety: any thread; the callback is called from any thread (see sp_log_cb).
+ * Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (level).
+ */
+sp_result sp_manager_set_log_callback(struct sp_manager *manager,
+                                      int32_t level,
+                                      sp_log_cb callback,
+                                      void *userdata);
+
+/**
+ * The level logging is set at (SP_LOG_OFF when off).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_log_level(const struct sp_manager *manager, int32_t *out_level);
+
+/**
+ * The upper bound of histogram bucket `index` in microseconds; UINT64_MAX for the last one
+ * (and for an index past it).
+ *
+ * Thread safety: any thread. Never fails.
+ */
+uint64_t sp_histogram_bound_us(size_t index);
+
+/**
+ * Reads a histogram of a service point: SP_METRIC_QUEUE_WAIT (time each request waited for
+ * a connection, 0 included) or SP_METRIC_CONNECTION_LIFETIME (connect to close, per closed
+ * connection).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_OUT_OF_RANGE (which), SP_E_INVALID_ARGUMENT (struct_size too small),
+ * SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_histogram(const struct sp_point *point,
+                           int32_t which,
+                           struct sp_histogram *out_histogram);
+
+/**
+ * Statistics summed over the manager's service points (the manager-wide figures: open, idle
+ * and busy connections, requests, closes by reason...). Set `struct_size` first, as for
+ * sp_get_statistics().
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_INVALID_ARGUMENT (struct_size too small).
+ */
+sp_result sp_manager_get_statistics(const struct sp_manager *manager,
+                                    struct sp_statistics *out_stats);
+
+/**
+ * Reads a histogram summed over the manager's service points (see sp_get_histogram()).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_OUT_OF_RANGE (which), SP_E_INVALID_ARGUMENT (struct_size too small).
+ */
+sp_result sp_manager_get_histogram(const struct sp_manager *manager,
+                                   int32_t which,
+                                   struct sp_histogram *out_histogram);
 
 /**
  * Frees a service point handle. The service point stays in its manager. NULL, a freed
@@ -481,7 +643,7 @@ sp_result sp_get_address(const struct sp_point *point, const char **out_address)
  * Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (below -1; nothing changed).
  */
-sp_result sp_set_lease_timeout(const struct sp_point *point, int32_t ms);
+sp_result sp_set_lease_timeout(struct sp_point *point, int32_t ms);
 
 /**
  * Reads ConnectionLeaseTimeout (ms, -1 infinite) into *out_value.
@@ -498,7 +660,7 @@ sp_result sp_get_lease_timeout(const struct sp_point *point, int32_t *out_value)
  * Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
  */
-sp_result sp_set_connection_limit(const struct sp_point *point, int32_t limit);
+sp_result sp_set_connection_limit(struct sp_point *point, int32_t limit);
 
 /**
  * Reads ConnectionLimit into *out_value.
@@ -514,7 +676,7 @@ sp_result sp_get_connection_limit(const struct sp_point *point, int32_t *out_val
  * Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
  */
-sp_result sp_set_max_idle_time(const struct sp_point *point, int32_t ms);
+sp_result sp_set_max_idle_time(struct sp_point *point, int32_t ms);
 
 /**
  * Reads MaxIdleTime (ms) into *out_value.
@@ -530,7 +692,7 @@ sp_result sp_get_max_idle_time(const struct sp_point *point, int32_t *out_value)
  * Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
  */
-sp_result sp_set_max_requests_per_connection(const struct sp_point *point, int32_t max);
+sp_result sp_set_max_requests_per_connection(struct sp_point *point, int32_t max);
 
 /**
  * Reads the cap on requests per connection (0 = none) into *out_value.
@@ -556,7 +718,8 @@ sp_result sp_get_idle_since(const struct sp_point *point, int64_t *out_unix_ms);
 
 /**
  * Fills *out_stats with a snapshot of the service point's statistics. The caller sets
- * out_stats->struct_size first; only that many bytes are written.
+ * out_stats->struct_size first; only that many bytes are written (a caller built against an
+ * older header gets the fields it knows), and struct_size receives the number written.
  *
  * Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED, SP_E_INVALID_ARGUMENT
@@ -572,9 +735,7 @@ sp_result sp_get_statistics(const struct sp_point *point, struct sp_statistics *
  * Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (name), SP_E_INVALID_UTF8, SP_E_MANAGER_CLOSED.
  */
-sp_result sp_close_connection_group(const struct sp_point *point,
-                                    const char *name,
-                                    int32_t *out_existed);
+sp_result sp_close_connection_group(struct sp_point *point, const char *name, int32_t *out_existed);
 
 /**
  * Creates a request description for `method` (e.g. "GET") and an absolute http(s) `url`.
@@ -607,7 +768,7 @@ void sp_http_request_free(struct sp_http_request *request);
  * SP_E_INVALID_ARGUMENT (bad name, a control character other than HTAB in the value,
  * framing header).
  */
-sp_result sp_http_request_add_header(const struct sp_http_request *request,
+sp_result sp_http_request_add_header(struct sp_http_request *request,
                                      const char *name,
                                      const char *value);
 
@@ -617,7 +778,7 @@ sp_result sp_http_request_add_header(const struct sp_http_request *request,
  * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
  * SP_E_INVALID_ARGUMENT (`len` above PTRDIFF_MAX).
  */
-sp_result sp_http_request_set_body(const struct sp_http_request *request,
+sp_result sp_http_request_set_body(struct sp_http_request *request,
                                    const uint8_t *data,
                                    size_t len);
 
@@ -630,17 +791,25 @@ sp_result sp_http_request_set_body(const struct sp_http_request *request,
  * Thread safety: `read` runs on the thread calling sp_request().
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (read).
  */
-sp_result sp_http_request_set_body_reader(const struct sp_http_request *request,
+sp_result sp_http_request_set_body_reader(struct sp_http_request *request,
                                           sp_body_read_cb read,
                                           void *userdata);
 
 /**
- * Sets keep-alive for this request (1 on, 0 off: "Connection: close" is sent and the
- * connection is not reused).
+ * Sets keep-alive for this request: 1 on, 0 off ("Connection: close" is sent and the
+ * connection is not reused), -1 the manager's default (sp_manager_set_keep_alive_default(),
+ * the initial value; accepted since ABI 2).
  *
  * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
  */
-sp_result sp_http_request_set_keep_alive(const struct sp_http_request *request, int32_t on);
+sp_result sp_http_request_set_keep_alive(struct sp_http_request *request, int32_t on);
+
+/**
+ * Reads this request's keep-alive into *out_value: 1 on, 0 off, -1 the manager's default.
+ *
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_http_request_get_keep_alive(const struct sp_http_request *request, int32_t *out_value);
 
 /**
  * Sets the timeout in ms (-1 infinite) for getting the response head, including the wait
@@ -648,14 +817,29 @@ sp_result sp_http_request_set_keep_alive(const struct sp_http_request *request, 
  *
  * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
  */
-sp_result sp_http_request_set_timeout(const struct sp_http_request *request, int32_t ms);
+sp_result sp_http_request_set_timeout(struct sp_http_request *request, int32_t ms);
+
+/**
+ * Reads the request timeout (ms, -1 infinite; 100000 unless set) into *out_value.
+ *
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_http_request_get_timeout(const struct sp_http_request *request, int32_t *out_value);
 
 /**
  * Sets how long each sp_response_read() may wait, in ms (-1 infinite).
  *
  * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
  */
-sp_result sp_http_request_set_read_timeout(const struct sp_http_request *request, int32_t ms);
+sp_result sp_http_request_set_read_timeout(struct sp_http_request *request, int32_t ms);
+
+/**
+ * Reads the read timeout (ms, -1 infinite; 300000 unless set) into *out_value.
+ *
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_http_request_get_read_timeout(const struct sp_http_request *request,
+                                           int32_t *out_value);
 
 /**
  * Names the connection group (empty string: the default group). Each group is its own pool
@@ -664,8 +848,20 @@ sp_result sp_http_request_set_read_timeout(const struct sp_http_request *request
  * Ownership: copied. Thread safety: see sp_http_request.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8.
  */
-sp_result sp_http_request_set_connection_group(const struct sp_http_request *request,
-                                               const char *name);
+sp_result sp_http_request_set_connection_group(struct sp_http_request *request, const char *name);
+
+/**
+ * Copies the connection group's name ("" for the default group) into `buf`, as
+ * sp_http_request_get_url() does.
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: see sp_http_request.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+ */
+sp_result sp_http_request_get_connection_group(const struct sp_http_request *request,
+                                               char *buf,
+                                               size_t cap,
+                                               size_t *out_len);
 
 /**
  * Marks a non-idempotent request (POST, PATCH) as safe to resend once on a new connection
@@ -674,14 +870,50 @@ sp_result sp_http_request_set_connection_group(const struct sp_http_request *req
  *
  * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
  */
-sp_result sp_http_request_set_retryable(const struct sp_http_request *request, int32_t on);
+sp_result sp_http_request_set_retryable(struct sp_http_request *request, int32_t on);
+
+/**
+ * Reads whether the request is marked retryable (1) or not (0) into *out_value.
+ *
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_http_request_get_retryable(const struct sp_http_request *request, int32_t *out_value);
+
+/**
+ * Copies the method (e.g. "GET") into `buf`, as sp_http_request_get_url() does.
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: see sp_http_request.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+ */
+sp_result sp_http_request_get_method(const struct sp_http_request *request,
+                                     char *buf,
+                                     size_t cap,
+                                     size_t *out_len);
+
+/**
+ * Copies the URL as it will be requested into `buf`: "scheme://host[:port]/path?query", the
+ * scheme and host in lower case, a default port omitted, no fragment or user info.
+ * snprintf-style: *out_len receives the URL's length (without the NUL), and `buf` at most
+ * cap - 1 bytes of it and a NUL; when *out_len >= cap the text was cut, so call again with
+ * a buffer of *out_len + 1 bytes. `buf` may be NULL when `cap` is 0 (to ask for the length).
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: see sp_http_request.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+ */
+sp_result sp_http_request_get_url(const struct sp_http_request *request,
+                                  char *buf,
+                                  size_t cap,
+                                  size_t *out_len);
 
 /**
  * Sends the request on a pooled connection of its URL's service point (created if needed)
  * and blocks until the response head arrives. The connection stays taken until the body has
  * been read to the end or the response is freed.
  *
- * Ownership: `request` is borrowed (reusable). On SP_OK *out_response receives a handle to
+ * Ownership: `request` is borrowed (reusable; a body reader is used up, so the pointer is not
+ * const). On SP_OK *out_response receives a handle to
  * free with sp_response_free(); an unfreed response keeps its connection, and with the
  * connection limit reached, later requests wait for it.
  * Blocking: parks only the calling thread, up to the request's timeout, which is wall-clock
@@ -700,8 +932,8 @@ sp_result sp_http_request_set_retryable(const struct sp_http_request *request, i
  * sp_last_error_request_sent() tells whether the server may have seen the request: 1 from
  * the moment the first byte of its head was written.
  */
-sp_result sp_request(const struct sp_manager *manager,
-                     const struct sp_http_request *request,
+sp_result sp_request(struct sp_manager *manager,
+                     struct sp_http_request *request,
                      struct sp_response **out_response);
 
 /**
@@ -711,6 +943,7 @@ sp_result sp_request(const struct sp_manager *manager,
  * kind of handle is ignored.
  *
  * Ownership: consumes the handle; every string borrowed from it becomes invalid.
+ * Blocking: may wait up to 100 ms for the unread remainder of the body to drain.
  * Thread safety: any thread.
  */
 void sp_response_free(struct sp_response *response);
@@ -801,10 +1034,7 @@ sp_result sp_response_trailer(const struct sp_response *response,
  * SP_E_CONNECTION_CLOSED, SP_E_IO, SP_E_MANAGER_CLOSED, SP_E_WRONG_THREAD (from inside a
  * callback of the library).
  */
-sp_result sp_response_read(const struct sp_response *response,
-                           uint8_t *buf,
-                           size_t cap,
-                           size_t *out_n);
+sp_result sp_response_read(struct sp_response *response, uint8_t *buf, size_t cap, size_t *out_n);
 
 /**
  * Reads the rest of the body into memory owned by the response: *out_data and *out_len
@@ -816,7 +1046,7 @@ sp_result sp_response_read(const struct sp_response *response,
  * Blocking: until the end of the body (each wait bounded by the read timeout).
  * Errors: as sp_response_read().
  */
-sp_result sp_response_read_all(const struct sp_response *response,
+sp_result sp_response_read_all(struct sp_response *response,
                                const uint8_t **out_data,
                                size_t *out_len);
 
@@ -837,6 +1067,14 @@ sp_result sp_response_connection_id(const struct sp_response *response, uint64_t
 sp_result sp_response_local_port(const struct sp_response *response, int32_t *out_port);
 
 /**
+ * Reads 1 into *out_retried if the request was sent a second time, on a new connection,
+ * after a reused one turned out stale (the server closed it as the request arrived), else 0.
+ *
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_response_retried(const struct sp_response *response, int32_t *out_retried);
+
+/**
  * Reads 1 into *out_reused if the response came on a reused (kept-alive) connection, else 0.
  *
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
@@ -849,9 +1087,10 @@ sp_result sp_response_connection_reused(const struct sp_response *response, int3
  * connections opened from now on.
  *
  * Ownership: `pem` is borrowed for the call (copied). Thread safety: any thread.
- * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (no certificate, bad PEM).
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (no certificate, bad PEM,
+ * `len` 0 or above PTRDIFF_MAX).
  */
-sp_result sp_manager_add_ca_pem(const struct sp_manager *manager, const uint8_t *pem, size_t len);
+sp_result sp_manager_add_ca_pem(struct sp_manager *manager, const uint8_t *pem, size_t len);
 
 /**
  * Trusts the CA certificates in a PEM file, as sp_manager_add_ca_pem().
@@ -860,7 +1099,15 @@ sp_result sp_manager_add_ca_pem(const struct sp_manager *manager, const uint8_t 
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8, SP_E_INVALID_ARGUMENT
  * (unreadable file, no certificate, bad PEM).
  */
-sp_result sp_manager_add_ca_file(const struct sp_manager *manager, const char *path);
+sp_result sp_manager_add_ca_file(struct sp_manager *manager, const char *path);
+
+/**
+ * Reads the number of CA certificates added with sp_manager_add_ca_pem() and
+ * sp_manager_add_ca_file() into *out_value (the system's trust store not counted).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_ca_count(const struct sp_manager *manager, int32_t *out_value);
 
 /**
  * Uses the system's trust store (1, the default) or only the CAs added with
@@ -868,7 +1115,15 @@ sp_result sp_manager_add_ca_file(const struct sp_manager *manager, const char *p
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
  */
-sp_result sp_manager_set_system_roots(const struct sp_manager *manager, int32_t on);
+sp_result sp_manager_set_system_roots(struct sp_manager *manager, int32_t on);
+
+/**
+ * Reads whether the system's trust store is used (1, the default) or not (0) into
+ * *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_system_roots(const struct sp_manager *manager, int32_t *out_value);
 
 /**
  * Sets the client certificate chain and private key (both PEM) presented to servers that ask
@@ -877,18 +1132,33 @@ sp_result sp_manager_set_system_roots(const struct sp_manager *manager, int32_t 
  * Ownership: buffers borrowed for the call (copied). Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (bad PEM, unusable key).
  */
-sp_result sp_manager_set_client_certificate(const struct sp_manager *manager,
+sp_result sp_manager_set_client_certificate(struct sp_manager *manager,
                                             const uint8_t *cert_pem,
                                             size_t cert_len,
                                             const uint8_t *key_pem,
                                             size_t key_len);
 
 /**
+ * Reads 1 into *out_value if a client certificate was set with
+ * sp_manager_set_client_certificate(), else 0.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_has_client_certificate(const struct sp_manager *manager, int32_t *out_value);
+
+/**
  * Sets the lowest TLS version offered: SP_TLS_1_2 (default) or SP_TLS_1_3.
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
  */
-sp_result sp_manager_set_min_tls_version(const struct sp_manager *manager, int32_t version);
+sp_result sp_manager_set_min_tls_version(struct sp_manager *manager, int32_t version);
+
+/**
+ * Reads the lowest TLS version offered (SP_TLS_1_2 or SP_TLS_1_3) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_min_tls_version(const struct sp_manager *manager, int32_t *out_value);
 
 /**
  * Installs a certificate validation callback (the idea of .NET's
@@ -896,16 +1166,24 @@ sp_result sp_manager_set_min_tls_version(const struct sp_manager *manager, int32
  * the DER chain and the built-in verdict, and accepts or rejects; without it, only the
  * built-in verification decides. It runs on full handshakes: a new connection that resumes a
  * session of this manager is not verified again. Calling this function (like every TLS
- * option setter) starts a fresh session cache, so the next connections verify anew. Meant for tests and private networks (e.g. to pin a
- * self-signed certificate): there is deliberately no switch that turns verification off.
+ * option setter) starts a fresh session cache, so the next connections verify anew.
+ * Meant for tests and private networks (e.g. to pin a self-signed certificate): there is deliberately no switch that turns verification off.
  *
  * Ownership: `userdata` is borrowed until the callback is replaced or the manager freed.
  * Thread safety: the callback may run on any thread that calls sp_request(), concurrently.
  * Errors: SP_E_INVALID_HANDLE.
  */
-sp_result sp_manager_set_certificate_validator(const struct sp_manager *manager,
+sp_result sp_manager_set_certificate_validator(struct sp_manager *manager,
                                                sp_cert_validator_cb validator,
                                                void *userdata);
+
+/**
+ * Reads 1 into *out_value if a certificate validation callback is installed, else 0.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_has_certificate_validator(const struct sp_manager *manager,
+                                               int32_t *out_value);
 
 /**
  * The library's version as a static string, e.g. "servicepoint/0.1.0".
@@ -922,7 +1200,8 @@ const char *sp_version(void);
 uint32_t sp_abi_version(void);
 
 /**
- * A fixed English text for a result code (also for unknown codes).
+ * A fixed English text for a result code; "unknown result code" for a number that is none
+ * (a code appended by a newer library, for instance).
  *
  * Ownership: static; never free it. Thread safety: any thread. Errors: none.
  */

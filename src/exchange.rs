@@ -1,5 +1,5 @@
 //! One request on a service point: take a connection from its group's pool, decide the
-//! `Connection` header (keep-alive, lease, request caps), send, read the head, and retry once
+//! `Connection` header (keep-alive, checkout, request caps), send, read the head, and retry once
 //! on a fresh connection when a reused one turns out stale before any response byte.
 
 use crate::connection::{self, CloseReason, Connection, Sent};
@@ -11,11 +11,12 @@ use crate::origin::Scheme;
 use crate::point::ServicePoint;
 use crate::pool::{AcquireError, Grant};
 use crate::request::{Body, BodySource, Request};
-use crate::response::{Lease, Response};
+use crate::response::{Checkout, Delivery, Response};
+use crate::reuse;
 use crate::stats::Stats;
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const USER_AGENT: &str = concat!("servicepoint/", env!("CARGO_PKG_VERSION"));
 /// Size of the pieces a streamed request body is read and sent in.
@@ -26,12 +27,10 @@ thread_local! {
     static HEAD_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
 }
 
-/// A failed attempt, and whether it may be retried on a new connection.
+/// A failed attempt, and whether any response byte had arrived (see `reuse::is_stale`).
 struct AttemptError {
     error: Error,
-    /// No response byte arrived and the connection was reused: the signature of a stale
-    /// keep-alive connection.
-    stale: bool,
+    response_started: bool,
 }
 
 /// Sends `req` on `point` and returns the response once its head has arrived.
@@ -46,10 +45,13 @@ pub fn send(
     let pool = point.group(&req.group);
     let keep_alive = req.keep_alive.unwrap_or(keep_alive_default);
     let mut retried = false;
+    // Whether an earlier attempt (before a retry) may have reached the server.
+    let mut sent_before_retry = false;
     loop {
         let limit = point.connection_limit();
+        let queued_at = Instant::now();
         let (grant, ticket) =
-            pool.acquire(limit, point.reuse_rules(), deadline)
+            pool.acquire(limit, &point.reuse_settings(), deadline)
                 .map_err(|e| match e {
                     AcquireError::Closed => point.closed_error(),
                     AcquireError::Timeout { busy, waiting } => Error::new(
@@ -61,14 +63,16 @@ pub fn send(
                         ),
                     ),
                 })?;
-        let mut lease = Lease::new(Arc::clone(point), Arc::clone(&pool), ticket);
-        let reused = matches!(grant, Grant::Idle(_));
-        let attempt = open_or_reuse(point, &mut lease, grant, retried, deadline)
+        point.stats.queued(queued_at.elapsed(), limit);
+        let mut checkout = Checkout::new(Arc::clone(point), Arc::clone(&pool), ticket);
+        // A retry never reuses: `open_or_reuse` opens a new connection for it.
+        let reused = matches!(grant, Grant::Idle(_)) && !retried;
+        let attempt = open_or_reuse(point, &mut checkout, grant, retried, deadline)
             .map_err(|error| AttemptError {
                 error,
-                stale: false,
+                response_started: false,
             })
-            .and_then(|()| attempt(point, req, &mut lease, keep_alive, deadline));
+            .and_then(|()| attempt(point, req, &mut checkout, keep_alive, deadline));
         match attempt {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);
@@ -76,26 +80,32 @@ pub fn send(
                     head,
                     framing,
                     close,
-                    lease,
+                    checkout,
                     req.read_timeout,
-                    reused,
+                    Delivery { reused, retried },
                 ));
             }
             Err(e) => {
-                let stale = e.stale && reused;
-                lease.finish(Err(if stale {
+                let failure = reuse::Failure {
+                    reused,
+                    response_started: e.response_started,
+                    connection_lost: e.error.kind.is_connection_lost(),
+                };
+                checkout.finish(Err(if reuse::is_stale(&failure) {
                     CloseReason::InFlight
                 } else {
                     CloseReason::Error
                 }));
                 let mut error = e.error;
+                error.may_have_reached_server |= sent_before_retry;
                 if point.is_closed() {
                     let sent = error.may_have_reached_server;
                     error = point.closed_error();
                     error.may_have_reached_server = sent;
-                } else if stale && !retried && req.may_retry() {
+                } else if reuse::may_retry(&failure, &req.replay(), retried) {
                     retried = true;
-                    Stats::bump(&point.stats.retries);
+                    sent_before_retry = error.may_have_reached_server;
+                    point.stats.retried(&req.method, &error.message);
                     continue;
                 }
                 if error.may_have_reached_server {
@@ -111,29 +121,30 @@ pub fn send(
     }
 }
 
-/// Puts a connection in the lease: the idle one granted, or a new one (the lease returns the
+/// Puts a connection in the checkout: the idle one granted, or a new one (the checkout returns the
 /// slot if connecting fails). A retry (`fresh`) always gets a new connection: the idle one
 /// granted is closed and its slot used to open one, since a server that closed one idle
 /// connection has likely closed the others of the same age.
 fn open_or_reuse(
     point: &ServicePoint,
-    lease: &mut Lease,
+    checkout: &mut Checkout,
     grant: Grant,
     fresh: bool,
     deadline: Option<Instant>,
 ) -> Result<()> {
     let grant = match grant {
         Grant::Idle(conn) if fresh => {
+            point.stats.closed(&conn, CloseReason::Stale);
             drop(conn);
-            point.stats.closed(CloseReason::Stale);
             Grant::Open
         }
         other => other,
     };
     let conn = match grant {
         Grant::Idle(conn) => {
-            Stats::bump(&point.stats.reuses);
-            conn
+            point.stats.reused(&conn);
+            checkout.adopt(conn);
+            return Ok(());
         }
         Grant::Open => {
             let tls = match point.origin.scheme {
@@ -141,7 +152,7 @@ fn open_or_reuse(
                 Scheme::Http => None,
             };
             let addrs = point.resolve()?;
-            let (pool, ticket) = (Arc::clone(lease.pool()), *lease.ticket());
+            let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
             let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
             let conn = connection::connect(
                 &point.origin,
@@ -156,62 +167,28 @@ fn open_or_reuse(
                     point.forget_addresses()
                 }
             })?;
-            Stats::bump(&point.stats.connections_opened);
-            if conn.is_tls() {
-                Stats::bump(if conn.resumed {
-                    &point.stats.tls_resumed_handshakes
-                } else {
-                    &point.stats.tls_full_handshakes
-                });
-            }
+            point.stats.opened(&conn);
             conn
         }
     };
-    lease.put(conn)
-}
-
-/// Why this request must close its connection, decided before sending.
-fn close_before(point: &ServicePoint, conn: &Connection, keep_alive: bool) -> Option<CloseReason> {
-    let lease = point.lease_timeout_ms();
-    let cap = point.max_requests_per_connection();
-    if !keep_alive {
-        Some(CloseReason::KeepAliveOff)
-    } else if lease == 0
-        || (lease > 0 && conn.created.elapsed() >= Duration::from_millis(lease as u64))
-    {
-        Some(CloseReason::Lease)
-    } else if (cap > 0 && conn.requests + 1 >= cap as u32) || conn.hint.max == Some(1) {
-        Some(CloseReason::MaxRequests)
-    } else {
-        None
-    }
-}
-
-/// Why the connection cannot be reused after this response, judged from its head.
-fn close_after(head: &ResponseHead, framing: Framing) -> Option<CloseReason> {
-    let hint = head.keep_alive_hint();
-    if head.server_closes() || framing == Framing::Close {
-        Some(CloseReason::ServerClose)
-    } else if hint.max == Some(0) {
-        Some(CloseReason::MaxRequests)
-    } else if hint.timeout.is_some_and(|t| t <= Duration::from_secs(1)) {
-        Some(CloseReason::ServerClose)
-    } else {
-        None
-    }
+    checkout.put(conn)
 }
 
 type Attempt = (ResponseHead, Framing, Option<CloseReason>);
+type FinalHead = (ResponseHead, Framing, reuse::ResponseFacts);
 
 fn attempt(
     point: &ServicePoint,
     req: &Request,
-    lease: &mut Lease,
+    checkout: &mut Checkout,
     keep_alive: bool,
     deadline: Option<Instant>,
 ) -> std::result::Result<Attempt, AttemptError> {
-    let conn = lease.conn();
-    let close = close_before(point, conn, keep_alive);
+    let conn = checkout.conn();
+    let facts = conn.facts();
+    let close =
+        reuse::close_before_send(&facts, &point.reuse_settings(), keep_alive, Instant::now());
+    let announce = reuse::announce_keep_alive(&facts, close.is_some());
     conn.requests = conn.requests.saturating_add(1);
     let sent_before = conn.bytes_sent;
     let host = point.origin.host_header();
@@ -225,7 +202,7 @@ fn attempt(
                     ErrorKind::InvalidArgument,
                     "the streamed body was already sent",
                 ),
-                stale: false,
+                response_started: false,
             })?);
             BodyFraming::Chunked
         }
@@ -237,6 +214,7 @@ fn attempt(
         headers: &req.headers,
         body: framing,
         close: close.is_some(),
+        keep_alive: announce,
     };
     let sent = HEAD_BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
@@ -257,46 +235,41 @@ fn attempt(
     let complete = match sent {
         Ok(complete) => complete,
         Err(error) => {
-            let closed = error.kind.is_connection_lost();
             if conn.bytes_sent == sent_before {
-                // Nothing left the client: on a reused connection, a closed socket is the
-                // signature of a stale one.
+                // Nothing left the client (on a reused connection, a lost one is stale).
                 return Err(AttemptError {
                     error,
-                    stale: closed,
+                    response_started: false,
                 });
             }
-            if !closed && error.kind != ErrorKind::Io {
+            if !error.kind.is_connection_lost() && error.kind != ErrorKind::Io {
                 return Err(AttemptError {
                     error: error.sent(),
-                    stale: false,
+                    response_started: false,
                 });
             }
             match read_final_head(conn, req, deadline) {
-                Ok((head, framing, _)) => {
-                    conn.hint = head.keep_alive_hint();
+                Ok((head, framing, facts)) => {
+                    conn.hint = facts.hint;
                     return Ok((head, framing, Some(CloseReason::ServerClose)));
                 }
-                Err((_, received_any)) => {
+                Err((_, response_started)) => {
                     return Err(AttemptError {
                         error: error.sent(),
-                        stale: !received_any,
+                        response_started,
                     });
                 }
             }
         }
     };
-    let (head, framing, _) =
-        read_final_head(conn, req, deadline).map_err(|(e, received_any)| {
-            let stale = !received_any && e.kind.is_connection_lost();
-            AttemptError {
-                error: e.sent(),
-                stale,
-            }
+    let (head, framing, facts) =
+        read_final_head(conn, req, deadline).map_err(|(e, response_started)| AttemptError {
+            error: e.sent(),
+            response_started,
         })?;
-    conn.hint = head.keep_alive_hint();
+    conn.hint = facts.hint;
     let close = if complete {
-        close.or_else(|| close_after(&head, framing))
+        close.or_else(|| reuse::close_after_response(&facts))
     } else {
         // The server answered before taking the whole request: the rest of it would be read
         // as the next request, so the connection ends with this response.
@@ -305,17 +278,18 @@ fn attempt(
     Ok((head, framing, close))
 }
 
-/// Reads the final response head and decides its body framing; on failure, tells whether any
-/// response byte had arrived.
+/// Reads the final response head, decides its body framing and gathers what the reuse rules
+/// need from it (once per response); on failure, tells whether any response byte had arrived.
 fn read_final_head(
     conn: &mut Connection,
     req: &Request,
     deadline: Option<Instant>,
-) -> std::result::Result<Attempt, (Error, bool)> {
+) -> std::result::Result<FinalHead, (Error, bool)> {
     let mut received_any = false;
     let head = head::read_head(conn, deadline, &mut received_any).map_err(|e| (e, received_any))?;
     let framing = body::framing(&req.method, &head).map_err(|e| (e, true))?;
-    Ok((head, framing, None))
+    let facts = head.reuse_facts(framing == Framing::Close);
+    Ok((head, framing, facts))
 }
 
 /// Sends request bytes; returns false when the server answered (or closed) before taking them

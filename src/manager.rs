@@ -4,6 +4,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange;
 use crate::fork::{self, Lock, LockGuard};
+use crate::log::Log;
 use crate::origin::{self, Origin};
 use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
 use crate::reaper::Reaper;
@@ -11,9 +12,10 @@ use crate::request::Request;
 use crate::resolve::DEFAULT_DNS_REFRESH_MS;
 use crate::response::Response;
 use crate::runtime;
+use crate::stats::{HistogramSnapshot, Snapshot};
 use crate::tls::Tls;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -26,7 +28,12 @@ pub const DEFAULT_MAX_IDLE_MS: i32 = 100_000;
 /// not keep an evicted point alive or count as a user; cleared when it outgrows this.
 const ORIGIN_MEMO_MAX: usize = 16 * 1024;
 
+/// Gives each manager an id, so a request description can remember its service point per
+/// manager.
+static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Inner {
+    id: u64,
     points: Lock<HashMap<Origin, Arc<ServicePoint>>>,
     origin_memo: Lock<HashMap<String, Weak<ServicePoint>>>,
     default_connection_limit: AtomicI32,
@@ -36,6 +43,7 @@ struct Inner {
     dns_refresh_ms: Arc<AtomicI32>,
     reaper: Arc<Reaper>,
     tls: Arc<Tls>,
+    log: Arc<Log>,
     closed: AtomicBool,
 }
 
@@ -53,6 +61,7 @@ impl Manager {
     pub fn new() -> Self {
         fork::install();
         let inner = Arc::new(Inner {
+            id: NEXT_MANAGER_ID.fetch_add(1, Relaxed),
             points: Lock::new(HashMap::new()),
             origin_memo: Lock::new(HashMap::new()),
             default_connection_limit: AtomicI32::new(DEFAULT_CONNECTION_LIMIT),
@@ -62,6 +71,7 @@ impl Manager {
             dns_refresh_ms: Arc::new(AtomicI32::new(DEFAULT_DNS_REFRESH_MS)),
             reaper: Arc::new(Reaper::default()),
             tls: Arc::new(Tls::default()),
+            log: Arc::new(Log::default()),
             closed: AtomicBool::new(false),
         });
         let manager = Manager { inner };
@@ -130,6 +140,7 @@ impl Manager {
             Arc::clone(&self.inner.reaper),
             Arc::clone(&self.inner.tls),
             Arc::clone(&self.inner.dns_refresh_ms),
+            Arc::clone(&self.inner.log),
         ));
         points.insert(origin.clone(), Arc::clone(&point));
         Ok(point)
@@ -139,7 +150,14 @@ impl Manager {
     pub fn send(&self, req: &Request) -> Result<Response> {
         runtime::ensure_blocking_allowed()?;
         self.ensure_reaper();
-        let point = self.find_origin(&req.target.origin)?;
+        let point = match req.cached_point(self.inner.id) {
+            Some(point) => point,
+            None => {
+                let point = self.find_origin(&req.target.origin)?;
+                req.cache_point(self.inner.id, &point);
+                point
+            }
+        };
         exchange::send(&point, req, self.keep_alive_default())
     }
 
@@ -198,6 +216,26 @@ impl Manager {
     /// Keep-alive for requests that do not say (seed 004's `KeepAliveDefaultValue`).
     pub fn set_keep_alive_default(&self, on: bool) {
         self.inner.keep_alive_default.store(on, Relaxed);
+    }
+
+    /// Where the manager's log messages go (off by default).
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// Statistics summed over the manager's service points, with the queue-wait and
+    /// connection-lifetime histograms merged (the manager-wide figures).
+    pub fn statistics(&self) -> (Snapshot, HistogramSnapshot, HistogramSnapshot) {
+        let points: Vec<Arc<ServicePoint>> = self.points().values().cloned().collect();
+        let mut total = Snapshot::default();
+        let (mut queue, mut lifetime) =
+            (HistogramSnapshot::default(), HistogramSnapshot::default());
+        for p in points {
+            total.add(&p.statistics());
+            queue.merge(&p.stats.queue_wait.snapshot());
+            lifetime.merge(&p.stats.connection_lifetime.snapshot());
+        }
+        (total, queue, lifetime)
     }
 
     /// The TLS settings shared by the manager's https service points.
@@ -284,22 +322,29 @@ fn evict_one(points: &mut HashMap<Origin, Arc<ServicePoint>>, incoming: &Origin)
 /// One pass of the reaper: closes idle connections past their limit and drops service points
 /// that have been unused for the manager's max service point idle time. Returns the earliest
 /// next expiry, or `None` once the manager is closed (the task ends). The table stays locked
-/// for the pass: a reference to a point taken out of it would make the point look in use to
-/// `evict_one` meanwhile.
+/// while the pass looks (a reference to a point taken out of it would make the point look in
+/// use to `evict_one` meanwhile), but the sockets are closed after it is unlocked.
 fn reap_pass(inner: &Inner) -> Option<Option<Instant>> {
     if inner.closed.load(Relaxed) {
         return None;
     }
+    let mut expired = Vec::new();
+    let next = reap_points(inner, &mut expired);
+    drop(expired);
+    Some(next)
+}
+
+fn reap_points(inner: &Inner, expired: &mut Vec<crate::connection::Connection>) -> Option<Instant> {
     let mut points = inner.points.lock();
-    let next = points.values().filter_map(|p| p.reap()).min();
+    let next = points.values().filter_map(|p| p.reap(expired)).min();
     if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
         points.retain(|_, p| {
-            let expired = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
-            if expired {
+            let gone = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
+            if gone {
                 p.close();
             }
-            !expired
+            !gone
         });
     }
-    Some(next)
+    next
 }

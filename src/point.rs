@@ -3,10 +3,12 @@
 use crate::connection::CloseReason;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
+use crate::log::Log;
 use crate::origin::Origin;
-use crate::pool::{Pool, ReuseRules};
+use crate::pool::Pool;
 use crate::reaper::Reaper;
 use crate::resolve::AddressCache;
+use crate::reuse;
 use crate::stats::{Snapshot, Stats};
 use crate::tls::Tls;
 use std::collections::HashMap;
@@ -71,8 +73,9 @@ impl ServicePoint {
         reaper: Arc<Reaper>,
         tls: Arc<Tls>,
         dns_refresh_ms: Arc<AtomicI32>,
+        log: Arc<Log>,
     ) -> Self {
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new(log, origin.to_string()));
         ServicePoint {
             address: origin.to_string(),
             origin,
@@ -158,10 +161,12 @@ impl ServicePoint {
         Ok(())
     }
 
-    pub fn reuse_rules(&self) -> ReuseRules {
-        ReuseRules {
+    /// The settings the reuse rules read, as they are now.
+    pub fn reuse_settings(&self) -> reuse::Settings {
+        reuse::Settings {
+            lease_timeout_ms: self.lease_timeout_ms(),
             max_idle: ms_to_duration(self.max_idle_ms()),
-            no_reuse: self.lease_timeout_ms() == 0,
+            max_requests_per_connection: self.max_requests_per_connection(),
         }
     }
 
@@ -244,15 +249,25 @@ impl ServicePoint {
         )
     }
 
-    /// Closes expired idle connections; returns the earliest next expiry.
-    pub fn reap(&self) -> Option<Instant> {
-        let rules = self.reuse_rules();
-        self.pools().iter().filter_map(|p| p.reap(rules)).min()
+    /// Takes out expired idle connections (into `expired`, closed by the caller outside any
+    /// lock); returns the earliest next expiry.
+    pub fn reap(&self, expired: &mut Vec<crate::connection::Connection>) -> Option<Instant> {
+        let settings = self.reuse_settings();
+        self.pools()
+            .iter()
+            .filter_map(|p| p.reap(&settings, expired))
+            .min()
     }
 
     /// Records the end of a request (for `idle_since`).
     pub fn touch(&self) {
-        self.idle_since_unix_ms.store(unix_ms(), Relaxed);
+        // Stores only when the millisecond changed: threads finishing requests on one point
+        // at once do not all write its cache line.
+        let now = unix_ms();
+        if self.idle_since_unix_ms.load(Relaxed) == now {
+            return;
+        }
+        self.idle_since_unix_ms.store(now, Relaxed);
         self.last_activity_ms.store(
             self.created.elapsed().as_millis().min(u64::MAX as u128) as u64,
             Relaxed,

@@ -1,7 +1,7 @@
 //! One connection group's pool: its idle connections (most recently used first), how many are
 //! open, the sockets of its busy ones, and the FIFO queue of requests waiting for one. A
 //! request leaves with either an idle connection or the right to open a new one, and a
-//! [`Ticket`] that it must hand back through `release` (which `response::Lease` guarantees,
+//! [`Ticket`] that it must hand back through `release` (which `response::Checkout` guarantees,
 //! even on a panic).
 //!
 //! Sections under the pool's lock do no I/O and cannot panic: the liveness check of an idle
@@ -10,22 +10,12 @@
 use crate::connection::{CloseReason, Connection};
 use crate::fork::{self, Lock, LockGuard};
 use crate::reaper::Reaper;
+use crate::reuse::{self, Settings};
 use crate::stats::Stats;
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
-
-/// Rules an idle connection must pass to be reused; read from the service point's settings at
-/// the time of the check, so changes apply to existing connections.
-#[derive(Clone, Copy, Debug)]
-pub struct ReuseRules {
-    /// Max idle time; `None` for infinite.
-    pub max_idle: Option<Duration>,
-    /// Lease timeout 0: no idle connection may serve another request, not even ones opened
-    /// before the lease was set, so every request gets a new connection.
-    pub no_reuse: bool,
-}
+use std::time::Instant;
 
 /// What a request gets from the pool.
 pub enum Grant {
@@ -80,6 +70,20 @@ struct State {
 }
 
 impl State {
+    /// A ticket for an idle connection handed out, its socket recorded as busy in the same
+    /// section (one lock per checkout, not two).
+    fn ticket_for(&mut self, conn: &Connection) -> Ticket {
+        let ticket = self.ticket();
+        self.busy.push((ticket.id, Arc::clone(conn.socket())));
+        ticket
+    }
+
+    fn untrack(&mut self, ticket: &Ticket) {
+        if let Some(i) = self.busy.iter().position(|(id, _)| *id == ticket.id) {
+            self.busy.swap_remove(i);
+        }
+    }
+
     fn ticket(&mut self) -> Ticket {
         self.next_ticket += 1;
         Ticket {
@@ -135,7 +139,7 @@ impl Pool {
     pub fn acquire(
         &self,
         limit: usize,
-        rules: ReuseRules,
+        settings: &Settings,
         deadline: Option<Instant>,
     ) -> Result<(Grant, Ticket), AcquireError> {
         let waiter = loop {
@@ -144,22 +148,23 @@ impl Pool {
                 return Err(AcquireError::Closed);
             }
             if st.waiters.is_empty() {
-                match self.take_now(&mut st, limit, rules) {
+                match self.take_now(&mut st, limit, settings) {
                     Some(Grant::Open) => return Ok((Grant::Open, st.ticket())),
                     Some(Grant::Idle(mut conn)) => {
-                        let ticket = st.ticket();
+                        let ticket = st.ticket_for(&conn);
                         drop(st);
                         // Outside the lock: a system call per reuse.
                         if conn.is_alive() {
                             return Ok((Grant::Idle(conn), ticket));
                         }
+                        self.stats.closed(&conn, CloseReason::Stale);
                         let mut st = self.lock();
                         drop(conn);
                         if ticket.fork_generation == st.fork_generation {
+                            st.untrack(&ticket);
                             st.open = st.open.saturating_sub(1);
                             self.wake_openers(&mut st, limit);
                         }
-                        self.stats.closed(CloseReason::Stale);
                         continue;
                     }
                     None => {}
@@ -211,23 +216,15 @@ impl Pool {
 
     /// Hands out the most recently used idle connection that the rules allow (not yet checked
     /// for liveness), or an opening slot while under the limit.
-    fn take_now(&self, st: &mut State, limit: usize, rules: ReuseRules) -> Option<Grant> {
+    fn take_now(&self, st: &mut State, limit: usize, settings: &Settings) -> Option<Grant> {
         let now = Instant::now();
         while let Some(conn) = st.idle.pop() {
-            let reason = if rules.no_reuse {
-                Some(CloseReason::Lease)
-            } else if idle_expired(&conn, rules, now) {
-                Some(CloseReason::Idle)
-            } else if conn.generation != st.generation {
-                Some(CloseReason::GroupClosed)
-            } else {
-                None
-            };
-            match reason {
-                None => return Some(Grant::Idle(conn)),
-                Some(r) => {
+            let same_generation = conn.generation == st.generation;
+            match reuse::may_take_idle(&conn.facts(), settings, same_generation, now) {
+                Ok(()) => return Some(Grant::Idle(conn)),
+                Err(reason) => {
                     st.open = st.open.saturating_sub(1);
-                    self.stats.closed(r);
+                    self.stats.closed(&conn, reason);
                 }
             }
         }
@@ -238,8 +235,9 @@ impl Pool {
         None
     }
 
-    /// Records the socket of a checked-out connection (or one being connected). False when the
-    /// pool was closed meanwhile: the request must not go on.
+    /// Records the socket of a connection being opened for a ticket (idle connections handed
+    /// out are recorded with their grant). False when the pool was closed meanwhile: the
+    /// request must not go on.
     pub fn track(&self, ticket: &Ticket, socket: &Arc<TcpStream>) -> bool {
         let mut st = self.lock();
         if st.closed || ticket.fork_generation != st.fork_generation {
@@ -261,7 +259,7 @@ impl Pool {
         outcome: Result<(), CloseReason>,
         ticket: &Ticket,
         limit: usize,
-        rules: ReuseRules,
+        settings: &Settings,
     ) {
         let mut st = self.lock();
         if ticket.fork_generation != st.fork_generation {
@@ -270,9 +268,7 @@ impl Pool {
             drop(conn);
             return;
         }
-        if let Some(i) = st.busy.iter().position(|(id, _)| *id == ticket.id) {
-            st.busy.swap_remove(i);
-        }
+        st.untrack(ticket);
         let retired = if st.closed {
             Some(CloseReason::ManagerClosed)
         } else if ticket.generation != st.generation {
@@ -283,25 +279,23 @@ impl Pool {
         match (conn, outcome, retired) {
             (Some(mut conn), Ok(()), None) => {
                 if let Some(w) = st.waiters.pop_front() {
-                    let ticket = st.ticket();
+                    let ticket = st.ticket_for(&conn);
                     give(&w, Ok((Grant::Idle(conn), ticket)));
                 } else {
                     conn.shrink_idle();
-                    if let Some(at) =
-                        idle_limit(&conn, rules).and_then(|l| conn.last_used.checked_add(l))
-                    {
+                    if let Some(at) = reuse::idle_deadline(&conn.facts(), settings) {
                         self.reaper.schedule(at);
                     }
                     st.idle.push(conn);
                 }
             }
             (conn, outcome, retired) => {
-                if conn.is_some() {
+                if let Some(conn) = &conn {
                     let reason = match (retired, outcome) {
                         (Some(r), _) | (None, Err(r)) => r,
                         (None, Ok(())) => CloseReason::Error,
                     };
-                    self.stats.closed(reason);
+                    self.stats.closed(conn, reason);
                 }
                 st.open = st.open.saturating_sub(1);
                 self.wake_openers(&mut st, limit);
@@ -328,26 +322,26 @@ impl Pool {
         self.wake_openers(&mut st, limit);
     }
 
-    /// Closes idle connections idle for longer than their limit; returns the earliest time a
-    /// remaining idle connection will expire.
-    pub fn reap(&self, rules: ReuseRules) -> Option<Instant> {
+    /// Takes out idle connections idle for their limit (into `expired`, for the caller to close
+    /// outside any lock); returns the earliest time a remaining idle connection will expire.
+    pub fn reap(&self, settings: &Settings, expired: &mut Vec<Connection>) -> Option<Instant> {
         let mut st = self.lock();
         let now = Instant::now();
-        let before = st.idle.len();
         let mut next: Option<Instant> = None;
-        st.idle.retain(|c| {
-            if idle_expired(c, rules, now) {
-                return false;
+        let mut i = 0;
+        while i < st.idle.len() {
+            let facts = st.idle[i].facts();
+            if reuse::idle_expired(&facts, settings, now) {
+                let conn = st.idle.remove(i);
+                st.open = st.open.saturating_sub(1);
+                self.stats.closed(&conn, CloseReason::Idle);
+                expired.push(conn);
+                continue;
             }
-            if let Some(at) = idle_limit(c, rules).and_then(|l| c.last_used.checked_add(l)) {
+            if let Some(at) = reuse::idle_deadline(&facts, settings) {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
-            true
-        });
-        let closed = before - st.idle.len();
-        st.open = st.open.saturating_sub(closed);
-        for _ in 0..closed {
-            self.stats.closed(CloseReason::Idle);
+            i += 1;
         }
         next
     }
@@ -361,11 +355,10 @@ impl Pool {
         let mut st = self.lock();
         let existed = st.open > 0 || !st.waiters.is_empty();
         st.generation += 1;
-        let closed = st.idle.len();
-        st.idle.clear();
-        st.open = st.open.saturating_sub(closed);
-        for _ in 0..closed {
-            self.stats.closed(reason);
+        let closed = std::mem::take(&mut st.idle);
+        st.open = st.open.saturating_sub(closed.len());
+        for conn in &closed {
+            self.stats.closed(conn, reason);
         }
         if terminal {
             st.closed = true;
@@ -386,28 +379,6 @@ impl Pool {
         let st = self.lock();
         (st.open, st.idle.len(), st.waiters.len())
     }
-}
-
-/// Longest idle limit taken from a server's `Keep-Alive: timeout`: larger announcements are
-/// clamped to it (a server cannot make the client keep a connection for years, nor overflow
-/// its deadline arithmetic).
-pub const MAX_SERVER_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// How long this connection may sit idle: the service point's max idle time, shortened by the
-/// server's `Keep-Alive: timeout` (minus one second, so we give up before the server does).
-pub fn idle_limit(conn: &Connection, rules: ReuseRules) -> Option<Duration> {
-    let server = conn.hint.timeout.map(|t| {
-        t.min(MAX_SERVER_IDLE)
-            .saturating_sub(Duration::from_secs(1))
-    });
-    match (rules.max_idle, server) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn idle_expired(conn: &Connection, rules: ReuseRules, now: Instant) -> bool {
-    idle_limit(conn, rules).is_some_and(|l| now.saturating_duration_since(conn.last_used) >= l)
 }
 
 fn give(w: &Waiter, result: Result<(Grant, Ticket), AcquireError>) {

@@ -61,6 +61,11 @@ impl Reaper {
     /// Makes sure the reaper runs by `at`.
     pub fn schedule(&self, at: Instant) {
         let t = self.micros(at);
+        // A plain load first: releases usually push expiries later, and a read-modify-write on
+        // this manager-wide word from every thread would make it a point of contention.
+        if self.next_wake.load(Ordering::Acquire) <= t {
+            return;
+        }
         if self.next_wake.fetch_min(t, Ordering::AcqRel) > t {
             self.wake();
         }

@@ -6,7 +6,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
 use crate::http1::{Header, has_token, is_idempotent, is_token};
 use crate::origin::{self, Target};
-use std::sync::Arc;
+use crate::point::ServicePoint;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// .NET's HttpWebRequest.Timeout default: time to get the response head, including waiting
@@ -35,8 +36,10 @@ impl Body {
     }
 }
 
-/// Cheap to clone (the body is shared), so a description can be changed while copies of it
-/// are being sent.
+/// A service point remembered for the manager with this id.
+type PointByManager = (u64, Weak<ServicePoint>);
+
+/// Cloned only when a setter changes a description that a send is using (copy on write).
 #[derive(Clone)]
 pub struct Request {
     pub method: String,
@@ -53,6 +56,9 @@ pub struct Request {
     pub group: String,
     /// Allows a retry on a fresh connection even for non-idempotent methods.
     pub retryable: bool,
+    /// The service point it was last sent through, by manager id: a repeated send skips the
+    /// manager's table (and its lock). Shared by copies of the description.
+    point_cache: Arc<Lock<Option<PointByManager>>>,
 }
 
 impl Request {
@@ -74,11 +80,12 @@ impl Request {
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             group: String::new(),
             retryable: false,
+            point_cache: Arc::default(),
         })
     }
 
-    /// Adds a header field (repeats allowed). Framing headers are the library's to set;
-    /// `Connection: close` turns keep-alive off.
+    /// Adds a header field (repeats allowed). Framing headers are the library's to set; so is
+    /// `Connection`: `close` turns keep-alive off, `keep-alive` on, other tokens are dropped.
     pub fn add_header(&mut self, name: &str, value: &[u8]) -> Result<()> {
         if !is_token(name) {
             return Err(Error::new(
@@ -103,8 +110,13 @@ impl Request {
             ));
         }
         if name.eq_ignore_ascii_case("connection") {
+            // The library owns this header (it manages the connection): `close` turns
+            // keep-alive off for this request, `keep-alive` turns it on; other tokens are not
+            // sent.
             if has_token(value, "close") {
                 self.keep_alive = Some(false);
+            } else if has_token(value, "keep-alive") {
+                self.keep_alive = Some(true);
             }
             return Ok(());
         }
@@ -115,10 +127,25 @@ impl Request {
         Ok(())
     }
 
-    /// True if the request may be sent again after a failure that happened before any
-    /// response byte arrived.
-    pub fn may_retry(&self) -> bool {
-        let replayable = !matches!(self.body, Body::Stream(_));
-        replayable && (self.retryable || is_idempotent(&self.method))
+    /// The service point this description was last sent through on manager `manager_id`, if
+    /// it is still in use.
+    pub fn cached_point(&self, manager_id: u64) -> Option<Arc<ServicePoint>> {
+        match &*self.point_cache.lock() {
+            Some((id, point)) if *id == manager_id => point.upgrade().filter(|p| !p.is_closed()),
+            _ => None,
+        }
+    }
+
+    pub fn cache_point(&self, manager_id: u64, point: &Arc<ServicePoint>) {
+        *self.point_cache.lock() = Some((manager_id, Arc::downgrade(point)));
+    }
+
+    /// What makes this request safe to send again (`reuse::may_retry` decides).
+    pub fn replay(&self) -> crate::reuse::Replay {
+        crate::reuse::Replay {
+            idempotent: is_idempotent(&self.method),
+            replayable_body: !matches!(self.body, Body::Stream(_)),
+            marked_retryable: self.retryable,
+        }
     }
 }

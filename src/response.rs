@@ -1,4 +1,4 @@
-//! A response: its head, its streamed body, and the lease on the connection it arrived on.
+//! A response: its head, its streamed body, and the checkout on the connection it arrived on.
 //! The connection goes back to the pool the moment the body has been read to the end; a
 //! response dropped earlier drains a small remainder (so the connection stays usable) or
 //! closes the connection.
@@ -21,7 +21,7 @@ const DRAIN_MAX_WAIT: Duration = Duration::from_millis(100);
 /// A connection checked out of a pool. Dropping it without `finish` (an early return, or
 /// unwinding from a panic) closes the connection and frees its slot, so no path can leak a
 /// slot.
-pub struct Lease {
+pub struct Checkout {
     point: Arc<ServicePoint>,
     pool: Arc<Pool>,
     ticket: Ticket,
@@ -29,9 +29,9 @@ pub struct Lease {
     finished: bool,
 }
 
-impl Lease {
+impl Checkout {
     pub fn new(point: Arc<ServicePoint>, pool: Arc<Pool>, ticket: Ticket) -> Self {
-        Lease {
+        Checkout {
             point,
             pool,
             ticket,
@@ -48,8 +48,13 @@ impl Lease {
         &self.pool
     }
 
-    /// Takes the connection; fails if the manager was freed meanwhile (the connection is then
-    /// closed by `finish`).
+    /// Takes an idle connection granted by the pool (already recorded as busy there).
+    pub fn adopt(&mut self, conn: Connection) {
+        self.conn = Some(conn);
+    }
+
+    /// Takes a newly opened connection; fails if the manager was freed meanwhile (the
+    /// connection is then closed by `finish`).
     pub fn put(&mut self, conn: Connection) -> Result<()> {
         let tracked = self.pool.track(&self.ticket, conn.socket());
         self.conn = Some(conn);
@@ -61,7 +66,7 @@ impl Lease {
     }
 
     pub fn conn(&mut self) -> &mut Connection {
-        self.conn.as_mut().expect("lease holds a connection")
+        self.conn.as_mut().expect("checkout holds a connection")
     }
 
     /// True when the connection must not be used by this process (see `fork`).
@@ -75,17 +80,18 @@ impl Lease {
             return;
         }
         let limit = self.point.connection_limit();
-        let rules = self.point.reuse_rules();
+        let settings = self.point.reuse_settings();
         self.point.touch();
         let mut conn = self.conn.take();
         if let Some(c) = conn.as_mut() {
             c.last_used = Instant::now();
         }
-        self.pool.release(conn, outcome, &self.ticket, limit, rules);
+        self.pool
+            .release(conn, outcome, &self.ticket, limit, &settings);
     }
 }
 
-impl Drop for Lease {
+impl Drop for Checkout {
     fn drop(&mut self) {
         self.finish(Err(CloseReason::Error));
     }
@@ -94,13 +100,23 @@ impl Drop for Lease {
 pub struct Response {
     pub head: ResponseHead,
     decoder: BodyDecoder,
-    lease: Option<Lease>,
+    checkout: Option<Checkout>,
     /// Set when the connection must close after this response, with the reason.
     close: Option<CloseReason>,
     read_timeout: Option<Duration>,
     pub connection_id: u64,
     pub local_port: u16,
+    /// It came on a connection taken from the pool (not one opened for it).
     pub reused: bool,
+    /// The request was sent a second time, on a new connection, after a stale one failed.
+    pub retried: bool,
+}
+
+/// How a response's request went: on a reused connection, after a retry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub reused: bool,
+    pub retried: bool,
 }
 
 impl Response {
@@ -108,21 +124,22 @@ impl Response {
         head: ResponseHead,
         framing: Framing,
         close: Option<CloseReason>,
-        mut lease: Lease,
+        mut checkout: Checkout,
         read_timeout: Option<Duration>,
-        reused: bool,
+        delivery: Delivery,
     ) -> Self {
-        let conn = lease.conn();
+        let conn = checkout.conn();
         let (connection_id, local_port) = (conn.id, conn.local_port);
         let mut resp = Response {
             head,
             decoder: BodyDecoder::new(framing),
-            lease: Some(lease),
+            checkout: Some(checkout),
             close,
             read_timeout,
             connection_id,
             local_port,
-            reused,
+            reused: delivery.reused,
+            retried: delivery.retried,
         };
         resp.release_if_done();
         resp
@@ -149,13 +166,18 @@ impl Response {
             return Ok(0);
         }
         crate::runtime::ensure_blocking_allowed()?;
-        let Some(lease) = self.lease.as_mut() else {
+        // The manager was freed: its connections are shut down, and a body read fails the same
+        // way whether or not the rest of the body happened to be buffered already.
+        if self.point_closed() {
+            return Err(self.point_closed_error().sent());
+        }
+        let Some(checkout) = self.checkout.as_mut() else {
             return Err(Error::new(
                 ErrorKind::ConnectionClosed,
                 "the response's connection was already closed after an error",
             ));
         };
-        if lease.is_inherited() {
+        if checkout.is_inherited() {
             return Err(Error::new(
                 ErrorKind::ConnectionClosed,
                 "the response belongs to the parent process (fork): its connection is not used here",
@@ -164,7 +186,7 @@ impl Response {
         let deadline = self
             .read_timeout
             .and_then(|t| Instant::now().checked_add(t));
-        match self.decoder.read(lease.conn(), buf, deadline) {
+        match self.decoder.read(checkout.conn(), buf, deadline) {
             Ok(n) => {
                 self.release_if_done();
                 Ok(n)
@@ -180,8 +202,8 @@ impl Response {
                 // A timed-out read leaves the body position unknown to the caller's protocol
                 // only if bytes were lost; none are, but the connection can't be trusted after
                 // a framing error, and a timeout leaves it mid-body: close it either way.
-                if let Some(mut lease) = self.lease.take() {
-                    lease.finish(Err(CloseReason::Error));
+                if let Some(mut checkout) = self.checkout.take() {
+                    checkout.finish(Err(CloseReason::Error));
                 }
                 Err(e)
             }
@@ -204,11 +226,11 @@ impl Response {
     }
 
     fn point_closed(&self) -> bool {
-        self.lease.as_ref().is_some_and(|l| l.point.is_closed())
+        self.checkout.as_ref().is_some_and(|l| l.point.is_closed())
     }
 
     fn point_closed_error(&self) -> Error {
-        match self.lease.as_ref() {
+        match self.checkout.as_ref() {
             Some(l) => l.point.closed_error(),
             None => Error::new(ErrorKind::ManagerClosed, "the manager was freed"),
         }
@@ -216,8 +238,8 @@ impl Response {
 
     fn release_if_done(&mut self) {
         if self.decoder.is_done() {
-            if let Some(mut lease) = self.lease.take() {
-                lease.finish(self.close.map_or(Ok(()), Err));
+            if let Some(mut checkout) = self.checkout.take() {
+                checkout.finish(self.close.map_or(Ok(()), Err));
             }
         }
     }
@@ -232,18 +254,18 @@ impl Response {
         {
             return false;
         }
-        let Some(lease) = self.lease.as_mut() else {
+        let Some(checkout) = self.checkout.as_mut() else {
             return false;
         };
         // A connection of the parent process is never read; inside a callback nothing may wait.
-        if lease.is_inherited() || crate::callback::inside() {
+        if checkout.is_inherited() || crate::callback::inside() {
             return false;
         }
         let deadline = Some(Instant::now() + DRAIN_MAX_WAIT);
         let mut scratch = [0u8; 8 * 1024];
         let mut drained = 0u64;
         while !self.decoder.is_done() && drained <= DRAIN_MAX_BYTES {
-            match self.decoder.read(lease.conn(), &mut scratch, deadline) {
+            match self.decoder.read(checkout.conn(), &mut scratch, deadline) {
                 Ok(0) => break,
                 Ok(n) => drained += n as u64,
                 Err(_) => return false,
@@ -255,13 +277,13 @@ impl Response {
 
 impl Drop for Response {
     fn drop(&mut self) {
-        if self.lease.is_none() {
+        if self.checkout.is_none() {
             return;
         }
         if self.drain() {
             self.release_if_done();
-        } else if let Some(mut lease) = self.lease.take() {
-            lease.finish(Err(self.close.unwrap_or(CloseReason::Abandoned)));
+        } else if let Some(mut checkout) = self.checkout.take() {
+            checkout.finish(Err(self.close.unwrap_or(CloseReason::Abandoned)));
         }
     }
 }

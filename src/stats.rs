@@ -1,8 +1,81 @@
-//! Per-service-point counters. Gauges (open, idle, busy, waiting) are read from the pools
-//! when a snapshot is taken; these are the cumulative counts.
+//! Per-service-point observations: cumulative counters, histograms (time in the queue,
+//! connection lifetimes), and the log messages that explain each decision. Every connection
+//! event goes through one method here, so counters, histograms and log always agree. Gauges
+//! (open, idle, busy, waiting) are read from the pools when a snapshot is taken.
 
-use crate::connection::{CLOSE_REASONS, CloseReason};
+use crate::connection::{CLOSE_REASONS, CloseReason, Connection};
+use crate::log::{Level, Log, QUEUE_WAIT_THRESHOLD};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds of the histogram buckets, in microseconds; the last bucket has no bound.
+pub const BUCKET_BOUNDS_US: [u64; BUCKETS - 1] = [
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
+];
+pub const BUCKETS: usize = 20;
+
+/// A histogram of durations with fixed buckets (`BUCKET_BOUNDS_US`), updated with atomics.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
+}
+
+/// A copy of a histogram: observation count, their sum, and the count per bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    pub count: u64,
+    pub sum_us: u64,
+    pub buckets: [u64; BUCKETS],
+}
+
+impl Histogram {
+    pub fn record(&self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = BUCKET_BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: [u64; BUCKETS] = std::array::from_fn(|i| self.buckets[i].load(Relaxed));
+        HistogramSnapshot {
+            count: buckets.iter().sum(),
+            sum_us: self.sum_us.load(Relaxed),
+            buckets,
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    /// Adds another histogram's observations (for manager-wide figures).
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        self.count += other.count;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Stats {
@@ -13,19 +86,136 @@ pub struct Stats {
     pub tls_full_handshakes: AtomicU64,
     pub tls_resumed_handshakes: AtomicU64,
     closes: [AtomicU64; CLOSE_REASONS],
+    /// Time requests spent waiting for a connection (every request, 0 included).
+    pub queue_wait: Histogram,
+    /// How long connections lived, from connect to close.
+    pub connection_lifetime: Histogram,
+    /// The manager's log, and the origin messages name.
+    log: Arc<Log>,
+    origin: String,
+}
+
+/// Why a connection was closed, in words.
+pub fn reason_text(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Lease => "its lease timeout (connection age) ran out",
+        CloseReason::Idle => "it was idle for its limit",
+        CloseReason::KeepAliveOff => "keep-alive was off",
+        CloseReason::ServerClose => {
+            "the server ends it (Connection: close, HTTP/1.0 or a close-delimited body)"
+        }
+        CloseReason::Stale => "it was found closed or reset by the server before reuse",
+        CloseReason::Error => "of an error",
+        CloseReason::MaxRequests => "it served its maximum number of requests",
+        CloseReason::GroupClosed => "its connection group was closed",
+        CloseReason::ManagerClosed => "its manager was freed",
+        CloseReason::Abandoned => "its response was freed with much of the body unread",
+        CloseReason::InFlight => "the server closed it as a request arrived",
+    }
 }
 
 impl Stats {
-    pub fn closed(&self, reason: CloseReason) {
-        self.closes[reason as usize].fetch_add(1, Relaxed);
+    pub fn new(log: Arc<Log>, origin: String) -> Self {
+        Stats {
+            log,
+            origin,
+            ..Stats::default()
+        }
+    }
+
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
     }
 
     pub fn closes(&self, reason: CloseReason) -> u64 {
         self.closes[reason as usize].load(Relaxed)
     }
 
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    /// A connection was opened.
+    pub fn opened(&self, conn: &Connection) {
+        Stats::bump(&self.connections_opened);
+        if conn.is_tls() {
+            Stats::bump(if conn.resumed {
+                &self.tls_resumed_handshakes
+            } else {
+                &self.tls_full_handshakes
+            });
+        }
+        let tls = match (conn.is_tls(), conn.resumed) {
+            (false, _) => "",
+            (true, false) => ", TLS full handshake",
+            (true, true) => ", TLS resumed session",
+        };
+        self.log.emit(
+            Level::Info,
+            format_args!(
+                "connection {} opened to {} ({}) from local port {}{tls}",
+                conn.id, self.origin, conn.peer, conn.local_port
+            ),
+        );
+    }
+
+    /// An idle connection serves another request.
+    pub fn reused(&self, conn: &Connection) {
+        Stats::bump(&self.reuses);
+        self.log.emit(
+            Level::Debug,
+            format_args!(
+                "connection {} to {} reused for request {}",
+                conn.id,
+                self.origin,
+                conn.requests + 1
+            ),
+        );
+    }
+
+    /// A connection was closed for `reason`.
+    pub fn closed(&self, conn: &Connection, reason: CloseReason) {
+        self.closes[reason as usize].fetch_add(1, Relaxed);
+        let lived = conn.created.elapsed();
+        self.connection_lifetime.record(lived);
+        let level = match reason {
+            CloseReason::Error | CloseReason::InFlight | CloseReason::Abandoned => Level::Info,
+            _ => Level::Debug,
+        };
+        self.log.emit(
+            level,
+            format_args!(
+                "connection {} to {} closed after {} request(s) and {} ms because {}",
+                conn.id,
+                self.origin,
+                conn.requests,
+                lived.as_millis(),
+                reason_text(reason)
+            ),
+        );
+    }
+
+    /// A request is sent again on a new connection.
+    pub fn retried(&self, method: &str, cause: &str) {
+        Stats::bump(&self.retries);
+        self.log.emit(
+            Level::Warn,
+            format_args!(
+                "{method} {} retried on a new connection: {cause}",
+                self.origin
+            ),
+        );
+    }
+
+    /// A request waited `waited` for a connection.
+    pub fn queued(&self, waited: Duration, busy_limit: usize) {
+        self.queue_wait.record(waited);
+        if waited >= QUEUE_WAIT_THRESHOLD {
+            self.log.emit(
+                Level::Info,
+                format_args!(
+                    "a request to {} waited {} ms for a connection (limit {busy_limit})",
+                    self.origin,
+                    waited.as_millis()
+                ),
+            );
+        }
     }
 }
 
@@ -54,6 +244,37 @@ pub struct Snapshot {
     pub tls_resumed_handshakes: u64,
 }
 
+impl Snapshot {
+    /// Adds another point's figures (for manager-wide totals).
+    pub fn add(&mut self, o: &Snapshot) {
+        let fields: [(&mut u64, u64); 20] = [
+            (&mut self.open, o.open),
+            (&mut self.idle, o.idle),
+            (&mut self.busy, o.busy),
+            (&mut self.waiting, o.waiting),
+            (&mut self.connections_opened, o.connections_opened),
+            (&mut self.requests, o.requests),
+            (&mut self.reuses, o.reuses),
+            (&mut self.retries, o.retries),
+            (&mut self.closed_lease, o.closed_lease),
+            (&mut self.closed_idle, o.closed_idle),
+            (&mut self.closed_keep_alive_off, o.closed_keep_alive_off),
+            (&mut self.closed_server, o.closed_server),
+            (&mut self.closed_stale, o.closed_stale),
+            (&mut self.closed_in_flight, o.closed_in_flight),
+            (&mut self.closed_error, o.closed_error),
+            (&mut self.closed_max_requests, o.closed_max_requests),
+            (&mut self.closed_group, o.closed_group),
+            (&mut self.closed_abandoned, o.closed_abandoned),
+            (&mut self.tls_full_handshakes, o.tls_full_handshakes),
+            (&mut self.tls_resumed_handshakes, o.tls_resumed_handshakes),
+        ];
+        for (a, b) in fields {
+            *a = a.saturating_add(b);
+        }
+    }
+}
+
 impl Stats {
     /// Fills the cumulative fields of a snapshot.
     pub fn snapshot(&self, open: u64, idle: u64, waiting: u64) -> Snapshot {
@@ -80,5 +301,26 @@ impl Stats {
             tls_full_handshakes: self.tls_full_handshakes.load(Relaxed),
             tls_resumed_handshakes: self.tls_resumed_handshakes.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = Histogram::default();
+        for us in [0u64, 100, 101, 999_999, 1_000_000, u64::MAX] {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 6);
+        assert_eq!((s.buckets[0], s.buckets[1]), (2, 1), "≤100 µs, ≤250 µs");
+        assert_eq!(s.buckets[12], 2, "≤1 s");
+        assert_eq!(s.buckets[BUCKETS - 1], 1, "the last bucket is unbounded");
+        let mut m = s;
+        m.merge(&s);
+        assert_eq!(m.count, 12);
     }
 }

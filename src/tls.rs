@@ -151,6 +151,30 @@ impl Tls {
         self.change().validator = validator;
     }
 
+    /// Whether the system's trust store is used (see `set_system_roots`).
+    pub fn system_roots(&self) -> bool {
+        self.options.lock().system_roots
+    }
+
+    /// How many CA certificates were added with `add_ca_pem`/`add_ca_file`.
+    pub fn ca_count(&self) -> usize {
+        self.options.lock().extra_roots.len()
+    }
+
+    /// Whether a client certificate is set.
+    pub fn has_client_certificate(&self) -> bool {
+        self.options.lock().client_auth.is_some()
+    }
+
+    pub fn min_version(&self) -> MinVersion {
+        self.options.lock().min_version
+    }
+
+    /// Whether a validation callback is installed.
+    pub fn has_validator(&self) -> bool {
+        self.options.lock().validator.is_some()
+    }
+
     /// The client configuration for new connections (built once per options change).
     pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
         // Read the system's trust store (files) before entering a lock section.

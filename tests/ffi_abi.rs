@@ -8,6 +8,7 @@ use servicepoint::ffi::point::*;
 use servicepoint::ffi::request::*;
 use servicepoint::ffi::response::*;
 use servicepoint::ffi::result::sp_result::{self, *};
+use servicepoint::ffi::tls::*;
 use servicepoint::ffi::version::*;
 use std::ffi::{CStr, CString, c_char};
 use std::ptr::{null, null_mut};
@@ -44,7 +45,7 @@ fn freed_foreign_and_wrong_kind_handles_are_rejected() {
     );
     // A made-up handle.
     assert_eq!(
-        sp_set_lease_timeout(0x1234 as *const sp_point, -1),
+        sp_set_lease_timeout(0x1234 as *mut sp_point, -1),
         SP_E_INVALID_HANDLE
     );
     // Freed point handle; double free and free of NULL are harmless.
@@ -106,7 +107,10 @@ fn argument_errors_have_their_codes() {
         sp_manager_set_default_connection_limit(m, 0),
         SP_E_OUT_OF_RANGE
     );
-    assert_eq!(sp_manager_set_max_idle_time(m, -2), SP_E_OUT_OF_RANGE);
+    assert_eq!(
+        sp_manager_set_max_service_point_idle_time(m, -2),
+        SP_E_OUT_OF_RANGE
+    );
     assert_eq!(sp_manager_set_keep_alive_default(m, 2), SP_E_OUT_OF_RANGE);
     // After the manager is freed its point handles fail cleanly.
     sp_manager_free(m);
@@ -189,7 +193,21 @@ fn request_and_response_through_the_abi() {
 
 #[test]
 fn strerror_covers_every_code_and_versions_match() {
-    for code in 0..=29 {
+    // Every code the header declares (SP_OK = 0, ...) has its own text.
+    let header = source("include/servicepoint.h");
+    let codes: Vec<i32> = header
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("SP_E_")
+                .or(l.trim().strip_prefix("SP_OK"))
+        })
+        .filter_map(|l| l.split('=').nth(1))
+        .map(|v| v.trim().trim_end_matches(',').parse().unwrap())
+        .collect();
+    assert!(codes.len() > 30, "{codes:?}");
+    for code in codes {
+        assert!(sp_result::try_from(code).is_ok(), "code {code}");
         // SAFETY: static NUL-terminated strings.
         let text = unsafe { CStr::from_ptr(sp_strerror(code)) }
             .to_str()
@@ -293,8 +311,8 @@ fn one_request_description_is_sent_from_threads_concurrently() {
             std::thread::spawn(move || {
                 let mut resp = null_mut();
                 let rc = sp_request(
-                    m_key as *const sp_manager,
-                    req_key as *const sp_http_request,
+                    m_key as *mut sp_manager,
+                    req_key as *mut sp_http_request,
                     &mut resp,
                 );
                 sp_response_free(resp);
@@ -313,5 +331,187 @@ fn one_request_description_is_sent_from_threads_concurrently() {
     assert_eq!(server.max_simultaneous(), 4);
     sp_http_request_free(req);
     sp_point_free(p);
+    sp_manager_free(m);
+}
+
+/// `const` only on functions that change nothing: setters, add/remove, reads (they advance
+/// the body), sp_find, sp_request and sp_close_connection_group take a mutable handle;
+/// getters a const one.
+#[test]
+fn const_only_on_functions_that_change_nothing() {
+    let mut header = source("include/servicepoint.h");
+    while let Some(start) = header.find("/*") {
+        let end = header[start..].find("*/").unwrap() + start + 2;
+        header.replace_range(start..end, " ");
+    }
+    let mut checked = 0;
+    for decl in header.split(';') {
+        let Some(open) = decl.find(" sp_").map(|i| i + 1) else {
+            continue;
+        };
+        let Some(paren) = decl[open..].find('(').map(|i| i + open) else {
+            continue;
+        };
+        let name = &decl[open..paren];
+        if !name.chars().all(|c| c.is_alphanumeric() || c == '_') || decl.contains("typedef") {
+            continue;
+        }
+        let first = decl[paren + 1..].split([',', ')']).next().unwrap_or("");
+        if !first.contains("struct sp_") || first.contains("**") {
+            continue;
+        }
+        let changes = ["_set_", "_add_", "_close_"]
+            .iter()
+            .any(|w| name.contains(w))
+            || ["_free", "_read", "_read_all"]
+                .iter()
+                .any(|w| name.ends_with(w))
+            || name == "sp_find"
+            || name == "sp_request";
+        let pure = name.contains("_get_") || name.contains("_has_") || !changes;
+        assert!(
+            changes != pure,
+            "{name}: neither clearly a getter nor a change"
+        );
+        assert_eq!(
+            first.trim_start().starts_with("const "),
+            pure,
+            "{name}: first parameter {first:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 60, "only {checked} functions checked");
+}
+
+/// The statistics are copied without uninitialised bytes: the padding after struct_size is
+/// an explicit zero field, and the newest counter (closed_in_flight) is at the end.
+#[test]
+fn statistics_have_no_undefined_bytes() {
+    assert_eq!(
+        std::mem::size_of::<sp_statistics>(),
+        std::mem::offset_of!(sp_statistics, closed_in_flight) + 8
+    );
+    assert_eq!(std::mem::offset_of!(sp_statistics, reserved), 4);
+    let m = new_manager();
+    let mut p = null_mut();
+    assert_eq!(sp_find(m, c("http://127.0.0.1:9/").as_ptr(), &mut p), SP_OK);
+    let mut raw = [0xA5u8; std::mem::size_of::<sp_statistics>() + 8];
+    let size = std::mem::size_of::<sp_statistics>() as u32;
+    raw[..4].copy_from_slice(&size.to_ne_bytes());
+    assert_eq!(sp_get_statistics(p, raw.as_mut_ptr().cast()), SP_OK);
+    assert_eq!(&raw[4..8], &[0, 0, 0, 0], "reserved is zeroed");
+    assert!(
+        raw[8..size as usize].iter().all(|&b| b == 0),
+        "a new point counts 0"
+    );
+    assert!(
+        raw[size as usize..].iter().all(|&b| b == 0xA5),
+        "nothing past the struct"
+    );
+    // An older caller's smaller struct: only its bytes are written.
+    let mut old = [0xA5u8; 24];
+    old[..4].copy_from_slice(&20u32.to_ne_bytes());
+    assert_eq!(sp_get_statistics(p, old.as_mut_ptr().cast()), SP_OK);
+    assert_eq!(u32::from_ne_bytes(old[..4].try_into().unwrap()), 20);
+    assert!(old[4..20].iter().all(|&b| b == 0));
+    assert!(old[20..].iter().all(|&b| b == 0xA5));
+    sp_point_free(p);
+    sp_manager_free(m);
+}
+
+/// Every setter has a getter: the TLS options and the request description read back.
+#[test]
+fn getters_read_what_setters_set() {
+    let m = new_manager();
+    let mut v = -7;
+    assert_eq!(sp_manager_get_system_roots(m, &mut v), SP_OK);
+    assert_eq!(v, 1);
+    assert_eq!(sp_manager_set_system_roots(m, 0), SP_OK);
+    assert_eq!(sp_manager_get_system_roots(m, &mut v), SP_OK);
+    assert_eq!(v, 0);
+    assert_eq!(sp_manager_get_min_tls_version(m, &mut v), SP_OK);
+    assert_eq!(v, SP_TLS_1_2);
+    assert_eq!(sp_manager_set_min_tls_version(m, SP_TLS_1_3), SP_OK);
+    assert_eq!(sp_manager_get_min_tls_version(m, &mut v), SP_OK);
+    assert_eq!(v, SP_TLS_1_3);
+    for f in [
+        sp_manager_get_ca_count,
+        sp_manager_has_client_certificate,
+        sp_manager_has_certificate_validator,
+    ] {
+        assert_eq!(f(m, &mut v), SP_OK);
+        assert_eq!(v, 0);
+    }
+    assert_eq!(sp_manager_set_max_service_point_idle_time(m, 5000), SP_OK);
+    assert_eq!(sp_manager_get_max_service_point_idle_time(m, &mut v), SP_OK);
+    assert_eq!(v, 5000);
+
+    let mut req = null_mut();
+    assert_eq!(
+        sp_http_request_new(
+            c("POST").as_ptr(),
+            c("HTTP://Example.COM:80/a?b#frag").as_ptr(),
+            &mut req
+        ),
+        SP_OK
+    );
+    let text =
+        |f: extern "C" fn(*const sp_http_request, *mut c_char, usize, *mut usize) -> sp_result| {
+            let mut len = 0;
+            assert_eq!(f(req, std::ptr::null_mut(), 0, &mut len), SP_OK);
+            let mut buf = vec![0 as c_char; len + 1];
+            assert_eq!(f(req, buf.as_mut_ptr(), buf.len(), &mut len), SP_OK);
+            // SAFETY: NUL-terminated by the call.
+            unsafe { CStr::from_ptr(buf.as_ptr()) }
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+    assert_eq!(text(sp_http_request_get_method), "POST");
+    assert_eq!(text(sp_http_request_get_url), "http://example.com/a?b");
+    assert_eq!(text(sp_http_request_get_connection_group), "");
+    // Too small a buffer: cut, NUL-terminated, the full length reported.
+    let (mut buf, mut len) = ([0x55 as c_char; 5], 0);
+    assert_eq!(
+        sp_http_request_get_url(req, buf.as_mut_ptr(), 5, &mut len),
+        SP_OK
+    );
+    assert_eq!(len, "http://example.com/a?b".len());
+    assert_eq!(buf, [b'h', b't', b't', b'p', 0].map(|b| b as c_char));
+    assert_eq!(
+        sp_http_request_get_url(req, std::ptr::null_mut(), 5, &mut len),
+        SP_E_NULL_POINTER
+    );
+
+    let int = |f: extern "C" fn(*const sp_http_request, *mut i32) -> sp_result| {
+        let mut v = -7;
+        assert_eq!(f(req, &mut v), SP_OK);
+        v
+    };
+    assert_eq!(int(sp_http_request_get_keep_alive), -1);
+    assert_eq!(int(sp_http_request_get_timeout), 100_000);
+    assert_eq!(int(sp_http_request_get_read_timeout), 300_000);
+    assert_eq!(int(sp_http_request_get_retryable), 0);
+    assert_eq!(sp_http_request_set_keep_alive(req, 0), SP_OK);
+    assert_eq!(sp_http_request_set_timeout(req, -1), SP_OK);
+    assert_eq!(sp_http_request_set_read_timeout(req, 250), SP_OK);
+    assert_eq!(sp_http_request_set_retryable(req, 1), SP_OK);
+    assert_eq!(
+        sp_http_request_set_connection_group(req, c("g1").as_ptr()),
+        SP_OK
+    );
+    assert_eq!(int(sp_http_request_get_keep_alive), 0);
+    assert_eq!(int(sp_http_request_get_timeout), -1);
+    assert_eq!(int(sp_http_request_get_read_timeout), 250);
+    assert_eq!(int(sp_http_request_get_retryable), 1);
+    assert_eq!(text(sp_http_request_get_connection_group), "g1");
+    assert_eq!(sp_http_request_set_keep_alive(req, -1), SP_OK);
+    assert_eq!(int(sp_http_request_get_keep_alive), -1);
+    assert_eq!(sp_http_request_set_keep_alive(req, 2), SP_E_OUT_OF_RANGE);
+    sp_http_request_free(req);
+    assert_eq!(
+        sp_http_request_get_timeout(req, &mut v),
+        SP_E_INVALID_HANDLE
+    );
     sp_manager_free(m);
 }

@@ -377,8 +377,16 @@ fn a_retry_after_a_stale_connection_uses_a_new_connection() {
         t.join().unwrap();
     }
     assert_eq!(server.connection_count(), 2);
-    let got = body_of(&m, &Request::new("GET", &server.url("/again")).unwrap()).unwrap();
-    assert_eq!(got.1, b"fresh");
+    let mut resp = m
+        .send(&Request::new("GET", &server.url("/again")).unwrap())
+        .unwrap();
+    assert!(
+        resp.retried && !resp.reused,
+        "the response says it was retried"
+    );
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body).unwrap();
+    assert_eq!(body, b"fresh");
     assert_eq!(
         server.connection_count(),
         3,
@@ -513,4 +521,33 @@ fn tls_uploads_to_a_closing_server_raise_no_sigpipe() {
     );
     assert!(out.status.success(), "{:?}\n{text}", out.status);
     assert!(text.contains("tls_sigpipe_child: survived"), "{text}");
+}
+
+#[test]
+fn a_failed_retry_still_says_the_first_attempt_may_have_arrived() {
+    // One connection only: it answers the first request, reads the second and closes without
+    // answering; the listener is gone by then, so the retry cannot connect.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        drop(listener);
+        read_request(&mut s);
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        read_request(&mut s);
+    });
+    let m = Manager::new();
+    let get = Request::new("GET", &url).unwrap();
+    assert_eq!(body_of(&m, &get).unwrap().1, b"ok");
+    let Err(err) = m.send(&get) else {
+        panic!("the retry had nowhere to go")
+    };
+    server.join().unwrap();
+    assert_eq!(err.kind, ErrorKind::Connect, "{err}");
+    assert!(
+        err.may_have_reached_server,
+        "the first attempt was sent: {err}"
+    );
+    assert_eq!(m.find(&url).unwrap().statistics().retries, 1);
 }

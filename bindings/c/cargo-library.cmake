@@ -23,12 +23,17 @@ set(SERVICEPOINT_LIB
 
 # cargo decides what is stale, so this always runs and is a no-op when nothing changed.
 # Never list include/servicepoint.h as a byproduct: "clean" would delete the committed header.
+# build.rs gives the library the SONAME libservicepoint.so.<ABI>: a program linked with it
+# looks for that file name at run time, which cargo does not write. soname-link.sh then links
+# it to libservicepoint.so in the same directory (found through the build RUNPATH CMake gives
+# every program linking `servicepoint`, or LD_LIBRARY_PATH=${SERVICEPOINT_LIB_DIR}).
 find_program(CARGO cargo HINTS "$ENV{CARGO_HOME}/bin" "$ENV{HOME}/.cargo/bin")
 if(NOT CARGO)
   message(FATAL_ERROR "cargo not found: install Rust (https://rustup.rs) or put cargo on PATH")
 endif()
 add_custom_target(servicepoint_cargo ALL
   COMMAND "${CARGO}" build ${CARGO_FLAGS}
+  COMMAND sh "${CMAKE_CURRENT_LIST_DIR}/soname-link.sh" "${SERVICEPOINT_LIB_DIR}"
   WORKING_DIRECTORY "${REPO_ROOT}"
   BYPRODUCTS "${SERVICEPOINT_LIB}"
   COMMENT "cargo build ${CARGO_FLAGS}"
@@ -36,7 +41,6 @@ add_custom_target(servicepoint_cargo ALL
 
 add_library(servicepoint SHARED IMPORTED GLOBAL)
 set_target_properties(servicepoint PROPERTIES
-  IMPORTED_LOCATION "${SERVICEPOINT_LIB}"
-  IMPORTED_NO_SONAME TRUE   # a plain cargo cdylib has no SONAME: link as -lservicepoint
+  IMPORTED_LOCATION "${SERVICEPOINT_LIB}"   # linked by path; NEEDED is the SONAME
   INTERFACE_INCLUDE_DIRECTORIES "${REPO_ROOT}/include")
 add_dependencies(servicepoint servicepoint_cargo)

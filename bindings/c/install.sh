@@ -1,18 +1,20 @@
 #!/bin/sh
-# Builds servicepoint (cargo, release) and installs the library with its SONAME, the header,
+# Builds servicepoint (cargo, release) and installs the shared library (SONAME
+# libservicepoint.so.<ABI>, set by build.rs) with its symlinks, the static library, the header,
 # a pkg-config file and a CMake package config into PREFIX (see bindings/c/CMakeLists.txt).
 #
 #   bindings/c/install.sh [--lib-dir DIR] [--build-dir DIR] PREFIX [-- CMAKE_ARGS...]
 #
 #   PREFIX           install prefix, e.g. /usr/local or $HOME/.local (created if missing)
-#   --lib-dir DIR    install the libservicepoint.so already built in DIR (e.g. target/debug)
-#                    and skip `cargo build --release`; also taken from $SERVICEPOINT_LIB_DIR
-#   --build-dir DIR  CMake build directory (default: <repo>/target/bindings-c)
-#   CMAKE_ARGS       passed to the CMake configure step, e.g. -DSERVICEPOINT_REQUIRE_SONAME=OFF
+#   --lib-dir DIR    install the libservicepoint.so (and .a) already built in DIR (e.g.
+#                    target/debug) and skip `cargo build --release`; also taken from
+#                    $SERVICEPOINT_LIB_DIR
+#   --build-dir DIR  CMake build directory (default: <repo>/target/bindings-c; with
+#                    $CARGO_TARGET_DIR set, <CARGO_TARGET_DIR>/bindings-c)
+#   CMAKE_ARGS       passed to the CMake configure step, e.g. -DSERVICEPOINT_INSTALL_STATIC=OFF
 #
-# Needs cargo (unless --lib-dir), cmake, a C compiler, readelf (binutils) and, while build.rs
-# does not set a SONAME itself, patchelf. DESTDIR is honoured by `cmake --install` for staged
-# installs (packaging). Works from any directory.
+# Needs cargo (unless --lib-dir), cmake, a C compiler and readelf (binutils). DESTDIR is
+# honoured by `cmake --install` for staged installs (packaging). Works from any directory.
 set -eu
 
 usage() {
@@ -22,7 +24,9 @@ usage() {
 
 repo=$(CDPATH= cd -- "$(dirname -- "$0")/../.." && pwd)
 lib_dir=${SERVICEPOINT_LIB_DIR:-}
-build_dir="$repo/target/bindings-c"
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+case $target_dir in /*) ;; *) target_dir="$repo/$target_dir" ;; esac  # cargo runs in the repository
+build_dir="$target_dir/bindings-c"
 prefix=""
 
 while [ $# -gt 0 ]; do
@@ -44,7 +48,7 @@ build_dir=$(cd -- "$build_dir" && pwd)
 if [ -z "$lib_dir" ]; then
   echo "install.sh: cargo build --locked --release" >&2
   (cd "$repo" && cargo build --locked --release)
-  lib_dir="$repo/target/release"
+  lib_dir="$target_dir/release"
 fi
 lib_dir=$(cd -- "$lib_dir" && pwd)
 

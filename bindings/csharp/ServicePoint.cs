@@ -109,6 +109,9 @@ namespace Servicepoint
         TlsHostnameMismatch = 28,
         /// <summary>SP_E_TLS_NOT_TLS: the server answered in plain HTTP (an http port used with https://).</summary>
         TlsNotTls = 29,
+        /// <summary>SP_E_CONNECTION_RESET: the server reset the connection (RST) before the
+        /// response was complete (ABI 2; SP_E_CONNECTION_CLOSED before).</summary>
+        ConnectionReset = 30,
     }
 
     /// <summary>The lowest TLS version a manager offers (SP_TLS_1_2, SP_TLS_1_3).</summary>
@@ -145,7 +148,7 @@ namespace Servicepoint
         internal const string Lib = "servicepoint";
 
         /// <summary>SP_ABI_VERSION of the header this binding was written for.</summary>
-        internal const uint AbiVersion = 1;
+        internal const uint AbiVersion = 2;
 
         /// <summary>SP_INFINITE.</summary>
         internal const int Infinite = -1;
@@ -197,12 +200,13 @@ namespace Servicepoint
         /// <summary>SP_TLS_1_3.</summary>
         internal const int SP_TLS_1_3 = 13;
 
-        /// <summary>struct sp_statistics: uint32 struct_size, then 19 uint64 (the first at
-        /// offset 8, as C aligns it); 160 bytes.</summary>
+        /// <summary>struct sp_statistics: uint32 struct_size, uint32 reserved (0), then 20
+        /// uint64; 168 bytes, no padding.</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct sp_statistics
         {
             public uint struct_size;
+            public uint reserved;
             public ulong open;
             public ulong idle;
             public ulong busy;
@@ -222,6 +226,7 @@ namespace Servicepoint
             public ulong closed_abandoned;
             public ulong tls_full_handshakes;
             public ulong tls_resumed_handshakes;
+            public ulong closed_in_flight;
         }
 
         // Manager.
@@ -240,9 +245,9 @@ namespace Servicepoint
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_get_max_service_points(IntPtr manager, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        internal static extern int sp_manager_set_max_idle_time(IntPtr manager, int ms);
+        internal static extern int sp_manager_set_max_service_point_idle_time(IntPtr manager, int ms);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        internal static extern int sp_manager_get_max_idle_time(IntPtr manager, out int outValue);
+        internal static extern int sp_manager_get_max_service_point_idle_time(IntPtr manager, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_set_keep_alive_default(IntPtr manager, int on);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -306,6 +311,21 @@ namespace Servicepoint
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_http_request_set_retryable(IntPtr request, int on);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_keep_alive(IntPtr request, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_timeout(IntPtr request, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_read_timeout(IntPtr request, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_retryable(IntPtr request, out int outValue);
+        // The copy-out text getters, snprintf-style: (request, char *buf, size_t cap, size_t *out_len).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_connection_group(IntPtr request, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_method(IntPtr request, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_url(IntPtr request, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_request(IntPtr manager, IntPtr request, out IntPtr outResponse);
 
         // Response.
@@ -348,6 +368,16 @@ namespace Servicepoint
         internal static extern int sp_manager_add_ca_file(IntPtr manager, byte[] path);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_set_system_roots(IntPtr manager, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_system_roots(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_ca_count(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_has_client_certificate(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_min_tls_version(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_has_certificate_validator(IntPtr manager, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_set_client_certificate(IntPtr manager, byte[] certPem, UIntPtr certLen, byte[] keyPem, UIntPtr keyLen);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
@@ -683,6 +713,7 @@ namespace Servicepoint
                 case ErrorCode.TlsCertificateExpired: return new TlsCertificateExpiredException(code, message, requestSent, function, inner);
                 case ErrorCode.TlsHostnameMismatch: return new TlsHostnameMismatchException(code, message, requestSent, function, inner);
                 case ErrorCode.TlsNotTls: return new TlsNotTlsException(code, message, requestSent, function, inner);
+                case ErrorCode.ConnectionReset: return new ConnectionResetException(code, message, requestSent, function, inner);
                 default: return new ServicePointException(code, message, requestSent, function, inner);
             }
         }
@@ -851,6 +882,14 @@ namespace Servicepoint
             : base(code, message, requestSent, function, inner) { }
     }
 
+    /// <summary>SP_E_CONNECTION_RESET: the server reset the connection (RST) before the response
+    /// was complete. A ConnectionClosedException too (its code before ABI 2).</summary>
+    public class ConnectionResetException : ConnectionClosedException
+    {
+        public ConnectionResetException(ErrorCode code, string message, bool requestSent, string function, Exception inner)
+            : base(code, message, requestSent, function, inner) { }
+    }
+
     /// <summary>SP_E_IO: another socket error. (Not named IoException, to keep it apart from
     /// System.IO.IOException.)</summary>
     public class NetworkIOException : ServicePointException
@@ -983,8 +1022,8 @@ namespace Servicepoint
         /// take, and how long an unused service point stays in the table.</summary>
         public int MaxServicePointIdleTime
         {
-            get { return Get(Native.sp_manager_get_max_idle_time, "sp_manager_get_max_idle_time"); }
-            set { Set(Native.sp_manager_set_max_idle_time, value, "sp_manager_set_max_idle_time"); }
+            get { return Get(Native.sp_manager_get_max_service_point_idle_time, "sp_manager_get_max_service_point_idle_time"); }
+            set { Set(Native.sp_manager_set_max_service_point_idle_time, value, "sp_manager_set_max_service_point_idle_time"); }
         }
 
         /// <summary>Keep-alive for requests that do not set their own (default true).</summary>
@@ -1016,8 +1055,7 @@ namespace Servicepoint
 
         // --- TLS ------------------------------------------------------------------------------
 
-        bool _systemRoots = true;
-        TlsVersion _minTlsVersion = TlsVersion.Tls12;
+        // The delegate itself (the library only knows whether one is installed).
         CertificateValidationCallback _validator;
         readonly object _validatorLock = new object();
 
@@ -1062,28 +1100,32 @@ namespace Servicepoint
         }
 
         /// <summary>Whether the system's trust store is used (true, the default) or only the CAs
-        /// added with AddCaPem/AddCaFile (false). (The getter returns what was last set
-        /// through this object.)</summary>
+        /// added with AddCaPem/AddCaFile (false).</summary>
         public bool UseSystemRoots
         {
-            get { return _systemRoots; }
-            set
-            {
-                Set(Native.sp_manager_set_system_roots, value ? 1 : 0, "sp_manager_set_system_roots");
-                _systemRoots = value;
-            }
+            get { return Get(Native.sp_manager_get_system_roots, "sp_manager_get_system_roots") != 0; }
+            set { Set(Native.sp_manager_set_system_roots, value ? 1 : 0, "sp_manager_set_system_roots"); }
+        }
+
+        /// <summary>How many CA certificates were added with AddCaPem/AddCaFile (the system's
+        /// trust store not counted).</summary>
+        public int CaCount
+        {
+            get { return Get(Native.sp_manager_get_ca_count, "sp_manager_get_ca_count"); }
+        }
+
+        /// <summary>Whether a client certificate was set with SetClientCertificate.</summary>
+        public bool HasClientCertificate
+        {
+            get { return Get(Native.sp_manager_has_client_certificate, "sp_manager_has_client_certificate") != 0; }
         }
 
         /// <summary>The lowest TLS version offered: Tls12 (default) or Tls13; another value gives
-        /// OutOfRangeException. (The getter returns what was last set through this object.)</summary>
+        /// OutOfRangeException.</summary>
         public TlsVersion MinTlsVersion
         {
-            get { return _minTlsVersion; }
-            set
-            {
-                Set(Native.sp_manager_set_min_tls_version, (int)value, "sp_manager_set_min_tls_version");
-                _minTlsVersion = value;
-            }
+            get { return (TlsVersion)Get(Native.sp_manager_get_min_tls_version, "sp_manager_get_min_tls_version"); }
+            set { Set(Native.sp_manager_set_min_tls_version, (int)value, "sp_manager_set_min_tls_version"); }
         }
 
         /// <summary>Sets the client certificate chain and private key (both PEM) presented to
@@ -1547,6 +1589,7 @@ namespace Servicepoint
             ClosedAbandoned = s.closed_abandoned;
             TlsFullHandshakes = s.tls_full_handshakes;
             TlsResumedHandshakes = s.tls_resumed_handshakes;
+            ClosedInFlight = s.closed_in_flight;
         }
 
         /// <summary>Open connections (idle + busy).</summary>
@@ -1587,16 +1630,21 @@ namespace Servicepoint
         public ulong TlsFullHandshakes { get; private set; }
         /// <summary>TLS connections opened by resuming an earlier session (abbreviated handshake).</summary>
         public ulong TlsResumedHandshakes { get; private set; }
+        /// <summary>Reused connections that failed under a request before any response byte (the
+        /// server closed or reset them as the request arrived); the request was retried if
+        /// allowed. Unlike ClosedStale (found dead before reuse), a request paid for it.</summary>
+        public ulong ClosedInFlight { get; private set; }
 
         public override string ToString()
         {
             return string.Format(
                 "open={0} idle={1} busy={2} waiting={3} opened={4} requests={5} reuses={6} retries={7} " +
                 "closed: lease={8} idle={9} keep_alive_off={10} server={11} stale={12} error={13} " +
-                "max_requests={14} group={15} abandoned={16} tls: full={17} resumed={18}",
+                "max_requests={14} group={15} abandoned={16} in_flight={19} tls: full={17} resumed={18}",
                 Open, Idle, Busy, Waiting, ConnectionsOpened, Requests, Reuses, Retries, ClosedLease,
                 ClosedIdle, ClosedKeepAliveOff, ClosedServer, ClosedStale, ClosedError,
-                ClosedMaxRequests, ClosedGroup, ClosedAbandoned, TlsFullHandshakes, TlsResumedHandshakes);
+                ClosedMaxRequests, ClosedGroup, ClosedAbandoned, TlsFullHandshakes, TlsResumedHandshakes,
+                ClosedInFlight);
         }
     }
 

@@ -717,11 +717,46 @@ namespace Servicepoint.Tests
             Check("library version and ABI", () =>
             {
                 Assert(ServicePointLibrary.Version.StartsWith("servicepoint/"), "version " + ServicePointLibrary.Version);
-                Equal(1u, ServicePointLibrary.AbiVersion, "ABI version");
+                Equal(2u, ServicePointLibrary.AbiVersion, "ABI version");
                 Assert(!string.IsNullOrEmpty(ServicePointException.StrError(ErrorCode.Connect)), "strerror text");
-                Equal(160, Marshal.SizeOf(typeof(Native.sp_statistics)), "sizeof(sp_statistics)");
+                Equal(168, Marshal.SizeOf(typeof(Native.sp_statistics)), "sizeof(sp_statistics)");
+                Equal(4, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "reserved"), "offsetof(reserved)");
                 Equal(152, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "tls_resumed_handshakes"), "offsetof(tls_resumed_handshakes)");
+                Equal(160, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "closed_in_flight"), "offsetof(closed_in_flight)");
+                Equal("connection reset by the server", ServicePointException.StrError(ErrorCode.ConnectionReset), "strerror(ConnectionReset)");
+                Equal("unknown result code", ServicePointException.StrError((ErrorCode)31), "strerror(31)");
+                var reset = ServicePointException.Create(ErrorCode.ConnectionReset, "reset", true, "f", null);
+                Assert(reset is ConnectionResetException && reset is ConnectionClosedException, "ConnectionResetException");
                 Equal(8, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "open"), "offsetof(open)");
+            });
+
+            Check("ABI 2: the request description reads back through its getters", () =>
+            {
+                IntPtr req;
+                Native.Check(Native.sp_http_request_new(Native.Utf8Z("POST", "method"),
+                    Native.Utf8Z("HTTP://Example.COM:80/a?b#f", "url"), out req), "sp_http_request_new");
+                try
+                {
+                    Func<string> url = () =>
+                    {
+                        UIntPtr len;
+                        Native.Check(Native.sp_http_request_get_url(req, null, UIntPtr.Zero, out len), "get_url");
+                        var buf = new byte[(int)len.ToUInt32() + 1];
+                        Native.Check(Native.sp_http_request_get_url(req, buf, new UIntPtr((uint)buf.Length), out len), "get_url");
+                        return Encoding.UTF8.GetString(buf, 0, (int)len.ToUInt32());
+                    };
+                    Equal("http://example.com/a?b", url(), "url");
+                    int v;
+                    Native.Check(Native.sp_http_request_get_keep_alive(req, out v), "get_keep_alive");
+                    Equal(-1, v, "keep-alive: the manager's default");
+                    Native.Check(Native.sp_http_request_set_timeout(req, 2500), "set_timeout");
+                    Native.Check(Native.sp_http_request_get_timeout(req, out v), "get_timeout");
+                    Equal(2500, v, "timeout");
+                }
+                finally
+                {
+                    Native.sp_http_request_free(req);
+                }
             });
 
             Check("manager defaults and setters", () =>
@@ -1609,6 +1644,8 @@ namespace Servicepoint.Tests
                     Equal(true, m.UseSystemRoots, "UseSystemRoots default");
                     m.UseSystemRoots = false;
                     Equal(false, m.UseSystemRoots, "UseSystemRoots");
+                    Equal(0, m.CaCount, "CaCount");
+                    Equal(false, m.HasClientCertificate, "HasClientCertificate");
                     m.ServerCertificateValidationCallback = (h, c, r) => true;
                     m.ServerCertificateValidationCallback = null;
                     Equal(null, m.ServerCertificateValidationCallback, "validator removed");
@@ -1664,6 +1701,7 @@ namespace Servicepoint.Tests
                 using (var m = new ServicePointManager())
                 {
                     m.AddCaPem(File.ReadAllText(Pki.CaPem));
+                    Equal(1, m.CaCount, "CaCount after AddCaPem");
                     Equal("hello world\n", GetText(m, server.HttpsUrl("localhost", "/hello")), "localhost");
                     Throws<TlsHostnameMismatchException>(() =>
                         m.GetResponse(new HttpRequest(server.HttpsUrl("127.0.0.1", "/hello")) { Timeout = 10000 }).Dispose(), "127.0.0.1");

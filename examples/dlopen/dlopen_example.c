@@ -52,23 +52,23 @@
     X(sp_manager_new, sp_result, (struct sp_manager **out_manager))                            \
     X(sp_manager_free, void, (struct sp_manager *manager))                                     \
     X(sp_find, sp_result,                                                                      \
-      (const struct sp_manager *manager, const char *uri, struct sp_point **out_point))        \
+      (struct sp_manager *manager, const char *uri, struct sp_point **out_point))              \
     X(sp_point_free, void, (struct sp_point *point))                                           \
     X(sp_get_address, sp_result, (const struct sp_point *point, const char **out_address))     \
-    X(sp_set_lease_timeout, sp_result, (const struct sp_point *point, int32_t ms))             \
+    X(sp_set_lease_timeout, sp_result, (struct sp_point *point, int32_t ms))                   \
     X(sp_get_lease_timeout, sp_result, (const struct sp_point *point, int32_t *out_value))     \
     X(sp_http_request_new, sp_result,                                                          \
       (const char *method, const char *url, struct sp_http_request **out_request))             \
     X(sp_http_request_free, void, (struct sp_http_request *request))                           \
     X(sp_request, sp_result,                                                                   \
-      (const struct sp_manager *manager, const struct sp_http_request *request,                \
+      (struct sp_manager *manager, struct sp_http_request *request,                            \
        struct sp_response **out_response))                                                     \
     X(sp_response_free, void, (struct sp_response *response))                                  \
     X(sp_response_status, sp_result, (const struct sp_response *response, int32_t *out))       \
     X(sp_response_connection_reused, sp_result,                                                \
       (const struct sp_response *response, int32_t *out_reused))                               \
     X(sp_response_read, sp_result,                                                             \
-      (const struct sp_response *response, uint8_t *buf, size_t cap, size_t *out_n))
+      (struct sp_response *response, uint8_t *buf, size_t cap, size_t *out_n))
 
 /* The typedefs get C language linkage in C++, like the functions they point to. */
 #ifdef __cplusplus
@@ -158,7 +158,7 @@ static int g_failed;
 
 /* GET `url` through `manager`, read the body with sp_response_read() into buf (NUL-
  * terminated, truncated to cap - 1 bytes). Returns the status, or -1 after a failure. */
-static int32_t get(const sp_manager *manager, const char *url, char *buf, size_t cap,
+static int32_t get(sp_manager *manager, const char *url, char *buf, size_t cap,
                    int32_t *out_reused) {
     sp_http_request *req = NULL;
     sp_response *resp = NULL;

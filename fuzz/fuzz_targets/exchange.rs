@@ -39,12 +39,24 @@ fn check_quiet(s: &Snapshot) {
     assert_eq!(s.open + closed_total(s), s.connections_opened, "{s:?}");
 }
 
+/// `Connection: close`, or HTTP/1.0 without `Connection: keep-alive` (an oracle written apart
+/// from the library's `reuse` rules).
+fn server_says_close(head: &ResponseHead) -> bool {
+    let tokens: Vec<String> = head
+        .all("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
+        .collect();
+    let has = |t: &str| tokens.iter().any(|x| x == t);
+    has("close") || (head.minor_version == 0 && !has("keep-alive"))
+}
+
 /// Why the connection must not be pooled after this response, if it must not.
 fn must_close(method: &str, head: &ResponseHead, keep_alive: bool) -> Option<&'static str> {
     let te = head.get("transfer-encoding").is_some();
     if !keep_alive {
         Some("keep-alive off")
-    } else if head.server_closes() {
+    } else if server_says_close(head) {
         Some("server said close")
     } else if framing(method, head).is_ok_and(|f| f == Framing::Close) {
         Some("close-delimited body")

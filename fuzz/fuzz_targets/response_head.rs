@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(data.ends_with(&rest), "bytes after the head were altered");
             // The decisions made from a head never panic, and are consistent.
             let _ = head.keep_alive_hint();
-            let _ = head.server_closes();
+            let _ = servicepoint::reuse::close_after_response(&head.reuse_facts(false));
             assert_eq!(framing("HEAD", &head).unwrap(), Framing::Empty);
             if let Ok(Framing::Length(n)) = framing("GET", &head) {
                 assert!(n > 0);

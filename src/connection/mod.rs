@@ -90,6 +90,8 @@ pub struct Connection {
     fork_generation: u64,
     /// The client-side port (what the server sees as the peer port), read once.
     pub local_port: u16,
+    /// The server's address it connected to.
+    pub peer: SocketAddr,
     /// Bytes the kernel accepted for sending over the connection's life.
     pub bytes_sent: u64,
     /// The TLS session of an https connection.
@@ -146,7 +148,7 @@ fn connect_tcp(
             return Err(closed_error(origin));
         }
         match connect_one(&stream, addr, deadline) {
-            Ok(()) => return Connection::new(stream, generation),
+            Ok(()) => return Connection::new(stream, addr, generation),
             Err(e) => last = Some((addr, e)),
         }
     }
@@ -190,7 +192,7 @@ fn connect_one(
 }
 
 impl Connection {
-    fn new(stream: Arc<TcpStream>, generation: u64) -> Result<Self> {
+    fn new(stream: Arc<TcpStream>, peer: SocketAddr, generation: u64) -> Result<Self> {
         let now = Instant::now();
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         Ok(Connection {
@@ -206,10 +208,21 @@ impl Connection {
             generation,
             fork_generation: fork::generation(),
             local_port,
+            peer,
             bytes_sent: 0,
             tls: None,
             resumed: false,
         })
+    }
+
+    /// What the reuse rules need to know about it.
+    pub fn facts(&self) -> crate::reuse::ConnectionFacts {
+        crate::reuse::ConnectionFacts {
+            created: self.created,
+            last_used: self.last_used,
+            requests: self.requests,
+            hint: self.hint,
+        }
     }
 
     /// True for a TLS connection.

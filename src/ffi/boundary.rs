@@ -84,7 +84,13 @@ pub fn call(body: impl FnOnce() -> FfiResult) -> sp_result {
     let err = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return sp_result::SP_OK,
         Ok(Err(e)) => e,
-        Err(payload) => FfiError::new(sp_result::SP_E_PANIC, panic_message(payload.as_ref())),
+        Err(payload) => FfiError {
+            code: sp_result::SP_E_PANIC,
+            message: panic_message(payload.as_ref()),
+            // Where a bug stopped a request is unknown: the safe answer is that it may have
+            // reached the server (a caller will not resend it blindly).
+            sent: true,
+        },
     };
     record(&err);
     err.code
@@ -136,6 +142,90 @@ pub fn check_len(len: usize, what: &str) -> Result<(), FfiError> {
     }
     Ok(())
 }
+
+/// Borrows `len` bytes at `data` as a slice: `len` above `isize::MAX` gives
+/// `SP_E_INVALID_ARGUMENT`, NULL with a non-zero `len` gives `SP_E_NULL_POINTER`, and NULL
+/// with `len` 0 an empty slice.
+///
+/// # Safety
+/// `data` must be NULL or point to `len` readable bytes that outlive the call.
+pub unsafe fn slice<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8], FfiError> {
+    check_len(len, what)?;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() {
+        return Err(FfiError::new(
+            sp_result::SP_E_NULL_POINTER,
+            format!("{what} is NULL"),
+        ));
+    }
+    // SAFETY: non-null, `len` readable bytes by the caller's contract, `len` <= isize::MAX.
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+/// Borrows `cap` writable bytes at `buf` (NULL gives `SP_E_NULL_POINTER`, `cap` above
+/// `isize::MAX` gives `SP_E_INVALID_ARGUMENT`).
+///
+/// # Safety
+/// `buf` must be NULL or point to `cap` writable bytes that outlive the call.
+pub unsafe fn slice_mut<'a>(
+    buf: *mut u8,
+    cap: usize,
+    what: &str,
+) -> Result<&'a mut [u8], FfiError> {
+    check_len(cap, what)?;
+    if buf.is_null() {
+        return Err(FfiError::new(
+            sp_result::SP_E_NULL_POINTER,
+            format!("{what} is NULL"),
+        ));
+    }
+    // SAFETY: non-null, `cap` writable bytes by the caller's contract, `cap` <= isize::MAX.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf, cap) })
+}
+
+/// Argument checks in the style of rustls-ffi (`try_ref_from_ptr!`, `try_slice!`): each
+/// checks one C argument, names it in the error message after the parameter itself, and
+/// returns the error from the enclosing `call` body. The SAFETY argument is the header's
+/// contract for that parameter, stated once here instead of at every use.
+///
+/// `try_str!(p)`: a NUL-terminated UTF-8 string (NULL: SP_E_NULL_POINTER; invalid UTF-8:
+/// SP_E_INVALID_UTF8).
+macro_rules! try_str {
+    ($p:ident) => {{
+        let p = $p;
+        // SAFETY: the header's contract: NULL or a NUL-terminated string alive for the call.
+        unsafe { $crate::ffi::boundary::text(p, stringify!($p)) }?
+    }};
+}
+
+/// `try_slice!(data, len)`: `len` readable bytes (NULL allowed when `len` is 0).
+macro_rules! try_slice {
+    ($data:ident, $len:expr) => {{
+        let (data, len) = ($data, $len);
+        // SAFETY: the header's contract: NULL or `len` readable bytes alive for the call.
+        unsafe { $crate::ffi::boundary::slice(data, len, stringify!($data)) }?
+    }};
+}
+
+/// `try_slice_mut!(buf, cap)`: `cap` writable bytes, never NULL.
+macro_rules! try_slice_mut {
+    ($buf:ident, $cap:expr) => {{
+        let (buf, cap) = ($buf, $cap);
+        // SAFETY: the header's contract: NULL or `cap` writable bytes alive for the call.
+        unsafe { $crate::ffi::boundary::slice_mut(buf, cap, stringify!($buf)) }?
+    }};
+}
+
+/// `try_out!(out_x)`: a non-NULL out-parameter (NULL: SP_E_NULL_POINTER).
+macro_rules! try_out {
+    ($p:ident) => {
+        $crate::ffi::boundary::out($p, stringify!($p))?
+    };
+}
+
+pub(crate) use {try_out, try_slice, try_slice_mut, try_str};
 
 /// Checks an out-parameter pointer.
 pub fn out<T>(p: *mut T, what: &str) -> Result<*mut T, FfiError> {

@@ -85,7 +85,17 @@ impl Entry {
     }
 }
 
-static TABLE: Lazy<RwLock<HashMap<usize, Entry>>> = Lazy::new(|| RwLock::new(HashMap::new()));
+/// The table, in shards by key, so that threads creating and freeing handles at once (a
+/// response per request) take different locks: no process-wide lock on the warm path.
+const SHARDS: usize = 64;
+
+static TABLE: Lazy<[RwLock<HashMap<usize, Entry>>; SHARDS]> =
+    Lazy::new(|| std::array::from_fn(|_| RwLock::new(HashMap::new())));
+
+/// The shard of a key (keys step by 16, so consecutive handles land in consecutive shards).
+fn shard(key: usize) -> &'static RwLock<HashMap<usize, Entry>> {
+    &TABLE[(key >> 4) % SHARDS]
+}
 /// Keys start high and step by 16 so they look like (and align like) pointers, yet never
 /// collide with a real allocation the library hands out (it hands out none).
 static NEXT_KEY: AtomicUsize = AtomicUsize::new(0x5350_0000);
@@ -93,7 +103,7 @@ static NEXT_KEY: AtomicUsize = AtomicUsize::new(0x5350_0000);
 /// Stores an entry and returns its key as an opaque handle.
 pub fn insert<T>(entry: Entry) -> *mut T {
     let key = NEXT_KEY.fetch_add(16, Ordering::Relaxed);
-    TABLE.write().insert(key, entry);
+    shard(key).write().insert(key, entry);
     key as *mut T
 }
 
@@ -105,16 +115,13 @@ pub fn get<T>(handle: *const T) -> Result<Entry, FfiError> {
             "handle is NULL",
         ));
     }
-    TABLE
-        .read()
-        .get(&(handle as usize))
-        .cloned()
-        .ok_or_else(|| {
-            FfiError::new(
-                sp_result::SP_E_INVALID_HANDLE,
-                format!("handle {handle:p} is freed or was never issued"),
-            )
-        })
+    let key = handle as usize;
+    shard(key).read().get(&key).cloned().ok_or_else(|| {
+        FfiError::new(
+            sp_result::SP_E_INVALID_HANDLE,
+            format!("handle {handle:p} is freed or was never issued"),
+        )
+    })
 }
 
 fn wrong_kind(entry: &Entry, wanted: &str) -> FfiError {
@@ -154,8 +161,8 @@ pub fn response<T>(h: *const T) -> Result<Arc<ResponseCell>, FfiError> {
 
 /// Removes a handle only if it is of the expected kind (a `_free` of the wrong kind is ignored).
 pub fn remove_kind<T>(handle: *const T, is_kind: fn(&Entry) -> bool) -> Option<Entry> {
-    let mut table = TABLE.write();
     let key = handle as usize;
+    let mut table = shard(key).write();
     if table.get(&key).is_some_and(is_kind) {
         table.remove(&key)
     } else {

@@ -1,6 +1,7 @@
 //! `sp_manager_*` and `sp_find`: the ServicePointManager of the C ABI.
 
-use super::boundary::{FfiError, FfiResult, call, guard, out, text, write};
+use super::access::{Handle, count, flag, get, set};
+use super::boundary::{FfiError, call, guard, try_out, try_str, write};
 use super::handles::{self, Entry, PointEntry};
 use super::point::sp_point;
 use super::result::sp_result;
@@ -12,12 +13,29 @@ use std::sync::Arc;
 /// defaults new service points take. Create with sp_manager_new(), free with
 /// sp_manager_free(). Thread safety: every function taking a manager may be called from any
 /// thread, concurrently.
+///
+/// Functions: sp_manager_new, sp_manager_free, sp_find, sp_request;
+/// sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
+/// sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
+/// sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
+/// observing: sp_manager_set_log_callback, sp_manager_get_log_level,
+/// sp_manager_get_statistics, sp_manager_get_histogram;
+/// TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
+/// sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
+/// sp_manager_has_client_certificate, sp_manager_set_/get_min_tls_version,
+/// sp_manager_set_certificate_validator, sp_manager_has_certificate_validator.
 pub struct sp_manager {
     _opaque: [u8; 0],
 }
 
-fn manager(m: *const sp_manager) -> Result<Arc<Manager>, FfiError> {
-    handles::manager(m)
+impl Handle for sp_manager {
+    type Object = Arc<Manager>;
+    fn with<R>(
+        handle: *const Self,
+        f: impl FnOnce(&mut Arc<Manager>) -> Result<R, FfiError>,
+    ) -> Result<R, FfiError> {
+        f(&mut handles::manager(handle)?)
+    }
 }
 
 /// Creates a manager with .NET's defaults: connection limit 2, max service point idle time
@@ -28,7 +46,7 @@ fn manager(m: *const sp_manager) -> Result<Arc<Manager>, FfiError> {
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_new(out_manager: *mut *mut sp_manager) -> sp_result {
     call(|| {
-        let dst = out(out_manager, "out_manager")?;
+        let dst = try_out!(out_manager);
         write(
             dst,
             handles::insert(Entry::Manager(Arc::new(Manager::new()))),
@@ -69,16 +87,13 @@ pub extern "C" fn sp_manager_free(manager: *mut sp_manager) {
 /// SP_E_UNSUPPORTED_SCHEME, SP_E_TOO_MANY_SERVICE_POINTS, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_find(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     uri: *const c_char,
     out_point: *mut *mut sp_point,
 ) -> sp_result {
     call(|| {
-        let m = self::manager(manager)?;
-        // SAFETY: `uri` is NULL or a NUL-terminated string per the header's contract.
-        let uri = unsafe { text(uri, "uri") }?;
-        let dst = out(out_point, "out_point")?;
-        let point = m.find(uri)?;
+        let (uri, dst) = (try_str!(uri), try_out!(out_point));
+        let point = sp_manager::with(manager, |m| Ok(m.find(uri)?))?;
         let address = CString::new(point.address()).unwrap_or_default();
         write(
             dst,
@@ -88,25 +103,13 @@ pub extern "C" fn sp_find(
     })
 }
 
-fn set(manager: *const sp_manager, f: impl FnOnce(&Manager) -> crate::Result<()>) -> FfiResult {
-    let m = self::manager(manager)?;
-    f(&m).map_err(FfiError::from)
-}
-
-fn get(manager: *const sp_manager, dst: *mut i32, f: impl FnOnce(&Manager) -> i32) -> FfiResult {
-    let m = self::manager(manager)?;
-    let dst = out(dst, "out_value")?;
-    write(dst, f(&m));
-    Ok(())
-}
-
 /// Sets the connection limit that service points created from now on take (.NET's
 /// DefaultConnectionLimit; existing service points keep theirs). Must be > 0.
 ///
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_set_default_connection_limit(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     limit: i32,
 ) -> sp_result {
     call(|| set(manager, |m| m.set_default_connection_limit(limit)))
@@ -120,7 +123,11 @@ pub extern "C" fn sp_manager_get_default_connection_limit(
     manager: *const sp_manager,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(manager, out_value, Manager::default_connection_limit))
+    call(|| {
+        get(manager, try_out!(out_value), |m| {
+            m.default_connection_limit()
+        })
+    })
 }
 
 /// Sets the max number of service points (0 = no limit; must be >= 0).
@@ -128,7 +135,7 @@ pub extern "C" fn sp_manager_get_default_connection_limit(
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_set_max_service_points(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     max: i32,
 ) -> sp_result {
     call(|| set(manager, |m| m.set_max_service_points(max)))
@@ -142,15 +149,19 @@ pub extern "C" fn sp_manager_get_max_service_points(
     manager: *const sp_manager,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(manager, out_value, Manager::max_service_points))
+    call(|| get(manager, try_out!(out_value), |m| m.max_service_points()))
 }
 
 /// Sets MaxServicePointIdleTime in ms (-1 = infinite; must be >= -1): the max idle time new
-/// service points take, and how long an unused service point stays in the table.
+/// service points take (a service point's own is sp_set_max_idle_time()), and how long an
+/// unused service point stays in the table. Named sp_manager_set_max_idle_time in ABI 1.
 ///
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (nothing changed).
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_manager_set_max_idle_time(manager: *const sp_manager, ms: i32) -> sp_result {
+pub extern "C" fn sp_manager_set_max_service_point_idle_time(
+    manager: *mut sp_manager,
+    ms: i32,
+) -> sp_result {
     call(|| set(manager, |m| m.set_max_point_idle_time(ms)))
 }
 
@@ -158,11 +169,11 @@ pub extern "C" fn sp_manager_set_max_idle_time(manager: *const sp_manager, ms: i
 ///
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_manager_get_max_idle_time(
+pub extern "C" fn sp_manager_get_max_service_point_idle_time(
     manager: *const sp_manager,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(manager, out_value, Manager::max_point_idle_ms))
+    call(|| get(manager, try_out!(out_value), |m| m.max_point_idle_ms()))
 }
 
 /// Sets the keep-alive default (1 on, 0 off) for requests that do not set their own.
@@ -170,14 +181,15 @@ pub extern "C" fn sp_manager_get_max_idle_time(
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_set_keep_alive_default(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     on: i32,
 ) -> sp_result {
     call(|| {
-        let m = self::manager(manager)?;
-        let on = super::request::flag(on, "keep-alive default")?;
-        m.set_keep_alive_default(on);
-        Ok(())
+        let on = flag(on, "keep-alive default")?;
+        set(manager, |m| {
+            m.set_keep_alive_default(on);
+            Ok::<_, FfiError>(())
+        })
     })
 }
 
@@ -189,7 +201,11 @@ pub extern "C" fn sp_manager_get_keep_alive_default(
     manager: *const sp_manager,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(manager, out_value, |m| m.keep_alive_default() as i32))
+    call(|| {
+        get(manager, try_out!(out_value), |m| {
+            m.keep_alive_default() as i32
+        })
+    })
 }
 
 /// Reads the number of service points the manager holds into *out_value.
@@ -200,7 +216,11 @@ pub extern "C" fn sp_manager_get_service_point_count(
     manager: *const sp_manager,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(manager, out_value, |m| m.service_point_count() as i32))
+    call(|| {
+        get(manager, try_out!(out_value), |m| {
+            count(m.service_point_count())
+        })
+    })
 }
 
 /// Sets DnsRefreshTimeout in ms: how long a service point reuses the addresses it resolved
@@ -210,7 +230,7 @@ pub extern "C" fn sp_manager_get_service_point_count(
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (below -1).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_set_dns_refresh_timeout(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     ms: i32,
 ) -> sp_result {
     call(|| set(manager, |m| m.set_dns_refresh_timeout(ms)))
@@ -224,5 +244,5 @@ pub extern "C" fn sp_manager_get_dns_refresh_timeout(
     manager: *const sp_manager,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(manager, out_value, Manager::dns_refresh_ms))
+    call(|| get(manager, try_out!(out_value), |m| m.dns_refresh_ms()))
 }

@@ -2,16 +2,18 @@
 //! safe core, map errors to codes, catch panics. No connection policy lives here.
 //!
 //! Every exported function runs its body inside `boundary::call` or `boundary::guard`, so a
-//! Rust panic never crosses into C (a test in `tests/ffi_lint.rs` checks this).
+//! Rust panic never crosses into C (a test in `tests/ffi_abi.rs` checks this).
 
 #![allow(non_camel_case_types)]
 // Exports are plain `extern "C" fn`: C cannot see `unsafe`, and each pointer's contract
 // (validity, lifetime) is stated in the function's header documentation instead.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod access;
 pub mod boundary;
 pub mod handles;
 pub mod manager;
+pub mod observe;
 pub mod point;
 pub mod request;
 pub mod response;

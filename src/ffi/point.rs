@@ -1,25 +1,34 @@
 //! Service point functions: `sp_<verb>_<property>(point, ...)`, object first.
 
-use super::boundary::{FfiError, FfiResult, call, guard, out, text, write};
-use super::handles::{self, Entry};
+use super::access::{Handle, count, get, set};
+use super::boundary::{FfiError, call, guard, try_out, try_str, write};
+use super::handles::{self, Entry, PointEntry};
 use super::result::sp_result;
-use crate::point::ServicePoint;
 use std::ffi::c_char;
+use std::sync::Arc;
 
 /// A service point: one origin's connections, settings and statistics, owned by its manager.
 /// A handle keeps the service point alive (it cannot be evicted while a handle exists).
 /// Thread safety: every function taking a service point may be called from any thread.
+///
+/// Functions: sp_find (creates the handle), sp_point_free, sp_get_address,
+/// sp_set_/get_lease_timeout, sp_set_/get_connection_limit, sp_set_/get_max_idle_time,
+/// sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
+/// sp_get_statistics, sp_get_histogram, sp_close_connection_group.
 pub struct sp_point {
     _opaque: [u8; 0],
 }
 
 /// A statistics snapshot of a service point. Set `struct_size` to sizeof(sp_statistics)
-/// before calling sp_get_statistics(); fields may be appended in later versions.
+/// before calling sp_get_statistics(); fields may be appended in later versions. The layout
+/// has no padding: every byte the library writes is defined.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct sp_statistics {
     /// Size of this struct as the caller knows it.
     pub struct_size: u32,
+    /// Always 0 (keeps the 64-bit counters aligned without padding).
+    pub reserved: u32,
     /// Open connections (idle + busy).
     pub open: u64,
     /// Idle connections in the pool.
@@ -44,7 +53,8 @@ pub struct sp_statistics {
     pub closed_keep_alive_off: u64,
     /// Connections closed because the server said so (Connection: close, HTTP/1.0, EOF).
     pub closed_server: u64,
-    /// Idle connections found dead (EOF, reset, stray bytes) before reuse.
+    /// Idle connections found dead (EOF, reset, stray bytes) when checked before reuse, at no
+    /// cost to any request.
     pub closed_stale: u64,
     /// Connections closed after an error.
     pub closed_error: u64,
@@ -58,23 +68,30 @@ pub struct sp_statistics {
     pub tls_full_handshakes: u64,
     /// TLS connections opened by resuming an earlier session (abbreviated handshake).
     pub tls_resumed_handshakes: u64,
+    /// Reused connections that failed under a request before any response byte arrived (the
+    /// server closed or reset them as the request arrived); the request was retried on a new
+    /// connection if allowed (see `retries`). Unlike `closed_stale`, a request paid for it.
+    /// Since ABI 2.
+    pub closed_in_flight: u64,
 }
 
-fn point(p: *const sp_point) -> Result<std::sync::Arc<super::handles::PointEntry>, FfiError> {
-    let entry = handles::point(p)?;
-    entry.point.check_open()?;
-    Ok(entry)
-}
+// No padding anywhere: a u32 pair, then u64 counters only.
+const _: () = assert!(
+    std::mem::size_of::<sp_statistics>() == 8 + 20 * 8
+        && std::mem::align_of::<sp_statistics>() == 8
+);
 
-fn set(p: *const sp_point, f: impl FnOnce(&ServicePoint) -> crate::Result<()>) -> FfiResult {
-    f(&point(p)?.point).map_err(FfiError::from)
-}
-
-fn get<T>(p: *const sp_point, dst: *mut T, f: impl FnOnce(&ServicePoint) -> T) -> FfiResult {
-    let entry = point(p)?;
-    let dst = out(dst, "out_value")?;
-    write(dst, f(&entry.point));
-    Ok(())
+impl Handle for sp_point {
+    type Object = Arc<PointEntry>;
+    /// The service point (SP_E_MANAGER_CLOSED once its manager is freed).
+    fn with<R>(
+        handle: *const Self,
+        f: impl FnOnce(&mut Arc<PointEntry>) -> Result<R, FfiError>,
+    ) -> Result<R, FfiError> {
+        let mut entry = handles::point(handle)?;
+        entry.point.check_open()?;
+        f(&mut entry)
+    }
 }
 
 /// Frees a service point handle. The service point stays in its manager. NULL, a freed
@@ -100,11 +117,7 @@ pub extern "C" fn sp_get_address(
     point: *const sp_point,
     out_address: *mut *const c_char,
 ) -> sp_result {
-    call(|| {
-        let entry = self::point(point)?;
-        write(out(out_address, "out_address")?, entry.address.as_ptr());
-        Ok(())
-    })
+    call(|| get(point, try_out!(out_address), |e| e.address.as_ptr()))
 }
 
 /// Sets ConnectionLeaseTimeout in ms: -1 connections live forever (default); 0 every request
@@ -114,8 +127,8 @@ pub extern "C" fn sp_get_address(
 /// Thread safety: any thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (below -1; nothing changed).
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_set_lease_timeout(point: *const sp_point, ms: i32) -> sp_result {
-    call(|| set(point, |p| p.set_lease_timeout(ms)))
+pub extern "C" fn sp_set_lease_timeout(point: *mut sp_point, ms: i32) -> sp_result {
+    call(|| set(point, |e| e.point.set_lease_timeout(ms)))
 }
 
 /// Reads ConnectionLeaseTimeout (ms, -1 infinite) into *out_value.
@@ -123,7 +136,7 @@ pub extern "C" fn sp_set_lease_timeout(point: *const sp_point, ms: i32) -> sp_re
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_get_lease_timeout(point: *const sp_point, out_value: *mut i32) -> sp_result {
-    call(|| get(point, out_value, ServicePoint::lease_timeout_ms))
+    call(|| get(point, try_out!(out_value), |e| e.point.lease_timeout_ms()))
 }
 
 /// Sets ConnectionLimit: the most connections each connection group of this service point
@@ -133,8 +146,8 @@ pub extern "C" fn sp_get_lease_timeout(point: *const sp_point, out_value: *mut i
 /// Thread safety: any thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_set_connection_limit(point: *const sp_point, limit: i32) -> sp_result {
-    call(|| set(point, |p| p.set_connection_limit(limit)))
+pub extern "C" fn sp_set_connection_limit(point: *mut sp_point, limit: i32) -> sp_result {
+    call(|| set(point, |e| e.point.set_connection_limit(limit)))
 }
 
 /// Reads ConnectionLimit into *out_value.
@@ -145,7 +158,11 @@ pub extern "C" fn sp_get_connection_limit(
     point: *const sp_point,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(point, out_value, |p| p.connection_limit() as i32))
+    call(|| {
+        get(point, try_out!(out_value), |e| {
+            count(e.point.connection_limit())
+        })
+    })
 }
 
 /// Sets MaxIdleTime in ms (-1 infinite; must be >= -1): idle connections older than this are
@@ -154,8 +171,8 @@ pub extern "C" fn sp_get_connection_limit(
 /// Thread safety: any thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_set_max_idle_time(point: *const sp_point, ms: i32) -> sp_result {
-    call(|| set(point, |p| p.set_max_idle_time(ms)))
+pub extern "C" fn sp_set_max_idle_time(point: *mut sp_point, ms: i32) -> sp_result {
+    call(|| set(point, |e| e.point.set_max_idle_time(ms)))
 }
 
 /// Reads MaxIdleTime (ms) into *out_value.
@@ -163,7 +180,7 @@ pub extern "C" fn sp_set_max_idle_time(point: *const sp_point, ms: i32) -> sp_re
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_get_max_idle_time(point: *const sp_point, out_value: *mut i32) -> sp_result {
-    call(|| get(point, out_value, ServicePoint::max_idle_ms))
+    call(|| get(point, try_out!(out_value), |e| e.point.max_idle_ms()))
 }
 
 /// Caps the requests one connection serves (0 = no cap, the default; must be >= 0); the last
@@ -172,11 +189,8 @@ pub extern "C" fn sp_get_max_idle_time(point: *const sp_point, out_value: *mut i
 /// Thread safety: any thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_set_max_requests_per_connection(
-    point: *const sp_point,
-    max: i32,
-) -> sp_result {
-    call(|| set(point, |p| p.set_max_requests_per_connection(max)))
+pub extern "C" fn sp_set_max_requests_per_connection(point: *mut sp_point, max: i32) -> sp_result {
+    call(|| set(point, |e| e.point.set_max_requests_per_connection(max)))
 }
 
 /// Reads the cap on requests per connection (0 = none) into *out_value.
@@ -187,7 +201,11 @@ pub extern "C" fn sp_get_max_requests_per_connection(
     point: *const sp_point,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(point, out_value, ServicePoint::max_requests_per_connection))
+    call(|| {
+        get(point, try_out!(out_value), |e| {
+            e.point.max_requests_per_connection()
+        })
+    })
 }
 
 /// Reads CurrentConnections (open connections, all groups) into *out_value.
@@ -198,7 +216,11 @@ pub extern "C" fn sp_get_current_connections(
     point: *const sp_point,
     out_value: *mut i32,
 ) -> sp_result {
-    call(|| get(point, out_value, |p| p.current_connections() as i32))
+    call(|| {
+        get(point, try_out!(out_value), |e| {
+            count(e.point.current_connections())
+        })
+    })
 }
 
 /// Reads IdleSince: when the service point was created or last finished a request, as Unix
@@ -207,11 +229,16 @@ pub extern "C" fn sp_get_current_connections(
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_get_idle_since(point: *const sp_point, out_unix_ms: *mut i64) -> sp_result {
-    call(|| get(point, out_unix_ms, |p| p.idle_since_unix_ms() as i64))
+    call(|| {
+        get(point, try_out!(out_unix_ms), |e| {
+            i64::try_from(e.point.idle_since_unix_ms()).unwrap_or(i64::MAX)
+        })
+    })
 }
 
 /// Fills *out_stats with a snapshot of the service point's statistics. The caller sets
-/// out_stats->struct_size first; only that many bytes are written.
+/// out_stats->struct_size first; only that many bytes are written (a caller built against an
+/// older header gets the fields it knows), and struct_size receives the number written.
 ///
 /// Thread safety: any thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED, SP_E_INVALID_ARGUMENT
@@ -222,50 +249,60 @@ pub extern "C" fn sp_get_statistics(
     out_stats: *mut sp_statistics,
 ) -> sp_result {
     call(|| {
-        let entry = self::point(point)?;
-        let dst = out(out_stats, "out_stats")?;
-        // SAFETY: dst is non-null and, per the contract, points to at least struct_size bytes.
-        let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
-        if size < std::mem::size_of::<u32>() {
-            return Err(FfiError::new(
-                sp_result::SP_E_INVALID_ARGUMENT,
-                "out_stats->struct_size is too small",
-            ));
-        }
-        let s = entry.point.statistics();
-        let full = sp_statistics {
-            struct_size: size.min(std::mem::size_of::<sp_statistics>()) as u32,
-            open: s.open,
-            idle: s.idle,
-            busy: s.busy,
-            waiting: s.waiting,
-            connections_opened: s.connections_opened,
-            requests: s.requests,
-            reuses: s.reuses,
-            retries: s.retries,
-            closed_lease: s.closed_lease,
-            closed_idle: s.closed_idle,
-            closed_keep_alive_off: s.closed_keep_alive_off,
-            closed_server: s.closed_server,
-            closed_stale: s.closed_stale,
-            closed_error: s.closed_error,
-            closed_max_requests: s.closed_max_requests,
-            closed_group: s.closed_group,
-            closed_abandoned: s.closed_abandoned,
-            tls_full_handshakes: s.tls_full_handshakes,
-            tls_resumed_handshakes: s.tls_resumed_handshakes,
-        };
-        let n = size.min(std::mem::size_of::<sp_statistics>());
-        // SAFETY: copies n <= struct_size bytes into the caller's struct.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (&full as *const sp_statistics).cast::<u8>(),
-                dst.cast::<u8>(),
-                n,
-            )
-        };
-        Ok(())
+        let dst = try_out!(out_stats);
+        let s = sp_point::with(point, |e| Ok(e.point.statistics()))?;
+        write_statistics(dst, &s)
     })
+}
+
+/// Copies a snapshot into a caller's `sp_statistics` of `struct_size` bytes (no more).
+pub(crate) fn write_statistics(
+    dst: *mut sp_statistics,
+    s: &crate::stats::Snapshot,
+) -> Result<(), FfiError> {
+    // SAFETY: dst is non-null and, per the contract, points to at least struct_size bytes.
+    let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
+    if size < std::mem::size_of::<u32>() {
+        return Err(FfiError::new(
+            sp_result::SP_E_INVALID_ARGUMENT,
+            "out_stats->struct_size is too small",
+        ));
+    }
+    let n = size.min(std::mem::size_of::<sp_statistics>());
+    // Every field is set and the struct has no padding, so all n bytes copied are defined.
+    let full = sp_statistics {
+        struct_size: n as u32,
+        reserved: 0,
+        open: s.open,
+        idle: s.idle,
+        busy: s.busy,
+        waiting: s.waiting,
+        connections_opened: s.connections_opened,
+        requests: s.requests,
+        reuses: s.reuses,
+        retries: s.retries,
+        closed_lease: s.closed_lease,
+        closed_idle: s.closed_idle,
+        closed_keep_alive_off: s.closed_keep_alive_off,
+        closed_server: s.closed_server,
+        closed_stale: s.closed_stale,
+        closed_error: s.closed_error,
+        closed_max_requests: s.closed_max_requests,
+        closed_group: s.closed_group,
+        closed_abandoned: s.closed_abandoned,
+        tls_full_handshakes: s.tls_full_handshakes,
+        tls_resumed_handshakes: s.tls_resumed_handshakes,
+        closed_in_flight: s.closed_in_flight,
+    };
+    // SAFETY: copies n <= struct_size bytes into the caller's struct.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&full as *const sp_statistics).cast::<u8>(),
+            dst.cast::<u8>(),
+            n,
+        )
+    };
+    Ok(())
 }
 
 /// CloseConnectionGroup: closes the named group's idle connections now and its busy ones when
@@ -276,15 +313,13 @@ pub extern "C" fn sp_get_statistics(
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (name), SP_E_INVALID_UTF8, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_close_connection_group(
-    point: *const sp_point,
+    point: *mut sp_point,
     name: *const c_char,
     out_existed: *mut i32,
 ) -> sp_result {
     call(|| {
-        let entry = self::point(point)?;
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let name = unsafe { text(name, "name") }?;
-        let existed = entry.point.close_connection_group(name);
+        let name = try_str!(name);
+        let existed = sp_point::with(point, |e| Ok(e.point.close_connection_group(name)))?;
         if !out_existed.is_null() {
             write(out_existed, existed as i32);
         }

@@ -1,6 +1,7 @@
 //! The request description (`sp_http_request_*`) and `sp_request`, which sends one.
 
-use super::boundary::{FfiError, call, check_len, guard, out, text, write};
+use super::access::{Handle, copy_text, duration, flag, get, millis, set, text_buffer};
+use super::boundary::{FfiError, FfiResult, call, guard, try_out, try_slice, try_str, write};
 use super::handles::{self, Entry, ResponseCell, ResponseEntry};
 use super::manager::sp_manager;
 use super::response::sp_response;
@@ -9,15 +10,56 @@ use crate::fork::Lock;
 use crate::request::{Body, BodySource, Request};
 use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A request description: method, URL, headers, body and per-request policy. Reusable:
 /// sp_request() does not consume it (except a body reader, which is read once).
 /// Thread safety: several threads may send the same description at once. A setter never waits:
 /// sends already under way keep the description as it was when they started, later sends see
 /// the change (so a setter may be called from inside the request's own body reader).
+///
+/// Functions: sp_http_request_new, sp_http_request_free, sp_http_request_add_header,
+/// sp_http_request_set_body, sp_http_request_set_body_reader,
+/// sp_http_request_set_/get_keep_alive, sp_http_request_set_/get_timeout,
+/// sp_http_request_set_/get_read_timeout, sp_http_request_set_/get_connection_group,
+/// sp_http_request_set_/get_retryable, sp_http_request_get_method, sp_http_request_get_url;
+/// sp_request sends it.
 pub struct sp_http_request {
     _opaque: [u8; 0],
+}
+
+impl Handle for sp_http_request {
+    /// The description as last set (shared with the sends under way; see `edit`).
+    type Object = Arc<Request>;
+    fn with<R>(
+        handle: *const Self,
+        f: impl FnOnce(&mut Arc<Request>) -> Result<R, FfiError>,
+    ) -> Result<R, FfiError> {
+        let cell = handles::request(handle)?;
+        let mut current = cell.lock();
+        f(&mut current)
+    }
+}
+
+/// Changes a description: a send under way keeps the one it started with (copy on write).
+fn edit<E: Into<FfiError>>(
+    request: *mut sp_http_request,
+    change: impl FnOnce(&mut Request) -> Result<(), E>,
+) -> FfiResult {
+    set(request, |r| change(Arc::make_mut(r)))
+}
+
+/// Copies a text of the description out snprintf-style (see sp_http_request_get_url).
+fn get_text(
+    request: *const sp_http_request,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+    text: impl FnOnce(&Request) -> String,
+) -> FfiResult {
+    let dst = try_out!(out_len);
+    // SAFETY: the header's contract: `buf` is NULL or `cap` writable bytes alive for the call.
+    let buf = unsafe { text_buffer(buf, cap) }?;
+    get(request, dst, |r| copy_text(&text(r), buf))
 }
 
 /// Supplies a streamed request body: write up to `cap` bytes to `buf`, store the count in
@@ -26,37 +68,6 @@ pub struct sp_http_request {
 pub type sp_body_read_cb = Option<
     unsafe extern "C" fn(userdata: *mut c_void, buf: *mut u8, cap: usize, out_n: *mut usize) -> i32,
 >;
-
-/// Converts a C flag (0 or 1).
-pub(crate) fn flag(v: i32, what: &str) -> Result<bool, FfiError> {
-    match v {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(FfiError::new(
-            sp_result::SP_E_OUT_OF_RANGE,
-            format!("{what} must be 0 or 1, not {v}"),
-        )),
-    }
-}
-
-fn timeout(ms: i32, what: &str) -> Result<Option<Duration>, FfiError> {
-    if ms < -1 {
-        return Err(FfiError::new(
-            sp_result::SP_E_OUT_OF_RANGE,
-            format!("{what} {ms} ms is below -1"),
-        ));
-    }
-    Ok(crate::point::ms_to_duration(ms))
-}
-
-fn with_request(
-    r: *const sp_http_request,
-    f: impl FnOnce(&mut Request) -> Result<(), FfiError>,
-) -> Result<(), FfiError> {
-    let req = handles::request(r)?;
-    let mut current = req.lock();
-    f(Arc::make_mut(&mut current))
-}
 
 /// Creates a request description for `method` (e.g. "GET") and an absolute http(s) `url`.
 /// Defaults: no body, keep-alive from the manager, timeout 100000 ms, read timeout 300000 ms,
@@ -73,11 +84,7 @@ pub extern "C" fn sp_http_request_new(
     out_request: *mut *mut sp_http_request,
 ) -> sp_result {
     call(|| {
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let method = unsafe { text(method, "method") }?;
-        // SAFETY: as above.
-        let url = unsafe { text(url, "url") }?;
-        let dst = out(out_request, "out_request")?;
+        let (method, url, dst) = (try_str!(method), try_str!(url), try_out!(out_request));
         let req = Request::new(method, url)?;
         write(
             dst,
@@ -109,23 +116,18 @@ pub extern "C" fn sp_http_request_free(request: *mut sp_http_request) {
 /// framing header).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_add_header(
-    request: *const sp_http_request,
+    request: *mut sp_http_request,
     name: *const c_char,
     value: *const c_char,
 ) -> sp_result {
     call(|| {
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let name = unsafe { text(name, "name") }?;
+        let name = try_str!(name);
         if value.is_null() {
             return Err(FfiError::new(sp_result::SP_E_NULL_POINTER, "value is NULL"));
         }
         // SAFETY: non-null and NUL-terminated per the contract; values may be any bytes.
-        let value = unsafe { std::ffi::CStr::from_ptr(value) }
-            .to_bytes()
-            .to_vec();
-        with_request(request, |r| {
-            r.add_header(name, &value).map_err(FfiError::from)
-        })
+        let value = unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes();
+        edit(request, |r| r.add_header(name, value))
     })
 }
 
@@ -135,23 +137,15 @@ pub extern "C" fn sp_http_request_add_header(
 /// SP_E_INVALID_ARGUMENT (`len` above PTRDIFF_MAX).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_set_body(
-    request: *const sp_http_request,
+    request: *mut sp_http_request,
     data: *const u8,
     len: usize,
 ) -> sp_result {
     call(|| {
-        check_len(len, "len")?;
-        let bytes = if len == 0 {
-            Vec::new()
-        } else if data.is_null() {
-            return Err(FfiError::new(sp_result::SP_E_NULL_POINTER, "data is NULL"));
-        } else {
-            // SAFETY: data points to len readable bytes per the contract.
-            unsafe { std::slice::from_raw_parts(data, len) }.to_vec()
-        };
-        with_request(request, |r| {
+        let bytes = try_slice!(data, len).to_vec();
+        edit(request, |r| {
             r.body = Body::Bytes(bytes);
-            Ok(())
+            Ok::<_, FfiError>(())
         })
     })
 }
@@ -186,7 +180,7 @@ impl BodySource for CallbackBody {
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (read).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_set_body_reader(
-    request: *const sp_http_request,
+    request: *mut sp_http_request,
     read: sp_body_read_cb,
     userdata: *mut c_void,
 ) -> sp_result {
@@ -197,27 +191,46 @@ pub extern "C" fn sp_http_request_set_body_reader(
                 "read callback is NULL",
             ));
         };
-        with_request(request, |r| {
+        edit(request, |r| {
             r.body = Body::stream(Box::new(CallbackBody { cb, userdata }));
-            Ok(())
+            Ok::<_, FfiError>(())
         })
     })
 }
 
-/// Sets keep-alive for this request (1 on, 0 off: "Connection: close" is sent and the
-/// connection is not reused).
+/// Sets keep-alive for this request: 1 on, 0 off ("Connection: close" is sent and the
+/// connection is not reused), -1 the manager's default (sp_manager_set_keep_alive_default(),
+/// the initial value; accepted since ABI 2).
 ///
 /// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_set_keep_alive(
-    request: *const sp_http_request,
+    request: *mut sp_http_request,
     on: i32,
 ) -> sp_result {
     call(|| {
-        let on = flag(on, "keep-alive")?;
-        with_request(request, |r| {
-            r.keep_alive = Some(on);
-            Ok(())
+        let on = match on {
+            -1 => None,
+            v => Some(flag(v, "keep-alive (or -1)")?),
+        };
+        edit(request, |r| {
+            r.keep_alive = on;
+            Ok::<_, FfiError>(())
+        })
+    })
+}
+
+/// Reads this request's keep-alive into *out_value: 1 on, 0 off, -1 the manager's default.
+///
+/// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_get_keep_alive(
+    request: *const sp_http_request,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| {
+        get(request, try_out!(out_value), |r| {
+            r.keep_alive.map_or(-1, i32::from)
         })
     })
 }
@@ -227,17 +240,25 @@ pub extern "C" fn sp_http_request_set_keep_alive(
 ///
 /// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_http_request_set_timeout(
-    request: *const sp_http_request,
-    ms: i32,
-) -> sp_result {
+pub extern "C" fn sp_http_request_set_timeout(request: *mut sp_http_request, ms: i32) -> sp_result {
     call(|| {
-        let t = timeout(ms, "timeout")?;
-        with_request(request, |r| {
+        let t = duration(ms, "timeout")?;
+        edit(request, |r| {
             r.timeout = t;
-            Ok(())
+            Ok::<_, FfiError>(())
         })
     })
+}
+
+/// Reads the request timeout (ms, -1 infinite; 100000 unless set) into *out_value.
+///
+/// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_get_timeout(
+    request: *const sp_http_request,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(request, try_out!(out_value), |r| millis(r.timeout)))
 }
 
 /// Sets how long each sp_response_read() may wait, in ms (-1 infinite).
@@ -245,16 +266,27 @@ pub extern "C" fn sp_http_request_set_timeout(
 /// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_set_read_timeout(
-    request: *const sp_http_request,
+    request: *mut sp_http_request,
     ms: i32,
 ) -> sp_result {
     call(|| {
-        let t = timeout(ms, "read timeout")?;
-        with_request(request, |r| {
+        let t = duration(ms, "read timeout")?;
+        edit(request, |r| {
             r.read_timeout = t;
-            Ok(())
+            Ok::<_, FfiError>(())
         })
     })
+}
+
+/// Reads the read timeout (ms, -1 infinite; 300000 unless set) into *out_value.
+///
+/// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_get_read_timeout(
+    request: *const sp_http_request,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(request, try_out!(out_value), |r| millis(r.read_timeout)))
 }
 
 /// Names the connection group (empty string: the default group). Each group is its own pool
@@ -264,17 +296,32 @@ pub extern "C" fn sp_http_request_set_read_timeout(
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_set_connection_group(
-    request: *const sp_http_request,
+    request: *mut sp_http_request,
     name: *const c_char,
 ) -> sp_result {
     call(|| {
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let name = unsafe { text(name, "name") }?.to_string();
-        with_request(request, |r| {
+        let name = try_str!(name).to_string();
+        edit(request, |r| {
             r.group = name;
-            Ok(())
+            Ok::<_, FfiError>(())
         })
     })
+}
+
+/// Copies the connection group's name ("" for the default group) into `buf`, as
+/// sp_http_request_get_url() does.
+///
+/// Ownership: `buf` is borrowed for the call. Thread safety: see sp_http_request.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+/// SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_get_connection_group(
+    request: *const sp_http_request,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> sp_result {
+    call(|| get_text(request, buf, cap, out_len, |r| r.group.clone()))
 }
 
 /// Marks a non-idempotent request (POST, PATCH) as safe to resend once on a new connection
@@ -284,14 +331,63 @@ pub extern "C" fn sp_http_request_set_connection_group(
 /// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_set_retryable(
-    request: *const sp_http_request,
+    request: *mut sp_http_request,
     on: i32,
 ) -> sp_result {
     call(|| {
         let on = flag(on, "retryable")?;
-        with_request(request, |r| {
+        edit(request, |r| {
             r.retryable = on;
-            Ok(())
+            Ok::<_, FfiError>(())
+        })
+    })
+}
+
+/// Reads whether the request is marked retryable (1) or not (0) into *out_value.
+///
+/// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_get_retryable(
+    request: *const sp_http_request,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(request, try_out!(out_value), |r| r.retryable as i32))
+}
+
+/// Copies the method (e.g. "GET") into `buf`, as sp_http_request_get_url() does.
+///
+/// Ownership: `buf` is borrowed for the call. Thread safety: see sp_http_request.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+/// SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_get_method(
+    request: *const sp_http_request,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> sp_result {
+    call(|| get_text(request, buf, cap, out_len, |r| r.method.clone()))
+}
+
+/// Copies the URL as it will be requested into `buf`: "scheme://host[:port]/path?query", the
+/// scheme and host in lower case, a default port omitted, no fragment or user info.
+/// snprintf-style: *out_len receives the URL's length (without the NUL), and `buf` at most
+/// cap - 1 bytes of it and a NUL; when *out_len >= cap the text was cut, so call again with
+/// a buffer of *out_len + 1 bytes. `buf` may be NULL when `cap` is 0 (to ask for the length).
+///
+/// Ownership: `buf` is borrowed for the call. Thread safety: see sp_http_request.
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+/// SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_get_url(
+    request: *const sp_http_request,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> sp_result {
+    call(|| {
+        get_text(request, buf, cap, out_len, |r| {
+            format!("{}{}", r.target.origin, r.target.path_and_query)
         })
     })
 }
@@ -300,7 +396,8 @@ pub extern "C" fn sp_http_request_set_retryable(
 /// and blocks until the response head arrives. The connection stays taken until the body has
 /// been read to the end or the response is freed.
 ///
-/// Ownership: `request` is borrowed (reusable). On SP_OK *out_response receives a handle to
+/// Ownership: `request` is borrowed (reusable; a body reader is used up, so the pointer is not
+/// const). On SP_OK *out_response receives a handle to
 /// free with sp_response_free(); an unfreed response keeps its connection, and with the
 /// connection limit reached, later requests wait for it.
 /// Blocking: parks only the calling thread, up to the request's timeout, which is wall-clock
@@ -320,15 +417,14 @@ pub extern "C" fn sp_http_request_set_retryable(
 /// the moment the first byte of its head was written.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_request(
-    manager: *const sp_manager,
-    request: *const sp_http_request,
+    manager: *mut sp_manager,
+    request: *mut sp_http_request,
     out_response: *mut *mut sp_response,
 ) -> sp_result {
     call(|| {
         let m = handles::manager(manager)?;
-        let req = handles::request(request)?;
-        let dst = out(out_response, "out_response")?;
-        let req = Arc::clone(&req.lock());
+        let req = sp_http_request::with(request, |r| Ok(Arc::clone(r)))?;
+        let dst = try_out!(out_response);
         let response = m.send(&req)?;
         let reason = CString::new(response.head.reason.replace('\0', " ")).unwrap_or_default();
         let entry = ResponseEntry {

@@ -1,6 +1,7 @@
 //! `sp_response_*`: status, headers, the streamed body, and release.
 
-use super::boundary::{FfiError, FfiResult, call, check_len, guard, out, text, write};
+use super::access::{Handle, get};
+use super::boundary::{FfiError, call, guard, try_out, try_slice_mut, try_str, write};
 use super::handles::{self, Entry, ResponseEntry};
 use super::result::sp_result;
 use crate::http1::Header;
@@ -10,28 +11,27 @@ use std::ffi::{CString, c_char};
 /// connection is taken until the body has been read to the end or the response is freed.
 /// Strings it hands out are borrowed until sp_response_free().
 /// Thread safety: may move between threads; calls on one response are serialized.
+///
+/// Functions: sp_request (creates it), sp_response_free, sp_response_status,
+/// sp_response_http_version, sp_response_reason, sp_response_header,
+/// sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
+/// sp_response_read, sp_response_read_all, sp_response_connection_id,
+/// sp_response_connection_reused, sp_response_retried, sp_response_local_port.
 pub struct sp_response {
     _opaque: [u8; 0],
 }
 
-fn with(r: *const sp_response, f: impl FnOnce(&mut ResponseEntry) -> FfiResult) -> FfiResult {
-    let entry = handles::response(r)?;
-    let mut guard = entry.lock()?;
-    f(&mut guard)
-}
-
-/// Writes one value read from the response to an out-parameter (the shape of every getter).
-fn get<T>(
-    r: *const sp_response,
-    dst: *mut T,
-    what: &str,
-    value: impl FnOnce(&ResponseEntry) -> T,
-) -> FfiResult {
-    let dst = out(dst, what)?;
-    with(r, |e| {
-        write(dst, value(e));
-        Ok(())
-    })
+impl Handle for sp_response {
+    type Object = ResponseEntry;
+    /// The response, locked (a forked child's response of its parent: SP_E_INVALID_HANDLE).
+    fn with<R>(
+        handle: *const Self,
+        f: impl FnOnce(&mut ResponseEntry) -> Result<R, FfiError>,
+    ) -> Result<R, FfiError> {
+        let cell = handles::response(handle)?;
+        let mut entry = cell.lock()?;
+        f(&mut entry)
+    }
 }
 
 fn c_pairs(fields: &[Header]) -> Vec<(CString, CString)> {
@@ -44,11 +44,27 @@ fn c_pairs(fields: &[Header]) -> Vec<(CString, CString)> {
         .collect()
 }
 
-fn not_found(what: &str, name: &str) -> FfiError {
-    FfiError::new(
-        sp_result::SP_E_NOT_FOUND,
-        format!("no {what} named '{name}'"),
-    )
+/// The first value of field `name` (case-insensitive) as a C string kept in `cache`, which
+/// is (re)built when it does not match `fields` (trailers arrive after the headers).
+fn lookup(
+    fields: &[Header],
+    cache: &mut Option<Vec<(CString, CString)>>,
+    name: &str,
+    what: &str,
+) -> Result<*const c_char, FfiError> {
+    let i = fields
+        .iter()
+        .position(|h| h.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            FfiError::new(
+                sp_result::SP_E_NOT_FOUND,
+                format!("no {what} named '{name}'"),
+            )
+        })?;
+    if cache.as_ref().is_none_or(|c| c.len() != fields.len()) {
+        *cache = Some(c_pairs(fields));
+    }
+    Ok(cache.as_ref().map_or(std::ptr::null(), |c| c[i].1.as_ptr()))
 }
 
 /// Frees a response. If its body was read to the end, the connection goes back to the pool;
@@ -57,6 +73,7 @@ fn not_found(what: &str, name: &str) -> FfiError {
 /// kind of handle is ignored.
 ///
 /// Ownership: consumes the handle; every string borrowed from it becomes invalid.
+/// Blocking: may wait up to 100 ms for the unread remainder of the body to drain.
 /// Thread safety: any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_response_free(response: *mut sp_response) {
@@ -76,7 +93,7 @@ pub extern "C" fn sp_response_status(
     out_status: *mut i32,
 ) -> sp_result {
     call(|| {
-        get(response, out_status, "out_status", |e| {
+        get(response, try_out!(out_status), |e| {
             e.response.status() as i32
         })
     })
@@ -91,7 +108,7 @@ pub extern "C" fn sp_response_http_version(
     out_version: *mut i32,
 ) -> sp_result {
     call(|| {
-        get(response, out_version, "out_version", |e| {
+        get(response, try_out!(out_version), |e| {
             10 + e.response.head.minor_version as i32
         })
     })
@@ -106,7 +123,7 @@ pub extern "C" fn sp_response_reason(
     response: *const sp_response,
     out_reason: *mut *const c_char,
 ) -> sp_result {
-    call(|| get(response, out_reason, "out_reason", |e| e.reason.as_ptr()))
+    call(|| get(response, try_out!(out_reason), |e| e.reason.as_ptr()))
 }
 
 /// The first value of the header field `name` (case-insensitive).
@@ -120,21 +137,12 @@ pub extern "C" fn sp_response_header(
     out_value: *mut *const c_char,
 ) -> sp_result {
     call(|| {
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let name = unsafe { text(name, "name") }?;
-        let dst = out(out_value, "out_value")?;
-        with(response, |e| {
-            let pairs = e
-                .headers
-                .get_or_insert_with(|| c_pairs(&e.response.head.headers));
-            let hit = e
-                .response
-                .head
-                .headers
-                .iter()
-                .position(|h| h.name.eq_ignore_ascii_case(name));
-            let i = hit.ok_or_else(|| not_found("header", name))?;
-            write(dst, pairs[i].1.as_ptr());
+        let (name, dst) = (try_str!(name), try_out!(out_value));
+        sp_response::with(response, |e| {
+            write(
+                dst,
+                lookup(&e.response.head.headers, &mut e.headers, name, "header")?,
+            );
             Ok(())
         })
     })
@@ -154,8 +162,8 @@ pub extern "C" fn sp_response_head(
     out_len: *mut usize,
 ) -> sp_result {
     call(|| {
-        let (dt, dl) = (out(out_text, "out_text")?, out(out_len, "out_len")?);
-        with(response, |e| {
+        let (dt, dl) = (try_out!(out_text), try_out!(out_len));
+        sp_response::with(response, |e| {
             let head = &e.response.head;
             let text = e.head_text.get_or_insert_with(|| {
                 let mut t = format!(
@@ -188,7 +196,7 @@ pub extern "C" fn sp_response_header_count(
     out_count: *mut usize,
 ) -> sp_result {
     call(|| {
-        get(response, out_count, "out_count", |e| {
+        get(response, try_out!(out_count), |e| {
             e.response.head.headers.len()
         })
     })
@@ -206,8 +214,8 @@ pub extern "C" fn sp_response_header_at(
     out_value: *mut *const c_char,
 ) -> sp_result {
     call(|| {
-        let (dn, dv) = (out(out_name, "out_name")?, out(out_value, "out_value")?);
-        with(response, |e| {
+        let (dn, dv) = (try_out!(out_name), try_out!(out_value));
+        sp_response::with(response, |e| {
             let pairs = e
                 .headers
                 .get_or_insert_with(|| c_pairs(&e.response.head.headers));
@@ -236,27 +244,11 @@ pub extern "C" fn sp_response_trailer(
     out_value: *mut *const c_char,
 ) -> sp_result {
     call(|| {
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let name = unsafe { text(name, "name") }?;
-        let dst = out(out_value, "out_value")?;
-        with(response, |e| {
-            if e.trailers
-                .as_ref()
-                .is_none_or(|t| t.len() != e.response.trailers().len())
-            {
-                e.trailers = Some(c_pairs(e.response.trailers()));
-            }
-            let hit = e
-                .response
-                .trailers()
-                .iter()
-                .position(|h| h.name.eq_ignore_ascii_case(name));
-            let i = hit.ok_or_else(|| not_found("trailer", name))?;
+        let (name, dst) = (try_str!(name), try_out!(out_value));
+        sp_response::with(response, |e| {
             write(
                 dst,
-                e.trailers
-                    .as_ref()
-                    .map_or(std::ptr::null(), |t| t[i].1.as_ptr()),
+                lookup(e.response.trailers(), &mut e.trailers, name, "trailer")?,
             );
             Ok(())
         })
@@ -275,25 +267,18 @@ pub extern "C" fn sp_response_trailer(
 /// callback of the library).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_response_read(
-    response: *const sp_response,
+    response: *mut sp_response,
     buf: *mut u8,
     cap: usize,
     out_n: *mut usize,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_n, "out_n")?;
-        if buf.is_null() {
-            return Err(FfiError::new(sp_result::SP_E_NULL_POINTER, "buf is NULL"));
-        }
-        if cap == 0 {
+        let (dst, buf) = (try_out!(out_n), try_slice_mut!(buf, cap));
+        if buf.is_empty() {
             return Err(FfiError::new(sp_result::SP_E_INVALID_ARGUMENT, "cap is 0"));
         }
-        check_len(cap, "cap")?;
-        with(response, |e| {
-            // SAFETY: buf points to cap writable bytes per the contract.
-            let slice = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
-            let n = e.response.read(slice)?;
-            write(dst, n);
+        sp_response::with(response, |e| {
+            write(dst, e.response.read(buf)?);
             Ok(())
         })
     })
@@ -309,13 +294,13 @@ pub extern "C" fn sp_response_read(
 /// Errors: as sp_response_read().
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_response_read_all(
-    response: *const sp_response,
+    response: *mut sp_response,
     out_data: *mut *const u8,
     out_len: *mut usize,
 ) -> sp_result {
     call(|| {
-        let (dd, dl) = (out(out_data, "out_data")?, out(out_len, "out_len")?);
-        with(response, |e| {
+        let (dd, dl) = (try_out!(out_data), try_out!(out_len));
+        sp_response::with(response, |e| {
             let mut body = std::mem::take(&mut e.body);
             let result = e.response.read_to_end(&mut body);
             e.body = body;
@@ -336,7 +321,7 @@ pub extern "C" fn sp_response_connection_id(
     response: *const sp_response,
     out_id: *mut u64,
 ) -> sp_result {
-    call(|| get(response, out_id, "out_id", |e| e.response.connection_id))
+    call(|| get(response, try_out!(out_id), |e| e.response.connection_id))
 }
 
 /// Reads the client-side port of the connection that served the response (what the server
@@ -349,8 +334,24 @@ pub extern "C" fn sp_response_local_port(
     out_port: *mut i32,
 ) -> sp_result {
     call(|| {
-        get(response, out_port, "out_port", |e| {
+        get(response, try_out!(out_port), |e| {
             e.response.local_port as i32
+        })
+    })
+}
+
+/// Reads 1 into *out_retried if the request was sent a second time, on a new connection,
+/// after a reused one turned out stale (the server closed it as the request arrived), else 0.
+///
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_retried(
+    response: *const sp_response,
+    out_retried: *mut i32,
+) -> sp_result {
+    call(|| {
+        get(response, try_out!(out_retried), |e| {
+            e.response.retried as i32
         })
     })
 }
@@ -363,9 +364,5 @@ pub extern "C" fn sp_response_connection_reused(
     response: *const sp_response,
     out_reused: *mut i32,
 ) -> sp_result {
-    call(|| {
-        get(response, out_reused, "out_reused", |e| {
-            e.response.reused as i32
-        })
-    })
+    call(|| get(response, try_out!(out_reused), |e| e.response.reused as i32))
 }

@@ -1,6 +1,7 @@
 //! Result codes of the C ABI and their mapping from the core's error kinds.
 
 use crate::error::ErrorKind;
+use std::ffi::CStr;
 
 /// Result of every fallible function: `SP_OK` (0) or an error code. Codes are only ever
 /// appended, never renumbered. `sp_strerror()` gives a fixed text for a code and
@@ -104,41 +105,110 @@ impl sp_result {
         }
     }
 
-    /// Fixed text for a code (NUL-terminated, static).
-    pub fn text(code: i32) -> &'static str {
-        match code {
-            0 => "success\0",
-            1 => "invalid argument\0",
-            2 => "NULL pointer argument\0",
-            3 => "string is not valid UTF-8\0",
-            4 => "value out of range\0",
-            5 => "invalid, freed or wrong-kind handle\0",
-            6 => "invalid URL\0",
-            7 => "unsupported URL scheme\0",
-            8 => "host name resolution failed\0",
-            9 => "connection failed\0",
-            10 => "connect timed out\0",
-            11 => "timed out waiting for a connection (connection limit queue)\0",
-            12 => "timed out waiting for the response\0",
-            13 => "timed out reading the response body\0",
-            14 => "TLS certificate rejected\0",
-            15 => "TLS handshake failed\0",
-            16 => "HTTP protocol error\0",
-            17 => "connection closed before the response was complete\0",
-            18 => "socket I/O error\0",
-            19 => "too many service points\0",
-            20 => "canceled\0",
-            21 => "blocking call from a library thread\0",
-            22 => "internal error (panic caught)\0",
-            23 => "not found\0",
-            24 => "the manager was freed\0",
-            25 => "request body callback failed\0",
-            26 => "TLS certificate issued by an unknown authority\0",
-            27 => "TLS certificate expired or not yet valid\0",
-            28 => "TLS certificate does not match the host name\0",
-            29 => "server answered in plain HTTP, not TLS\0",
-            30 => "connection reset by the server\0",
-            _ => "unknown result code\0",
+    /// The fixed text of this code. An exhaustive match: a new code cannot lack one.
+    pub fn text(self) -> &'static CStr {
+        use sp_result::*;
+        match self {
+            SP_OK => c"success",
+            SP_E_INVALID_ARGUMENT => c"invalid argument",
+            SP_E_NULL_POINTER => c"NULL pointer argument",
+            SP_E_INVALID_UTF8 => c"string is not valid UTF-8",
+            SP_E_OUT_OF_RANGE => c"value out of range",
+            SP_E_INVALID_HANDLE => c"invalid, freed or wrong-kind handle",
+            SP_E_INVALID_URL => c"invalid URL",
+            SP_E_UNSUPPORTED_SCHEME => c"unsupported URL scheme",
+            SP_E_DNS => c"host name resolution failed",
+            SP_E_CONNECT => c"connection failed",
+            SP_E_CONNECT_TIMEOUT => c"connect timed out",
+            SP_E_QUEUE_TIMEOUT => c"timed out waiting for a connection (connection limit queue)",
+            SP_E_RESPONSE_TIMEOUT => c"timed out waiting for the response",
+            SP_E_READ_TIMEOUT => c"timed out reading the response body",
+            SP_E_TLS_CERTIFICATE => c"TLS certificate rejected",
+            SP_E_TLS_HANDSHAKE => c"TLS handshake failed",
+            SP_E_PROTOCOL => c"HTTP protocol error",
+            SP_E_CONNECTION_CLOSED => c"connection closed before the response was complete",
+            SP_E_IO => c"socket I/O error",
+            SP_E_TOO_MANY_SERVICE_POINTS => c"too many service points",
+            SP_E_CANCELED => c"canceled",
+            SP_E_WRONG_THREAD => c"blocking call from a library thread",
+            SP_E_PANIC => c"internal error (panic caught)",
+            SP_E_NOT_FOUND => c"not found",
+            SP_E_MANAGER_CLOSED => c"the manager was freed",
+            SP_E_BODY_SOURCE => c"request body callback failed",
+            SP_E_TLS_UNKNOWN_ISSUER => c"TLS certificate issued by an unknown authority",
+            SP_E_TLS_CERT_EXPIRED => c"TLS certificate expired or not yet valid",
+            SP_E_TLS_HOSTNAME_MISMATCH => c"TLS certificate does not match the host name",
+            SP_E_TLS_NOT_TLS => c"server answered in plain HTTP, not TLS",
+            SP_E_CONNECTION_RESET => c"connection reset by the server",
+        }
+    }
+}
+
+impl TryFrom<i32> for sp_result {
+    type Error = i32;
+    /// The code with this number (codes are contiguous from 0; a unit test checks that every
+    /// variant round-trips), or the number back if no code has it.
+    fn try_from(code: i32) -> Result<Self, i32> {
+        use sp_result::*;
+        Ok(match code {
+            0 => SP_OK,
+            1 => SP_E_INVALID_ARGUMENT,
+            2 => SP_E_NULL_POINTER,
+            3 => SP_E_INVALID_UTF8,
+            4 => SP_E_OUT_OF_RANGE,
+            5 => SP_E_INVALID_HANDLE,
+            6 => SP_E_INVALID_URL,
+            7 => SP_E_UNSUPPORTED_SCHEME,
+            8 => SP_E_DNS,
+            9 => SP_E_CONNECT,
+            10 => SP_E_CONNECT_TIMEOUT,
+            11 => SP_E_QUEUE_TIMEOUT,
+            12 => SP_E_RESPONSE_TIMEOUT,
+            13 => SP_E_READ_TIMEOUT,
+            14 => SP_E_TLS_CERTIFICATE,
+            15 => SP_E_TLS_HANDSHAKE,
+            16 => SP_E_PROTOCOL,
+            17 => SP_E_CONNECTION_CLOSED,
+            18 => SP_E_IO,
+            19 => SP_E_TOO_MANY_SERVICE_POINTS,
+            20 => SP_E_CANCELED,
+            21 => SP_E_WRONG_THREAD,
+            22 => SP_E_PANIC,
+            23 => SP_E_NOT_FOUND,
+            24 => SP_E_MANAGER_CLOSED,
+            25 => SP_E_BODY_SOURCE,
+            26 => SP_E_TLS_UNKNOWN_ISSUER,
+            27 => SP_E_TLS_CERT_EXPIRED,
+            28 => SP_E_TLS_HOSTNAME_MISMATCH,
+            29 => SP_E_TLS_NOT_TLS,
+            30 => SP_E_CONNECTION_RESET,
+            _ => return Err(code),
+        })
+    }
+}
+
+/// The text `sp_strerror` gives for any number: a code's own, or "unknown result code".
+pub fn strerror(code: i32) -> &'static CStr {
+    sp_result::try_from(code).map_or(c"unknown result code", sp_result::text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last code; bump it when appending one (the test below then checks it).
+    const LAST: sp_result = sp_result::SP_E_CONNECTION_RESET;
+
+    #[test]
+    fn every_code_round_trips_and_has_a_text() {
+        for code in 0..=LAST as i32 {
+            let v = sp_result::try_from(code).expect("codes are contiguous");
+            assert_eq!(v as i32, code);
+            assert_ne!(strerror(code), c"unknown result code");
+        }
+        for code in [LAST as i32 + 1, -1, i32::MIN, i32::MAX] {
+            assert_eq!(sp_result::try_from(code), Err(code));
+            assert_eq!(strerror(code), c"unknown result code");
         }
     }
 }

@@ -1,8 +1,8 @@
 //! A manager's TLS options: trusted CAs, system roots, client certificate, minimum version,
 //! and the certificate validation callback.
 
-use super::boundary::{FfiError, call, check_len, text};
-use super::handles;
+use super::access::{count, flag, get, set};
+use super::boundary::{FfiError, call, try_out, try_slice, try_str};
 use super::manager::sp_manager;
 use super::result::sp_result;
 use crate::error::Error;
@@ -10,9 +10,9 @@ use crate::tls::{CertValidator, MinVersion};
 use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
 
-/// TLS 1.2, for sp_manager_set_min_tls_version().
+/// TLS 1.2, for sp_manager_set_min_tls_version() and sp_manager_get_min_tls_version().
 pub const SP_TLS_1_2: i32 = 12;
-/// TLS 1.3, for sp_manager_set_min_tls_version().
+/// TLS 1.3, for sp_manager_set_min_tls_version() and sp_manager_get_min_tls_version().
 pub const SP_TLS_1_3: i32 = 13;
 
 /// Decides whether to accept a server certificate. `host` is the name connected to;
@@ -32,34 +32,22 @@ pub type sp_cert_validator_cb = Option<
     ) -> i32,
 >;
 
-fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8], FfiError> {
-    check_len(len, what)?;
-    if data.is_null() {
-        return Err(FfiError::new(
-            sp_result::SP_E_NULL_POINTER,
-            format!("{what} is NULL"),
-        ));
-    }
-    // SAFETY: data points to len readable bytes per the contract.
-    Ok(unsafe { std::slice::from_raw_parts(data, len) })
-}
-
 /// Trusts the CA certificates in a PEM buffer (one or more "BEGIN CERTIFICATE" blocks) for
 /// https service points of this manager, besides the system's trust store. Applies to
 /// connections opened from now on.
 ///
 /// Ownership: `pem` is borrowed for the call (copied). Thread safety: any thread.
-/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (no certificate, bad PEM).
+/// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (no certificate, bad PEM,
+/// `len` 0 or above PTRDIFF_MAX).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_add_ca_pem(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     pem: *const u8,
     len: usize,
 ) -> sp_result {
     call(|| {
-        let m = handles::manager(manager)?;
-        m.tls().add_ca_pem(bytes(pem, len, "pem")?)?;
-        Ok(())
+        let pem = try_slice!(pem, len);
+        set(manager, |m| m.tls().add_ca_pem(pem).map(drop))
     })
 }
 
@@ -70,16 +58,25 @@ pub extern "C" fn sp_manager_add_ca_pem(
 /// (unreadable file, no certificate, bad PEM).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_add_ca_file(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     path: *const c_char,
 ) -> sp_result {
     call(|| {
-        let m = handles::manager(manager)?;
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let path = unsafe { text(path, "path") }?;
-        m.tls().add_ca_file(path)?;
-        Ok(())
+        let path = try_str!(path);
+        set(manager, |m| m.tls().add_ca_file(path).map(drop))
     })
+}
+
+/// Reads the number of CA certificates added with sp_manager_add_ca_pem() and
+/// sp_manager_add_ca_file() into *out_value (the system's trust store not counted).
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_ca_count(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, try_out!(out_value), |m| count(m.tls().ca_count())))
 }
 
 /// Uses the system's trust store (1, the default) or only the CAs added with
@@ -87,12 +84,29 @@ pub extern "C" fn sp_manager_add_ca_file(
 ///
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
 #[unsafe(no_mangle)]
-pub extern "C" fn sp_manager_set_system_roots(manager: *const sp_manager, on: i32) -> sp_result {
+pub extern "C" fn sp_manager_set_system_roots(manager: *mut sp_manager, on: i32) -> sp_result {
     call(|| {
-        let m = handles::manager(manager)?;
-        m.tls()
-            .set_system_roots(super::request::flag(on, "system roots")?);
-        Ok(())
+        let on = flag(on, "system roots")?;
+        set(manager, |m| {
+            m.tls().set_system_roots(on);
+            Ok::<_, FfiError>(())
+        })
+    })
+}
+
+/// Reads whether the system's trust store is used (1, the default) or not (0) into
+/// *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_system_roots(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| {
+        get(manager, try_out!(out_value), |m| {
+            m.tls().system_roots() as i32
+        })
     })
 }
 
@@ -103,18 +117,31 @@ pub extern "C" fn sp_manager_set_system_roots(manager: *const sp_manager, on: i3
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_ARGUMENT (bad PEM, unusable key).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_set_client_certificate(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     cert_pem: *const u8,
     cert_len: usize,
     key_pem: *const u8,
     key_len: usize,
 ) -> sp_result {
     call(|| {
-        let m = handles::manager(manager)?;
-        let cert = bytes(cert_pem, cert_len, "cert_pem")?;
-        let key = bytes(key_pem, key_len, "key_pem")?;
-        m.tls().set_client_certificate(cert, key)?;
-        Ok(())
+        let (cert, key) = (try_slice!(cert_pem, cert_len), try_slice!(key_pem, key_len));
+        set(manager, |m| m.tls().set_client_certificate(cert, key))
+    })
+}
+
+/// Reads 1 into *out_value if a client certificate was set with
+/// sp_manager_set_client_certificate(), else 0.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_has_client_certificate(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| {
+        get(manager, try_out!(out_value), |m| {
+            m.tls().has_client_certificate() as i32
+        })
     })
 }
 
@@ -123,11 +150,10 @@ pub extern "C" fn sp_manager_set_client_certificate(
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_set_min_tls_version(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     version: i32,
 ) -> sp_result {
     call(|| {
-        let m = handles::manager(manager)?;
         let v = match version {
             SP_TLS_1_2 => MinVersion::Tls12,
             SP_TLS_1_3 => MinVersion::Tls13,
@@ -138,8 +164,28 @@ pub extern "C" fn sp_manager_set_min_tls_version(
                 ));
             }
         };
-        m.tls().set_min_version(v);
-        Ok(())
+        set(manager, |m| {
+            m.tls().set_min_version(v);
+            Ok::<_, FfiError>(())
+        })
+    })
+}
+
+/// Reads the lowest TLS version offered (SP_TLS_1_2 or SP_TLS_1_3) into *out_value.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_min_tls_version(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| {
+        get(manager, try_out!(out_value), |m| {
+            match m.tls().min_version() {
+                MinVersion::Tls12 => SP_TLS_1_2,
+                MinVersion::Tls13 => SP_TLS_1_3,
+            }
+        })
     })
 }
 
@@ -188,23 +234,39 @@ impl CertValidator for CallbackValidator {
 /// the DER chain and the built-in verdict, and accepts or rejects; without it, only the
 /// built-in verification decides. It runs on full handshakes: a new connection that resumes a
 /// session of this manager is not verified again. Calling this function (like every TLS
-/// option setter) starts a fresh session cache, so the next connections verify anew. Meant for tests and private networks (e.g. to pin a
-/// self-signed certificate): there is deliberately no switch that turns verification off.
+/// option setter) starts a fresh session cache, so the next connections verify anew.
+/// Meant for tests and private networks (e.g. to pin a self-signed certificate): there is deliberately no switch that turns verification off.
 ///
 /// Ownership: `userdata` is borrowed until the callback is replaced or the manager freed.
 /// Thread safety: the callback may run on any thread that calls sp_request(), concurrently.
 /// Errors: SP_E_INVALID_HANDLE.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_manager_set_certificate_validator(
-    manager: *const sp_manager,
+    manager: *mut sp_manager,
     validator: sp_cert_validator_cb,
     userdata: *mut c_void,
 ) -> sp_result {
     call(|| {
-        let m = handles::manager(manager)?;
         let v = validator
             .map(|cb| Arc::new(CallbackValidator { cb, userdata }) as Arc<dyn CertValidator>);
-        m.tls().set_validator(v);
-        Ok(())
+        set(manager, |m| {
+            m.tls().set_validator(v);
+            Ok::<_, FfiError>(())
+        })
+    })
+}
+
+/// Reads 1 into *out_value if a certificate validation callback is installed, else 0.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_has_certificate_validator(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| {
+        get(manager, try_out!(out_value), |m| {
+            m.tls().has_validator() as i32
+        })
     })
 }

@@ -1,12 +1,11 @@
 //! Version and error-text functions.
 
 use super::boundary::{self, guard};
-use super::result::sp_result;
 use std::ffi::c_char;
 
 /// ABI version of this header; sp_abi_version() returns the library's. Bumped on any
 /// incompatible change of a signature or meaning.
-pub const SP_ABI_VERSION: u32 = 1;
+pub const SP_ABI_VERSION: u32 = 2;
 
 /// The infinite duration for every millisecond setting.
 pub const SP_INFINITE: i32 = -1;
@@ -29,12 +28,13 @@ pub extern "C" fn sp_abi_version() -> u32 {
     guard(0, || SP_ABI_VERSION)
 }
 
-/// A fixed English text for a result code (also for unknown codes).
+/// A fixed English text for a result code; "unknown result code" for a number that is none
+/// (a code appended by a newer library, for instance).
 ///
 /// Ownership: static; never free it. Thread safety: any thread. Errors: none.
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_strerror(code: i32) -> *const c_char {
-    guard(std::ptr::null(), || sp_result::text(code).as_ptr().cast())
+    guard(std::ptr::null(), || super::result::strerror(code).as_ptr())
 }
 
 /// The detailed message of the last call that failed on the calling thread, e.g.

@@ -3,6 +3,7 @@
 use super::{Header, MAX_HEAD_BYTES, MAX_HEADERS, has_token};
 use crate::connection::{Connection, KeepAliveHint};
 use crate::error::{Error, ErrorKind, Result};
+use crate::reuse::{MAX_SERVER_IDLE, ResponseFacts};
 use std::time::{Duration, Instant};
 
 /// Status line and header fields of a response, in wire order (repeated fields kept).
@@ -29,14 +30,16 @@ impl ResponseHead {
             .map(|h| h.value.as_slice())
     }
 
-    /// True when the server does not want the connection reused: `Connection: close`, or
-    /// HTTP/1.0 without `Connection: keep-alive`, or HTTP/1.0 with `Transfer-Encoding` (RFC 9112
-    /// section 6.1: the framing is faulty, close after the message).
-    pub fn server_closes(&self) -> bool {
-        let close = self.all("connection").any(|v| has_token(v, "close"));
-        let keep = self.all("connection").any(|v| has_token(v, "keep-alive"));
-        let http10 = self.minor_version == 0;
-        close || (http10 && !keep) || (http10 && self.get("transfer-encoding").is_some())
+    /// What the reuse rules need from this head (`reuse::close_after_response` decides).
+    pub fn reuse_facts(&self, close_delimited: bool) -> ResponseFacts {
+        ResponseFacts {
+            http10: self.minor_version == 0,
+            connection_close: self.all("connection").any(|v| has_token(v, "close")),
+            connection_keep_alive: self.all("connection").any(|v| has_token(v, "keep-alive")),
+            transfer_encoding: self.get("transfer-encoding").is_some(),
+            close_delimited,
+            hint: self.keep_alive_hint(),
+        }
     }
 
     /// The server's `Keep-Alive: timeout=N, max=M` parameters, where present and valid (plain
@@ -56,7 +59,8 @@ impl ResponseHead {
                 }
                 if key.eq_ignore_ascii_case(b"timeout") {
                     if let Some(secs) = parse_decimal(val) {
-                        hint.timeout = Some(Duration::from_secs(secs.min(MAX_KEEP_ALIVE_SECS)));
+                        let cap = MAX_SERVER_IDLE.as_secs();
+                        hint.timeout = Some(Duration::from_secs(secs.min(cap)));
                     }
                 } else if key.eq_ignore_ascii_case(b"max") {
                     hint.max = parse_decimal(val).map(|m| m.min(u32::MAX as u64) as u32);
@@ -66,9 +70,6 @@ impl ResponseHead {
         hint
     }
 }
-
-/// Largest `Keep-Alive: timeout` taken from a server, in seconds (one day).
-pub const MAX_KEEP_ALIVE_SECS: u64 = 24 * 60 * 60;
 
 /// A non-negative decimal number: digits only (no sign, no spaces), saturating at `u64::MAX`
 /// (an absurd value means "long", not an error).
@@ -230,11 +231,19 @@ mod tests {
     }
 
     #[test]
-    fn close_rules() {
-        assert!(!head(1, &[]).server_closes());
-        assert!(head(1, &[("Connection", "Close")]).server_closes());
-        assert!(head(0, &[]).server_closes());
-        assert!(!head(0, &[("connection", "keep-alive")]).server_closes());
+    fn reuse_facts_come_from_the_fields() {
+        let f = head(
+            0,
+            &[
+                ("Connection", "Keep-Alive, x"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+        )
+        .reuse_facts(false);
+        assert!(f.http10 && f.connection_keep_alive && f.transfer_encoding && !f.connection_close);
+        let f = head(1, &[("connection", "close"), ("Keep-Alive", "timeout=5")]).reuse_facts(true);
+        assert!(f.connection_close && f.close_delimited && !f.http10);
+        assert_eq!(f.hint.timeout, Some(Duration::from_secs(5)));
     }
 
     #[test]

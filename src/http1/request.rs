@@ -19,6 +19,8 @@ pub struct RequestHead<'a> {
     pub body: BodyFraming,
     /// Send `Connection: close` (keep-alive off, lease expired, last request allowed).
     pub close: bool,
+    /// Send `Connection: keep-alive` (the first request of a connection that stays open).
+    pub keep_alive: bool,
 }
 
 /// Methods whose requests announce an empty body explicitly, as curl and browsers do.
@@ -60,6 +62,8 @@ pub fn encode(head: &RequestHead<'_>, user_agent: &str, out: &mut Vec<u8>) {
     }
     if head.close {
         line(out, "Connection", b"close");
+    } else if head.keep_alive {
+        line(out, "Connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -97,6 +101,7 @@ mod tests {
             headers: &headers,
             body: BodyFraming::Length(3),
             close: true,
+            keep_alive: false,
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);
@@ -120,10 +125,14 @@ mod tests {
             headers: &headers,
             body: BodyFraming::None,
             close: false,
+            keep_alive: true,
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);
         let s = String::from_utf8(out).unwrap();
-        assert_eq!(s, "GET / HTTP/1.1\r\nUser-Agent: ua\r\nhost: other\r\n\r\n");
+        assert_eq!(
+            s,
+            "GET / HTTP/1.1\r\nUser-Agent: ua\r\nhost: other\r\nConnection: keep-alive\r\n\r\n"
+        );
     }
 }

@@ -1,23 +1,27 @@
 #!/bin/sh
 # check_packaging.sh [--lib-dir DIR] [--cc CC]
 #
-# The install step and both ways of consuming the installed package, end to end:
-#   1. bindings/c/install.sh --lib-dir DIR into a temporary prefix under target/ (DIR defaults
-#      to target/debug, so the test needs no release build);
-#   2. the installed files: library, its two symlinks, header, .pc, CMake config + version;
-#      `readelf -d` shows the SONAME libservicepoint.so.<SP_ABI_VERSION> on the library;
-#   3. examples/consumer with CMake: find_package(servicepoint 0.1) via CMAKE_PREFIX_PATH, built
-#      and run (no LD_LIBRARY_PATH: CMake's build RUNPATH), linked against the SONAME;
-#   4. the same app.c with `pkg-config --cflags --libs servicepoint` (PKG_CONFIG_PATH), run with
-#      LD_LIBRARY_PATH=<prefix>/lib.
+# The install step and every way of consuming the installed package, end to end:
+#   1. `readelf -d` shows the SONAME libservicepoint.so.<SP_ABI_VERSION> on the cargo-built
+#      library (build.rs sets it at link time);
+#   2. bindings/c/install.sh --lib-dir DIR into a temporary prefix under $CARGO_TARGET_DIR (else
+#      target/; DIR defaults to that target/debug, so the test needs no release build);
+#   3. the installed files: library, its two symlinks, static library (if DIR has one), header,
+#      .pc, CMake config + version; the installed library's SONAME;
+#   4. examples/consumer with CMake: find_package(servicepoint 0.1) via CMAKE_PREFIX_PATH, built
+#      and run (no LD_LIBRARY_PATH: CMake's build RUNPATH), NEEDED = the SONAME;
+#   5. the same with -DSERVICEPOINT_STATIC=ON (libservicepoint.a): no NEEDED libservicepoint;
+#   6. the same app.c with `pkg-config --cflags --libs servicepoint` (PKG_CONFIG_PATH), run with
+#      LD_LIBRARY_PATH=<prefix>/lib only, NEEDED = the SONAME.
 # Exit 0 if all passed; 1 on a failure (the temporary tree is kept for inspection); 77 (ctest:
-# skipped) if everything that could run passed but a part could not run here: pkg-config
-# missing (Debian package pkgconf), or no SONAME possible (patchelf missing and build.rs sets
-# none). The reason is printed.
+# skipped) if everything that could run passed but pkg-config is missing (Debian package
+# pkgconf). The reason is printed.
 set -eu
 
 repo=$(CDPATH= cd -- "$(dirname -- "$0")/../.." && pwd)
-lib_dir="$repo/target/debug"
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+case $target_dir in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
+lib_dir="$target_dir/debug"
 cc=${CC:-cc}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -39,8 +43,8 @@ version=$(sed -n 's/^#define SP_VERSION_STRING "\(.*\)"/\1/p' "$repo/include/ser
 soname="libservicepoint.so.$abi"
 [ -f "$lib_dir/libservicepoint.so" ] || fail "no $lib_dir/libservicepoint.so (cargo build first)"
 
-mkdir -p "$repo/target"
-work=$(mktemp -d "$repo/target/packaging-test.XXXXXX")
+mkdir -p "$target_dir"
+work=$(mktemp -d "$target_dir/packaging-test.XXXXXX")
 prefix="$work/prefix"
 # Keep the tree when something failed; remove it otherwise.
 cleanup() {
@@ -55,22 +59,21 @@ trap cleanup EXIT
 
 skipped=""
 
-# --- 1. install ------------------------------------------------------------------------------
+# --- 1. the SONAME of the cargo build ---------------------------------------------------------
+step "SONAME of $lib_dir/libservicepoint.so"
+readelf -d "$lib_dir/libservicepoint.so" | grep -q "(SONAME).*\[$soname\]" ||
+  { readelf -d "$lib_dir/libservicepoint.so" | grep '(SONAME)' || true
+    fail "$lib_dir/libservicepoint.so does not have the SONAME $soname (set by build.rs)"; }
+echo "readelf -d: $(readelf -d "$lib_dir/libservicepoint.so" | grep '(SONAME)' | sed 's/^ *//')"
+
+# --- 2. install ------------------------------------------------------------------------------
 step "install from $lib_dir into $prefix"
-install_args=""
-if ! readelf -d "$lib_dir/libservicepoint.so" | grep -q '(SONAME)' &&
-  ! command -v patchelf >/dev/null 2>&1; then
-  # Likely no SONAME: let the install go on without one (CMake may still find a patchelf
-  # outside PATH), test everything else, and report the SONAME part as skipped at the end.
-  install_args="-DSERVICEPOINT_REQUIRE_SONAME=OFF"
-fi
-# shellcheck disable=SC2086 # install_args is empty or one word
 sh "$repo/bindings/c/install.sh" --lib-dir "$lib_dir" --build-dir "$work/install-build" \
-  "$prefix" -- -DCMAKE_C_COMPILER="$cc" $install_args >"$work/install.log" 2>&1 ||
+  "$prefix" -- -DCMAKE_C_COMPILER="$cc" >"$work/install.log" 2>&1 ||
   { cat "$work/install.log"; fail "install.sh"; }
 tail -n 12 "$work/install.log"
 
-# --- 2. the installed tree -------------------------------------------------------------------
+# --- 3. the installed tree -------------------------------------------------------------------
 step "installed files"
 # CMAKE_INSTALL_LIBDIR is lib here, lib64 on some distributions: find it.
 real=$(find "$prefix" -name "libservicepoint.so.$version" -type f | head -n 1)
@@ -88,29 +91,29 @@ done
 cmp -s "$prefix/include/servicepoint.h" "$repo/include/servicepoint.h" ||
   fail "installed header differs from include/servicepoint.h"
 echo "library $real, symlinks $soname and libservicepoint.so, header, .pc, CMake config: ok"
-
-have_soname=0
-if readelf -d "$real" | grep -q "(SONAME).*\[$soname\]"; then
-  have_soname=1
-  echo "readelf -d: $(readelf -d "$real" | grep '(SONAME)' | sed 's/^ *//')"
-elif [ -z "$install_args" ]; then
-  readelf -d "$real" | grep '(SONAME)' || true
-  fail "installed library has no SONAME $soname"
-else
-  skipped="$skipped SONAME(no patchelf, and build.rs sets no SONAME: apt-get install patchelf)"
-  echo "no SONAME on the installed library (patchelf missing): SONAME checks skipped"
+have_static=0
+if [ -f "$lib_dir/libservicepoint.a" ]; then
+  cmp -s "$libdir/libservicepoint.a" "$lib_dir/libservicepoint.a" ||
+    fail "libservicepoint.a not installed (or differs from $lib_dir/libservicepoint.a)"
+  have_static=1
+  echo "static library $libdir/libservicepoint.a: ok"
 fi
+readelf -d "$real" | grep -q "(SONAME).*\[$soname\]" ||
+  { readelf -d "$real" | grep '(SONAME)' || true; fail "installed library has no SONAME $soname"; }
+echo "installed library: SONAME $soname"
 
 # Checks that an executable records the SONAME (not the dev symlink or a path) as NEEDED.
 check_needed() {
-  if [ "$have_soname" -eq 1 ]; then
-    readelf -d "$1" | grep -q "(NEEDED).*\[$soname\]" ||
-      { readelf -d "$1" | grep NEEDED; fail "$1 does not need $soname"; }
-    echo "$(basename "$1") needs $soname"
+  readelf -d "$1" | grep -q "(NEEDED).*\[$soname\]" ||
+    { readelf -d "$1" | grep NEEDED; fail "$1 does not need $soname"; }
+  if readelf -d "$1" | grep "(NEEDED)" | grep -v "\[$soname\]" | grep -q servicepoint; then
+    readelf -d "$1" | grep NEEDED
+    fail "$1 needs another servicepoint name besides $soname"
   fi
+  echo "$(basename "$1") needs $soname"
 }
 
-# --- 3. CMake consumer -------------------------------------------------------------------------
+# --- 4. CMake consumer -------------------------------------------------------------------------
 step "CMake consumer (find_package, CMAKE_PREFIX_PATH=$prefix)"
 cmake -S "$repo/examples/consumer" -B "$work/consumer-cmake" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug >"$work/consumer-cmake.log" 2>&1 ||
@@ -125,7 +128,24 @@ check_needed "$work/consumer-cmake/app"
 # No LD_LIBRARY_PATH: the build tree's RUNPATH points at the prefix.
 (unset LD_LIBRARY_PATH; "$work/consumer-cmake/app") || fail "CMake-built app"
 
-# --- 4. pkg-config consumer --------------------------------------------------------------------
+# --- 5. CMake consumer, static -----------------------------------------------------------------
+if [ "$have_static" -eq 1 ]; then
+  step "CMake consumer, static (servicepoint::servicepoint_static)"
+  cmake -S "$repo/examples/consumer" -B "$work/consumer-static" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug -DSERVICEPOINT_STATIC=ON \
+    >"$work/consumer-static.log" 2>&1 ||
+    { cat "$work/consumer-static.log"; fail "configuring examples/consumer (static)"; }
+  cmake --build "$work/consumer-static" >"$work/consumer-static-build.log" 2>&1 ||
+    { cat "$work/consumer-static-build.log"; fail "building examples/consumer (static)"; }
+  if readelf -d "$work/consumer-static/app" | grep "(NEEDED)" | grep -q servicepoint; then
+    readelf -d "$work/consumer-static/app" | grep NEEDED
+    fail "the static consumer still needs a shared libservicepoint"
+  fi
+  echo "app (static) needs no libservicepoint"
+  (unset LD_LIBRARY_PATH; "$work/consumer-static/app") || fail "statically linked app"
+fi
+
+# --- 6. pkg-config consumer --------------------------------------------------------------------
 step "pkg-config consumer (PKG_CONFIG_PATH=$libdir/pkgconfig)"
 if command -v pkg-config >/dev/null 2>&1; then
   PKG_CONFIG_PATH="$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
@@ -139,6 +159,7 @@ if command -v pkg-config >/dev/null 2>&1; then
     "$repo/examples/consumer/app.c" "$repo/examples/support/loopback_server.c" \
     $flags -pthread -o "$work/app-pkgconfig" || fail "compiling app.c with pkg-config flags"
   check_needed "$work/app-pkgconfig"
+  # Only the installed copy can be found: no RUNPATH, LD_LIBRARY_PATH = the prefix's lib.
   LD_LIBRARY_PATH="$libdir" "$work/app-pkgconfig" || fail "pkg-config-built app"
 else
   skipped="$skipped pkg-config(not installed: apt-get install pkgconf)"
@@ -149,4 +170,6 @@ if [ -n "$skipped" ]; then
   echo "check_packaging: everything that ran passed; skipped:$skipped"
   exit 77
 fi
-echo "check_packaging: OK (install, SONAME $soname, CMake consumer, pkg-config consumer)"
+static_part=""
+[ "$have_static" -eq 0 ] || static_part=", static consumer"
+echo "check_packaging: OK (SONAME $soname, install, CMake consumer$static_part, pkg-config consumer)"

@@ -15,6 +15,8 @@ valid. Misuse by parameter type (TYPE_RULES below):
   out-parameter (T *out_x)    NULL -> SP_E_NULL_POINTER
   const char *                NULL -> SP_E_NULL_POINTER; invalid UTF-8 -> SP_E_INVALID_UTF8
   const uint8_t * / uint8_t * NULL (with a valid length) -> SP_E_NULL_POINTER
+  char * (a text buffer out)  as uint8_t *: NULL with a valid length -> SP_E_NULL_POINTER,
+                              and untouched on failure
   size_t after a buffer       (size_t)-1 and PTRDIFF_MAX + 1 with a valid small buffer
                               -> SP_E_INVALID_ARGUMENT, buffer untouched
   size_t index                (size_t)-1 and PTRDIFF_MAX + 1 -> SP_E_OUT_OF_RANGE
@@ -47,8 +49,10 @@ HANDLE_KINDS = {
 # Out-parameter pointee types (after `T *out_x`) the generator can pre-fill and compare.
 OUT_TYPES = {
     "int32_t", "uint32_t", "int64_t", "uint64_t", "size_t",
-    "const char *", "const uint8_t *", "struct sp_statistics",
+    "const char *", "const uint8_t *", "struct sp_statistics", "struct sp_histogram",
 }
+# Out structs whose first field is the struct_size the caller sets.
+SIZED_STRUCTS = {"struct sp_statistics", "struct sp_histogram"}
 
 # Valid values of string parameters, by name; others get "x".
 VALID_STRINGS = {
@@ -80,6 +84,8 @@ VALID_INT32 = {
     "on": "1",
     "version": "SP_TLS_1_2",
     "code": "SP_E_INVALID_ARGUMENT",
+    "level": "SP_LOG_INFO",
+    "which": "SP_METRIC_QUEUE_WAIT",
 }
 INT32_EXTREMES = [("INT32_MIN", "INT32_MIN"), ("INT32_MAX", "INT32_MAX"), ("-2", "-2")]
 
@@ -98,9 +104,11 @@ EXCEPTIONS = {
     ("sp_manager_set_certificate_validator", "validator"): {"NULL": "SP_OK"},
     # "SP_E_INVALID_UTF8 (name)": header values may be any bytes but CR/LF (obs-text).
     ("sp_http_request_add_header", "value"): {"utf8": "SP_OK"},
+    # "a NULL callback turns logging off"
+    ("sp_manager_set_log_callback", "callback"): {"NULL": "SP_OK"},
 }
 
-RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t"}
+RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t", "uint64_t"}
 
 
 class GenError(Exception):
@@ -169,10 +177,10 @@ def classify(func, params, i, kinds, callbacks):
         return "out", pointee
     if t == "const char *":
         return "string", None
-    if t in ("const uint8_t *", "uint8_t *"):
-        return ("in_buffer" if t.startswith("const") else "out_buffer"), None
+    if t in ("const uint8_t *", "uint8_t *", "char *"):
+        return ("in_buffer" if t.startswith("const") else "out_buffer"), t
     if t == "size_t":
-        if i > 0 and params[i - 1][0] in ("const uint8_t *", "uint8_t *"):
+        if i > 0 and params[i - 1][0] in ("const uint8_t *", "uint8_t *", "char *"):
             return "length", params[i - 1][1]
         if name == "index":
             return "index", None
@@ -214,7 +222,7 @@ class Gen:
             pointee = norm_type(t[:-1])
             decl = f"{pointee} {v}" if not pointee.endswith("*") else f"{pointee}{v}"
             lines = [f"{decl};", f"memset(&{v}, 0xA5, sizeof {v});"]
-            if pointee == "struct sp_statistics":
+            if pointee in SIZED_STRUCTS:
                 lines.append(f"{v}.struct_size = (uint32_t)sizeof {v};")
             lines.append(f"{decl}_before;")
             lines.append(f"memcpy(&{v}_before, &{v}, sizeof {v});")
@@ -225,7 +233,7 @@ class Gen:
         if cat == "in_buffer":
             return [f"const uint8_t *{v} = am_guard_buf({VALID_BUFFER_LEN}, 'x');"], v
         if cat == "out_buffer":
-            return [f"uint8_t *{v} = am_guard_buf({VALID_BUFFER_LEN}, 0xA5);"], v
+            return [f"{t}{v} = ({t})am_guard_buf({VALID_BUFFER_LEN}, 0xA5);"], v
         if cat == "length":
             return [f"size_t {v} = {VALID_BUFFER_LEN};"], v
         if cat == "index":
@@ -308,7 +316,7 @@ class Gen:
                         f'am_check_unchanged(&a{i}, &a{i}_before, sizeof a{i}, "{name}");')
                 if cat == "out_buffer":
                     fail_checks.append(
-                        f'am_check_filled(a{i}, {VALID_BUFFER_LEN}, 0xA5, "{name}");')
+                        f'am_check_filled((const uint8_t *)a{i}, {VALID_BUFFER_LEN}, 0xA5, "{name}");')
             lines.append("if (rc != SP_OK) {")
             lines += ["    " + c for c in fail_checks]
             lines.append("}")

@@ -10,11 +10,11 @@
 
 /* Each function with the exact type the header promises (a mismatch fails to compile). */
 static sp_result (*const p_manager_new)(sp_manager **) = sp_manager_new;
-static sp_result (*const p_find)(const sp_manager *, const char *, sp_point **) = sp_find;
-static sp_result (*const p_set_lease)(const sp_point *, int32_t) = sp_set_lease_timeout;
-static sp_result (*const p_request)(const sp_manager *, const sp_http_request *,
+static sp_result (*const p_find)(sp_manager *, const char *, sp_point **) = sp_find;
+static sp_result (*const p_set_lease)(sp_point *, int32_t) = sp_set_lease_timeout;
+static sp_result (*const p_request)(sp_manager *, sp_http_request *,
                                     sp_response **) = sp_request;
-static sp_result (*const p_read)(const sp_response *, uint8_t *, size_t, size_t *) =
+static sp_result (*const p_read)(sp_response *, uint8_t *, size_t, size_t *) =
     sp_response_read;
 static const char *(*const p_strerror)(int32_t) = sp_strerror;
 

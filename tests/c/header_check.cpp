@@ -12,8 +12,8 @@ static_assert(offsetof(sp_statistics, struct_size) == 0, "struct_size comes firs
 static_assert(SP_INFINITE == -1, "infinite is -1");
 
 int main() {
-    sp_result (*find)(const sp_manager *, const char *, sp_point **) = sp_find;
-    sp_result (*request)(const sp_manager *, const sp_http_request *, sp_response **) =
+    sp_result (*find)(sp_manager *, const char *, sp_point **) = sp_find;
+    sp_result (*request)(sp_manager *, sp_http_request *, sp_response **) =
         sp_request;
     (void)find;
     (void)request;

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from . import errors
 
 #: The ABI version this binding was written for (SP_ABI_VERSION in the header).
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 #: Result code of success.
 SP_OK = 0
@@ -156,6 +156,7 @@ class sp_statistics(ctypes.Structure):
 
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
         ("open", ctypes.c_uint64),
         ("idle", ctypes.c_uint64),
         ("busy", ctypes.c_uint64),
@@ -175,6 +176,7 @@ class sp_statistics(ctypes.Structure):
         ("closed_abandoned", ctypes.c_uint64),
         ("tls_full_handshakes", ctypes.c_uint64),
         ("tls_resumed_handshakes", ctypes.c_uint64),
+        ("closed_in_flight", ctypes.c_uint64),
     ]
 
 
@@ -258,10 +260,12 @@ sp_manager_set_max_service_points = _declare(
 sp_manager_get_max_service_points = _declare(
     "sp_manager_get_max_service_points", [manager_p, c_int32_p]
 )
-sp_manager_set_max_idle_time = _declare(
-    "sp_manager_set_max_idle_time", [manager_p, ctypes.c_int32]
+sp_manager_set_max_service_point_idle_time = _declare(
+    "sp_manager_set_max_service_point_idle_time", [manager_p, ctypes.c_int32]
 )
-sp_manager_get_max_idle_time = _declare("sp_manager_get_max_idle_time", [manager_p, c_int32_p])
+sp_manager_get_max_service_point_idle_time = _declare(
+    "sp_manager_get_max_service_point_idle_time", [manager_p, c_int32_p]
+)
 sp_manager_set_keep_alive_default = _declare(
     "sp_manager_set_keep_alive_default", [manager_p, ctypes.c_int32]
 )
@@ -292,7 +296,18 @@ sp_cert_validator_cb = ctypes.CFUNCTYPE(
 )
 sp_manager_add_ca_pem = _declare("sp_manager_add_ca_pem", [manager_p, ctypes.c_char_p, ctypes.c_size_t])
 sp_manager_add_ca_file = _declare("sp_manager_add_ca_file", [manager_p, ctypes.c_char_p])
+sp_manager_get_ca_count = _declare("sp_manager_get_ca_count", [manager_p, c_int32_p])
 sp_manager_set_system_roots = _declare("sp_manager_set_system_roots", [manager_p, ctypes.c_int32])
+sp_manager_get_system_roots = _declare("sp_manager_get_system_roots", [manager_p, c_int32_p])
+sp_manager_has_client_certificate = _declare(
+    "sp_manager_has_client_certificate", [manager_p, c_int32_p]
+)
+sp_manager_get_min_tls_version = _declare(
+    "sp_manager_get_min_tls_version", [manager_p, c_int32_p]
+)
+sp_manager_has_certificate_validator = _declare(
+    "sp_manager_has_certificate_validator", [manager_p, c_int32_p]
+)
 sp_manager_set_client_certificate = _declare(
     "sp_manager_set_client_certificate",
     [manager_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t],
@@ -354,6 +369,25 @@ sp_http_request_set_connection_group = _declare(
 )
 sp_http_request_set_retryable = _declare(
     "sp_http_request_set_retryable", [request_p, ctypes.c_int32]
+)
+sp_http_request_get_keep_alive = _declare(
+    "sp_http_request_get_keep_alive", [request_p, c_int32_p]
+)
+sp_http_request_get_timeout = _declare("sp_http_request_get_timeout", [request_p, c_int32_p])
+sp_http_request_get_read_timeout = _declare(
+    "sp_http_request_get_read_timeout", [request_p, c_int32_p]
+)
+sp_http_request_get_retryable = _declare("sp_http_request_get_retryable", [request_p, c_int32_p])
+#: The copy-out text getters: (request, char *buf, size_t cap, size_t *out_len), snprintf-style.
+sp_http_request_get_connection_group = _declare(
+    "sp_http_request_get_connection_group",
+    [request_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p],
+)
+sp_http_request_get_method = _declare(
+    "sp_http_request_get_method", [request_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_http_request_get_url = _declare(
+    "sp_http_request_get_url", [request_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
 )
 sp_request = _declare("sp_request", [manager_p, request_p, c_void_p_p])
 
@@ -432,6 +466,16 @@ def encode(text: Any, what: str) -> bytes:
     if b"\0" in data:
         raise errors.InvalidArgumentError(1, "{} contains a NUL character".format(what))
     return data
+
+
+def get_text(getter: Any, handle: Any) -> str:
+    """A copy-out text getter (``sp_http_request_get_url`` and its kind) as a str: asks for
+    the length, then copies into a buffer of that size."""
+    length = ctypes.c_size_t()
+    getter(handle, None, 0, ctypes.byref(length))
+    buf = ctypes.create_string_buffer(length.value + 1)
+    getter(handle, buf, len(buf), ctypes.byref(length))
+    return buf.value.decode("utf-8")
 
 
 def decode_field(raw: Optional[bytes]) -> str:

@@ -49,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "ManagerClosedError",
     "BodySourceError",
+    "ServicePointConnectionResetError",
     "ERROR_CODES",
     "error_class",
     "error_from_code",
@@ -284,7 +285,15 @@ class BodySourceError(ServicePointError):
     code_name = "SP_E_BODY_SOURCE"
 
 
-#: ``sp_result`` code -> exception class, for every error code in the header (ABI 1).
+class ServicePointConnectionResetError(ConnectionClosedError, builtins.ConnectionResetError):
+    """SP_E_CONNECTION_RESET: the server reset the connection (RST) before the response was
+    complete. Also a :class:`ConnectionClosedError` (the code it had before ABI 2) and the
+    builtin :class:`ConnectionResetError` (named so as not to shadow it)."""
+
+    code_name = "SP_E_CONNECTION_RESET"
+
+
+#: ``sp_result`` code -> exception class, for every error code in the header (ABI 2).
 ERROR_CODES: Dict[int, Type[ServicePointError]] = {
     1: InvalidArgumentError,
     2: NullPointerError,
@@ -315,6 +324,7 @@ ERROR_CODES: Dict[int, Type[ServicePointError]] = {
     27: TlsCertificateExpiredError,
     28: TlsHostnameMismatchError,
     29: TlsNotTlsError,
+    30: ServicePointConnectionResetError,
 }
 
 

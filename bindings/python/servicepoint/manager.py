@@ -168,11 +168,11 @@ class ServicePointManager(NativeObject):
     def max_service_point_idle_time(self) -> int:
         """MaxServicePointIdleTime in ms (-1 infinite): the max idle time new service
         points take, and how long an unused service point stays in the table."""
-        return self._get(n.sp_manager_get_max_idle_time)
+        return self._get(n.sp_manager_get_max_service_point_idle_time)
 
     @max_service_point_idle_time.setter
     def max_service_point_idle_time(self, value: int) -> None:
-        self._set(n.sp_manager_set_max_idle_time, value, "max service point idle time")
+        self._set(n.sp_manager_set_max_service_point_idle_time, value, "max service point idle time")
 
     @property
     def keep_alive_default(self) -> bool:
@@ -210,13 +210,20 @@ class ServicePointManager(NativeObject):
         """Trusts the CA certificates in a PEM file."""
         n.sp_manager_add_ca_file(self._live(), n.encode(str(path), "path"))
 
-    def _set_system_roots(self, on: bool) -> None:
-        n.sp_manager_set_system_roots(self._live(), 1 if on else 0)
+    @property
+    def ca_count(self) -> int:
+        """How many CA certificates were added with :meth:`add_ca_pem`/:meth:`add_ca_file`
+        (the system's trust store not counted)."""
+        return self._get(n.sp_manager_get_ca_count)
 
-    system_roots = property(
-        fset=_set_system_roots,
-        doc="Write-only: use the system's trust store (True, the default) or only added CAs.",
-    )
+    @property
+    def system_roots(self) -> bool:
+        """Use the system's trust store (True, the default) or only the added CAs."""
+        return bool(self._get(n.sp_manager_get_system_roots))
+
+    @system_roots.setter
+    def system_roots(self, on: bool) -> None:
+        n.sp_manager_set_system_roots(self._live(), 1 if on else 0)
 
     def set_client_certificate(self, cert_pem: Union[bytes, str], key_pem: Union[bytes, str]) -> None:
         """The client certificate chain and private key (PEM) for mutual TLS."""
@@ -224,15 +231,27 @@ class ServicePointManager(NativeObject):
         key = key_pem.encode("ascii") if isinstance(key_pem, str) else bytes(key_pem)
         n.sp_manager_set_client_certificate(self._live(), cert, len(cert), key, len(key))
 
-    def _set_min_tls_version(self, version: str) -> None:
+    @property
+    def has_client_certificate(self) -> bool:
+        """Whether a client certificate was set with :meth:`set_client_certificate`."""
+        return bool(self._get(n.sp_manager_has_client_certificate))
+
+    @property
+    def min_tls_version(self) -> str:
+        """The lowest TLS version offered, '1.2' (the default) or '1.3'."""
+        return {12: "1.2", 13: "1.3"}[self._get(n.sp_manager_get_min_tls_version)]
+
+    @min_tls_version.setter
+    def min_tls_version(self, version: str) -> None:
         codes = {"1.2": 12, "1.3": 13}
         if version not in codes:
             raise ValueError("min_tls_version must be '1.2' or '1.3'")
         n.sp_manager_set_min_tls_version(self._live(), codes[version])
 
-    min_tls_version = property(
-        fset=_set_min_tls_version, doc="Write-only: the lowest TLS version offered, '1.2' or '1.3'."
-    )
+    @property
+    def has_certificate_validator(self) -> bool:
+        """Whether a certificate validation callback is installed."""
+        return bool(self._get(n.sp_manager_has_certificate_validator))
 
     def set_certificate_validator(
         self, validator: Optional[Callable[[str, List[bytes], int], bool]]

@@ -44,7 +44,8 @@ class Statistics:
     closed_keep_alive_off: int
     #: Connections closed because the server said so (Connection: close, HTTP/1.0, EOF).
     closed_server: int
-    #: Idle connections found dead (EOF, reset, stray bytes) before reuse.
+    #: Idle connections found dead (EOF, reset, stray bytes) when checked before reuse, at no
+    #: cost to any request.
     closed_stale: int
     #: Connections closed after an error.
     closed_error: int
@@ -58,6 +59,9 @@ class Statistics:
     tls_full_handshakes: int
     #: TLS connections opened by resuming an earlier session.
     tls_resumed_handshakes: int
+    #: Reused connections that failed under a request before any response byte (the server
+    #: closed or reset them as the request arrived); the request was retried if allowed.
+    closed_in_flight: int
 
 
 class ServicePoint(NativeObject):

@@ -302,3 +302,57 @@ def test_abi_mismatch_gives_import_error(tmp_path: Path) -> None:
     )
     assert "IMPORTERROR" in proc.stdout, proc.stderr
     assert "999" in proc.stdout and "ABI" in proc.stdout
+
+
+def test_abi_2_getters_read_what_setters_set() -> None:
+    """ABI 2: every setter has a getter, so the binding keeps no shadow copies."""
+    with servicepoint.ServicePointManager() as manager:
+        assert manager.system_roots is True
+        manager.system_roots = False
+        assert manager.system_roots is False
+        assert manager.min_tls_version == "1.2"
+        manager.min_tls_version = "1.3"
+        assert manager.min_tls_version == "1.3"
+        assert manager.ca_count == 0
+        assert manager.has_client_certificate is False
+        assert manager.has_certificate_validator is False
+        manager.set_certificate_validator(lambda host, chain, code: True)
+        assert manager.has_certificate_validator is True
+        manager.set_certificate_validator(None)
+        assert manager.has_certificate_validator is False
+        manager.max_service_point_idle_time = 1234
+        assert manager.max_service_point_idle_time == 1234
+
+    handle = ctypes.c_void_p()
+    _native.sp_http_request_new(b"POST", b"HTTP://Example.COM:80/a?b#f", ctypes.byref(handle))
+    try:
+        assert _native.get_text(_native.sp_http_request_get_method, handle) == "POST"
+        assert _native.get_text(_native.sp_http_request_get_url, handle) == "http://example.com/a?b"
+        assert _native.get_text(_native.sp_http_request_get_connection_group, handle) == ""
+        value = ctypes.c_int32()
+        _native.sp_http_request_get_keep_alive(handle, ctypes.byref(value))
+        assert value.value == -1
+        _native.sp_http_request_get_timeout(handle, ctypes.byref(value))
+        assert value.value == 100000
+        _native.sp_http_request_set_read_timeout(handle, -1)
+        _native.sp_http_request_get_read_timeout(handle, ctypes.byref(value))
+        assert value.value == -1
+        _native.sp_http_request_set_connection_group(handle, b"g")
+        assert _native.get_text(_native.sp_http_request_get_connection_group, handle) == "g"
+    finally:
+        _native.sp_http_request_free(handle)
+
+
+def test_connection_reset_has_its_own_class() -> None:
+    cls = errors.error_class(30)
+    assert cls is servicepoint.ServicePointConnectionResetError
+    assert issubclass(cls, servicepoint.ConnectionClosedError)
+    assert issubclass(cls, ConnectionResetError)
+    assert _native.strerror(30) == "connection reset by the server"
+    assert _native.strerror(31) == "unknown result code"
+
+
+def test_statistics_layout_matches_the_header() -> None:
+    assert ctypes.sizeof(_native.sp_statistics) == 8 + 20 * 8
+    assert _native.sp_statistics.reserved.offset == 4
+    assert _native.sp_statistics.closed_in_flight.offset == ctypes.sizeof(_native.sp_statistics) - 8

@@ -1,0 +1,240 @@
+//! Logging and metrics: `sp_manager_set_log_callback`, and the queue-wait and
+//! connection-lifetime histograms of a service point or a whole manager.
+
+use super::boundary::{FfiError, call, guard, out, write};
+use super::handles;
+use super::manager::sp_manager;
+use super::point::{sp_point, sp_statistics, write_statistics};
+use super::result::sp_result;
+use crate::log::{Level, Sink};
+use crate::stats::{BUCKET_BOUNDS_US, BUCKETS, HistogramSnapshot};
+use std::ffi::{CString, c_char, c_void};
+use std::sync::Arc;
+
+/// Log levels for sp_manager_set_log_callback(): a callback set at a level receives messages
+/// of that level and the more severe ones.
+pub const SP_LOG_OFF: i32 = 0;
+pub const SP_LOG_ERROR: i32 = 1;
+pub const SP_LOG_WARN: i32 = 2;
+pub const SP_LOG_INFO: i32 = 3;
+pub const SP_LOG_DEBUG: i32 = 4;
+
+/// Receives a log message: its level (SP_LOG_ERROR..SP_LOG_DEBUG) and its text (UTF-8,
+/// NUL-terminated, valid during the call only). Called on the thread whose call caused the
+/// event (the idle reaper's closes on a library thread); must not block for long. Blocking
+/// library calls made from inside it return SP_E_WRONG_THREAD.
+pub type sp_log_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, level: i32, message: *const c_char)>;
+
+struct CallbackSink {
+    cb: unsafe extern "C" fn(*mut c_void, i32, *const c_char),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the caller promises (header doc) that the callback and userdata may be used from any
+// thread until the callback is replaced or the manager freed.
+unsafe impl Send for CallbackSink {}
+// SAFETY: as above.
+unsafe impl Sync for CallbackSink {}
+
+impl Sink for CallbackSink {
+    fn log(&self, level: Level, message: &str) {
+        let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: the text is valid for the call; cb and userdata per the contract.
+        unsafe { (self.cb)(self.userdata, level as i32, text.as_ptr()) }
+    }
+}
+
+/// Routes the manager's log messages to `callback` at `level` and above: each connection
+/// opened (address, local port, TLS full or resumed; SP_LOG_INFO), reused (SP_LOG_DEBUG),
+/// closed with its reason (SP_LOG_DEBUG, SP_LOG_INFO after errors), each retry and its cause
+/// (SP_LOG_WARN), queue waits of 100 ms or more (SP_LOG_INFO). `level` SP_LOG_OFF or a NULL
+/// callback turns logging off (the default; it then costs nothing).
+///
+/// Ownership: `userdata` is borrowed until the callback is replaced or the manager freed.
+/// Thread safety: any thread; the callback is called from any thread (see sp_log_cb).
+/// Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (level).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_set_log_callback(
+    manager: *mut sp_manager,
+    level: i32,
+    callback: sp_log_cb,
+    userdata: *mut c_void,
+) -> sp_result {
+    call(|| {
+        let m = handles::manager(manager)?;
+        if level != SP_LOG_OFF && Level::from_i32(level).is_none() {
+            return Err(FfiError::new(
+                sp_result::SP_E_OUT_OF_RANGE,
+                format!("log level {level} is not SP_LOG_OFF..SP_LOG_DEBUG"),
+            ));
+        }
+        match (Level::from_i32(level), callback) {
+            (Some(level), Some(cb)) => {
+                m.log()
+                    .set(Some((level, Arc::new(CallbackSink { cb, userdata }))));
+            }
+            _ => m.log().set(None),
+        }
+        Ok(())
+    })
+}
+
+/// The level logging is set at (SP_LOG_OFF when off).
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_log_level(
+    manager: *const sp_manager,
+    out_level: *mut i32,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_level, "out_level")?;
+        let m = handles::manager(manager)?;
+        write(dst, m.log().level().map_or(SP_LOG_OFF, |l| l as i32));
+        Ok(())
+    })
+}
+
+/// Which histogram sp_get_histogram() and sp_manager_get_histogram() read.
+pub const SP_METRIC_QUEUE_WAIT: i32 = 0;
+pub const SP_METRIC_CONNECTION_LIFETIME: i32 = 1;
+
+/// Number of buckets of an sp_histogram.
+pub const SP_HISTOGRAM_BUCKETS: usize = 20;
+const _: () = assert!(SP_HISTOGRAM_BUCKETS == BUCKETS);
+
+/// A histogram of durations: `count` observations summing to `sum_us` microseconds, and
+/// `buckets[i]` of them at most sp_histogram_bound_us(i) (the last bucket has no bound). Set
+/// `struct_size` to sizeof(sp_histogram) before the call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct sp_histogram {
+    /// Size of this struct as the caller knows it.
+    pub struct_size: u32,
+    /// Number of buckets (SP_HISTOGRAM_BUCKETS).
+    pub bucket_count: u32,
+    pub count: u64,
+    pub sum_us: u64,
+    pub buckets: [u64; SP_HISTOGRAM_BUCKETS],
+}
+
+/// The upper bound of histogram bucket `index` in microseconds; UINT64_MAX for the last one
+/// (and for an index past it).
+///
+/// Thread safety: any thread. Never fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_histogram_bound_us(index: usize) -> u64 {
+    guard(u64::MAX, || {
+        BUCKET_BOUNDS_US.get(index).copied().unwrap_or(u64::MAX)
+    })
+}
+
+fn metric(
+    which: i32,
+    queue: HistogramSnapshot,
+    lifetime: HistogramSnapshot,
+) -> Result<HistogramSnapshot, FfiError> {
+    match which {
+        SP_METRIC_QUEUE_WAIT => Ok(queue),
+        SP_METRIC_CONNECTION_LIFETIME => Ok(lifetime),
+        _ => Err(FfiError::new(
+            sp_result::SP_E_OUT_OF_RANGE,
+            format!("metric {which} is not SP_METRIC_QUEUE_WAIT or SP_METRIC_CONNECTION_LIFETIME"),
+        )),
+    }
+}
+
+/// Writes a histogram into a caller's struct of `struct_size` bytes (no more).
+fn write_histogram(dst: *mut sp_histogram, h: &HistogramSnapshot) -> Result<(), FfiError> {
+    // SAFETY: dst is non-null (checked) and, per the contract, its struct_size is readable.
+    let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
+    let full = std::mem::size_of::<sp_histogram>();
+    if size < std::mem::size_of::<u64>() * 3 {
+        return Err(FfiError::new(
+            sp_result::SP_E_INVALID_ARGUMENT,
+            "out->struct_size is too small",
+        ));
+    }
+    let value = sp_histogram {
+        struct_size: size.min(full) as u32,
+        bucket_count: SP_HISTOGRAM_BUCKETS as u32,
+        count: h.count,
+        sum_us: h.sum_us,
+        buckets: h.buckets,
+    };
+    // SAFETY: copies min(size, full) bytes of a fully initialised struct (no padding: u32,
+    // u32, then u64s) into the caller's buffer of at least `size` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&value as *const sp_histogram).cast::<u8>(),
+            dst.cast::<u8>(),
+            size.min(full),
+        )
+    };
+    Ok(())
+}
+
+/// Reads a histogram of a service point: SP_METRIC_QUEUE_WAIT (time each request waited for
+/// a connection, 0 included) or SP_METRIC_CONNECTION_LIFETIME (connect to close, per closed
+/// connection).
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+/// SP_E_OUT_OF_RANGE (which), SP_E_INVALID_ARGUMENT (struct_size too small),
+/// SP_E_MANAGER_CLOSED.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_get_histogram(
+    point: *const sp_point,
+    which: i32,
+    out_histogram: *mut sp_histogram,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_histogram, "out_histogram")?;
+        let entry = handles::point(point)?;
+        entry.point.check_open()?;
+        let stats = &entry.point.stats;
+        let h = metric(
+            which,
+            stats.queue_wait.snapshot(),
+            stats.connection_lifetime.snapshot(),
+        )?;
+        write_histogram(dst, &h)
+    })
+}
+
+/// Statistics summed over the manager's service points (the manager-wide figures: open, idle
+/// and busy connections, requests, closes by reason...). Set `struct_size` first, as for
+/// sp_get_statistics().
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+/// SP_E_INVALID_ARGUMENT (struct_size too small).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_statistics(
+    manager: *const sp_manager,
+    out_stats: *mut sp_statistics,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_stats, "out_stats")?;
+        let m = handles::manager(manager)?;
+        let (total, _, _) = m.statistics();
+        write_statistics(dst, &total)
+    })
+}
+
+/// Reads a histogram summed over the manager's service points (see sp_get_histogram()).
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+/// SP_E_OUT_OF_RANGE (which), SP_E_INVALID_ARGUMENT (struct_size too small).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_get_histogram(
+    manager: *const sp_manager,
+    which: i32,
+    out_histogram: *mut sp_histogram,
+) -> sp_result {
+    call(|| {
+        let dst = out(out_histogram, "out_histogram")?;
+        let m = handles::manager(manager)?;
+        let (_, queue, lifetime) = m.statistics();
+        write_histogram(dst, &metric(which, queue, lifetime)?)
+    })
+}
