@@ -3,8 +3,11 @@
 Called by bench/run.sh, which installs the tools, builds the clients and starts nginx. Each
 round runs each (scenario, client) pair once, rotating the client order between rounds so that
 drift on a noisy machine spreads evenly; the table reports medians over the rounds and the
-spread (min-max) of CPU per request. Clients run pinned to CPU 1, nginx to CPU 0, except the
-contention scenarios, whose clients may use both CPUs (taskset -c 0,1).
+spread (min-max) of CPU per request. Clients run pinned to CPU 1, nginx to CPU 0, except
+contention_32_2cpu, whose threads may use both CPUs (taskset -c 0,1) so that they really run in
+parallel (for the futex count; its CPU per request is not compared: a client free to use both
+CPUs lands next to nginx or across from it, and a single thread's CPU per request is then
+bimodal, about 20 or 45 µs on this machine).
 
 CPU per request: the C clients report getrusage(RUSAGE_SELF) differences around the measured
 steady state (after a 0.3 s warm-up; start-up excluded); the other clients (Python, C#, wrk)
@@ -39,6 +42,7 @@ SCENARIOS = {
     # sp_contend on one manager: (threads over 64 points of limit 4, threads on one point)
     "contention_1": ((0, 1), 1, 1, -1, "http"),
     "contention_32": ((16, 16), 32, 16, -1, "http"),
+    "contention_32_2cpu": ((16, 16), 32, 16, -1, "http"),
 }
 TITLES = {
     "seq_small": "Sequential keep-alive GET, 100-byte body, 1 thread",
@@ -47,9 +51,11 @@ TITLES = {
     "seq_64k": "Sequential keep-alive GET, 64 KiB body, 1 thread",
     "https_keepalive": "HTTPS keep-alive GET, 100-byte body, 1 thread (certificate verified)",
     "https_newconn": "HTTPS new connection per request, with session resumption, 100-byte body",
-    "contention_1": "Contention baseline: sp_contend with 1 thread on one service point (client on CPUs 0-1)",
+    "contention_1": "Contention baseline: sp_contend with 1 thread on one service point",
     "contention_32": "Contention: 16 threads over 64 service points (limit 4 each) plus 16 threads on one "
-                     "service point (limit 16), one manager, 100-byte body (client on CPUs 0-1)",
+                     "service point (limit 16), one manager, 100-byte body",
+    "contention_32_2cpu": "Contention as above, client threads on both CPUs (taskset -c 0,1: threads run in "
+                          "parallel; nginx shares CPU 0)",
 }
 
 
@@ -67,7 +73,8 @@ def client_commands(args):
                 if mode != "new":
                     return None
                 many, one = path
-                return ["taskset", "-c", "0,1", os.path.join(TARGET, "bench", "sp_contend"), "http://127.0.0.1",
+                cpus = "0,1" if s.endswith("_2cpu") else "1"
+                return ["taskset", "-c", cpus, os.path.join(TARGET, "bench", "sp_contend"), "http://127.0.0.1",
                         str(args.port), str(args.port + 10), secs, str(many), str(one)]
             return pin + [os.path.join(TARGET, "bench", "sp_bench"), url, secs, str(threads), str(limit), str(lease), mode]
         return f
@@ -103,9 +110,21 @@ def client_commands(args):
             cmd += ["-H", "Connection: close"]
         return cmd + [url]
 
+    def before(f):
+        # The same client run against another build of the library (--before-lib DIR).
+        def g(s, url):
+            cmd = f(s, url)
+            return cmd and ["env", f"LD_LIBRARY_PATH={args.before_lib}"] + cmd
+        return g
+
+    extra = {}
+    if args.before_lib:
+        extra = {"servicepoint (C) before": before(sp_c_mode("new")),
+                 "servicepoint (C, request reused) before": before(sp_c_mode("reuse"))}
     return {
         "servicepoint (C)": sp_c_mode("new"),
         "servicepoint (C, request reused)": sp_c_mode("reuse"),
+        **extra,
         "libcurl (C)": curl,
         "servicepoint (Python)": pyc("sp"),
         "urllib3 (Python)": pyc("urllib3"),
@@ -260,6 +279,8 @@ def main():
     ap.add_argument("--section", type=str, default="", help="write the tables as this section of RESULTS.md")
     ap.add_argument("--futex", action="store_true", help="count futex calls per request (contention, S1)")
     ap.add_argument("--callgrind", action="store_true", help="instructions per request of the C clients (S1)")
+    ap.add_argument("--before-lib", type=str, default="",
+                    help="directory of another libservicepoint build: its clients run beside, as '... before'")
     args = ap.parse_args()
     if args.scenarios:
         keep = args.scenarios.split(",")
@@ -305,16 +326,18 @@ def main():
             short = argparse.Namespace(**vars(args))
             short.seconds = secs
             fclients = client_commands(short)
-            for s in SCENARIOS:
-                if s in ("seq_small", "contention_1", "contention_32"):
-                    cmd = fclients["servicepoint (C)"](s, f"http://localhost:{args.port}/small")
-                    got = futex_per_request(cmd, env) if cmd else None
-                    if got:
-                        runs[(s, secs)] = got
-                        print(f"futex {s} {secs:g} s: {got[0]} calls, {got[1]:.0f} requests", flush=True)
-        for s in SCENARIOS:
-            if (s, 0.0) in runs and (s, 3.0) in runs:
-                futex[s] = (runs[(s, 0.0)][0], runs[(s, 3.0)][0], runs[(s, 3.0)][1])
+            for c in [c for c in ("servicepoint (C)", "servicepoint (C) before") if c in fclients]:
+                for s in SCENARIOS:
+                    if s in ("seq_small", "contention_1", "contention_32", "contention_32_2cpu"):
+                        cmd = fclients[c](s, f"http://localhost:{args.port}/small")
+                        got = futex_per_request(cmd, env) if cmd else None
+                        if got:
+                            key = s if c == "servicepoint (C)" else s + ", before"
+                            runs[(key, secs)] = got
+                            print(f"futex {key} {secs:g} s: {got[0]} calls, {got[1]:.0f} requests", flush=True)
+        for key, secs in list(runs):
+            if secs == 3.0 and (key, 0.0) in runs:
+                futex[key] = (runs[(key, 0.0)][0], runs[(key, 3.0)][0], runs[(key, 3.0)][1])
     instr = []
     if args.callgrind and shutil.which("valgrind"):
         short = argparse.Namespace(**vars(args))
@@ -325,10 +348,14 @@ def main():
         if "seq_small" in SCENARIOS:
             runs += [(c, "seq_small") for c in ("servicepoint (C)", "servicepoint (C, request reused)", "libcurl (C)")]
         runs += [("servicepoint (C)", s) for s in ("contention_1", "contention_32") if s in SCENARIOS]
+        if args.before_lib:
+            runs += [(c + " before", scen) for c, scen in runs]
         for c, scen in runs:
-            cmd = cclients[c](scen, url)[3:]  # without taskset
+            cmd = cclients[c](scen, url)
+            prefix = cmd[:2] if cmd[0] == "env" else []
+            cmd = cmd[len(prefix) + 3:]  # without env and taskset
             out_file = os.path.join("/tmp", f"callgrind.bench.{os.getpid()}.out")
-            p = subprocess.run(["taskset", "-c", "1", "valgrind", "--tool=callgrind", "--instr-atstart=no",
+            p = subprocess.run(prefix + ["taskset", "-c", "1", "valgrind", "--tool=callgrind", "--instr-atstart=no",
                                 f"--callgrind-out-file={out_file}"] + cmd, capture_output=True, text=True, env=env)
             m = re.search(r"Collected : (\d+)", p.stderr)
             r = RESULT.search(p.stdout + p.stderr)
@@ -405,10 +432,18 @@ def main():
     i32 = dict(instr).get("servicepoint (C), contention_32")
     x = r(i32, i1)
     check("Contention: instructions/request vs 1 thread (callgrind)", fmt(x, 3) + "×", "≤ 1.15×", x is not None and x <= 1.15)
+    if args.before_lib:
+        for s, c in (("seq_small", "servicepoint (C)"), ("seq_small", "servicepoint (C, request reused)"),
+                     ("contention_1", "servicepoint (C)"), ("contention_32", "servicepoint (C)"),
+                     ("contention_32_2cpu", "servicepoint (C)")):
+            x = r(get(s, c, "cpu_us"), get(s, c + " before", "cpu_us"))
+            check(f"{s}, {c}: CPU/req after vs before", fmt(x, 2) + "×", "(lower is better)", True)
+        x = r(get("contention_32", "servicepoint (C) before", "cpu_us"), get("contention_1", "servicepoint (C) before", "cpu_us"))
+        check("Before: contention CPU/req vs 1 thread", fmt(x, 2) + "×", "≤ 1.15×", x is not None and x <= 1.15)
     x = r(get("contention_32", "servicepoint (C)", "cpu_us"), get("contention_1", "servicepoint (C)", "cpu_us"))
     check("Contention (16 threads × 64 points + 16 threads × 1 point): CPU/req vs 1 thread", fmt(x, 2) + "×",
           "≤ 1.15×", x is not None and x <= 1.15)
-    for s in ("seq_small", "contention_1", "contention_32"):
+    for s in [k + b for k in ("seq_small", "contention_1", "contention_32", "contention_32_2cpu") for b in ("", ", before")]:
         if s in futex:
             c0, calls, n = futex[s]
             check(f"futex calls per request, {s} (3 s run under perf stat or strace; a 0 s run makes {c0})",
@@ -479,13 +514,17 @@ def main():
     extra = os.path.join(HERE, "NOTES.md")
     if os.path.exists(extra):
         lines += [open(extra).read()]
-    # The soak section (written by bench/soak.sh, a separate, long run) is kept as it is.
+    # The soak section (written by bench/soak.sh, a separate, long run) and the sections written
+    # with --section ("## S1 and contention ...", hand-written notes among them) are kept.
     soak = ""
     if os.path.exists(results):
         previous = open(results, encoding="utf-8").read()
         i = previous.find("\n## Soak")
         if i >= 0:
             soak = previous[i:]
+            previous = previous[:i]
+        kept = [m.group(0) for m in re.finditer(r"\n## S1 and contention.*?(?=\n## |\Z)", previous, re.S)]
+        soak = "".join(kept) + soak
     with open(results, "w") as f:
         f.write("\n".join(lines).rstrip("\n") + "\n" + soak)
     print("\n".join(lines))

@@ -36,6 +36,8 @@ python3 -c 'import urllib3' 2>/dev/null || python3 -m pip install -q urllib3 2>/
 
 cargo build --release --locked
 T=${CARGO_TARGET_DIR:-target}
+# The library's SONAME is libservicepoint.so.<ABI>; the link beside it lets the clients load it.
+[ ! -f bindings/c/soname-link.sh ] || bash bindings/c/soname-link.sh "$T/release"
 mkdir -p "$T/bench"
 cc -O2 -g -Wall -Iinclude bench/c/sp_bench.c -o "$T/bench/sp_bench" -L"$T/release" -lservicepoint -lpthread
 cc -O2 -g -Wall -Iinclude bench/c/sp_contend.c -o "$T/bench/sp_contend" -L"$T/release" -lservicepoint -lpthread
