@@ -14,7 +14,9 @@ steady state (after a 0.3 s warm-up; start-up excluded); the other clients (Pyth
 are measured from outside, as the whole process's user + system time (children's rusage) over
 the requests it reports, start-up and warm-up included. --scenarios/--clients select a subset;
 --section writes the tables as one section of RESULTS.md (replacing a section of that name)
-instead of rewriting the file; --futex adds futex calls per request (perf stat, or strace).
+instead of rewriting the file; --futex adds futex calls per request (perf stat, or strace);
+--callgrind adds instructions per request; --before-lib DIR runs the servicepoint C clients
+against another build of the library as well ("... before" rows), in the same rounds.
 """
 import argparse
 import datetime
