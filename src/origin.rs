@@ -89,6 +89,29 @@ pub fn authority_prefix(uri: &str) -> Option<&str> {
 
 /// Parses an absolute http or https URL.
 pub fn parse(uri: &str) -> Result<Target> {
+    // A program sends the same URLs again and again (a new request description each time,
+    // as the README's example does): the url crate's parse is the larger part of creating
+    // one, so each thread remembers its recent results (no lock, bounded).
+    thread_local! {
+        static RECENT: std::cell::RefCell<std::collections::HashMap<String, Target>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    const RECENT_MAX: usize = 256;
+    if let Some(t) = RECENT.with(|r| r.borrow().get(uri).cloned()) {
+        return Ok(t);
+    }
+    let target = parse_uncached(uri)?;
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.len() >= RECENT_MAX {
+            r.clear();
+        }
+        r.insert(uri.to_string(), target.clone());
+    });
+    Ok(target)
+}
+
+fn parse_uncached(uri: &str) -> Result<Target> {
     let url = Url::parse(uri.trim())
         .map_err(|e| Error::new(ErrorKind::InvalidUrl, format!("invalid URL '{uri}': {e}")))?;
     let scheme = match url.scheme() {

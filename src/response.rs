@@ -225,17 +225,23 @@ impl Response {
     }
 
     /// Reads the rest of the body.
+    /// Reads into `out`'s own memory, growing it by what the framing announces (or 16 KiB at
+    /// a time): no scratch buffer to clear and copy through.
     pub fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        if let Some(n) = self.decoder.known_remaining() {
-            out.reserve(n.min(64 << 20) as usize);
-        }
-        let mut chunk = [0u8; 16 * 1024];
+        const STEP: u64 = 16 * 1024;
         loop {
-            let n = self.read(&mut chunk)?;
-            if n == 0 {
+            let want = self
+                .decoder
+                .known_remaining()
+                .map_or(STEP, |n| n.clamp(1, 64 << 20)) as usize;
+            let start = out.len();
+            out.resize(start + want, 0);
+            let read = self.read(&mut out[start..]);
+            let n = *read.as_ref().unwrap_or(&0);
+            out.truncate(start + n);
+            if read? == 0 {
                 return Ok(());
             }
-            out.extend_from_slice(&chunk[..n]);
         }
     }
 
