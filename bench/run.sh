@@ -22,7 +22,7 @@ command -v cc >/dev/null || need+=(gcc)
 command -v openssl >/dev/null || need+=(openssl)
 command -v strace >/dev/null || need+=(strace)
 command -v valgrind >/dev/null || need+=(valgrind)
-if [ -f bindings/csharp/ServicePoint.cs ]; then
+if [ -f bindings/csharp/Servicepoint.csproj ]; then
   command -v mcs >/dev/null || need+=(mono-mcs)
   command -v mono >/dev/null || need+=(mono-runtime)
   [ -e /usr/lib/mono/4.5/System.dll ] || need+=(libmono-system4.0-cil)
