@@ -193,7 +193,7 @@ fn attempt(
     let announce = reuse::announce_keep_alive(&facts, close.is_some());
     conn.requests = conn.requests.saturating_add(1);
     let sent_before = conn.bytes_sent;
-    let host = point.origin.host_header();
+    let host = point.host_header();
     let mut stream = None;
     let framing = match &req.body {
         Body::Empty => BodyFraming::None,
@@ -212,7 +212,7 @@ fn attempt(
     let head = RequestHead {
         method: &req.method,
         target: &req.target.path_and_query,
-        host: &host,
+        host,
         headers: &req.headers,
         body: framing,
         close: close.is_some(),

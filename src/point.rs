@@ -30,6 +30,8 @@ pub struct PointDefaults {
 pub struct ServicePoint {
     pub origin: Origin,
     address: String,
+    /// The `Host` header value, computed once (not per request).
+    host_header: String,
     connection_limit: AtomicI32,
     lease_timeout_ms: AtomicI32,
     max_idle_ms: AtomicI32,
@@ -125,6 +127,7 @@ impl ServicePoint {
         let stats = Arc::new(Stats::new(log, origin.to_string()));
         ServicePoint {
             address: origin.to_string(),
+            host_header: origin.host_header(),
             origin,
             connection_limit: AtomicI32::new(defaults.connection_limit),
             lease_timeout_ms: AtomicI32::new(-1),
@@ -147,6 +150,11 @@ impl ServicePoint {
             last_activity_ms: AtomicU64::new(0),
             created: Instant::now(),
         }
+    }
+
+    /// The `Host` header value: host, and the port unless it is the scheme's default.
+    pub fn host_header(&self) -> &str {
+        &self.host_header
     }
 
     /// `scheme://host[:port]`, the default port omitted.
