@@ -89,11 +89,32 @@ impl Entry {
 /// response per request) take different locks: no process-wide lock on the warm path.
 const SHARDS: usize = 64;
 
-static TABLE: Lazy<[RwLock<HashMap<usize, Entry>>; SHARDS]> =
-    Lazy::new(|| std::array::from_fn(|_| RwLock::new(HashMap::new())));
+/// Keys are issued by this table (sequential, unique), never chosen by a caller, so they need
+/// no collision-resistant hash: the key itself, shifted past its zero bits, spreads well.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_usize(&mut self, key: usize) {
+        self.0 = (key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Table = HashMap<usize, Entry, std::hash::BuildHasherDefault<KeyHasher>>;
+
+static TABLE: Lazy<[RwLock<Table>; SHARDS]> =
+    Lazy::new(|| std::array::from_fn(|_| RwLock::new(Table::default())));
 
 /// The shard of a key (keys step by 16, so consecutive handles land in consecutive shards).
-fn shard(key: usize) -> &'static RwLock<HashMap<usize, Entry>> {
+fn shard(key: usize) -> &'static RwLock<Table> {
     &TABLE[(key >> 4) % SHARDS]
 }
 /// Keys start high and step by 16 so they look like (and align like) pointers, yet never
