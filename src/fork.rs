@@ -40,8 +40,6 @@ thread_local! {
     /// Nesting depth of this thread's critical sections; only the outermost one counts.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
-    /// Set by the prepare handler when the forking thread is itself inside a section.
-    static FORKING_INSIDE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The process's fork generation: 0 in the process that loaded the library, bumped in each
@@ -63,7 +61,6 @@ extern "C" fn prepare() {
     if DEPTH.with(Cell::get) > 0 {
         // Forking from inside a section (a callback run under a lock would be a bug): do not
         // wait for ourselves.
-        FORKING_INSIDE.with(|f| f.set(true));
         return;
     }
     FORKING.store(true, SeqCst);
@@ -77,7 +74,6 @@ extern "C" fn prepare() {
 }
 
 extern "C" fn parent() {
-    FORKING_INSIDE.with(|f| f.set(false));
     FORKING.store(false, SeqCst);
 }
 
@@ -93,7 +89,6 @@ extern "C" fn child() {
         };
         s.0.store(mine, SeqCst);
     }
-    FORKING_INSIDE.with(|f| f.set(false));
     FORKING.store(false, SeqCst);
 }
 

@@ -98,24 +98,22 @@ impl Reaper {
 
 /// The task: a pass, then sleep until the earliest expiry (at most `MAX_SLEEP`) or a wake-up.
 async fn run(reaper: Arc<Reaper>, mut pass: impl FnMut() -> Option<Option<Instant>> + Send) {
-    {
-        let notify = reaper.notifier();
-        loop {
-            let next = match catch_unwind(AssertUnwindSafe(&mut pass)) {
-                Ok(None) => return,
-                Ok(Some(next)) => next,
-                // A bug in a pass: keep reaping (the next pass starts from the pools' state).
-                Err(_) => None,
-            };
-            let cap = Instant::now() + MAX_SLEEP;
-            let wake = next.map_or(cap, |n| n.min(cap));
-            reaper
-                .next_wake
-                .store(reaper.micros(wake), Ordering::Release);
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake.into()) => {}
-                _ = notify.notified() => {}
-            }
+    let notify = reaper.notifier();
+    loop {
+        let next = match catch_unwind(AssertUnwindSafe(&mut pass)) {
+            Ok(None) => return,
+            Ok(Some(next)) => next,
+            // A bug in a pass: keep reaping (the next pass starts from the pools' state).
+            Err(_) => None,
+        };
+        let cap = Instant::now() + MAX_SLEEP;
+        let wake = next.map_or(cap, |n| n.min(cap));
+        reaper
+            .next_wake
+            .store(reaper.micros(wake), Ordering::Release);
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = notify.notified() => {}
         }
     }
 }

@@ -39,16 +39,6 @@ pub struct Settings {
     pub max_requests_per_connection: i32,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            lease_timeout_ms: -1,
-            max_idle: Some(Duration::from_millis(100_000)),
-            max_requests_per_connection: 0,
-        }
-    }
-}
-
 /// What the rules need to know about a connection.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionFacts {

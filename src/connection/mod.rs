@@ -135,14 +135,13 @@ pub fn connect_with(
     generation: u64,
     track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
 ) -> Result<Connection> {
-    let connect_deadline = match options
+    let deadline = match options
         .connect_timeout
         .and_then(|t| Instant::now().checked_add(t))
     {
         Some(c) => Some(deadline.map_or(c, |d| d.min(c))),
         None => deadline,
     };
-    let deadline = connect_deadline;
     let mut conn = connect_tcp(origin, addrs, options, deadline, generation, track)?;
     if origin.scheme == Scheme::Https {
         let config =
