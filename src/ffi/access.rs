@@ -20,6 +20,15 @@ pub trait Handle {
     ) -> Result<R, FfiError>;
 }
 
+/// Reads a value through a handle (for getters that write several out-parameters or decide
+/// on the value before writing).
+pub fn read<H: Handle, T>(
+    handle: *const H,
+    value: impl FnOnce(&H::Object) -> T,
+) -> Result<T, FfiError> {
+    H::with(handle, |o| Ok(value(o)))
+}
+
 /// Writes one value read through a handle to an out-parameter (already checked with
 /// `try_out!`): the body of every getter.
 pub fn get<H: Handle, T>(
@@ -27,10 +36,8 @@ pub fn get<H: Handle, T>(
     dst: *mut T,
     value: impl FnOnce(&H::Object) -> T,
 ) -> FfiResult {
-    H::with(handle, |o| {
-        write(dst, value(o));
-        Ok(())
-    })
+    write(dst, read(handle, value)?);
+    Ok(())
 }
 
 /// Changes the object behind a handle: the body of every setter. The core's errors and the

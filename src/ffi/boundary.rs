@@ -227,6 +227,33 @@ macro_rules! try_out {
 
 pub(crate) use {try_out, try_slice, try_slice_mut, try_str};
 
+/// Writes a versioned struct (its first field the `u32` struct_size the caller set) into the
+/// caller's memory: at most struct_size bytes, so a caller built against an older, shorter
+/// struct gets only the fields it knows; sizes under `min` are refused. `value` gets the size
+/// actually written, for its own struct_size field.
+///
+/// Callers pass structs without padding, every field set, so every byte copied is defined.
+pub fn write_sized<T: Copy>(
+    dst: *mut T,
+    min: usize,
+    what: &str,
+    value: impl FnOnce(u32) -> T,
+) -> Result<(), FfiError> {
+    // SAFETY: dst was checked non-null; per the contract its leading struct_size is readable.
+    let size = unsafe { dst.cast::<u32>().read_unaligned() } as usize;
+    if size < min {
+        return Err(FfiError::new(
+            sp_result::SP_E_INVALID_ARGUMENT,
+            format!("{what}->struct_size {size} is too small"),
+        ));
+    }
+    let n = size.min(std::mem::size_of::<T>());
+    let full = value(n as u32);
+    // SAFETY: copies n <= struct_size bytes of an initialised T into the caller's struct.
+    unsafe { std::ptr::copy_nonoverlapping((&full as *const T).cast::<u8>(), dst.cast::<u8>(), n) };
+    Ok(())
+}
+
 /// Checks an out-parameter pointer.
 pub fn out<T>(p: *mut T, what: &str) -> Result<*mut T, FfiError> {
     if p.is_null() {

@@ -1,8 +1,8 @@
 //! Logging and metrics: `sp_manager_set_log_callback`, and the queue-wait and
 //! connection-lifetime histograms of a service point or a whole manager.
 
-use super::boundary::{FfiError, call, guard, out, write};
-use super::handles;
+use super::access::{get, read, set};
+use super::boundary::{FfiError, call, guard, try_out, write_sized};
 use super::manager::sp_manager;
 use super::point::{sp_point, sp_statistics, write_statistics};
 use super::result::sp_result;
@@ -62,21 +62,23 @@ pub extern "C" fn sp_manager_set_log_callback(
     userdata: *mut c_void,
 ) -> sp_result {
     call(|| {
-        let m = handles::manager(manager)?;
         if level != SP_LOG_OFF && Level::from_i32(level).is_none() {
             return Err(FfiError::new(
                 sp_result::SP_E_OUT_OF_RANGE,
                 format!("log level {level} is not SP_LOG_OFF..SP_LOG_DEBUG"),
             ));
         }
-        match (Level::from_i32(level), callback) {
-            (Some(level), Some(cb)) => {
-                m.log()
-                    .set(Some((level, Arc::new(CallbackSink { cb, userdata }))));
-            }
-            _ => m.log().set(None),
-        }
-        Ok(())
+        let sink = match (Level::from_i32(level), callback) {
+            (Some(level), Some(cb)) => Some((
+                level,
+                Arc::new(CallbackSink { cb, userdata }) as Arc<dyn Sink>,
+            )),
+            _ => None,
+        };
+        set(manager, |m| {
+            m.log().set(sink);
+            Ok::<_, FfiError>(())
+        })
     })
 }
 
@@ -89,10 +91,9 @@ pub extern "C" fn sp_manager_get_log_level(
     out_level: *mut i32,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_level, "out_level")?;
-        let m = handles::manager(manager)?;
-        write(dst, m.log().level().map_or(SP_LOG_OFF, |l| l as i32));
-        Ok(())
+        get(manager, try_out!(out_level), |m| {
+            m.log().level().map_or(SP_LOG_OFF, |l| l as i32)
+        })
     })
 }
 
@@ -147,32 +148,15 @@ fn metric(
 
 /// Writes a histogram into a caller's struct of `struct_size` bytes (no more).
 fn write_histogram(dst: *mut sp_histogram, h: &HistogramSnapshot) -> Result<(), FfiError> {
-    // SAFETY: dst is non-null (checked) and, per the contract, its struct_size is readable.
-    let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
-    let full = std::mem::size_of::<sp_histogram>();
-    if size < std::mem::size_of::<u64>() * 3 {
-        return Err(FfiError::new(
-            sp_result::SP_E_INVALID_ARGUMENT,
-            "out->struct_size is too small",
-        ));
-    }
-    let value = sp_histogram {
-        struct_size: size.min(full) as u32,
+    // No padding (u32, u32, then u64s): every byte copied is defined.
+    let min = std::mem::size_of::<u64>() * 3;
+    write_sized(dst, min, "out_histogram", |n| sp_histogram {
+        struct_size: n,
         bucket_count: SP_HISTOGRAM_BUCKETS as u32,
         count: h.count,
         sum_us: h.sum_us,
         buckets: h.buckets,
-    };
-    // SAFETY: copies min(size, full) bytes of a fully initialised struct (no padding: u32,
-    // u32, then u64s) into the caller's buffer of at least `size` bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            (&value as *const sp_histogram).cast::<u8>(),
-            dst.cast::<u8>(),
-            size.min(full),
-        )
-    };
-    Ok(())
+    })
 }
 
 /// Reads a histogram of a service point: SP_METRIC_QUEUE_WAIT (time each request waited for
@@ -189,16 +173,15 @@ pub extern "C" fn sp_get_histogram(
     out_histogram: *mut sp_histogram,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_histogram, "out_histogram")?;
-        let entry = handles::point(point)?;
-        entry.point.check_open()?;
-        let stats = &entry.point.stats;
-        let h = metric(
-            which,
-            stats.queue_wait.snapshot(),
-            stats.connection_lifetime.snapshot(),
-        )?;
-        write_histogram(dst, &h)
+        let dst = try_out!(out_histogram);
+        let (queue, lifetime) = read(point, |e| {
+            let stats = &e.point.stats;
+            (
+                stats.queue_wait.snapshot(),
+                stats.connection_lifetime.snapshot(),
+            )
+        })?;
+        write_histogram(dst, &metric(which, queue, lifetime)?)
     })
 }
 
@@ -214,9 +197,8 @@ pub extern "C" fn sp_manager_get_statistics(
     out_stats: *mut sp_statistics,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_stats, "out_stats")?;
-        let m = handles::manager(manager)?;
-        let (total, _, _) = m.statistics();
+        let dst = try_out!(out_stats);
+        let (total, _, _) = read(manager, |m| m.statistics())?;
         write_statistics(dst, &total)
     })
 }
@@ -232,9 +214,8 @@ pub extern "C" fn sp_manager_get_histogram(
     out_histogram: *mut sp_histogram,
 ) -> sp_result {
     call(|| {
-        let dst = out(out_histogram, "out_histogram")?;
-        let m = handles::manager(manager)?;
-        let (_, queue, lifetime) = m.statistics();
+        let dst = try_out!(out_histogram);
+        let (_, queue, lifetime) = read(manager, |m| m.statistics())?;
         write_histogram(dst, &metric(which, queue, lifetime)?)
     })
 }

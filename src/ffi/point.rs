@@ -1,7 +1,7 @@
 //! Service point functions: `sp_<verb>_<property>(point, ...)`, object first.
 
 use super::access::{Handle, count, get, set};
-use super::boundary::{FfiError, call, guard, try_out, try_str, write};
+use super::boundary::{FfiError, call, guard, try_out, try_str, write, write_sized};
 use super::handles::{self, Entry, PointEntry};
 use super::result::sp_result;
 use std::ffi::c_char;
@@ -260,49 +260,33 @@ pub(crate) fn write_statistics(
     dst: *mut sp_statistics,
     s: &crate::stats::Snapshot,
 ) -> Result<(), FfiError> {
-    // SAFETY: dst is non-null and, per the contract, points to at least struct_size bytes.
-    let size = unsafe { std::ptr::addr_of!((*dst).struct_size).read_unaligned() } as usize;
-    if size < std::mem::size_of::<u32>() {
-        return Err(FfiError::new(
-            sp_result::SP_E_INVALID_ARGUMENT,
-            "out_stats->struct_size is too small",
-        ));
-    }
-    let n = size.min(std::mem::size_of::<sp_statistics>());
-    // Every field is set and the struct has no padding, so all n bytes copied are defined.
-    let full = sp_statistics {
-        struct_size: n as u32,
-        reserved: 0,
-        open: s.open,
-        idle: s.idle,
-        busy: s.busy,
-        waiting: s.waiting,
-        connections_opened: s.connections_opened,
-        requests: s.requests,
-        reuses: s.reuses,
-        retries: s.retries,
-        closed_lease: s.closed_lease,
-        closed_idle: s.closed_idle,
-        closed_keep_alive_off: s.closed_keep_alive_off,
-        closed_server: s.closed_server,
-        closed_stale: s.closed_stale,
-        closed_error: s.closed_error,
-        closed_max_requests: s.closed_max_requests,
-        closed_group: s.closed_group,
-        closed_abandoned: s.closed_abandoned,
-        tls_full_handshakes: s.tls_full_handshakes,
-        tls_resumed_handshakes: s.tls_resumed_handshakes,
-        closed_in_flight: s.closed_in_flight,
-    };
-    // SAFETY: copies n <= struct_size bytes into the caller's struct.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            (&full as *const sp_statistics).cast::<u8>(),
-            dst.cast::<u8>(),
-            n,
-        )
-    };
-    Ok(())
+    // The struct has no padding (`reserved` fills it), so every byte copied is defined.
+    write_sized(dst, std::mem::size_of::<u32>(), "out_stats", |n| {
+        sp_statistics {
+            struct_size: n,
+            reserved: 0,
+            open: s.open,
+            idle: s.idle,
+            busy: s.busy,
+            waiting: s.waiting,
+            connections_opened: s.connections_opened,
+            requests: s.requests,
+            reuses: s.reuses,
+            retries: s.retries,
+            closed_lease: s.closed_lease,
+            closed_idle: s.closed_idle,
+            closed_keep_alive_off: s.closed_keep_alive_off,
+            closed_server: s.closed_server,
+            closed_stale: s.closed_stale,
+            closed_error: s.closed_error,
+            closed_max_requests: s.closed_max_requests,
+            closed_group: s.closed_group,
+            closed_abandoned: s.closed_abandoned,
+            tls_full_handshakes: s.tls_full_handshakes,
+            tls_resumed_handshakes: s.tls_resumed_handshakes,
+            closed_in_flight: s.closed_in_flight,
+        }
+    })
 }
 
 /// CloseConnectionGroup: closes the named group's idle connections now and its busy ones when

@@ -3,8 +3,8 @@
 //! answer, and a connect timeout), the manager-wide defaults .NET has for them, and the
 //! descriptor of a response's connection for inspection.
 
-use super::access::{copy_text, flag, get, set, text_buffer};
-use super::boundary::{FfiError, call, try_out, try_str};
+use super::access::{copy_text, flag, get, read, set, text_buffer};
+use super::boundary::{FfiError, call, try_out, try_str, write};
 use super::manager::sp_manager;
 use super::point::sp_point;
 use super::response::sp_response;
@@ -123,27 +123,21 @@ pub extern "C" fn sp_get_tcp_keep_alive(
     out_interval_ms: *mut i32,
 ) -> sp_result {
     call(|| {
-        let (a, b, c) = (
+        let outs = (
             try_out!(out_enabled),
             try_out!(out_time_ms),
             try_out!(out_interval_ms),
         );
-        let (enabled, time, interval) = get_value(point, |e| e.point.tcp_keep_alive())?;
-        super::boundary::write(a, enabled as i32);
-        super::boundary::write(b, time);
-        super::boundary::write(c, interval);
+        write_keep_alive(outs, read(point, |e| e.point.tcp_keep_alive())?);
         Ok(())
     })
 }
 
-/// Reads a value through a point handle without an out-parameter of its own.
-fn get_value<T>(
-    point: *const sp_point,
-    f: impl FnOnce(&super::handles::PointEntry) -> T,
-) -> Result<T, FfiError> {
-    let mut slot = None;
-    get(point, &mut slot, |e| Some(f(e)))?;
-    Ok(slot.expect("get writes its value"))
+/// Writes a keep-alive setting (enabled, time ms, interval ms) to its three out-parameters.
+fn write_keep_alive(outs: (*mut i32, *mut i32, *mut i32), value: (bool, i32, i32)) {
+    write(outs.0, value.0 as i32);
+    write(outs.1, value.1);
+    write(outs.2, value.2);
 }
 
 fn parse_local(text: &str) -> Result<SocketAddr, FfiError> {
@@ -295,17 +289,12 @@ pub extern "C" fn sp_manager_get_tcp_keep_alive(
     out_interval_ms: *mut i32,
 ) -> sp_result {
     call(|| {
-        let (a, b, c) = (
+        let outs = (
             try_out!(out_enabled),
             try_out!(out_time_ms),
             try_out!(out_interval_ms),
         );
-        let mut value = None;
-        get(manager, &mut value, |m| Some(m.tcp_keep_alive()))?;
-        let (enabled, time, interval) = value.expect("get writes its value");
-        super::boundary::write(a, enabled as i32);
-        super::boundary::write(b, time);
-        super::boundary::write(c, interval);
+        write_keep_alive(outs, read(manager, |m| m.tcp_keep_alive())?);
         Ok(())
     })
 }
@@ -320,13 +309,9 @@ pub extern "C" fn sp_manager_get_tcp_keep_alive(
 pub extern "C" fn sp_response_socket(response: *const sp_response, out_fd: *mut i32) -> sp_result {
     call(|| {
         let dst = try_out!(out_fd);
-        let mut fd = None;
-        get(response, &mut fd, |e| {
-            e.response.socket().map(|s| s.as_raw_fd())
-        })?;
-        match fd {
+        match read(response, |e| e.response.socket().map(|s| s.as_raw_fd()))? {
             Some(fd) => {
-                super::boundary::write(dst, fd);
+                write(dst, fd);
                 Ok(())
             }
             None => Err(FfiError::new(
