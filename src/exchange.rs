@@ -49,9 +49,11 @@ pub fn send(
     let mut sent_before_retry = false;
     loop {
         let limit = point.connection_limit();
+        // Read once per attempt: the pool's idle checks and the Connection header agree.
+        let settings = point.reuse_settings();
         let queued_at = Instant::now();
         let (grant, ticket) =
-            pool.acquire(limit, &point.reuse_settings(), deadline)
+            pool.acquire(limit, &settings, deadline)
                 .map_err(|e| match e {
                     AcquireError::Closed => point.closed_error(),
                     AcquireError::Timeout { busy, waiting } => Error::new(
@@ -73,7 +75,7 @@ pub fn send(
                 error,
                 response_started: false,
             })
-            .and_then(|()| attempt(point, req, &mut checkout, keep_alive, deadline));
+            .and_then(|()| attempt(point, req, &settings, &mut checkout, keep_alive, deadline));
         match attempt {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);
@@ -182,14 +184,14 @@ type FinalHead = (ResponseHead, Framing, reuse::ResponseFacts);
 fn attempt(
     point: &ServicePoint,
     req: &Request,
+    settings: &reuse::Settings,
     checkout: &mut Checkout,
     keep_alive: bool,
     deadline: Option<Instant>,
 ) -> std::result::Result<Attempt, AttemptError> {
     let conn = checkout.conn();
     let facts = conn.facts();
-    let close =
-        reuse::close_before_send(&facts, &point.reuse_settings(), keep_alive, Instant::now());
+    let close = reuse::close_before_send(&facts, settings, keep_alive, Instant::now());
     let announce = reuse::announce_keep_alive(&facts, close.is_some());
     conn.requests = conn.requests.saturating_add(1);
     let sent_before = conn.bytes_sent;
