@@ -3,6 +3,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use std::fmt;
+use std::sync::Arc;
 use url::{Host, Url};
 
 /// The schemes a service point can serve.
@@ -87,26 +88,27 @@ pub fn authority_prefix(uri: &str) -> Option<&str> {
     Some(&uri[..end])
 }
 
-/// Parses an absolute http or https URL.
-pub fn parse(uri: &str) -> Result<Target> {
+/// Parses an absolute http or https URL. Shared: a description made from a remembered URL
+/// costs no copy of it.
+pub fn parse(uri: &str) -> Result<Arc<Target>> {
     // A program sends the same URLs again and again (a new request description each time,
     // as the README's example does): the url crate's parse is the larger part of creating
     // one, so each thread remembers its recent results (no lock, bounded).
     thread_local! {
-        static RECENT: std::cell::RefCell<std::collections::HashMap<String, Target>> =
+        static RECENT: std::cell::RefCell<std::collections::HashMap<String, Arc<Target>>> =
             std::cell::RefCell::new(std::collections::HashMap::new());
     }
     const RECENT_MAX: usize = 256;
     if let Some(t) = RECENT.with(|r| r.borrow().get(uri).cloned()) {
         return Ok(t);
     }
-    let target = parse_uncached(uri)?;
+    let target = Arc::new(parse_uncached(uri)?);
     RECENT.with(|r| {
         let mut r = r.borrow_mut();
         if r.len() >= RECENT_MAX {
             r.clear();
         }
-        r.insert(uri.to_string(), target.clone());
+        r.insert(uri.to_string(), Arc::clone(&target));
     });
     Ok(target)
 }
@@ -156,10 +158,11 @@ mod tests {
 
     #[test]
     fn same_origin_for_case_default_port_path_and_user_info() {
-        let a = parse("HTTP://Example.COM/a?b=1").unwrap().origin;
+        let a = parse("HTTP://Example.COM/a?b=1").unwrap().origin.clone();
         let b = parse("http://user:pw@example.com:80/other#frag")
             .unwrap()
-            .origin;
+            .origin
+            .clone();
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "http://example.com");
     }
@@ -184,8 +187,8 @@ mod tests {
         ] {
             let prefix = authority_prefix(uri).unwrap();
             assert_eq!(
-                parse(prefix).unwrap().origin,
-                parse(uri).unwrap().origin,
+                parse(prefix).unwrap().origin.clone(),
+                parse(uri).unwrap().origin.clone(),
                 "{uri}"
             );
         }

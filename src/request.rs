@@ -7,6 +7,7 @@ use crate::fork::Lock;
 use crate::http1::{Header, has_token, is_idempotent, is_token};
 use crate::origin::{self, Target};
 use crate::point::ServicePoint;
+use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -42,8 +43,9 @@ type PointByManager = (u64, Weak<ServicePoint>);
 /// Cloned only when a setter changes a description that a send is using (copy on write).
 #[derive(Clone)]
 pub struct Request {
-    pub method: String,
-    pub target: Target,
+    /// Common methods borrow a static name: a description costs one allocation less.
+    pub method: Cow<'static, str>,
+    pub target: Arc<Target>,
     pub headers: Vec<Header>,
     pub body: Body,
     /// `None`: the manager's default.
@@ -61,6 +63,17 @@ pub struct Request {
     point_cache: Arc<Lock<Option<PointByManager>>>,
 }
 
+/// The method's name, static for the methods RFC 9110 defines.
+fn method_name(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 8] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE",
+    ];
+    match KNOWN.iter().find(|&&k| k == method) {
+        Some(&k) => Cow::Borrowed(k),
+        None => Cow::Owned(method.to_string()),
+    }
+}
+
 impl Request {
     /// A request for `method` (a token, e.g. GET) and an absolute http(s) URL.
     pub fn new(method: &str, url: &str) -> Result<Self> {
@@ -71,7 +84,7 @@ impl Request {
             ));
         }
         Ok(Request {
-            method: method.to_string(),
+            method: method_name(method),
             target: origin::parse(url)?,
             headers: Vec::new(),
             body: Body::Empty,

@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn caches_for_the_refresh_time_and_forgets() {
-        let origin = crate::origin::parse("http://127.0.0.1:9/").unwrap().origin;
+        let origin = crate::origin::parse("http://127.0.0.1:9/")
+            .unwrap()
+            .origin
+            .clone();
         let cache = AddressCache::default();
         let a = cache.resolve(&origin, 60_000).unwrap();
         let b = cache.resolve(&origin, 60_000).unwrap();
@@ -81,7 +84,8 @@ mod tests {
     fn unknown_hosts_are_dns_errors() {
         let origin = crate::origin::parse("http://no-such-host.invalid/")
             .unwrap()
-            .origin;
+            .origin
+            .clone();
         let e = AddressCache::default().resolve(&origin, 1000).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Dns);
         assert!(e.message.contains("no-such-host.invalid"));

@@ -5,7 +5,7 @@
 
 use crate::connection::{CloseReason, Connection};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http1::Header;
+use crate::http1::Fields;
 use crate::http1::body::{BodyDecoder, Framing};
 use crate::http1::head::ResponseHead;
 use crate::point::ServicePoint;
@@ -164,7 +164,7 @@ impl Response {
     }
 
     /// Trailer fields of a chunked body (available once the body has been read).
-    pub fn trailers(&self) -> &[Header] {
+    pub fn trailers(&self) -> &Fields {
         &self.decoder.trailers
     }
 
@@ -230,6 +230,10 @@ impl Response {
     pub fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<()> {
         const STEP: u64 = 16 * 1024;
         loop {
+            if self.decoder.is_done() {
+                self.release_if_done();
+                return Ok(());
+            }
             let want = self
                 .decoder
                 .known_remaining()

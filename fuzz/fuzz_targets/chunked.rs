@@ -134,7 +134,7 @@ fuzz_target!(|input: &[u8]| {
             decoder
                 .trailers
                 .iter()
-                .map(|h| (h.name.clone(), h.value.clone()))
+                .map(|(name, value)| (name.to_string(), value.to_vec()))
                 .collect(),
         ),
         Err(e) => {

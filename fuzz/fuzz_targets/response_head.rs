@@ -20,10 +20,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!(100..200).contains(&head.status), "1xx returned as final");
             assert!(head.minor_version <= 1);
             assert!(head.headers.len() <= MAX_HEADERS);
-            for h in &head.headers {
-                assert!(is_token(&h.name), "header name {:?}", h.name);
+            for (name, value) in head.headers.iter() {
+                assert!(is_token(name), "header name {name:?}");
                 assert!(
-                    !h.value.iter().any(|&b| b == b'\r' || b == b'\n'),
+                    !value.iter().any(|&b| b == b'\r' || b == b'\n'),
                     "CR/LF in a header value"
                 );
             }

@@ -355,16 +355,27 @@ impl Connection {
                 Ready::Readable => Sent::Interrupted,
             });
         }
-        let mut storage: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
+        // A request is a head and at most a body chunk or two: slices on the stack.
+        const INLINE: usize = 4;
+        let mut inline = [IoSlice::new(&[]); INLINE];
+        let mut heap = Vec::new();
+        let storage: &mut [IoSlice<'_>] = if parts.len() <= INLINE {
+            &mut inline[..parts.len()]
+        } else {
+            heap.resize(parts.len(), IoSlice::new(&[]));
+            &mut heap
+        };
         let mut skip = *progress;
+        let mut used = 0;
         for part in parts {
             let s = skip.min(part.len());
             skip -= s;
             if s < part.len() {
-                storage.push(IoSlice::new(&part[s..]));
+                storage[used] = IoSlice::new(&part[s..]);
+                used += 1;
             }
         }
-        let mut slices = &mut storage[..];
+        let mut slices = &mut storage[..used];
         let mut writer = NoSignalWriter::new(&self.stream, &mut self.bytes_sent);
         while !slices.is_empty() {
             match writer.write_vectored(slices) {

@@ -25,7 +25,8 @@ pub struct PointEntry {
 /// A response as C holds it, with the C strings handed out for it (borrowed until free).
 pub struct ResponseEntry {
     pub response: Response,
-    pub reason: CString,
+    /// The reason phrase as a C string, built on first use.
+    pub reason: Option<CString>,
     /// Header names and values as C strings, built on first use.
     pub headers: Option<Vec<(CString, CString)>>,
     pub trailers: Option<Vec<(CString, CString)>>,

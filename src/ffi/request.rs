@@ -8,7 +8,7 @@ use super::response::sp_response;
 use super::result::sp_result;
 use crate::fork::Lock;
 use crate::request::{Body, BodySource, Request};
-use std::ffi::{CString, c_char, c_void};
+use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 /// A request description: method, URL, headers, body and per-request policy. Reusable:
@@ -366,7 +366,7 @@ pub extern "C" fn sp_http_request_get_method(
     cap: usize,
     out_len: *mut usize,
 ) -> sp_result {
-    call(|| get_text(request, buf, cap, out_len, |r| r.method.clone()))
+    call(|| get_text(request, buf, cap, out_len, |r| r.method.to_string()))
 }
 
 /// Copies the URL as it will be requested into `buf`: "scheme://host[:port]/path?query", the
@@ -426,10 +426,9 @@ pub extern "C" fn sp_request(
         let req = sp_http_request::with(request, |r| Ok(Arc::clone(r)))?;
         let dst = try_out!(out_response);
         let response = m.send(&req)?;
-        let reason = CString::new(response.head.reason.replace('\0', " ")).unwrap_or_default();
         let entry = ResponseEntry {
             response,
-            reason,
+            reason: None,
             headers: None,
             trailers: None,
             head_text: None,

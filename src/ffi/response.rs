@@ -4,7 +4,7 @@ use super::access::{Handle, get};
 use super::boundary::{FfiError, call, guard, try_out, try_slice_mut, try_str, write};
 use super::handles::{self, Entry, ResponseEntry};
 use super::result::sp_result;
-use crate::http1::Header;
+use crate::http1::Fields;
 use std::ffi::{CString, c_char};
 
 /// A response: status, headers (wire order, repeats kept) and a body read as a stream. Its
@@ -34,33 +34,30 @@ impl Handle for sp_response {
     }
 }
 
-fn c_pairs(fields: &[Header]) -> Vec<(CString, CString)> {
+fn c_pairs(fields: &Fields) -> Vec<(CString, CString)> {
     let c = |b: &[u8]| {
         CString::new(b.iter().copied().filter(|&x| x != 0).collect::<Vec<u8>>()).unwrap_or_default()
     };
     fields
         .iter()
-        .map(|h| (c(h.name.as_bytes()), c(&h.value)))
+        .map(|(name, value)| (c(name.as_bytes()), c(value)))
         .collect()
 }
 
 /// The first value of field `name` (case-insensitive) as a C string kept in `cache`, which
 /// is (re)built when it does not match `fields` (trailers arrive after the headers).
 fn lookup(
-    fields: &[Header],
+    fields: &Fields,
     cache: &mut Option<Vec<(CString, CString)>>,
     name: &str,
     what: &str,
 ) -> Result<*const c_char, FfiError> {
-    let i = fields
-        .iter()
-        .position(|h| h.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| {
-            FfiError::new(
-                sp_result::SP_E_NOT_FOUND,
-                format!("no {what} named '{name}'"),
-            )
-        })?;
+    let i = fields.position(name).ok_or_else(|| {
+        FfiError::new(
+            sp_result::SP_E_NOT_FOUND,
+            format!("no {what} named '{name}'"),
+        )
+    })?;
     if cache.as_ref().is_none_or(|c| c.len() != fields.len()) {
         *cache = Some(c_pairs(fields));
     }
@@ -123,7 +120,17 @@ pub extern "C" fn sp_response_reason(
     response: *const sp_response,
     out_reason: *mut *const c_char,
 ) -> sp_result {
-    call(|| get(response, try_out!(out_reason), |e| e.reason.as_ptr()))
+    call(|| {
+        let dst = try_out!(out_reason);
+        sp_response::with(response, |e| {
+            let head = &e.response.head;
+            let reason = e.reason.get_or_insert_with(|| {
+                CString::new(head.reason.replace('\0', " ")).unwrap_or_default()
+            });
+            write(dst, reason.as_ptr());
+            Ok(())
+        })
+    })
 }
 
 /// The first value of the header field `name` (case-insensitive).
@@ -171,10 +178,10 @@ pub extern "C" fn sp_response_head(
                     head.minor_version, head.status, head.reason
                 )
                 .into_bytes();
-                for h in &head.headers {
-                    t.extend_from_slice(h.name.as_bytes());
+                for (name, value) in head.headers.iter() {
+                    t.extend_from_slice(name.as_bytes());
                     t.extend_from_slice(b": ");
-                    t.extend(h.value.iter().filter(|&&b| b != 0));
+                    t.extend(value.iter().filter(|&&b| b != 0));
                     t.extend_from_slice(b"\r\n");
                 }
                 t.extend_from_slice(b"\r\n\0");

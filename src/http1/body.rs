@@ -2,7 +2,7 @@
 //! trailers, close-delimited, or none.
 
 use super::head::ResponseHead;
-use super::{Header, MAX_HEAD_BYTES, MAX_HEADERS};
+use super::{Fields, MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result};
 use std::time::Instant;
@@ -83,7 +83,7 @@ enum State {
 #[derive(Debug)]
 pub struct BodyDecoder {
     state: State,
-    pub trailers: Vec<Header>,
+    pub trailers: Fields,
     trailer_bytes: usize,
     received: u64,
 }
@@ -98,7 +98,7 @@ impl BodyDecoder {
         };
         BodyDecoder {
             state,
-            trailers: Vec::new(),
+            trailers: Fields::default(),
             trailer_bytes: 0,
             received: 0,
         }
@@ -212,11 +212,8 @@ impl BodyDecoder {
             .and_then(|i| std::str::from_utf8(&line[..i]).ok())
             .filter(|n| super::is_token(n))
             .ok_or_else(|| Error::new(ErrorKind::Protocol, "malformed trailer field"))?;
-        let value = line[colon.unwrap_or(0) + 1..].trim_ascii().to_vec();
-        self.trailers.push(Header {
-            name: name.to_string(),
-            value,
-        });
+        let value = line[colon.unwrap_or(0) + 1..].trim_ascii();
+        self.trailers.push(name, value);
         Ok(())
     }
 
@@ -314,13 +311,7 @@ mod tests {
             minor_version: 1,
             status,
             reason: String::new(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: n.to_string(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
+            headers: Fields::from_pairs(headers),
         }
     }
 

@@ -1,6 +1,7 @@
 //! HTTP/1.1 wire format: request encoding, response head parsing (httparse) and body framing.
 
 pub mod body;
+pub mod fields;
 pub mod head;
 pub mod request;
 
@@ -9,7 +10,9 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most header fields accepted in one response head.
 pub const MAX_HEADERS: usize = 100;
 
-/// A header field: name as received, value as raw bytes (header values need not be UTF-8).
+pub use fields::Fields;
+
+/// A request header field: name as received, value as raw bytes (header values need not be UTF-8).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
     pub name: String,
