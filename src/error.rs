@@ -79,6 +79,12 @@ impl Error {
         // A TLS failure after the handshake (an alert, a bad record) travels as an io::Error.
         if err
             .get_ref()
+            .is_some_and(|inner| inner.is::<crate::connection::Canceled>())
+        {
+            return Error::new(ErrorKind::Canceled, format!("{what}: canceled"));
+        }
+        if err
+            .get_ref()
             .is_some_and(|inner| inner.is::<rustls::Error>())
         {
             return Error::new(ErrorKind::TlsHandshake, format!("{what}: TLS: {err}"));

@@ -1,8 +1,13 @@
 //! One request on a service point: take a connection from its group's pool, decide the
 //! `Connection` header (keep-alive, lease timeout, request caps), send, read the head, and retry once
 //! on a fresh connection when a reused one turns out stale before any response byte.
+//!
+//! Written once for blocking and asynchronous requests, as async code over a `Driver` (see
+//! `drive`): `send` runs it on the caller's thread, `send_with` on the runtime.
 
-use crate::connection::{self, CloseReason, Connection, Sent};
+use crate::cancel;
+use crate::connection::{CloseReason, Connection, Sent};
+use crate::drive::{self, Driver};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http1::body::{self, Framing};
 use crate::http1::head::{self, ResponseHead};
@@ -33,13 +38,26 @@ struct AttemptError {
     response_started: bool,
 }
 
-/// Sends `req` on `point` and returns the response once its head has arrived.
+/// Sends `req` on `point` and returns the response once its head has arrived; blocks the
+/// calling thread.
 pub fn send(
     point: &Arc<ServicePoint>,
     req: &Request,
     keep_alive_default: bool,
 ) -> Result<Response> {
+    let driver = Driver::Blocking;
+    driver.block(send_with(&driver, point, req, keep_alive_default))
+}
+
+/// `send` in the style of `driver`.
+pub async fn send_with(
+    driver: &Driver,
+    point: &Arc<ServicePoint>,
+    req: &Request,
+    keep_alive_default: bool,
+) -> Result<Response> {
     point.check_open()?;
+    driver.check("the request")?;
     let start = Instant::now();
     let deadline = req.timeout.and_then(|t| start.checked_add(t));
     let pool = point.group(&req.group);
@@ -52,10 +70,12 @@ pub fn send(
         // Read once per attempt: the pool's idle checks and the Connection header agree.
         let settings = point.reuse_settings();
         let queued_at = Instant::now();
-        let (grant, ticket) =
-            pool.acquire(limit, &settings, deadline)
-                .map_err(|e| match e {
+        let (grant, ticket) = driver
+            .acquire(&pool, limit, settings, deadline)
+            .await
+            .map_err(|e| match e {
                     AcquireError::Closed => point.closed_error(),
+                    AcquireError::Canceled => cancel::canceled_error("the request (waiting for a connection)"),
                     AcquireError::Timeout { busy, waiting } => Error::new(
                         ErrorKind::QueueTimeout,
                         format!(
@@ -70,12 +90,25 @@ pub fn send(
         point.stats.queued(queued_at.elapsed(), limit);
         // A retry never reuses: `open_or_reuse` opens a new connection for it.
         let reused = matches!(grant, Grant::Idle(_)) && !retried;
-        let attempt = open_or_reuse(point, &mut checkout, grant, retried, deadline)
-            .map_err(|error| AttemptError {
-                error,
-                response_started: false,
-            })
-            .and_then(|()| attempt(point, req, &settings, &mut checkout, keep_alive, deadline));
+        let attempt =
+            match open_or_reuse(driver, point, &mut checkout, grant, retried, deadline).await {
+                Ok(()) => {
+                    attempt(
+                        driver,
+                        point,
+                        req,
+                        &settings,
+                        &mut checkout,
+                        keep_alive,
+                        deadline,
+                    )
+                    .await
+                }
+                Err(error) => Err(AttemptError {
+                    error,
+                    response_started: false,
+                }),
+            };
         match attempt {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);
@@ -101,7 +134,11 @@ pub fn send(
                 }));
                 let mut error = e.error;
                 error.may_have_reached_server |= sent_before_retry;
-                if point.is_closed() {
+                if driver.is_canceled() {
+                    let sent = error.may_have_reached_server;
+                    error = cancel::canceled_error("the request");
+                    error.may_have_reached_server = sent;
+                } else if point.is_closed() {
                     let sent = error.may_have_reached_server;
                     error = point.closed_error();
                     error.may_have_reached_server = sent;
@@ -128,8 +165,9 @@ pub fn send(
 /// slot if connecting fails). A retry (`fresh`) always gets a new connection: the idle one
 /// granted is closed and its slot used to open one, since a server that closed one idle
 /// connection has likely closed the others of the same age.
-fn open_or_reuse(
-    point: &ServicePoint,
+async fn open_or_reuse(
+    driver: &Driver,
+    point: &Arc<ServicePoint>,
     checkout: &mut Checkout,
     grant: Grant,
     fresh: bool,
@@ -154,10 +192,11 @@ fn open_or_reuse(
                 Scheme::Https => Some(point.tls.client_config()?),
                 Scheme::Http => None,
             };
-            let addrs = point.resolve()?;
+            let addrs = driver.resolve(point, deadline).await?;
             let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
             let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
-            let conn = connection::connect_with(
+            let conn = drive::connect(
+                driver,
                 &point.origin,
                 &addrs,
                 tls,
@@ -166,8 +205,9 @@ fn open_or_reuse(
                 ticket.generation,
                 &mut track,
             )
+            .await
             .inspect_err(|e| {
-                if e.kind != ErrorKind::ManagerClosed {
+                if !matches!(e.kind, ErrorKind::ManagerClosed | ErrorKind::Canceled) {
                     point.forget_addresses()
                 }
             })?;
@@ -181,7 +221,8 @@ fn open_or_reuse(
 type Attempt = (ResponseHead, Framing, Option<CloseReason>);
 type FinalHead = (ResponseHead, Framing, reuse::ResponseFacts);
 
-fn attempt(
+async fn attempt(
+    driver: &Driver,
     point: &ServicePoint,
     req: &Request,
     settings: &reuse::Settings,
@@ -220,16 +261,25 @@ fn attempt(
         close: close.is_some(),
         keep_alive: announce,
     };
-    let sent = HEAD_BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        encode::encode(&head, USER_AGENT, &mut buf);
-        match &req.body {
-            Body::Bytes(b) => send_watching(conn, &[&buf, b], deadline),
-            _ => send_watching(conn, &[&buf], deadline),
-        }
-    });
+    // The thread's head buffer, taken for the send (an asynchronous send may end on another
+    // thread) and put back after.
+    let mut buf = HEAD_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    encode::encode(&head, USER_AGENT, &mut buf);
+    let mut progress = 0;
+    let sent = {
+        let parts: &[&[u8]] = match &req.body {
+            Body::Bytes(b) => &[&buf, b],
+            _ => &[&buf],
+        };
+        driver
+            .io(conn, deadline, |c| {
+                send_watching(c, parts, &mut progress, deadline)
+            })
+            .await
+    };
+    HEAD_BUF.with(|b| *b.borrow_mut() = buf);
     let sent = match (sent, stream) {
-        (Ok(true), Some(source)) => send_stream(conn, source, deadline),
+        (Ok(true), Some(source)) => send_stream(driver, conn, source, deadline).await,
         (sent, _) => {
             sent.map_err(|e| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout))
         }
@@ -252,7 +302,13 @@ fn attempt(
                     response_started: false,
                 });
             }
-            match read_final_head(conn, req, deadline) {
+            let mut received_any = false;
+            let answer = driver
+                .io(conn, deadline, |c| {
+                    read_final_head(c, req, deadline, &mut received_any)
+                })
+                .await;
+            match answer {
                 Ok((head, framing, facts)) => {
                     conn.hint = facts.hint;
                     return Ok((head, framing, Some(CloseReason::ServerClose)));
@@ -266,8 +322,13 @@ fn attempt(
             }
         }
     };
-    let (head, framing, facts) =
-        read_final_head(conn, req, deadline).map_err(|(e, response_started)| AttemptError {
+    let mut received_any = false;
+    let (head, framing, facts) = driver
+        .io(conn, deadline, |c| {
+            read_final_head(c, req, deadline, &mut received_any)
+        })
+        .await
+        .map_err(|(e, response_started)| AttemptError {
             error: e.sent(),
             response_started,
         })?;
@@ -283,30 +344,31 @@ fn attempt(
 }
 
 /// Reads the final response head, decides its body framing and gathers what the reuse rules
-/// need from it (once per response); on failure, tells whether any response byte had arrived.
+/// need from it (once per response); on failure, tells whether any response byte had arrived
+/// (`received_any` keeps that across re-runs of the step).
 fn read_final_head(
     conn: &mut Connection,
     req: &Request,
     deadline: Option<Instant>,
+    received_any: &mut bool,
 ) -> std::result::Result<FinalHead, (Error, bool)> {
-    let mut received_any = false;
-    let head = head::read_head(conn, deadline, &mut received_any).map_err(|e| (e, received_any))?;
+    let head = head::read_head(conn, deadline, received_any).map_err(|e| (e, *received_any))?;
     let framing = body::framing(&req.method, &head).map_err(|e| (e, true))?;
     let facts = head.reuse_facts(framing == Framing::Close);
     Ok((head, framing, facts))
 }
 
-/// Sends request bytes; returns false when the server answered (or closed) before taking them
-/// all, so the caller stops sending and reads the answer. Interim 1xx answers that arrive
-/// meanwhile are skipped and sending goes on.
+/// Sends request bytes from `progress` on; returns false when the server answered (or closed)
+/// before taking them all, so the caller stops sending and reads the answer. Interim 1xx
+/// answers that arrive meanwhile are skipped and sending goes on.
 fn send_watching(
     conn: &mut Connection,
     parts: &[&[u8]],
+    progress: &mut usize,
     deadline: Option<Instant>,
 ) -> std::io::Result<bool> {
-    let mut progress = 0;
     loop {
-        match conn.send(parts, &mut progress, deadline, true)? {
+        match conn.send(parts, progress, deadline, true)? {
             Sent::All => return Ok(true),
             Sent::Interrupted => {
                 if !head::skip_interim(conn)? {
@@ -319,7 +381,8 @@ fn send_watching(
 
 /// Sends a streamed body with chunked transfer coding; false when the server answered before
 /// the end of it.
-fn send_stream(
+async fn send_stream(
+    driver: &Driver,
     conn: &mut Connection,
     mut source: Box<dyn BodySource>,
     deadline: Option<Instant>,
@@ -346,7 +409,13 @@ fn send_stream(
         } else {
             &[header.as_bytes(), &buf[..n], b"\r\n"]
         };
-        if !send_watching(conn, parts, deadline).map_err(io_err)? {
+        let mut progress = 0;
+        let all = driver
+            .io(conn, deadline, |c| {
+                send_watching(c, parts, &mut progress, deadline)
+            })
+            .await;
+        if !all.map_err(io_err)? {
             return Ok(false);
         }
         if n == 0 {

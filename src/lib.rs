@@ -7,7 +7,9 @@
 //! [`Response`] whose body streams from the socket.
 
 pub mod callback;
+pub mod cancel;
 pub mod connection;
+pub mod drive;
 pub mod error;
 pub mod exchange;
 pub mod ffi;

@@ -362,6 +362,11 @@ impl ServicePoint {
             .resolve(&self.origin, self.dns_refresh_ms.load(Relaxed))
     }
 
+    /// The cached addresses, when fresh (no lookup, never blocks).
+    pub fn cached_addresses(&self) -> Option<Arc<[std::net::SocketAddr]>> {
+        self.addresses.cached(self.dns_refresh_ms.load(Relaxed))
+    }
+
     /// Drops the cached addresses (a connect to them failed).
     pub fn forget_addresses(&self) {
         self.addresses.forget();

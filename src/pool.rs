@@ -13,11 +13,16 @@ use crate::reaper::Reaper;
 use crate::reuse::{self, Settings};
 use crate::stats::Stats;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::{Shutdown, TcpStream};
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-/// What a request gets from the pool.
+/// What a request gets from the pool. Not boxed: a grant moves once, and a box would cost an
+/// allocation per reused connection.
+#[allow(clippy::large_enum_variant)]
 pub enum Grant {
     /// A warm connection, already checked for liveness.
     Idle(Connection),
@@ -41,14 +46,34 @@ pub enum AcquireError {
     Timeout { busy: usize, waiting: usize },
     /// The pool was closed for good (its manager was freed).
     Closed,
+    /// The request was canceled while it waited.
+    Canceled,
 }
 
-/// A waiting request: the pool hands it a grant and wakes it. Its mutex is a plain one: the
-/// waiting thread holds it across the condition variable wait, which no fork-safe section may
-/// do; a forked child drops every waiter without touching it.
+type Granted = Result<(Grant, Ticket), AcquireError>;
+
+/// A waiting request, blocking or asynchronous: both wait in the same FIFO queue. The pool
+/// hands it a grant and wakes it (its thread, or its task's waker). Its mutex is a plain one:
+/// the waiting thread holds it across the condition variable wait, which no fork-safe section
+/// may do; a forked child drops every waiter without touching it.
 struct Waiter {
-    grant: Mutex<Option<Result<(Grant, Ticket), AcquireError>>>,
-    ready: Condvar,
+    grant: Mutex<Option<Granted>>,
+    ready: Arc<Condvar>,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Waiter {
+    fn new() -> Arc<Self> {
+        Arc::new(Waiter {
+            grant: Mutex::new(None),
+            ready: Arc::new(Condvar::new()),
+            waker: Mutex::new(None),
+        })
+    }
+
+    fn take(&self) -> Option<Granted> {
+        self.grant.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 struct State {
@@ -135,27 +160,98 @@ impl Pool {
     }
 
     /// Takes an idle connection or an opening slot, waiting in FIFO order behind earlier
-    /// requests when `limit` connections are open.
+    /// requests when `limit` connections are open. Blocks the calling thread; a cancel token
+    /// the call watches (`cancel::watching`) ends the wait.
     pub fn acquire(
         &self,
         limit: usize,
         settings: &Settings,
         deadline: Option<Instant>,
     ) -> Result<(Grant, Ticket), AcquireError> {
-        let waiter = loop {
+        let waiter = match self.take_or_enqueue(limit, settings)? {
+            Ok(granted) => return Ok(granted),
+            Err(waiter) => waiter,
+        };
+        let mut watched = false;
+        crate::cancel::for_each_watched(|t| {
+            t.watch_queue(&waiter.ready);
+            watched = true;
+        });
+        let mut slot = waiter.grant.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(result) = slot.take() {
+                return result;
+            }
+            let canceled = watched && crate::cancel::watched_canceled();
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if canceled || left.is_some_and(|l| l.is_zero()) {
+                drop(slot);
+                return match self.abandon(&waiter) {
+                    // A grant arrived between the timeout (or cancel) and taking the pool lock.
+                    Some(result) => result,
+                    None if canceled => Err(AcquireError::Canceled),
+                    None => {
+                        let st = self.lock();
+                        Err(AcquireError::Timeout {
+                            busy: st.open.saturating_sub(st.idle.len()),
+                            waiting: st.waiters.len(),
+                        })
+                    }
+                };
+            }
+            // A cancel's wake-up can slip in between the check above and the wait: with a
+            // token watched, wake at least every 20 ms to look again.
+            let left = match (left, watched) {
+                (l, false) => l,
+                (None, true) => Some(CANCEL_POLL),
+                (Some(l), true) => Some(l.min(CANCEL_POLL)),
+            };
+            slot = match left {
+                None => waiter.ready.wait(slot).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => {
+                    waiter
+                        .ready
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// `acquire` for an asynchronous request: the same FIFO queue, a waker instead of a
+    /// thread. Dropping the future (a timeout, a cancel) leaves the queue, or hands back a
+    /// grant that arrived meanwhile, so no slot is lost.
+    pub fn acquire_async(&self, limit: usize, settings: Settings) -> Acquire<'_> {
+        Acquire {
+            pool: self,
+            limit,
+            settings,
+            waiter: None,
+            done: false,
+        }
+    }
+
+    /// A grant now, or a waiter queued at the back.
+    fn take_or_enqueue(
+        &self,
+        limit: usize,
+        settings: &Settings,
+    ) -> Result<Result<(Grant, Ticket), Arc<Waiter>>, AcquireError> {
+        loop {
             let mut st = self.lock();
             if st.closed {
                 return Err(AcquireError::Closed);
             }
             if st.waiters.is_empty() {
                 match self.take_now(&mut st, limit, settings) {
-                    Some(Grant::Open) => return Ok((Grant::Open, st.ticket())),
+                    Some(Grant::Open) => return Ok(Ok((Grant::Open, st.ticket()))),
                     Some(Grant::Idle(mut conn)) => {
                         let ticket = st.ticket_for(&conn);
                         drop(st);
                         // Outside the lock: a system call per reuse.
                         if conn.is_alive() {
-                            return Ok((Grant::Idle(conn), ticket));
+                            return Ok(Ok((Grant::Idle(conn), ticket)));
                         }
                         self.stats.closed(&conn, CloseReason::Stale);
                         let mut st = self.lock();
@@ -170,47 +266,33 @@ impl Pool {
                     None => {}
                 }
             }
-            let w = Arc::new(Waiter {
-                grant: Mutex::new(None),
-                ready: Condvar::new(),
-            });
+            let w = Waiter::new();
             st.waiters.push_back(Arc::clone(&w));
-            break w;
-        };
-        let mut slot = waiter.grant.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(result) = slot.take() {
-                return result;
+            return Ok(Err(w));
+        }
+    }
+
+    /// A waiter gives up: it leaves the queue, unless its grant already arrived, which is
+    /// returned.
+    fn abandon(&self, waiter: &Arc<Waiter>) -> Option<Granted> {
+        let mut st = self.lock();
+        if let Some(result) = waiter.take() {
+            return Some(result);
+        }
+        st.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
+        None
+    }
+
+    /// Hands back a grant nobody will use (its request went away).
+    fn give_back(&self, granted: Granted, limit: usize, settings: &Settings) {
+        match granted {
+            Ok((Grant::Idle(conn), ticket)) => {
+                self.release(Some(conn), Ok(()), &ticket, limit, settings)
             }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left.is_some_and(|l| l.is_zero()) {
-                drop(slot);
-                let mut st = self.lock();
-                // A grant may have arrived between the timeout and taking the pool lock.
-                if let Some(result) = waiter
-                    .grant
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                {
-                    return result;
-                }
-                st.waiters.retain(|w| !Arc::ptr_eq(w, &waiter));
-                return Err(AcquireError::Timeout {
-                    busy: st.open.saturating_sub(st.idle.len()),
-                    waiting: st.waiters.len(),
-                });
+            Ok((Grant::Open, ticket)) => {
+                self.release(None, Err(CloseReason::Error), &ticket, limit, settings)
             }
-            slot = match left {
-                None => waiter.ready.wait(slot).unwrap_or_else(|e| e.into_inner()),
-                Some(left) => {
-                    waiter
-                        .ready
-                        .wait_timeout(slot, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            Err(_) => {}
         }
     }
 
@@ -381,7 +463,68 @@ impl Pool {
     }
 }
 
-fn give(w: &Waiter, result: Result<(Grant, Ticket), AcquireError>) {
+fn give(w: &Waiter, result: Granted) {
     *w.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
     w.ready.notify_one();
+    if let Some(waker) = w.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        waker.wake();
+    }
+}
+
+/// How often a blocking wait in the queue looks at its cancel tokens, at most.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The future of `Pool::acquire_async`.
+pub struct Acquire<'a> {
+    pool: &'a Pool,
+    limit: usize,
+    settings: Settings,
+    waiter: Option<Arc<Waiter>>,
+    done: bool,
+}
+
+impl Future for Acquire<'_> {
+    type Output = Granted;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Granted> {
+        let waiter = match &self.waiter {
+            Some(w) => Arc::clone(w),
+            None => match self.pool.take_or_enqueue(self.limit, &self.settings) {
+                Ok(Ok(granted)) => {
+                    self.done = true;
+                    return Poll::Ready(Ok(granted));
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Err(e));
+                }
+                Ok(Err(w)) => {
+                    self.waiter = Some(Arc::clone(&w));
+                    w
+                }
+            },
+        };
+        // The waker first, then the grant: a grant given in between is seen here.
+        *waiter.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        match waiter.take() {
+            Some(result) => {
+                self.done = true;
+                Poll::Ready(result)
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(w) = self.waiter.take() {
+            if let Some(granted) = self.pool.abandon(&w) {
+                self.pool.give_back(granted, self.limit, &self.settings);
+            }
+        }
+    }
 }

@@ -22,19 +22,23 @@ impl AddressCache {
     /// The origin's addresses: cached ones younger than `refresh_ms` (-1: no expiry, 0: no
     /// caching), else a fresh lookup.
     pub fn resolve(&self, origin: &Origin, refresh_ms: i32) -> Result<Arc<[SocketAddr]>> {
-        if refresh_ms != 0 {
-            let entry = self.entry.lock();
-            if let Some((at, addrs)) = entry.as_ref() {
-                let fresh =
-                    refresh_ms < 0 || at.elapsed() < Duration::from_millis(refresh_ms as u64);
-                if fresh {
-                    return Ok(Arc::clone(addrs));
-                }
-            }
+        if let Some(addrs) = self.cached(refresh_ms) {
+            return Ok(addrs);
         }
         let addrs = lookup(origin)?;
         *self.entry.lock() = Some((Instant::now(), Arc::clone(&addrs)));
         Ok(addrs)
+    }
+
+    /// The cached addresses, if still fresh (no lookup).
+    pub fn cached(&self, refresh_ms: i32) -> Option<Arc<[SocketAddr]>> {
+        if refresh_ms == 0 {
+            return None;
+        }
+        let entry = self.entry.lock();
+        let (at, addrs) = entry.as_ref()?;
+        let fresh = refresh_ms < 0 || at.elapsed() < Duration::from_millis(refresh_ms as u64);
+        fresh.then(|| Arc::clone(addrs))
     }
 
     /// Forgets the cached addresses (after a failed connect, so the next one looks up again).

@@ -28,6 +28,7 @@ fn build() -> &'static Runtime {
         .worker_threads(workers)
         .thread_name("servicepoint-rt")
         .enable_time()
+        .enable_io()
         .build()
         .expect("servicepoint: cannot start the tokio runtime");
     Box::leak(Box::new(runtime))

@@ -1,11 +1,94 @@
-//! Socket I/O primitives for the caller's thread: writes that can never raise `SIGPIPE`, and
-//! `poll(2)` waits bounded by a deadline.
+//! Socket I/O primitives: writes that can never raise `SIGPIPE`, and waits bounded by a
+//! deadline. A blocking call's wait is a `poll(2)` on the caller's thread (also watching the
+//! call's cancel tokens). An asynchronous operation runs the same code in steps (`run_step`):
+//! there a wait that would block records what it waits for and fails with `WouldBlock`, and
+//! the operation awaits that readiness on the runtime's reactor before running the step again.
 
+use crate::cancel;
 use socket2::SockRef;
+use std::cell::Cell;
 use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::os::fd::RawFd;
 use std::time::Instant;
+
+/// What a step of an asynchronous operation waits for: readiness of `fd` for `events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub fd: RawFd,
+    pub events: libc::c_short,
+}
+
+#[derive(Clone, Copy)]
+struct Step {
+    fault: Option<Fault>,
+    pending: Option<Pending>,
+}
+
+/// Why every wait of a step fails at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Canceled,
+    /// The socket could not be registered with the reactor.
+    NoReactor,
+}
+
+thread_local! {
+    /// Set while a step of an asynchronous operation runs on this thread.
+    static STEP: Cell<Option<Step>> = const { Cell::new(None) };
+}
+
+/// Runs `f` as a step of an asynchronous operation: no wait blocks. Returns its result and,
+/// when a wait would have blocked (the result is then that wait's `WouldBlock` error, to be
+/// discarded), what to await before running the step again. With a `fault`, every wait fails
+/// with it instead.
+pub fn run_step<T>(fault: Option<Fault>, f: impl FnOnce() -> T) -> (T, Option<Pending>) {
+    struct Restore(Option<Step>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STEP.set(self.0);
+        }
+    }
+    let restore = Restore(STEP.replace(Some(Step {
+        fault,
+        pending: None,
+    })));
+    let out = f();
+    let pending = STEP.get().and_then(|s| s.pending);
+    drop(restore);
+    (out, pending)
+}
+
+/// The I/O error of a canceled wait; `Error::from_io` maps it to `ErrorKind::Canceled`.
+#[derive(Debug)]
+pub struct Canceled;
+
+impl std::fmt::Display for Canceled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("canceled")
+    }
+}
+
+impl std::error::Error for Canceled {}
+
+fn canceled() -> io::Error {
+    io::Error::other(Canceled)
+}
+
+/// Readiness of `fd` for `events` right now (a zero-timeout poll).
+fn poll_now(fd: RawFd, events: libc::c_short) -> libc::c_short {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+        pfd.revents
+    } else {
+        0
+    }
+}
 
 /// Writes with `sendmsg(2)` and `MSG_NOSIGNAL`: a write to a connection the peer has closed
 /// fails with `EPIPE` instead of killing the host process with `SIGPIPE` (plain `write` and
@@ -62,6 +145,36 @@ pub fn wait(
     } else {
         events
     };
+    let verdict = |revents: libc::c_short| {
+        let readable = revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+        if watch_read && readable && revents & events == 0 {
+            return Ready::Readable;
+        }
+        if watch_read && revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return Ready::Readable;
+        }
+        Ready::Wanted
+    };
+    if let Some(mut step) = STEP.get() {
+        match step.fault {
+            Some(Fault::Canceled) => return Err(canceled()),
+            Some(Fault::NoReactor) => {
+                return Err(io::Error::other(
+                    "cannot register the socket with the reactor",
+                ));
+            }
+            None => {}
+        }
+        check_deadline(deadline)?;
+        let revents = poll_now(fd, asked);
+        if revents != 0 {
+            return Ok(verdict(revents));
+        }
+        step.pending = Some(Pending { fd, events: asked });
+        STEP.set(Some(step));
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let token_fd = cancel::watched_fd();
     loop {
         let timeout_ms = match deadline {
             None => -1,
@@ -74,22 +187,29 @@ pub fn wait(
                 left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
             }
         };
-        let mut pfd = libc::pollfd {
-            fd,
-            events: asked,
-            revents: 0,
-        };
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call; nfds is 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        let mut pfds = [
+            libc::pollfd {
+                fd,
+                events: asked,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: token_fd.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let nfds = if token_fd.is_some() { 2 } else { 1 };
+        // SAFETY: `pfds` holds `nfds` valid pollfds for the duration of the call.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), nfds, timeout_ms) };
         if r > 0 {
-            let readable = pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-            if watch_read && readable && pfd.revents & events == 0 {
-                return Ok(Ready::Readable);
+            if pfds[1].revents != 0 && cancel::watched_canceled() {
+                return Err(canceled());
             }
-            if watch_read && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                return Ok(Ready::Readable);
+            if pfds[0].revents != 0 {
+                return Ok(verdict(pfds[0].revents));
             }
-            return Ok(Ready::Wanted);
+            continue;
         }
         if r < 0 {
             let e = io::Error::last_os_error();
@@ -108,6 +228,9 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> i
 /// Fails with `TimedOut` once the deadline has passed: loops that make progress without ever
 /// waiting (a server streaming bytes) check it on every round.
 pub fn check_deadline(deadline: Option<Instant>) -> io::Result<()> {
+    if STEP.get().is_some_and(|s| s.fault == Some(Fault::Canceled)) {
+        return Err(canceled());
+    }
     match deadline {
         Some(d) if Instant::now() >= d => Err(io::ErrorKind::TimedOut.into()),
         _ => Ok(()),

@@ -8,17 +8,19 @@
 
 mod io;
 mod options;
+mod reactor;
 mod tls;
 
-pub use io::{Ready, check_deadline, wait, wait_fd};
+pub use io::{Canceled, Fault, Pending, Ready, check_deadline, run_step, wait, wait_fd};
 pub use options::{SocketOptions, TcpKeepAlive};
+pub use reactor::Reactor;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork;
-use crate::origin::{Origin, Scheme};
+use crate::origin::Origin;
 use io::NoSignalWriter;
 use rustls::{ClientConfig, ClientConnection};
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket as Socket2, Type};
 use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -71,9 +73,16 @@ pub enum Sent {
     Interrupted,
 }
 
+/// A socket that asynchronous operations wait on through the runtime's reactor.
+pub trait Socket {
+    fn reactor(&mut self) -> &mut Reactor;
+}
+
 pub struct Connection {
     /// Unique in the process; shown to users as "which connection served this".
     pub id: u64,
+    /// Before `stream`: deregisters before the descriptor closes.
+    reactor: Reactor,
     /// Shared with the pool's list of busy sockets, which shuts it down when the manager is
     /// freed mid-request; the descriptor closes when the last holder lets go.
     stream: Arc<TcpStream>,
@@ -100,6 +109,109 @@ pub struct Connection {
     tls: Option<Box<ClientConnection>>,
     /// True when the TLS handshake resumed an earlier session (abbreviated handshake).
     pub resumed: bool,
+    /// The handshake has read from the socket (a plain-HTTP answer shows in the first read).
+    handshake_read: bool,
+}
+
+impl Socket for Connection {
+    fn reactor(&mut self) -> &mut Reactor {
+        &mut self.reactor
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.is_inherited() {
+            self.reactor.forget();
+        }
+    }
+}
+
+/// A socket whose non-blocking connect is under way.
+pub struct Connecting {
+    reactor: Reactor,
+    stream: Arc<TcpStream>,
+    addr: SocketAddr,
+}
+
+impl Socket for Connecting {
+    fn reactor(&mut self) -> &mut Reactor {
+        &mut self.reactor
+    }
+}
+
+impl Connecting {
+    /// Creates the socket (with `options`) and starts connecting to `addr`.
+    pub fn start(addr: SocketAddr, options: &SocketOptions) -> std::io::Result<Self> {
+        let socket = Socket2::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        options.apply(&socket, addr)?;
+        let stream = Arc::new(TcpStream::from(socket));
+        match SockRef::from(&*stream).connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Connecting {
+            reactor: Reactor::default(),
+            stream,
+            addr,
+        })
+    }
+
+    pub fn socket(&self) -> &Arc<TcpStream> {
+        &self.stream
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the connect to complete (a step: it can run again after `WouldBlock`).
+    pub fn finish(&mut self, deadline: Option<Instant>) -> std::io::Result<()> {
+        check_deadline(deadline)?;
+        wait_fd(self.stream.as_raw_fd(), libc::POLLOUT, deadline)?;
+        if let Some(e) = SockRef::from(&*self.stream).take_error()? {
+            return Err(e);
+        }
+        // A connect aborted by a shutdown (the manager was freed) reports no error: check it
+        // is connected.
+        self.stream.peer_addr().map(|_| ())
+    }
+
+    pub fn into_connection(self, generation: u64) -> Connection {
+        let mut conn = Connection::new(self.stream, self.addr, generation);
+        conn.reactor = self.reactor;
+        conn
+    }
+}
+
+/// Turns a failed connect into the request's error.
+pub fn connect_error(origin: &Origin, addr: SocketAddr, e: &std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Canceled>()) {
+        return Error::from_io(
+            e,
+            &format!("connect to {addr} for {origin}"),
+            ErrorKind::Connect,
+        );
+    }
+    let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+        ErrorKind::ConnectTimeout
+    } else {
+        ErrorKind::Connect
+    };
+    Error::new(kind, format!("connect to {addr} for {origin} failed: {e}"))
+}
+
+/// The deadline of a connect: the request's, shortened by the connect timeout.
+pub fn connect_deadline(options: &SocketOptions, deadline: Option<Instant>) -> Option<Instant> {
+    match options
+        .connect_timeout
+        .and_then(|t| Instant::now().checked_add(t))
+    {
+        Some(c) => Some(deadline.map_or(c, |d| d.min(c))),
+        None => deadline,
+    }
 }
 
 /// Connects to the first of `addrs` that answers and, for https, completes the TLS handshake
@@ -125,7 +237,7 @@ pub fn connect(
 }
 
 /// `connect` with socket options; the connect timeout, if any, shortens the deadline of the
-/// connect and handshake.
+/// connect and handshake. Blocking (see `drive::connect` for both styles).
 pub fn connect_with(
     origin: &Origin,
     addrs: &[SocketAddr],
@@ -135,103 +247,25 @@ pub fn connect_with(
     generation: u64,
     track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
 ) -> Result<Connection> {
-    let deadline = match options
-        .connect_timeout
-        .and_then(|t| Instant::now().checked_add(t))
-    {
-        Some(c) => Some(deadline.map_or(c, |d| d.min(c))),
-        None => deadline,
-    };
-    let mut conn = connect_tcp(origin, addrs, options, deadline, generation, track)?;
-    if origin.scheme == Scheme::Https {
-        let config =
-            tls.ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "no TLS configuration"))?;
-        conn.handshake(origin, config, deadline)?;
-    }
-    Ok(conn)
-}
-
-fn closed_error(origin: &Origin) -> Error {
-    Error::new(
-        ErrorKind::ManagerClosed,
-        format!("the manager of {origin} was freed"),
-    )
-}
-
-fn connect_tcp(
-    origin: &Origin,
-    addrs: &[SocketAddr],
-    options: &SocketOptions,
-    deadline: Option<Instant>,
-    generation: u64,
-    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
-) -> Result<Connection> {
-    let mut last = None;
-    for &addr in addrs {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .and_then(|s| {
-                s.set_nonblocking(true)?;
-                Ok(s)
-            })
-            .map_err(|e| Error::from_io(&e, "socket setup", ErrorKind::Io))?;
-        if let Err(e) = options.apply(&socket, addr) {
-            last = Some((addr, e));
-            continue;
-        }
-        let stream = Arc::new(TcpStream::from(socket));
-        if !track(&stream) {
-            return Err(closed_error(origin));
-        }
-        match connect_one(&stream, addr, deadline) {
-            Ok(()) => return Connection::new(stream, addr, generation),
-            Err(e) => last = Some((addr, e)),
-        }
-    }
-    let Some((addr, e)) = last else {
-        return Err(Error::new(
-            ErrorKind::Dns,
-            format!("no address to connect to for {origin}"),
-        ));
-    };
-    let kind = if e.kind() == std::io::ErrorKind::TimedOut {
-        ErrorKind::ConnectTimeout
-    } else {
-        ErrorKind::Connect
-    };
-    Err(Error::new(
-        kind,
-        format!("connect to {addr} for {origin} failed: {e}"),
+    crate::drive::Driver::Blocking.block(crate::drive::connect(
+        &crate::drive::Driver::Blocking,
+        origin,
+        addrs,
+        tls,
+        options,
+        deadline,
+        generation,
+        track,
     ))
 }
 
-/// A non-blocking connect, waited for with the deadline.
-fn connect_one(
-    stream: &TcpStream,
-    addr: SocketAddr,
-    deadline: Option<Instant>,
-) -> std::io::Result<()> {
-    check_deadline(deadline)?;
-    let sock = SockRef::from(stream);
-    match sock.connect(&addr.into()) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    wait_fd(stream.as_raw_fd(), libc::POLLOUT, deadline)?;
-    if let Some(e) = sock.take_error()? {
-        return Err(e);
-    }
-    // A connect aborted by a shutdown (the manager was freed) reports no error: check it is
-    // connected.
-    stream.peer_addr().map(|_| ())
-}
-
 impl Connection {
-    fn new(stream: Arc<TcpStream>, peer: SocketAddr, generation: u64) -> Result<Self> {
+    fn new(stream: Arc<TcpStream>, peer: SocketAddr, generation: u64) -> Self {
         let now = Instant::now();
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
-        Ok(Connection {
+        Connection {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            reactor: Reactor::default(),
             stream,
             buf: Vec::new(),
             start: 0,
@@ -247,7 +281,8 @@ impl Connection {
             bytes_sent: 0,
             tls: None,
             resumed: false,
-        })
+            handshake_read: false,
+        }
     }
 
     /// What the reuse rules need to know about it.

@@ -14,13 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Connection {
-    /// Runs the TLS handshake (SNI from the origin's host, ALPN from the config).
-    pub(super) fn handshake(
-        &mut self,
-        origin: &Origin,
-        config: Arc<ClientConfig>,
-        deadline: Option<Instant>,
-    ) -> Result<()> {
+    /// Starts a TLS session (SNI from the origin's host, ALPN from the config); the handshake
+    /// runs in `continue_handshake`.
+    pub fn start_tls(&mut self, origin: &Origin, config: Arc<ClientConfig>) -> Result<()> {
         let host = origin.connect_host().to_string();
         let name = ServerName::try_from(host.clone()).map_err(|e| {
             Error::new(
@@ -28,8 +24,15 @@ impl Connection {
                 format!("'{host}' is not a valid TLS server name: {e}"),
             )
         })?;
-        let mut tls = ClientConnection::new(config, name)
+        let tls = ClientConnection::new(config, name)
             .map_err(|e| crate::tls::map_error(&e, &origin.to_string()))?;
+        self.tls = Some(Box::new(tls));
+        Ok(())
+    }
+
+    /// Runs the handshake started by `start_tls` to its end (a step: it can run again after
+    /// `WouldBlock`).
+    pub fn continue_handshake(&mut self, origin: &Origin, deadline: Option<Instant>) -> Result<()> {
         let fd = self.stream.as_raw_fd();
         let io = |e: io::Error| match e.kind() {
             io::ErrorKind::TimedOut => Error::new(
@@ -42,7 +45,9 @@ impl Connection {
                 ErrorKind::ConnectTimeout,
             ),
         };
-        let mut first = true;
+        let Some(tls) = self.tls.as_mut() else {
+            return Err(Error::new(ErrorKind::TlsHandshake, "no TLS session"));
+        };
         while tls.is_handshaking() {
             check_deadline(deadline).map_err(io)?;
             if tls.wants_write() {
@@ -75,7 +80,7 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io(e)),
             };
-            if first && chunk[..n].starts_with(b"HTTP/") {
+            if !self.handshake_read && chunk[..n].starts_with(b"HTTP/") {
                 return Err(Error::new(
                     ErrorKind::TlsNotTls,
                     format!(
@@ -83,7 +88,7 @@ impl Connection {
                     ),
                 ));
             }
-            first = false;
+            self.handshake_read = true;
             let mut data = &chunk[..n];
             while !data.is_empty() {
                 tls.read_tls(&mut data).map_err(io)?;
@@ -96,7 +101,6 @@ impl Connection {
             }
         }
         self.resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        self.tls = Some(Box::new(tls));
         Ok(())
     }
 }

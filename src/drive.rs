@@ -1,0 +1,256 @@
+//! How a request waits: on the caller's thread (blocking) or on the runtime's reactor
+//! (asynchronous). The exchange is written once, as async code over a [`Driver`]:
+//!
+//! - `Blocking` never suspends: every wait is a `poll(2)` inside the I/O step, so the future
+//!   completes on its first poll ([`Driver::block`]) and the blocking path keeps its cost.
+//! - `Async` runs each I/O step without blocking (`connection::run_step`); a step that would
+//!   wait reports what it waits for, the task awaits that readiness (or the deadline, or a
+//!   cancel) and runs the step again. Steps are written to be re-run: they keep their progress
+//!   in the connection or in variables outside the step.
+//!
+//! Both share the pool's FIFO queue, the reuse rules and the statistics.
+
+use crate::cancel::{self, CancelToken};
+use crate::connection::{self, Connecting, Connection, Fault, Socket, SocketOptions};
+use crate::error::{Error, ErrorKind, Result};
+use crate::origin::{Origin, Scheme};
+use crate::point::ServicePoint;
+use crate::pool::{AcquireError, Grant, Pool, Ticket};
+use crate::reuse::Settings;
+use rustls::ClientConfig;
+use std::future::Future;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+/// The waiting style of one request (or body read).
+pub enum Driver {
+    /// On the caller's thread; cancel tokens are watched through `cancel::watching`.
+    Blocking,
+    /// On the runtime, ended early by any of these tokens.
+    Async(Vec<CancelToken>),
+}
+
+impl Driver {
+    /// Runs a future of this driver's code to its end. For `Blocking` that is one poll: it
+    /// never suspends.
+    pub fn block<F: Future>(&self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(out) => out,
+            Poll::Pending => unreachable!("blocking driver code never suspends"),
+        }
+    }
+
+    /// True when a token of this request was canceled.
+    pub fn is_canceled(&self) -> bool {
+        match self {
+            Driver::Blocking => cancel::watched_canceled(),
+            Driver::Async(tokens) => tokens.iter().any(CancelToken::is_canceled),
+        }
+    }
+
+    /// Fails with `Canceled` once a token was canceled.
+    pub fn check(&self, what: &str) -> Result<()> {
+        if self.is_canceled() {
+            return Err(cancel::canceled_error(what));
+        }
+        Ok(())
+    }
+
+    /// Resolves when a token is canceled (never for a blocking driver).
+    async fn canceled(&self) {
+        match self {
+            Driver::Async(tokens) if !tokens.is_empty() => {
+                let waits = tokens.iter().map(|t| Box::pin(t.canceled()));
+                futures_select_all(waits).await
+            }
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Runs an I/O step on `socket` until it no longer waits (see the module's doc).
+    pub async fn io<S: Socket, T>(
+        &self,
+        socket: &mut S,
+        deadline: Option<Instant>,
+        mut step: impl FnMut(&mut S) -> T,
+    ) -> T {
+        if matches!(self, Driver::Blocking) {
+            return step(socket);
+        }
+        let mut fault = None;
+        loop {
+            if self.is_canceled() {
+                fault = Some(Fault::Canceled);
+            }
+            let (out, pending) = connection::run_step(fault, || step(socket));
+            let Some(pending) = pending else {
+                return out;
+            };
+            drop(out);
+            tokio::select! {
+                ready = socket.reactor().ready(pending, deadline) => {
+                    if ready.is_err() {
+                        fault = Some(Fault::NoReactor);
+                    }
+                }
+                () = self.canceled() => fault = Some(Fault::Canceled),
+            }
+        }
+    }
+
+    /// A grant from the pool: waits in its FIFO queue (the thread, or the task).
+    pub async fn acquire(
+        &self,
+        pool: &Pool,
+        limit: usize,
+        settings: Settings,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(Grant, Ticket), AcquireError> {
+        if matches!(self, Driver::Blocking) {
+            return pool.acquire(limit, &settings, deadline);
+        }
+        if self.is_canceled() {
+            return Err(AcquireError::Canceled);
+        }
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            granted = pool.acquire_async(limit, settings) => return granted,
+            () = self.canceled() => return Err(AcquireError::Canceled),
+            () = sleep => {}
+        }
+        // The queued future was dropped (and left the queue) before this runs.
+        let (open, idle, waiting) = pool.counts();
+        Err(AcquireError::Timeout {
+            busy: open.saturating_sub(idle),
+            waiting,
+        })
+    }
+
+    /// The point's addresses. An asynchronous request looks them up on the runtime's blocking
+    /// pool when they are not cached (`getaddrinfo` cannot be awaited).
+    pub async fn resolve(
+        &self,
+        point: &Arc<ServicePoint>,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<[SocketAddr]>> {
+        if matches!(self, Driver::Blocking) {
+            return point.resolve();
+        }
+        if let Some(addrs) = point.cached_addresses() {
+            return Ok(addrs);
+        }
+        let p = Arc::clone(point);
+        let lookup = tokio::task::spawn_blocking(move || p.resolve());
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            found = lookup => found.unwrap_or_else(|e| {
+                Err(Error::new(ErrorKind::Dns, format!("name lookup failed: {e}")))
+            }),
+            () = self.canceled() => Err(cancel::canceled_error("the name lookup")),
+            () = sleep => Err(Error::new(
+                ErrorKind::ConnectTimeout,
+                format!("name lookup for {} timed out", point.address()),
+            )),
+        }
+    }
+}
+
+/// Resolves when the first of `futures` does.
+async fn futures_select_all<F: Future<Output = ()> + Unpin>(futures: impl Iterator<Item = F>) {
+    let mut futures: Vec<F> = futures.collect();
+    std::future::poll_fn(|cx| {
+        for f in futures.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Connects to the first of `addrs` that answers and, for https, completes the TLS handshake
+/// with `tls`. `track` is shown each socket before it connects (the pool keeps it so that
+/// freeing the manager can abort the connect); it returns false when the pool is closed. The
+/// connect timeout in `options`, if any, shortens the deadline of the connect and handshake.
+#[allow(clippy::too_many_arguments)]
+pub async fn connect(
+    driver: &Driver,
+    origin: &Origin,
+    addrs: &[SocketAddr],
+    tls: Option<Arc<ClientConfig>>,
+    options: &SocketOptions,
+    deadline: Option<Instant>,
+    generation: u64,
+    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
+) -> Result<Connection> {
+    let deadline = connection::connect_deadline(options, deadline);
+    let mut last = None;
+    let mut conn = None;
+    for &addr in addrs {
+        let mut connecting = match Connecting::start(addr, options) {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(connection::connect_error(origin, addr, &e));
+                continue;
+            }
+        };
+        if !track(connecting.socket()) {
+            return Err(Error::new(
+                ErrorKind::ManagerClosed,
+                format!("the manager of {origin} was freed"),
+            ));
+        }
+        match driver
+            .io(&mut connecting, deadline, |c| c.finish(deadline))
+            .await
+        {
+            Ok(()) => {
+                conn = Some(connecting.into_connection(generation));
+                break;
+            }
+            Err(e) => {
+                let error = connection::connect_error(origin, addr, &e);
+                if error.kind == ErrorKind::Canceled {
+                    return Err(error);
+                }
+                last = Some(error);
+            }
+        }
+    }
+    let Some(mut conn) = conn else {
+        return Err(last.unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::Dns,
+                format!("no address to connect to for {origin}"),
+            )
+        }));
+    };
+    if origin.scheme == Scheme::Https {
+        let config =
+            tls.ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "no TLS configuration"))?;
+        conn.start_tls(origin, config)?;
+        driver
+            .io(&mut conn, deadline, |c| {
+                c.continue_handshake(origin, deadline)
+            })
+            .await?;
+    }
+    Ok(conn)
+}
