@@ -220,6 +220,29 @@ typedef int32_t sp_result;
 #endif // __cplusplus
 
 /**
+ * Cancels the requests and body reads that watch it, blocking (from another thread) or
+ * asynchronous, until reset. Set on a request description with sp_http_request_set_cancel_token.
+ * Thread safety: any thread; sp_cancel_token_cancel is safe in a signal handler only through
+ * its wake-up descriptor (write a byte to it).
+ *
+ * Functions: sp_cancel_token_new, sp_cancel_token_cancel, sp_cancel_token_reset,
+ * sp_cancel_token_is_canceled, sp_cancel_token_wakeup_fd, sp_cancel_token_free,
+ * sp_http_request_set_cancel_token.
+ */
+typedef struct sp_cancel_token sp_cancel_token;
+
+/**
+ * Completed operations waiting to run their callbacks on the program's own thread: its file
+ * descriptor is readable while any are queued (add it to an event loop; then call
+ * sp_completion_queue_run). Thread safety: any thread; callbacks run on the thread that calls
+ * sp_completion_queue_run.
+ *
+ * Functions: sp_completion_queue_new, sp_completion_queue_fd, sp_completion_queue_run,
+ * sp_completion_queue_len, sp_completion_queue_free.
+ */
+typedef struct sp_completion_queue sp_completion_queue;
+
+/**
  * A request description: method, URL, headers, body and per-request policy. Reusable:
  * sp_request() does not consume it (except a body reader, which is read once).
  * Thread safety: several threads may send the same description at once. A setter never waits:
@@ -253,6 +276,17 @@ typedef struct sp_http_request sp_http_request;
  * sp_manager_set_certificate_validator, sp_manager_has_certificate_validator.
  */
 typedef struct sp_manager sp_manager;
+
+/**
+ * An asynchronous request or body read in progress (or finished). Its callback fires exactly
+ * once whatever happens; freeing the handle does not cancel the operation nor stop the callback.
+ * Thread safety: any thread.
+ *
+ * Functions: sp_request_async, sp_request_async_queued, sp_response_read_async,
+ * sp_response_read_async_queued (create it), sp_operation_cancel, sp_operation_is_done,
+ * sp_operation_free.
+ */
+typedef struct sp_operation sp_operation;
 
 /**
  * A service point: one origin's connections, settings and statistics, owned by its manager.
@@ -406,6 +440,21 @@ typedef struct sp_statistics {
    */
   uint64_t closed_in_flight;
 } sp_statistics;
+
+/**
+ * Receives an asynchronous request's outcome: SP_OK with a response handle (the caller owns
+ * it and frees it with sp_response_free), or an error code with `response` NULL (the message
+ * is sp_last_error() during the callback; sp_last_error_request_sent() says whether the server
+ * may have seen the request).
+ */
+typedef void (*sp_response_callback)(void *userdata, sp_result result, struct sp_response *response);
+
+/**
+ * Receives an asynchronous body read's outcome: SP_OK with `len` bytes at `data` (valid only
+ * during the callback; `len` 0 means the end of the body), or an error code (`data` NULL, the
+ * message is sp_last_error() during the callback).
+ */
+typedef void (*sp_read_callback)(void *userdata, sp_result result, const uint8_t *data, size_t len);
 
 /**
  * Supplies a streamed request body: write up to `cap` bytes to `buf`, store the count in
@@ -617,6 +666,189 @@ sp_result sp_manager_get_statistics(const struct sp_manager *manager,
 sp_result sp_manager_get_histogram(const struct sp_manager *manager,
                                    int32_t which,
                                    struct sp_histogram *out_histogram);
+
+/**
+ * Sends a request without blocking: returns at once with an operation handle, and `callback`
+ * fires exactly once, on a library runtime thread, with the response once its head has
+ * arrived, or with an error (SP_E_CANCELED after sp_operation_cancel, timeouts as for
+ * sp_request, SP_E_MANAGER_CLOSED when the manager is freed first, ...). The request waits
+ * in the same FIFO queue as blocking ones and follows every rule they follow.
+ *
+ * Ownership: `request` is borrowed (reusable at once). On SP_OK *out_operation receives a
+ * handle to free with sp_operation_free (freeing it does not cancel). The response given to
+ * the callback is the caller's, to free with sp_response_free.
+ * Callback thread: a runtime thread, which must not block: blocking calls made there (sp_request,
+ * sp_response_read, ...) return SP_E_WRONG_THREAD; sp_request_async, sp_response_read_async,
+ * the getters and the _free functions may be called. `userdata` must be usable there.
+ * Blocking: never. Thread safety: any thread.
+ * Errors (then the callback is never called): SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_TOO_MANY_SERVICE_POINTS, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_request_async(struct sp_manager *manager,
+                           struct sp_http_request *request,
+                           sp_response_callback callback,
+                           void *userdata,
+                           struct sp_operation **out_operation);
+
+/**
+ * sp_request_async whose callback runs on the thread that calls sp_completion_queue_run on
+ * `queue` (an event loop's thread: no library thread runs the program's code). Blocking calls
+ * are allowed in that callback (it runs on the program's thread), though an event loop
+ * rarely wants them.
+ *
+ * Ownership: as sp_request_async; `queue` is borrowed and must be freed only after the
+ * callbacks queued on it ran (sp_completion_queue_free runs those still queued).
+ * Errors: as sp_request_async.
+ */
+sp_result sp_request_async_queued(struct sp_manager *manager,
+                                  struct sp_http_request *request,
+                                  struct sp_completion_queue *queue,
+                                  sp_response_callback callback,
+                                  void *userdata,
+                                  struct sp_operation **out_operation);
+
+/**
+ * Reads up to `max` (> 0) body bytes without blocking: `callback` fires exactly once, on a
+ * runtime thread, with the bytes (`len` 0 at the end of the body, after which the connection
+ * has gone back to the pool) or an error (SP_E_READ_TIMEOUT after the request's read timeout,
+ * SP_E_CANCELED, ...; after an error the connection is closed). One read at a time per response:
+ * while it runs, other reads of the response fail with SP_E_INVALID_ARGUMENT; its head stays
+ * readable.
+ *
+ * Ownership: `response` stays the caller's (freeing it during the read is allowed: the read
+ * ends and its connection closes). `data` in the callback is valid only during the call.
+ * Callback thread, userdata, blocking: as sp_request_async. Thread safety: any thread.
+ * Errors (then the callback is never called): SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_OUT_OF_RANGE (max 0), SP_E_INVALID_ARGUMENT (a read is already running).
+ */
+sp_result sp_response_read_async(struct sp_response *response,
+                                 size_t max,
+                                 sp_read_callback callback,
+                                 void *userdata,
+                                 struct sp_operation **out_operation);
+
+/**
+ * sp_response_read_async whose callback runs on the thread that calls sp_completion_queue_run
+ * on `queue`. Ownership and errors: as sp_response_read_async and sp_request_async_queued.
+ */
+sp_result sp_response_read_async_queued(struct sp_response *response,
+                                        struct sp_completion_queue *queue,
+                                        size_t max,
+                                        sp_read_callback callback,
+                                        void *userdata,
+                                        struct sp_operation **out_operation);
+
+/**
+ * Cancels an operation: its callback fires (once) with SP_E_CANCELED unless it had already
+ * completed. A request still queued for a connection leaves the queue without being sent; one
+ * in flight closes its connection. Returns at once.
+ *
+ * Errors: SP_E_INVALID_HANDLE. Thread safety: any thread, also inside callbacks.
+ */
+sp_result sp_operation_cancel(struct sp_operation *operation);
+
+/**
+ * *out_done receives 1 once the operation's callback has run (or has been queued on its
+ * completion queue), else 0.
+ *
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_operation_is_done(const struct sp_operation *operation, int32_t *out_done);
+
+/**
+ * Frees an operation handle, finished or not. It does not cancel the operation: its callback
+ * still fires exactly once (call sp_operation_cancel first to end it early). NULL, a freed
+ * handle or another kind of handle is ignored. Thread safety: any thread.
+ */
+void sp_operation_free(struct sp_operation *operation);
+
+/**
+ * Creates a completion queue (an eventfd inside).
+ *
+ * Ownership: free with sp_completion_queue_free. Errors: SP_E_NULL_POINTER, SP_E_IO.
+ */
+sp_result sp_completion_queue_new(struct sp_completion_queue **out_queue);
+
+/**
+ * *out_fd receives the queue's file descriptor: readable while completions are queued. Add
+ * it to poll/epoll/select (or asyncio's add_reader); do not read, write or close it.
+ *
+ * Ownership: the descriptor belongs to the queue (valid until sp_completion_queue_free).
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_completion_queue_fd(const struct sp_completion_queue *queue, int32_t *out_fd);
+
+/**
+ * Runs up to `max` queued callbacks on the calling thread, in completion order;
+ * *out_ran receives how many ran (0 when none was queued: never waits). The descriptor stays
+ * readable while more remain.
+ *
+ * Blocking: only as long as the callbacks take. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_completion_queue_run(struct sp_completion_queue *queue, size_t max, size_t *out_ran);
+
+/**
+ * *out_len receives how many callbacks are queued now.
+ *
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_completion_queue_len(const struct sp_completion_queue *queue, size_t *out_len);
+
+/**
+ * Frees a completion queue: the callbacks still queued run now, on the calling thread; those
+ * of operations that complete later run on a runtime thread (each callback still fires
+ * exactly once). NULL, a freed handle or another kind of handle is ignored.
+ */
+void sp_completion_queue_free(struct sp_completion_queue *queue);
+
+/**
+ * Creates a cancel token.
+ *
+ * Ownership: free with sp_cancel_token_free (requests that watch it keep what they need).
+ * Errors: SP_E_NULL_POINTER.
+ */
+sp_result sp_cancel_token_new(struct sp_cancel_token **out_token);
+
+/**
+ * Cancels every request and body read watching the token, blocking or asynchronous: a
+ * thread blocked in sp_request or sp_response_read returns SP_E_CANCELED promptly (a queued
+ * request leaves the queue unsent; one in flight closes its connection). Stays canceled
+ * (later requests fail at once) until sp_cancel_token_reset.
+ *
+ * Errors: SP_E_INVALID_HANDLE. Thread safety: any thread.
+ */
+sp_result sp_cancel_token_cancel(struct sp_cancel_token *token);
+
+/**
+ * Makes the token usable again (requests from now on are not canceled).
+ *
+ * Errors: SP_E_INVALID_HANDLE.
+ */
+sp_result sp_cancel_token_reset(struct sp_cancel_token *token);
+
+/**
+ * *out_canceled receives 1 if the token is canceled, else 0.
+ *
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_cancel_token_is_canceled(const struct sp_cancel_token *token, int32_t *out_canceled);
+
+/**
+ * *out_fd receives a descriptor that cancels the token when any byte is written to it (a
+ * non-blocking pipe's write end): what a signal handler may do, e.g. Python's
+ * signal.set_wakeup_fd, so that Ctrl-C cancels a blocking request at once.
+ *
+ * Ownership: the descriptor belongs to the token (valid until sp_cancel_token_free); do not
+ * close it. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_IO (no pipe could be made).
+ */
+sp_result sp_cancel_token_wakeup_fd(const struct sp_cancel_token *token, int32_t *out_fd);
+
+/**
+ * Frees a cancel token handle; requests and descriptions that use it keep it alive (and a
+ * cancel already made stays in effect for them). NULL, a freed handle or another kind of
+ * handle is ignored.
+ */
+void sp_cancel_token_free(struct sp_cancel_token *token);
 
 /**
  * Frees a service point handle. The service point stays in its manager. NULL, a freed
@@ -862,6 +1094,18 @@ sp_result sp_http_request_get_connection_group(const struct sp_http_request *req
                                                char *buf,
                                                size_t cap,
                                                size_t *out_len);
+
+/**
+ * Sets the cancel token that sends of this description, and reads of their responses,
+ * watch (NULL: none, the default). Canceling it ends them with SP_E_CANCELED, also when they
+ * block another thread (the HttpWebRequest.Abort case), and makes later sends fail at once
+ * until the token is reset.
+ *
+ * Ownership: the description keeps the token alive (freeing the token handle is allowed).
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE.
+ */
+sp_result sp_http_request_set_cancel_token(struct sp_http_request *request,
+                                           struct sp_cancel_token *token);
 
 /**
  * Marks a non-idempotent request (POST, PATCH) as safe to resend once on a new connection

@@ -198,7 +198,7 @@ pub async fn connect(
     options: &SocketOptions,
     deadline: Option<Instant>,
     generation: u64,
-    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
+    track: &mut (dyn FnMut(&Arc<TcpStream>) -> bool + Send),
 ) -> Result<Connection> {
     let deadline = connection::connect_deadline(options, deadline);
     let mut last = None;

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     WrongThread,
     ManagerClosed,
     BodySource,
+    /// A bug: a panic inside the library, caught.
+    Internal,
 }
 
 /// A failure of the core, with enough context to be read by a person.

@@ -17,6 +17,7 @@ pub mod fork;
 pub mod http1;
 pub mod log;
 pub mod manager;
+pub mod operation;
 pub mod origin;
 pub mod point;
 pub mod pool;

@@ -1,11 +1,14 @@
 //! The manager: one service point per origin, the defaults new service points take, the
 //! max-service-points rule, and the reaper task that keeps the table and pools tidy.
 
+use crate::cancel::{self, CancelToken};
 use crate::connection::TcpKeepAlive;
+use crate::drive::Driver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange;
 use crate::fork::{self, Lock, LockGuard};
 use crate::log::Log;
+use crate::operation::{self, Deliver, Operation};
 use crate::origin::{self, Origin};
 use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
 use crate::reaper::Reaper;
@@ -154,18 +157,51 @@ impl Manager {
     }
 
     /// Sends a request on its origin's service point; blocks until the response head arrives.
+    /// The description's cancel token, if any, ends the wait early.
     pub fn send(&self, req: &Request) -> Result<Response> {
         runtime::ensure_blocking_allowed()?;
-        self.ensure_reaper();
-        let point = match req.cached_point(self.inner.id) {
-            Some(point) => point,
-            None => {
-                let point = self.find_origin(&req.target.origin)?;
-                req.cache_point(self.inner.id, &point);
-                point
-            }
+        let point = self.point_for(req)?;
+        let keep_alive = self.keep_alive_default();
+        let mut resp = match &req.cancel {
+            None => exchange::send(&point, req, keep_alive)?,
+            Some(t) => cancel::watching(&[t], || exchange::send(&point, req, keep_alive))?,
         };
-        exchange::send(&point, req, self.keep_alive_default())
+        resp.set_cancel(req.cancel.clone());
+        Ok(resp)
+    }
+
+    /// Sends a request without blocking: the exchange runs on the runtime, and `complete`
+    /// receives the response (once its head arrived) or the error, exactly once, as `deliver`
+    /// says. `token` cancels it (as does the description's own token).
+    pub fn send_async(
+        &self,
+        req: Arc<Request>,
+        token: CancelToken,
+        deliver: Deliver,
+        complete: impl FnOnce(Result<Response>) + Send + 'static,
+    ) -> Result<Operation> {
+        let point = self.point_for(&req)?;
+        let keep_alive = self.keep_alive_default();
+        let mut tokens = vec![token.clone()];
+        tokens.extend(req.cancel.clone());
+        let work = async move {
+            let driver = Driver::Async(tokens);
+            let mut resp = exchange::send_with(&driver, &point, &req, keep_alive).await?;
+            resp.set_cancel(req.cancel.clone());
+            Ok(resp)
+        };
+        Ok(operation::spawn(token, work, deliver, complete))
+    }
+
+    /// The request's service point (cached in the description after its first send).
+    fn point_for(&self, req: &Request) -> Result<Arc<ServicePoint>> {
+        self.ensure_reaper();
+        if let Some(point) = req.cached_point(self.inner.id) {
+            return Ok(point);
+        }
+        let point = self.find_origin(&req.target.origin)?;
+        req.cache_point(self.inner.id, &point);
+        Ok(point)
     }
 
     pub fn default_connection_limit(&self) -> i32 {

@@ -2,6 +2,7 @@
 //! connection group, retry permission). Reusable, and sendable from several threads at once
 //! (sending takes `&Request`); a streamed body is read once, by the first send.
 
+use crate::cancel::CancelToken;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
 use crate::http1::{Header, has_token, is_idempotent, is_token};
@@ -58,6 +59,8 @@ pub struct Request {
     pub group: String,
     /// Allows a retry on a fresh connection even for non-idempotent methods.
     pub retryable: bool,
+    /// Cancels the sends of this description and the reads of their responses.
+    pub cancel: Option<CancelToken>,
     /// The service point it was last sent through, by manager id: a repeated send skips the
     /// manager's table (and its lock). Shared by copies of the description.
     point_cache: Arc<Lock<Option<PointByManager>>>,
@@ -93,6 +96,7 @@ impl Request {
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             group: String::new(),
             retryable: false,
+            cancel: None,
             point_cache: Arc::default(),
         })
     }

@@ -3,7 +3,9 @@
 //! response dropped earlier drains a small remainder (so the connection stays usable) or
 //! closes the connection.
 
+use crate::cancel::{self, CancelToken};
 use crate::connection::{CloseReason, Connection};
+use crate::drive::Driver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http1::Fields;
 use crate::http1::body::{BodyDecoder, Framing};
@@ -104,11 +106,8 @@ impl Drop for Checkout {
 
 pub struct Response {
     pub head: ResponseHead,
-    decoder: BodyDecoder,
-    checkout: Option<Checkout>,
-    /// Set when the connection must close after this response, with the reason.
-    close: Option<CloseReason>,
-    read_timeout: Option<Duration>,
+    /// The body's reader; out while an asynchronous read has it (`take_body`).
+    body: Option<BodyReader>,
     pub connection_id: u64,
     pub local_port: u16,
     /// It came on a connection taken from the pool (not one opened for it).
@@ -124,6 +123,20 @@ pub struct Delivery {
     pub retried: bool,
 }
 
+/// A response's body as it streams from its connection, with the connection's Checkout. It
+/// can leave its response for an asynchronous read (which then owns the connection alone).
+pub struct BodyReader {
+    decoder: BodyDecoder,
+    checkout: Option<Checkout>,
+    /// Set when the connection must close after this response, with the reason.
+    close: Option<CloseReason>,
+    read_timeout: Option<Duration>,
+    /// The request's cancel token, watched by every read.
+    cancel: Option<CancelToken>,
+}
+
+static NO_TRAILERS: Fields = Fields::new();
+
 impl Response {
     pub(crate) fn new(
         head: ResponseHead,
@@ -135,26 +148,30 @@ impl Response {
     ) -> Self {
         let conn = checkout.conn();
         let (connection_id, local_port) = (conn.id, conn.local_port);
-        let mut resp = Response {
-            head,
+        let mut body = BodyReader {
             decoder: BodyDecoder::new(framing),
             checkout: Some(checkout),
             close,
             read_timeout,
+            cancel: None,
+        };
+        body.release_if_done();
+        Response {
+            head,
+            body: Some(body),
             connection_id,
             local_port,
             reused: delivery.reused,
             retried: delivery.retried,
-        };
-        resp.release_if_done();
-        resp
+        }
     }
 
     /// The socket of the response's connection, for inspection only (getsockopt), while the
     /// response holds it (its body not read to the end).
     pub fn socket(&self) -> Option<&std::net::TcpStream> {
-        self.checkout
+        self.body
             .as_ref()
+            .and_then(|b| b.checkout.as_ref())
             .and_then(Checkout::connection)
             .map(|c| &**c.socket())
     }
@@ -165,21 +182,79 @@ impl Response {
 
     /// Trailer fields of a chunked body (available once the body has been read).
     pub fn trailers(&self) -> &Fields {
-        &self.decoder.trailers
+        self.body
+            .as_ref()
+            .map_or(&NO_TRAILERS, |b| &b.decoder.trailers)
     }
 
     /// True once the body has been read to its end.
     pub fn is_complete(&self) -> bool {
-        self.decoder.is_done()
+        self.body.as_ref().is_some_and(|b| b.decoder.is_done())
     }
 
-    /// Reads body bytes into `buf`; 0 means the end of the body. Each call waits at most the
-    /// request's read timeout.
+    /// Reads body bytes into `buf`; 0 means the end of the body. Blocks; each call waits at
+    /// most the request's read timeout.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.body_mut()?.read(buf)
+    }
+
+    /// Reads the rest of the body (blocking).
+    pub fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        self.body_mut()?.read_to_end(out)
+    }
+
+    /// The token that cancels reads of this body (its request's).
+    pub fn set_cancel(&mut self, token: Option<CancelToken>) {
+        if let Some(body) = self.body.as_mut() {
+            body.cancel = token;
+        }
+    }
+
+    /// Lends the body reader to an asynchronous read; `put_body` gives it back.
+    pub fn take_body(&mut self) -> Result<BodyReader> {
+        self.body.take().ok_or_else(busy)
+    }
+
+    pub fn put_body(&mut self, body: BodyReader) {
+        self.body = Some(body);
+    }
+
+    fn body_mut(&mut self) -> Result<&mut BodyReader> {
+        self.body.as_mut().ok_or_else(busy)
+    }
+}
+
+fn busy() -> Error {
+    Error::new(
+        ErrorKind::InvalidArgument,
+        "an asynchronous read of this response's body is in progress",
+    )
+}
+
+impl BodyReader {
+    /// Blocking read (see `Response::read`).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         if self.decoder.is_done() || buf.is_empty() {
             return Ok(0);
         }
         crate::runtime::ensure_blocking_allowed()?;
+        let driver = Driver::Blocking;
+        match self.cancel.clone() {
+            None => driver.block(self.read_with(&driver, buf)),
+            Some(t) => cancel::watching(&[&t], || driver.block(self.read_with(&driver, buf))),
+        }
+    }
+
+    /// The cancel token of the request this body answers, if any.
+    pub fn cancel_token(&self) -> Option<&CancelToken> {
+        self.cancel.as_ref()
+    }
+
+    /// Reads body bytes into `buf` in the style of `driver`; 0 means the end of the body.
+    pub async fn read_with(&mut self, driver: &Driver, buf: &mut [u8]) -> Result<usize> {
+        if self.decoder.is_done() || buf.is_empty() {
+            return Ok(0);
+        }
         // The manager was freed: its connections are shut down, and a body read fails the same
         // way whether or not the rest of the body happened to be buffered already.
         if self.point_closed() {
@@ -200,7 +275,18 @@ impl Response {
         let deadline = self
             .read_timeout
             .and_then(|t| Instant::now().checked_add(t));
-        match self.decoder.read(checkout.conn(), buf, deadline) {
+        let decoder = &mut self.decoder;
+        let read = match driver.check("the body read") {
+            Ok(()) => {
+                driver
+                    .io(checkout.conn(), deadline, |c| {
+                        decoder.read(c, buf, deadline)
+                    })
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match read {
             Ok(n) => {
                 self.release_if_done();
                 Ok(n)
@@ -215,7 +301,8 @@ impl Response {
                 .sent();
                 // A timed-out read leaves the body position unknown to the caller's protocol
                 // only if bytes were lost; none are, but the connection can't be trusted after
-                // a framing error, and a timeout leaves it mid-body: close it either way.
+                // a framing error, and a timeout (or a cancel) leaves it mid-body: close it
+                // either way.
                 if let Some(mut checkout) = self.checkout.take() {
                     checkout.finish(Err(CloseReason::Error));
                 }
@@ -247,6 +334,11 @@ impl Response {
                 return Ok(());
             }
         }
+    }
+
+    /// True once the body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        self.decoder.is_done()
     }
 
     fn point_closed(&self) -> bool {
@@ -281,8 +373,9 @@ impl Response {
         let Some(checkout) = self.checkout.as_mut() else {
             return false;
         };
-        // A connection of the parent process is never read; inside a callback nothing may wait.
-        if checkout.is_inherited() || crate::callback::inside() {
+        // A connection of the parent process is never read; inside a callback (or on a
+        // runtime thread) nothing may wait.
+        if checkout.is_inherited() || crate::runtime::ensure_blocking_allowed().is_err() {
             return false;
         }
         let deadline = Some(Instant::now() + DRAIN_MAX_WAIT);
@@ -299,7 +392,7 @@ impl Response {
     }
 }
 
-impl Drop for Response {
+impl Drop for BodyReader {
     fn drop(&mut self) {
         if self.checkout.is_none() {
             return;

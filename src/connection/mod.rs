@@ -223,7 +223,7 @@ pub fn connect(
     tls: Option<Arc<ClientConfig>>,
     deadline: Option<Instant>,
     generation: u64,
-    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
+    track: &mut (dyn FnMut(&Arc<TcpStream>) -> bool + Send),
 ) -> Result<Connection> {
     connect_with(
         origin,
@@ -245,7 +245,7 @@ pub fn connect_with(
     options: &SocketOptions,
     deadline: Option<Instant>,
     generation: u64,
-    track: &mut dyn FnMut(&Arc<TcpStream>) -> bool,
+    track: &mut (dyn FnMut(&Arc<TcpStream>) -> bool + Send),
 ) -> Result<Connection> {
     crate::drive::Driver::Blocking.block(crate::drive::connect(
         &crate::drive::Driver::Blocking,

@@ -50,7 +50,8 @@ thread_local! {
     });
 }
 
-fn record(err: &FfiError) {
+/// Makes `err` the calling thread's last error (also what a completion callback reads).
+pub fn record(err: &FfiError) {
     let text = err.message.replace('\0', " ");
     let message = CString::new(text).unwrap_or_default();
     LAST_ERROR.with(|l| {

@@ -73,6 +73,9 @@ pub enum Entry {
     /// reader, never waits for a send); a setter changes a copy if a send holds the current one.
     Request(Arc<Lock<Arc<Request>>>),
     Response(Arc<ResponseCell>),
+    Operation(Arc<crate::operation::Operation>),
+    Queue(Arc<crate::operation::CompletionQueue>),
+    Token(crate::cancel::CancelToken),
 }
 
 impl Entry {
@@ -82,6 +85,9 @@ impl Entry {
             Entry::Point(_) => "service point",
             Entry::Request(_) => "request",
             Entry::Response(_) => "response",
+            Entry::Operation(_) => "operation",
+            Entry::Queue(_) => "completion queue",
+            Entry::Token(_) => "cancel token",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod boundary;
 pub mod handles;
 pub mod manager;
 pub mod observe;
+pub mod operation;
 pub mod point;
 pub mod request;
 pub mod response;

@@ -324,6 +324,31 @@ pub extern "C" fn sp_http_request_get_connection_group(
     call(|| get_text(request, buf, cap, out_len, |r| r.group.clone()))
 }
 
+/// Sets the cancel token that sends of this description, and reads of their responses,
+/// watch (NULL: none, the default). Canceling it ends them with SP_E_CANCELED, also when they
+/// block another thread (the HttpWebRequest.Abort case), and makes later sends fail at once
+/// until the token is reset.
+///
+/// Ownership: the description keeps the token alive (freeing the token handle is allowed).
+/// Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_http_request_set_cancel_token(
+    request: *mut sp_http_request,
+    token: *mut super::operation::sp_cancel_token,
+) -> sp_result {
+    call(|| {
+        let token = if token.is_null() {
+            None
+        } else {
+            Some(super::access::read(token, Clone::clone)?)
+        };
+        edit(request, |r| {
+            r.cancel = token;
+            Ok::<_, FfiError>(())
+        })
+    })
+}
+
 /// Marks a non-idempotent request (POST, PATCH) as safe to resend once on a new connection
 /// when a reused connection fails before any response byte (1), or not (0, the default).
 /// Idempotent methods with a replayable body are always retried once in that case.
@@ -426,18 +451,20 @@ pub extern "C" fn sp_request(
         let req = sp_http_request::with(request, |r| Ok(Arc::clone(r)))?;
         let dst = try_out!(out_response);
         let response = m.send(&req)?;
-        let entry = ResponseEntry {
-            response,
-            reason: None,
-            headers: None,
-            trailers: None,
-            head_text: None,
-            body: Vec::new(),
-        };
-        write(
-            dst,
-            handles::insert(Entry::Response(Arc::new(ResponseCell::new(entry)))),
-        );
+        write(dst, response_handle(response));
         Ok(())
     })
+}
+
+/// A new response handle for C (sp_request and the asynchronous completions).
+pub fn response_handle(response: crate::response::Response) -> *mut sp_response {
+    let entry = ResponseEntry {
+        response,
+        reason: None,
+        headers: None,
+        trailers: None,
+        head_text: None,
+        body: Vec::new(),
+    };
+    handles::insert(Entry::Response(Arc::new(ResponseCell::new(entry))))
 }

@@ -97,6 +97,7 @@ impl sp_result {
             ErrorKind::ConnectionClosed => SP_E_CONNECTION_CLOSED,
             ErrorKind::ConnectionReset => SP_E_CONNECTION_RESET,
             ErrorKind::Io => SP_E_IO,
+            ErrorKind::Internal => SP_E_PANIC,
             ErrorKind::TooManyServicePoints => SP_E_TOO_MANY_SERVICE_POINTS,
             ErrorKind::Canceled => SP_E_CANCELED,
             ErrorKind::WrongThread => SP_E_WRONG_THREAD,

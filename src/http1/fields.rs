@@ -19,6 +19,14 @@ struct Span {
 }
 
 impl Fields {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Fields {
+            bytes: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
     /// An empty list with room for `fields` fields of `bytes` bytes in all.
     pub fn with_capacity(fields: usize, bytes: usize) -> Self {
         Fields {

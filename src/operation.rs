@@ -1,0 +1,181 @@
+//! Asynchronous operations: a request or a body read running as a task on the runtime, the
+//! token that cancels it, and its completion, delivered exactly once: on a runtime thread, or
+//! through a [`CompletionQueue`] that the program drains on its own thread (an event loop adds
+//! the queue's descriptor to its poll set).
+
+use crate::cancel::CancelToken;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fork::Lock;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+/// A running (or finished) asynchronous operation, as its caller holds it.
+pub struct Operation {
+    token: CancelToken,
+    done: Arc<AtomicBool>,
+}
+
+impl Operation {
+    /// Ends the operation early: its completion reports `Canceled` (unless it had already
+    /// completed). A canceled request that was queued leaves the queue unsent; one in flight
+    /// closes its connection.
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    /// True once the completion has run (or been queued).
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+}
+
+/// Where an operation's completion runs.
+#[derive(Clone, Default)]
+pub enum Deliver {
+    /// On a runtime thread, right away.
+    #[default]
+    Runtime,
+    /// On whichever thread calls `CompletionQueue::run`.
+    Queue(Arc<CompletionQueue>),
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Completed operations waiting for their program's thread. Its descriptor (an eventfd) is
+/// readable while any are queued.
+pub struct CompletionQueue {
+    jobs: Lock<VecDeque<Job>>,
+    event: OwnedFd,
+    /// Closed by its owner: completions arriving later run on the runtime instead.
+    closed: AtomicBool,
+}
+
+impl CompletionQueue {
+    pub fn new() -> Result<Self> {
+        // SAFETY: eventfd has no memory arguments; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(Error::new(ErrorKind::Io, format!("eventfd: {e}")));
+        }
+        Ok(CompletionQueue {
+            jobs: Lock::new(VecDeque::new()),
+            // SAFETY: a new descriptor that nothing else owns.
+            event: unsafe { OwnedFd::from_raw_fd(fd) },
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Readable while completions are queued: add it to a poll set, then call `run`.
+    pub fn fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+
+    /// Completions queued now.
+    pub fn len(&self) -> usize {
+        self.jobs.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&self, job: Job) {
+        {
+            let mut jobs = self.jobs.lock();
+            if !self.closed.load(Ordering::Acquire) {
+                jobs.push_back(job);
+                drop(jobs);
+                self.signal();
+                return;
+            }
+        }
+        job();
+    }
+
+    /// Closes the queue: runs what is queued now, on this thread; completions that arrive
+    /// later run on a runtime thread (each still exactly once).
+    pub fn close(&self) {
+        {
+            let _jobs = self.jobs.lock();
+            self.closed.store(true, Ordering::Release);
+        }
+        while self.run(usize::MAX) > 0 {}
+    }
+
+    fn signal(&self) {
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a valid local to our own eventfd.
+        let _ = unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Runs up to `max` queued completions on this thread, in completion order; returns how
+    /// many ran. The descriptor stays readable if more remain.
+    pub fn run(&self, max: usize) -> usize {
+        let mut count = 0u64;
+        // SAFETY: reads 8 bytes into a valid local from our own non-blocking eventfd.
+        let _ = unsafe { libc::read(self.fd(), (&raw mut count).cast(), 8) };
+        let mut ran = 0;
+        while ran < max {
+            let Some(job) = self.jobs.lock().pop_front() else {
+                break;
+            };
+            job();
+            ran += 1;
+        }
+        if !self.is_empty() {
+            self.signal();
+        }
+        ran
+    }
+}
+
+/// Runs `work` as a task on the runtime and hands its result to `complete` exactly once, as
+/// `deliver` says. A panic in `work` completes with an internal error (the task's resources,
+/// a pool slot among them, are released by unwinding as on any path).
+pub fn spawn<T: Send + 'static>(
+    token: CancelToken,
+    work: impl Future<Output = Result<T>> + Send + 'static,
+    deliver: Deliver,
+    complete: impl FnOnce(Result<T>) + Send + 'static,
+) -> Operation {
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = Arc::clone(&done);
+    let task = async move {
+        let result = CatchUnwind(Box::pin(work)).await;
+        let job = move || {
+            finished.store(true, Ordering::Release);
+            complete(result)
+        };
+        match deliver {
+            Deliver::Runtime => job(),
+            Deliver::Queue(queue) => queue.push(Box::new(job)),
+        }
+    };
+    crate::runtime::handle().spawn(task);
+    Operation { token, done }
+}
+
+/// Turns a panic while polling into an internal error.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<T, F: Future<Output = Result<T>>> Future for CatchUnwind<F> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let inner = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => Poll::Ready(Err(Error::new(
+                ErrorKind::Internal,
+                "internal error (panic) in an asynchronous operation",
+            ))),
+        }
+    }
+}
