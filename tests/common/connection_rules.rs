@@ -27,7 +27,7 @@ fn send_via(m: &Manager, req: &Request) -> servicepoint::Result<Response> {
 
 fn send(m: &Manager, url: &str) -> servicepoint::Result<Response> {
     let req = Request::new("GET", url).unwrap();
-    send_via(&m, &req)
+    send_via(m, &req)
 }
 
 fn fetch(m: &Manager, url: &str) -> Vec<u8> {
