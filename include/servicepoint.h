@@ -696,7 +696,7 @@ sp_result sp_request_async(struct sp_manager *manager,
  * are allowed in that callback (it runs on the program's thread), though an event loop
  * rarely wants them.
  *
- * Ownership: as sp_request_async; `queue` is borrowed and must be freed only after the
+ * Ownership: as sp_request_async; `queue` (not NULL: SP_E_INVALID_HANDLE) is borrowed and must be freed only after the
  * callbacks queued on it ran (sp_completion_queue_free runs those still queued).
  * Errors: as sp_request_async.
  */

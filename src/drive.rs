@@ -125,8 +125,16 @@ impl Driver {
             }
         };
         tokio::select! {
-            granted = pool.acquire_async(limit, settings) => return granted,
+            biased;
             () = self.canceled() => return Err(AcquireError::Canceled),
+            granted = pool.acquire_async(limit, settings) => {
+                // A grant that reached a request canceled meanwhile goes to the next one.
+                if granted.is_ok() && self.is_canceled() {
+                    pool.give_back(granted, limit, &settings);
+                    return Err(AcquireError::Canceled);
+                }
+                return granted;
+            }
             () = sleep => {}
         }
         // The queued future was dropped (and left the queue) before this runs.

@@ -90,25 +90,45 @@ pub async fn send_with(
         point.stats.queued(queued_at.elapsed(), limit);
         // A retry never reuses: `open_or_reuse` opens a new connection for it.
         let reused = matches!(grant, Grant::Idle(_)) && !retried;
-        let attempt =
-            match open_or_reuse(driver, point, &mut checkout, grant, retried, deadline).await {
-                Ok(()) => {
-                    attempt(
-                        driver,
-                        point,
-                        req,
-                        &settings,
-                        &mut checkout,
-                        keep_alive,
-                        deadline,
-                    )
-                    .await
-                }
-                Err(error) => Err(AttemptError {
-                    error,
-                    response_started: false,
-                }),
-            };
+        // Boxed: opening a connection (connect, TLS) is the largest state of the exchange, and
+        // a queued asynchronous request should not carry its room while it waits. A warm
+        // request reuses without the box.
+        let opened = match grant {
+            Grant::Idle(conn) if !retried => {
+                point.stats.reused(&conn);
+                checkout.adopt(conn);
+                Ok(())
+            }
+            grant => {
+                Box::pin(open_or_reuse(
+                    driver,
+                    point,
+                    &mut checkout,
+                    grant,
+                    retried,
+                    deadline,
+                ))
+                .await
+            }
+        };
+        let attempt = match opened {
+            Ok(()) => {
+                attempt(
+                    driver,
+                    point,
+                    req,
+                    &settings,
+                    &mut checkout,
+                    keep_alive,
+                    deadline,
+                )
+                .await
+            }
+            Err(error) => Err(AttemptError {
+                error,
+                response_started: false,
+            }),
+        };
         match attempt {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);

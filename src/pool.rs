@@ -284,7 +284,7 @@ impl Pool {
     }
 
     /// Hands back a grant nobody will use (its request went away).
-    fn give_back(&self, granted: Granted, limit: usize, settings: &Settings) {
+    pub fn give_back(&self, granted: Granted, limit: usize, settings: &Settings) {
         match granted {
             Ok((Grant::Idle(conn), ticket)) => {
                 self.release(Some(conn), Ok(()), &ticket, limit, settings)

@@ -373,16 +373,25 @@ impl BodyReader {
         let Some(checkout) = self.checkout.as_mut() else {
             return false;
         };
-        // A connection of the parent process is never read; inside a callback (or on a
-        // runtime thread) nothing may wait.
-        if checkout.is_inherited() || crate::runtime::ensure_blocking_allowed().is_err() {
+        // A connection of the parent process is never read. Inside a callback (or on a
+        // runtime thread) nothing may wait: only what has already arrived is drained.
+        if checkout.is_inherited() {
             return false;
         }
+        let may_wait = crate::runtime::ensure_blocking_allowed().is_ok();
         let deadline = Some(Instant::now() + DRAIN_MAX_WAIT);
         let mut scratch = [0u8; 8 * 1024];
         let mut drained = 0u64;
         while !self.decoder.is_done() && drained <= DRAIN_MAX_BYTES {
-            match self.decoder.read(checkout.conn(), &mut scratch, deadline) {
+            let conn = checkout.conn();
+            let decoder = &mut self.decoder;
+            let read = if may_wait {
+                decoder.read(conn, &mut scratch, deadline)
+            } else {
+                // A wait fails at once (`WouldBlock`) instead of blocking.
+                crate::connection::run_step(None, || decoder.read(conn, &mut scratch, deadline)).0
+            };
+            match read {
                 Ok(0) => break,
                 Ok(n) => drained += n as u64,
                 Err(_) => return false,

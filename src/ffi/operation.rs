@@ -200,7 +200,7 @@ pub extern "C" fn sp_request_async(
 /// are allowed in that callback (it runs on the program's thread), though an event loop
 /// rarely wants them.
 ///
-/// Ownership: as sp_request_async; `queue` is borrowed and must be freed only after the
+/// Ownership: as sp_request_async; `queue` (not NULL: SP_E_INVALID_HANDLE) is borrowed and must be freed only after the
 /// callbacks queued on it ran (sp_completion_queue_free runs those still queued).
 /// Errors: as sp_request_async.
 #[unsafe(no_mangle)]
@@ -213,7 +213,8 @@ pub extern "C" fn sp_request_async_queued(
     out_operation: *mut *mut sp_operation,
 ) -> sp_result {
     if queue.is_null() {
-        return call(|| Err(FfiError::new(sp_result::SP_E_NULL_POINTER, "queue is NULL")));
+        let e = FfiError::new(sp_result::SP_E_INVALID_HANDLE, "queue handle is NULL");
+        return call(|| Err(e));
     }
     start_request(manager, request, queue, callback, userdata, out_operation)
 }
@@ -325,7 +326,8 @@ pub extern "C" fn sp_response_read_async_queued(
     out_operation: *mut *mut sp_operation,
 ) -> sp_result {
     if queue.is_null() {
-        return call(|| Err(FfiError::new(sp_result::SP_E_NULL_POINTER, "queue is NULL")));
+        let e = FfiError::new(sp_result::SP_E_INVALID_HANDLE, "queue handle is NULL");
+        return call(|| Err(e));
     }
     start_read(response, queue, max, callback, userdata, out_operation)
 }

@@ -22,6 +22,9 @@ typedef struct am_fixture {
     sp_point *point;            /* sp_find(manager, loopback /hello) */
     sp_http_request *request;   /* GET loopback /hello */
     sp_response *response;      /* sp_request(manager, request), body unread */
+    sp_operation *operation;    /* sp_request_async(manager, request), its response freed */
+    sp_completion_queue *queue; /* sp_completion_queue_new */
+    sp_cancel_token *token;     /* sp_cancel_token_new */
 } am_fixture;
 
 typedef struct am_case {
@@ -61,6 +64,9 @@ sp_manager *am_freed_manager(am_fixture *f);
 sp_point *am_freed_point(am_fixture *f);
 sp_http_request *am_freed_request(am_fixture *f);
 sp_response *am_freed_response(am_fixture *f);
+sp_operation *am_freed_operation(am_fixture *f);
+sp_completion_queue *am_freed_queue(am_fixture *f);
+sp_cancel_token *am_freed_token(am_fixture *f);
 
 /* A real C object: its address is a "foreign" pointer, never issued as a handle. */
 extern unsigned char am_foreign_object[64];

@@ -172,16 +172,30 @@ static void guards_release(void) {
 
 const char *am_url(void) { return g_url; }
 
+/* The fixture operation's completion: frees its response (nothing else to do). */
+static void fixture_done(void *userdata, sp_result result, sp_response *response) {
+    (void)userdata;
+    (void)result;
+    sp_response_free(response);
+}
+
 static int fixture_open(am_fixture *f) {
     memset(f, 0, sizeof *f);
     if (sp_manager_new(&f->manager) != SP_OK) return -1;
     if (sp_find(f->manager, g_url, &f->point) != SP_OK) return -1;
     if (sp_http_request_new("GET", g_url, &f->request) != SP_OK) return -1;
     if (sp_request(f->manager, f->request, &f->response) != SP_OK) return -1;
+    if (sp_request_async(f->manager, f->request, fixture_done, NULL, &f->operation) != SP_OK)
+        return -1;
+    if (sp_completion_queue_new(&f->queue) != SP_OK) return -1;
+    if (sp_cancel_token_new(&f->token) != SP_OK) return -1;
     return 0;
 }
 
 static void fixture_close(am_fixture *f) {
+    sp_operation_free(f->operation);
+    sp_completion_queue_free(f->queue);
+    sp_cancel_token_free(f->token);
     sp_response_free(f->response);
     sp_http_request_free(f->request);
     sp_point_free(f->point);
@@ -210,6 +224,43 @@ static void fixture_check_alive(am_fixture *f) {
         snprintf(msg, sizeof msg, "afterwards the fixture's response is dead: %s", sp_strerror(rc));
         am_fail(msg);
     }
+    if ((rc = sp_operation_is_done(f->operation, &v)) != SP_OK) {
+        snprintf(msg, sizeof msg, "afterwards the fixture's operation is dead: %s", sp_strerror(rc));
+        am_fail(msg);
+    }
+    size_t n;
+    if ((rc = sp_completion_queue_len(f->queue, &n)) != SP_OK) {
+        snprintf(msg, sizeof msg, "afterwards the fixture's queue is dead: %s", sp_strerror(rc));
+        am_fail(msg);
+    }
+    if ((rc = sp_cancel_token_is_canceled(f->token, &v)) != SP_OK) {
+        snprintf(msg, sizeof msg, "afterwards the fixture's token is dead: %s", sp_strerror(rc));
+        am_fail(msg);
+    }
+}
+
+sp_operation *am_freed_operation(am_fixture *f) {
+    sp_operation *op = NULL;
+    if (sp_request_async(f->manager, f->request, fixture_done, NULL, &op) != SP_OK)
+        am_fail("setup: sp_request_async for a freed handle");
+    sp_operation_free(op);
+    return op;
+}
+
+sp_completion_queue *am_freed_queue(am_fixture *f) {
+    sp_completion_queue *q = NULL;
+    (void)f;
+    if (sp_completion_queue_new(&q) != SP_OK) am_fail("setup: sp_completion_queue_new");
+    sp_completion_queue_free(q);
+    return q;
+}
+
+sp_cancel_token *am_freed_token(am_fixture *f) {
+    sp_cancel_token *t = NULL;
+    (void)f;
+    if (sp_cancel_token_new(&t) != SP_OK) am_fail("setup: sp_cancel_token_new");
+    sp_cancel_token_free(t);
+    return t;
 }
 
 sp_manager *am_freed_manager(am_fixture *f) {

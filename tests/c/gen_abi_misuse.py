@@ -44,6 +44,9 @@ HANDLE_KINDS = {
     "sp_point": ("f->point", "am_freed_point(f)", "sp_point_free"),
     "sp_http_request": ("f->request", "am_freed_request(f)", "sp_http_request_free"),
     "sp_response": ("f->response", "am_freed_response(f)", "sp_response_free"),
+    "sp_operation": ("f->operation", "am_freed_operation(f)", "sp_operation_free"),
+    "sp_completion_queue": ("f->queue", "am_freed_queue(f)", "sp_completion_queue_free"),
+    "sp_cancel_token": ("f->token", "am_freed_token(f)", "sp_cancel_token_free"),
 }
 
 # Out-parameter pointee types (after `T *out_x`) the generator can pre-fill and compare.
@@ -109,6 +112,8 @@ EXCEPTIONS = {
     ("sp_manager_set_log_callback", "callback"): {"NULL": "SP_OK"},
     # "NULL or "" lets the system choose"
     ("sp_set_local_address", "address"): {"NULL": "SP_OK"},
+    # "NULL: none, the default"
+    ("sp_http_request_set_cancel_token", "token"): {"NULL": "SP_OK"},
 }
 
 RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t", "uint64_t"}
@@ -187,6 +192,8 @@ def classify(func, params, i, kinds, callbacks):
             return "length", params[i - 1][1]
         if name == "index":
             return "index", None
+        if name == "max":
+            return "count", None
         raise GenError(f"{func}: size_t {name} is neither a buffer length nor an index")
     if t == "int32_t":
         return "int32", None
@@ -241,6 +248,8 @@ class Gen:
             return [f"size_t {v} = {VALID_BUFFER_LEN};"], v
         if cat == "index":
             return [f"size_t {v} = 0;"], v
+        if cat == "count":
+            return [f"size_t {v} = 16;"], v
         if cat == "int32":
             return [f"int32_t {v} = {VALID_INT32.get(name, '1')};"], v
         if cat == "userdata":
@@ -278,6 +287,11 @@ class Gen:
         elif cat == "index":
             for lab, e in HUGE_SIZES:
                 out.append((lab, e, "SP_E_OUT_OF_RANGE", "huge"))
+        elif cat == "count":
+            # 0 is refused where nothing could be done (a read of 0 bytes) and legal elsewhere;
+            # huge counts are legal (clamped): no crash, no hang, whatever the code.
+            for lab, e in [("0", "0")] + HUGE_SIZES:
+                out.append((lab, e, "AM_NO_CHECK", "count"))
         elif cat == "int32":
             for lab, e in INT32_EXTREMES:
                 out.append((lab, e, "AM_NO_CHECK", "int32"))

@@ -1,0 +1,245 @@
+//! Asynchronous requests at scale and cancellation of both styles, checked against what the
+//! loopback server observed. (Every ServicePoint rule through the asynchronous path:
+//! `connection_management_async.rs`.)
+
+mod support;
+
+use servicepoint::cancel::CancelToken;
+use servicepoint::operation::{CompletionQueue, Deliver};
+use servicepoint::{ErrorKind, Manager, Request};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+use support::{Reply, TestServer};
+
+/// Threads of the library (its runtime's workers and blocking pool are named
+/// `servicepoint-rt`); the test server's own threads are not counted.
+fn library_threads() -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("servicepoint"))
+        .count()
+}
+
+fn rss_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 10,000 requests pending on one point with limit 100: no thread per request, every one
+/// completes; canceling every other queued one frees its place, and the rest are served in
+/// the order they were queued.
+#[test]
+fn ten_thousand_pending_requests_and_every_other_one_canceled() {
+    const N: usize = 10_000;
+    // The server holds every request until the test opens the gate, so that the first 100
+    // stay in flight and the rest really queue.
+    let open = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&open);
+    let server = TestServer::start(move |r| {
+        let start = Instant::now();
+        while !gate.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Reply::ok(r.path.clone())
+    });
+    let m = Manager::new();
+    let point = m.find(&server.url("/")).unwrap();
+    point.set_connection_limit(100).unwrap();
+    let threads_before = library_threads();
+    let rss_before = rss_kib();
+    let done = Arc::new(AtomicUsize::new(0));
+    let order = Arc::new(Mutex::new(Vec::with_capacity(N)));
+    let mut ops = Vec::with_capacity(N);
+    for i in 0..N {
+        let req = Arc::new(Request::new("GET", &server.url(&format!("/{i}"))).unwrap());
+        let (done, order) = (Arc::clone(&done), Arc::clone(&order));
+        let op = m
+            .send_async(req, CancelToken::new(), Deliver::Runtime, move |r| {
+                match r {
+                    Ok(resp) => {
+                        // Dropped on a runtime thread: a body that already arrived whole is
+                        // drained without waiting, and the connection is reused.
+                        drop(resp);
+                        order.lock().unwrap().push((i, true));
+                    }
+                    Err(e) => order
+                        .lock()
+                        .unwrap()
+                        .push((i, e.kind == ErrorKind::Canceled)),
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        ops.push(op);
+    }
+    let threads_pending = library_threads();
+    let rss_pending = rss_kib();
+    // Cancel every other request still queued (the first 100 may already be in flight).
+    for op in ops.iter().skip(200).step_by(2) {
+        op.cancel();
+    }
+    open.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    while done.load(Ordering::SeqCst) < N && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(done.load(Ordering::SeqCst), N, "every completion fires");
+    let order = order.lock().unwrap();
+    assert!(
+        order.iter().all(|&(_, ok)| ok),
+        "each is a response or canceled"
+    );
+    // Every canceled one never reached the server; every other one did, once.
+    let seen: std::collections::HashSet<String> =
+        server.requests().into_iter().map(|r| r.path).collect();
+    for i in (200..N).step_by(2) {
+        assert!(!seen.contains(&format!("/{i}")), "canceled /{i} was sent");
+    }
+    for i in (201..N).step_by(2) {
+        assert!(seen.contains(&format!("/{i}")), "/{i} never arrived");
+    }
+    assert!(server.max_simultaneous() <= 100);
+    // No thread per request: the runtime's few threads at most.
+    assert!(
+        threads_pending <= threads_before + 8,
+        "threads {threads_before} -> {threads_pending} with {N} pending"
+    );
+    let per_request = (rss_pending.saturating_sub(rss_before)) * 1024 / N;
+    eprintln!("memory per pending asynchronous request: ~{per_request} bytes (RSS growth)");
+    assert!(
+        per_request < 4096,
+        "{per_request} bytes per pending request"
+    );
+}
+
+/// A blocking request queued behind a held connection, canceled from another thread, returns
+/// `Canceled` within 50 ms (plus slack) and is never sent.
+#[test]
+fn a_cancel_token_ends_a_queued_blocking_request() {
+    let server = TestServer::start(|_| Reply::ok("x"));
+    let m = Arc::new(Manager::new());
+    let url = server.url("/");
+    m.find(&url).unwrap().set_connection_limit(1).unwrap();
+    let held = m.send(&Request::new("GET", &url).unwrap()).unwrap();
+    let token = CancelToken::new();
+    let mut req = Request::new("GET", &server.url("/queued")).unwrap();
+    req.cancel = Some(token.clone());
+    let (tx, rx) = mpsc::channel();
+    let m2 = Arc::clone(&m);
+    let waiter = std::thread::spawn(move || {
+        let r = m2.send(&req);
+        tx.send(Instant::now()).unwrap();
+        r.err().map(|e| e.kind)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let canceled_at = Instant::now();
+    token.cancel();
+    let returned_at = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    assert_eq!(waiter.join().unwrap(), Some(ErrorKind::Canceled));
+    let took = returned_at.duration_since(canceled_at);
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+    drop(held);
+    assert!(server.requests().iter().all(|r| r.path != "/queued"));
+}
+
+/// A blocking body read waiting for a slow body ends with `Canceled` when the request's token
+/// is canceled, and the connection is closed (the next request opens a new one).
+#[test]
+fn a_cancel_token_ends_a_blocking_body_read() {
+    let server = TestServer::start(|r| {
+        if r.path == "/slow-body" {
+            Reply::Raw(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec(),
+                false,
+            )
+        } else {
+            Reply::ok("x")
+        }
+    });
+    let m = Manager::new();
+    let token = CancelToken::new();
+    let mut req = Request::new("GET", &server.url("/slow-body")).unwrap();
+    req.cancel = Some(token.clone());
+    let mut resp = m.send(&req).unwrap();
+    let t = token.clone();
+    let canceler = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        t.cancel();
+    });
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let e = resp.read_to_end(&mut out).unwrap_err();
+    canceler.join().unwrap();
+    assert_eq!(e.kind, ErrorKind::Canceled);
+    assert!(start.elapsed() < Duration::from_millis(100 + 150));
+    drop(resp);
+    let again = m
+        .send(&Request::new("GET", &server.url("/")).unwrap())
+        .unwrap();
+    assert!(!again.reused, "the canceled read's connection was closed");
+}
+
+/// Completions delivered through a queue run only when the program drains it, on its thread;
+/// the queue's descriptor is readable exactly while some are queued.
+#[test]
+fn completion_queue_readiness_follows_its_contents() {
+    let server = TestServer::start(|_| Reply::ok("q"));
+    let m = Manager::new();
+    // Each queued completion holds its response (and connection) until it runs: room for 3.
+    m.find(&server.url("/"))
+        .unwrap()
+        .set_connection_limit(3)
+        .unwrap();
+    let queue = Arc::new(CompletionQueue::new().unwrap());
+    let readable = |q: &CompletionQueue| {
+        let mut p = libc::pollfd {
+            fd: q.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+    };
+    assert!(!readable(&queue));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let main = std::thread::current().id();
+    for _ in 0..3 {
+        let ran = Arc::clone(&ran);
+        m.send_async(
+            Arc::new(Request::new("GET", &server.url("/")).unwrap()),
+            CancelToken::new(),
+            Deliver::Queue(Arc::clone(&queue)),
+            move |r| {
+                assert!(r.is_ok());
+                assert_eq!(std::thread::current().id(), main);
+                ran.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+    }
+    let start = Instant::now();
+    while queue.len() < 3 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "nothing runs before the queue is drained"
+    );
+    assert!(readable(&queue));
+    assert_eq!(queue.run(2), 2);
+    assert_eq!(queue.len(), 1, "one left");
+    assert!(readable(&queue), "one left, readable");
+    assert_eq!(queue.run(10), 1);
+    assert!(!readable(&queue));
+    assert_eq!(ran.load(Ordering::SeqCst), 3);
+}
