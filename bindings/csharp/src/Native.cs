@@ -260,6 +260,56 @@ namespace Servicepoint
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_request(IntPtr manager, IntPtr request, out IntPtr outResponse);
 
+        /// <summary>typedef void (*sp_response_callback)(void *userdata, sp_result result, struct sp_response *response).
+        /// Runs on a library runtime thread (or the thread running a completion queue).</summary>
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void ResponseCallback(IntPtr userdata, int result, IntPtr response);
+
+        /// <summary>typedef void (*sp_read_callback)(void *userdata, sp_result result, const uint8_t *data, size_t len);
+        /// data is valid only during the call; len 0 is the end of the body.</summary>
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void ReadCallback(IntPtr userdata, int result, IntPtr data, UIntPtr len);
+
+        // Asynchronous requests and body reads, operations, completion queues, cancel tokens.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_request_async(IntPtr manager, IntPtr request, ResponseCallback callback, IntPtr userdata, out IntPtr outOperation);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_request_async_queued(IntPtr manager, IntPtr request, IntPtr queue, ResponseCallback callback, IntPtr userdata, out IntPtr outOperation);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_response_read_async(IntPtr response, UIntPtr max, ReadCallback callback, IntPtr userdata, out IntPtr outOperation);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_response_read_async_queued(IntPtr response, IntPtr queue, UIntPtr max, ReadCallback callback, IntPtr userdata, out IntPtr outOperation);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_operation_cancel(IntPtr operation);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_operation_is_done(IntPtr operation, out int outDone);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern void sp_operation_free(IntPtr operation);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_completion_queue_new(out IntPtr outQueue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_completion_queue_fd(IntPtr queue, out int outFd);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_completion_queue_run(IntPtr queue, UIntPtr max, out UIntPtr outRan);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_completion_queue_len(IntPtr queue, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern void sp_completion_queue_free(IntPtr queue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_cancel_token_new(out IntPtr outToken);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_cancel_token_cancel(IntPtr token);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_cancel_token_reset(IntPtr token);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_cancel_token_is_canceled(IntPtr token, out int outCanceled);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_cancel_token_wakeup_fd(IntPtr token, out int outFd);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern void sp_cancel_token_free(IntPtr token);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_set_cancel_token(IntPtr request, IntPtr token);
+
         // Response.
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern void sp_response_free(IntPtr response);

@@ -8,6 +8,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace Servicepoint
 {
@@ -48,11 +49,15 @@ namespace Servicepoint
         // library has already given the connection back to the pool).
         long _remaining = -1;
         ResponseStream _stream;
+        // The CancellationToken given to GetResponse, bridged to the native token that this
+        // response's body reads watch too (null without one); disposed with the response.
+        readonly NativeCancel _cancel;
 
-        internal Response(IntPtr handle, HttpServicePointManager owner)
+        internal Response(IntPtr handle, HttpServicePointManager owner, NativeCancel cancel)
         {
             _h = new ResponseHandle(handle);
             _owner = owner;
+            _cancel = cancel;
             try
             {
                 if (!_noHeadFunction)
@@ -77,8 +82,16 @@ namespace Servicepoint
             catch
             {
                 _h.Dispose();
+                if (cancel != null) cancel.Dispose();
                 throw;
             }
+        }
+
+        /// <summary>The CancellationToken the request was sent with (CancellationToken.None if
+        /// none): canceling it also cancels this response's body reads.</summary>
+        internal CancellationToken CancelToken
+        {
+            get { return _cancel != null ? _cancel.Token : CancellationToken.None; }
         }
 
         /// <summary>Copies the whole head with one call (sp_response_head) and parses the status
@@ -363,23 +376,85 @@ namespace Servicepoint
                 {
                     rc = Native.sp_response_read(h, p, new UIntPtr((uint)count), out got);
                 }
-                if (rc != 0) throw Native.Error(rc, "sp_response_read", null);
+                if (rc != 0) throw ReadError(rc, "sp_response_read");
                 int n = (int)got.ToUInt32();
-                if (n == 0)
-                {
-                    _eof = true;
-                }
-                else if (_remaining > 0)
-                {
-                    _remaining -= n;
-                    if (_remaining <= 0) _eof = true;
-                }
+                Consumed(n);
                 return n;
             }
             finally
             {
                 _h.Exit();
             }
+        }
+
+        Exception ReadError(int rc, string function)
+        {
+            ServicePointException error = Native.Error(rc, function, null);
+            return _cancel != null ? Cancellation.Map(error, _cancel.Token) : error;
+        }
+
+        /// <summary>Accounts for n body bytes just read (0: the end).</summary>
+        internal void Consumed(int n)
+        {
+            if (n == 0)
+            {
+                _eof = true;
+            }
+            else if (_remaining > 0)
+            {
+                _remaining -= n;
+                if (_remaining <= 0) _eof = true;
+            }
+        }
+
+        /// <summary>Reads up to count body bytes without blocking a thread
+        /// (sp_response_read_async): the Task gives the count (at least one, 0 at the end of the
+        /// body). The bytes are copied into buffer on a library thread; continuations run on the
+        /// thread pool. Canceling <paramref name="cancellationToken"/> ends the read (the Task is
+        /// canceled: TaskCanceledException) and closes the connection. One read at a time per
+        /// response (a second concurrent read faults with InvalidArgumentException).</summary>
+        public Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken = default(CancellationToken))
+        {
+            if (buffer == null) throw new ArgumentNullException("buffer");
+            if (offset < 0 || count < 0 || offset > buffer.Length - count)
+                throw new ArgumentOutOfRangeException("offset", "offset and count do not describe a range of the buffer");
+            if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<int>(cancellationToken);
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                if (_eof || count == 0) return Task.FromResult(0);
+                if (_remaining == 0)
+                {
+                    _eof = true;
+                    return Task.FromResult(0);
+                }
+                var state = new AsyncRead(this, buffer, offset, count, cancellationToken);
+                GCHandle self = GCHandle.Alloc(state);
+                IntPtr op;
+                int rc = Native.sp_response_read_async(h, new UIntPtr((uint)count), AsyncRead.Callback, GCHandle.ToIntPtr(self), out op);
+                if (rc != 0)
+                {
+                    Exception error = ReadError(rc, "sp_response_read_async");
+                    self.Free();
+                    return Task.FromException<int>(error);
+                }
+                state.Started(op);
+                return state.Completion.Task;
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>Read with a CancellationToken: canceling it from another thread ends the
+        /// blocked read with OperationCanceledException and closes the connection. Without a
+        /// cancelable token this is Read itself (the fast path); with one, the read goes through
+        /// ReadAsync and this thread waits for it.</summary>
+        public int Read(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        {
+            if (!cancellationToken.CanBeCanceled) return Read(buffer, offset, count);
+            return ReadAsync(buffer, offset, count, cancellationToken).GetAwaiter().GetResult();
         }
 
         /// <summary>Reads the rest of the body (everything not yet read) and returns it; an empty
@@ -392,7 +467,8 @@ namespace Servicepoint
                 if (_eof) return new byte[0];
                 IntPtr data;
                 UIntPtr len;
-                Native.Check(Native.sp_response_read_all(h, out data, out len), "sp_response_read_all");
+                int rc = Native.sp_response_read_all(h, out data, out len);
+                if (rc != 0) throw ReadError(rc, "sp_response_read_all");
                 _eof = true;
                 ulong n = len.ToUInt64();
                 if (n > int.MaxValue) throw new InsufficientMemoryException("the body is larger than 2 GiB");
@@ -430,6 +506,7 @@ namespace Servicepoint
         public void Dispose()
         {
             _h.Dispose();
+            if (_cancel != null) _cancel.Dispose();
         }
 
         /// <summary>Same as Dispose (HttpWebResponse's name).</summary>

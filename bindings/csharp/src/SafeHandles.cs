@@ -144,6 +144,21 @@ namespace Servicepoint
         }
     }
 
+    /// <summary>sp_cancel_token*: the native side of a CancellationToken for blocking calls
+    /// (see NativeCancel).</summary>
+    internal sealed class CancelTokenHandle : SpSafeHandle
+    {
+        internal CancelTokenHandle(IntPtr h) : base(h)
+        {
+        }
+
+        protected override bool ReleaseHandle()
+        {
+            Native.sp_cancel_token_free(handle);
+            return true;
+        }
+    }
+
     // sp_http_request* has no SafeHandle: a description lives only inside one GetResponse
     // call, freed in its finally block, and a finalizable object per request would cost more
     // than it protects.

@@ -8,6 +8,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace Servicepoint
 {
@@ -369,17 +370,123 @@ namespace Servicepoint
         /// whether the server may have seen the request).</summary>
         public Response GetResponse(HttpRequest request)
         {
+            return GetResponse(request, CancellationToken.None);
+        }
+
+        /// <summary>GetResponse that <paramref name="cancellationToken"/> cancels from any thread
+        /// (HttpWebRequest.Abort): the blocked call then throws OperationCanceledException at
+        /// once (a queued request leaves the queue unsent; one in flight closes its
+        /// connection). The token also cancels the response's body reads until the response is
+        /// disposed.</summary>
+        public Response GetResponse(HttpRequest request, CancellationToken cancellationToken)
+        {
             if (request == null) throw new ArgumentNullException("request");
             if (request.Url == null) throw new ArgumentNullException("request.Url");
+            cancellationToken.ThrowIfCancellationRequested();
             byte[] method = request.EncodedMethod();
             byte[] url = request.EncodedUrl();
             IntPtr m = _h.Enter(Name);
             IntPtr req = IntPtr.Zero;
             BodyPump pump = null;
             GCHandle pumpHandle = default(GCHandle);
+            NativeCancel cancel = null;
             try
             {
-                Native.Check(Native.sp_http_request_new(method, url, out req), "sp_http_request_new");
+                req = NewDescription(request, method, url, ref pump, ref pumpHandle);
+                cancel = NativeCancel.Attach(req, cancellationToken);
+                IntPtr resp;
+                CertificateValidation.LastError = null;
+                int rc = Native.sp_request(m, req, out resp);
+                if (rc != 0)
+                {
+                    Exception inner = pump != null ? pump.Error : null;
+                    if (inner == null) inner = CertificateValidation.LastError;
+                    CertificateValidation.LastError = null;
+                    ServicePointException error = Native.Error(rc, "sp_request", inner);
+                    throw Cancellation.Map(error, cancellationToken);
+                }
+                NativeCancel owned = cancel;
+                cancel = null; // the response owns it now (it disposes it on error too)
+                return new Response(resp, this, owned);
+            }
+            finally
+            {
+                if (cancel != null) cancel.Dispose();
+                if (req != IntPtr.Zero) Native.sp_http_request_free(req);
+                // The pump may go only after sp_request has returned.
+                if (pumpHandle.IsAllocated) pumpHandle.Free();
+                _h.Exit();
+            }
+        }
+
+        /// <summary>Sends a request without blocking a thread (sp_request_async): the Task
+        /// completes with the Response once its head has arrived, or faults with the
+        /// ServicePointException GetResponse would throw. Continuations run on the thread pool,
+        /// never on the library's thread. Canceling <paramref name="cancellationToken"/> cancels
+        /// the request (a queued one leaves the queue unsent, one in flight closes its
+        /// connection) and the Task is canceled (TaskCanceledException); a response arriving as
+        /// it is canceled is freed. A BodyStream is read on a library thread: give it a stream
+        /// that does not block (or use Body).</summary>
+        public Task<Response> GetResponseAsync(HttpRequest request, CancellationToken cancellationToken = default(CancellationToken))
+        {
+            if (request == null) throw new ArgumentNullException("request");
+            if (request.Url == null) throw new ArgumentNullException("request.Url");
+            if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<Response>(cancellationToken);
+            byte[] method = request.EncodedMethod();
+            byte[] url = request.EncodedUrl();
+            IntPtr m = _h.Enter(Name);
+            IntPtr req = IntPtr.Zero;
+            var state = new AsyncRequest(this, cancellationToken);
+            GCHandle self = default(GCHandle);
+            bool started = false;
+            try
+            {
+                req = NewDescription(request, method, url, ref state.Pump, ref state.PumpHandle);
+                self = GCHandle.Alloc(state);
+                IntPtr op;
+                int rc = Native.sp_request_async(m, req, AsyncRequest.Callback, GCHandle.ToIntPtr(self), out op);
+                if (rc != 0) return Task.FromException<Response>(Native.Error(rc, "sp_request_async", null));
+                started = true;
+                state.Started(op);
+                return state.Completion.Task;
+            }
+            finally
+            {
+                // The description is borrowed only by the call; the pump lives until the callback.
+                if (req != IntPtr.Zero) Native.sp_http_request_free(req);
+                if (!started)
+                {
+                    if (self.IsAllocated) self.Free();
+                    if (state.PumpHandle.IsAllocated) state.PumpHandle.Free();
+                }
+                _h.Exit();
+            }
+        }
+
+        /// <summary>BeginGetResponse (APM, as HttpWebRequest's) over GetResponseAsync: callback
+        /// runs on the thread pool when the response head has arrived; call EndGetResponse
+        /// with the IAsyncResult (its AsyncState is <paramref name="state"/>).</summary>
+        public IAsyncResult BeginGetResponse(HttpRequest request, AsyncCallback callback, object state)
+        {
+            return Apm.Begin(GetResponseAsync(request), callback, state);
+        }
+
+        /// <summary>Waits for and returns the response of BeginGetResponse; throws what
+        /// GetResponse would.</summary>
+        public Response EndGetResponse(IAsyncResult asyncResult)
+        {
+            return Apm.End<Response>(asyncResult, "BeginGetResponse");
+        }
+
+        /// <summary>A native description of <paramref name="request"/> (free it with
+        /// sp_http_request_free); a BodyStream gets a pump, whose GCHandle the caller frees
+        /// once the send is over.</summary>
+        static IntPtr NewDescription(HttpRequest request, byte[] method, byte[] url, ref BodyPump pump, ref GCHandle pumpHandle)
+        {
+            IntPtr req;
+            Native.Check(Native.sp_http_request_new(method, url, out req), "sp_http_request_new");
+            try
+            {
                 foreach (KeyValuePair<string, string> header in request.Headers)
                 {
                     byte[] name = Native.Utf8Z(header.Key, "header name");
@@ -420,24 +527,12 @@ namespace Servicepoint
                 {
                     Native.Check(Native.sp_http_request_set_retryable(req, 1), "sp_http_request_set_retryable");
                 }
-                IntPtr resp;
-                CertificateValidation.LastError = null;
-                int rc = Native.sp_request(m, req, out resp);
-                if (rc != 0)
-                {
-                    Exception inner = pump != null ? pump.Error : null;
-                    if (inner == null) inner = CertificateValidation.LastError;
-                    CertificateValidation.LastError = null;
-                    throw Native.Error(rc, "sp_request", inner);
-                }
-                return new Response(resp, this);
+                return req;
             }
-            finally
+            catch
             {
-                if (req != IntPtr.Zero) Native.sp_http_request_free(req);
-                // The pump may go only after sp_request has returned.
-                if (pumpHandle.IsAllocated) pumpHandle.Free();
-                _h.Exit();
+                Native.sp_http_request_free(req);
+                throw;
             }
         }
 
@@ -453,6 +548,20 @@ namespace Servicepoint
         public Response Get(string url)
         {
             return GetResponse(new HttpRequest("GET", url));
+        }
+
+        /// <summary>Shorthand: GetResponseAsync(new HttpRequest(method, url) { Body = body }, cancellationToken).</summary>
+        public Task<Response> RequestAsync(string method, string url, byte[] body = null, CancellationToken cancellationToken = default(CancellationToken))
+        {
+            var request = new HttpRequest(method, url);
+            request.Body = body;
+            return GetResponseAsync(request, cancellationToken);
+        }
+
+        /// <summary>Shorthand: an asynchronous GET of url.</summary>
+        public Task<Response> GetAsync(string url, CancellationToken cancellationToken = default(CancellationToken))
+        {
+            return GetResponseAsync(new HttpRequest("GET", url), cancellationToken);
         }
 
         /// <summary>Frees the manager. Safe to call more than once.</summary>
