@@ -83,6 +83,14 @@ fn ten_thousand_pending_requests_and_every_other_one_canceled() {
     }
     let threads_pending = library_threads();
     let rss_pending = rss_kib();
+    // Every request past the first 100 waits in the queue before any is canceled.
+    let start = Instant::now();
+    while (point.statistics().waiting as usize) < N - 100
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(point.statistics().waiting as usize, N - 100);
     // Cancel every other request still queued (the first 100 may already be in flight).
     for op in ops.iter().skip(200).step_by(2) {
         op.cancel();
