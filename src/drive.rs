@@ -158,6 +158,17 @@ impl Driver {
         if let Some(addrs) = point.cached_addresses() {
             return Ok(addrs);
         }
+        if crate::resolve::is_ip_literal(&point.origin) {
+            return point.resolve();
+        }
+        // One lookup at a time per point; the others find its result in the cache.
+        let _lookup = tokio::select! {
+            guard = point.address_cache().lookup.lock() => guard,
+            () = self.canceled() => return Err(cancel::canceled_error("the name lookup")),
+        };
+        if let Some(addrs) = point.cached_addresses() {
+            return Ok(addrs);
+        }
         let p = Arc::clone(point);
         let lookup = tokio::task::spawn_blocking(move || p.resolve());
         let sleep = async {

@@ -362,6 +362,11 @@ impl ServicePoint {
             .resolve(&self.origin, self.dns_refresh_ms.load(Relaxed))
     }
 
+    /// The address cache (for the asynchronous lookup's lock).
+    pub fn address_cache(&self) -> &AddressCache {
+        &self.addresses
+    }
+
     /// The cached addresses, when fresh (no lookup, never blocks).
     pub fn cached_addresses(&self) -> Option<Arc<[std::net::SocketAddr]>> {
         self.addresses.cached(self.dns_refresh_ms.load(Relaxed))

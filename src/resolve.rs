@@ -16,6 +16,14 @@ pub const DEFAULT_DNS_REFRESH_MS: i32 = 120_000;
 #[derive(Default)]
 pub struct AddressCache {
     entry: Lock<Option<(Instant, Arc<[SocketAddr]>)>>,
+    /// Held by an asynchronous lookup, so that requests opening connections at once share one
+    /// lookup (and one blocking-pool thread) instead of one each.
+    pub lookup: tokio::sync::Mutex<()>,
+}
+
+/// An IP literal needs no lookup (and never blocks).
+pub fn is_ip_literal(origin: &Origin) -> bool {
+    origin.connect_host().parse::<std::net::IpAddr>().is_ok()
 }
 
 impl AddressCache {
