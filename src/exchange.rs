@@ -79,6 +79,7 @@ pub fn send(
         match attempt {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);
+                point.server.responded(head.minor_version);
                 return Ok(Response::new(
                     head,
                     framing,
@@ -172,6 +173,7 @@ fn open_or_reuse(
                 }
             })?;
             point.stats.opened(&conn);
+            point.server.connected(&conn);
             conn
         }
     };

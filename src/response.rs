@@ -3,7 +3,7 @@
 //! response dropped earlier drains a small remainder (so the connection stays usable) or
 //! closes the connection.
 
-use crate::connection::{CloseReason, Connection};
+use crate::connection::{CloseReason, Connection, TlsFacts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http1::Fields;
 use crate::http1::body::{BodyDecoder, Framing};
@@ -115,6 +115,8 @@ pub struct Response {
     pub reused: bool,
     /// The request was sent a second time, on a new connection, after a stale one failed.
     pub retried: bool,
+    /// The TLS parameters of its connection (`None` for http).
+    pub tls: Option<TlsFacts>,
 }
 
 /// How a response's request went: on a reused connection, after a retry.
@@ -134,7 +136,7 @@ impl Response {
         delivery: Delivery,
     ) -> Self {
         let conn = checkout.conn();
-        let (connection_id, local_port) = (conn.id, conn.local_port);
+        let (connection_id, local_port, tls) = (conn.id, conn.local_port, conn.tls_facts());
         let mut resp = Response {
             head,
             decoder: BodyDecoder::new(framing),
@@ -145,6 +147,7 @@ impl Response {
             local_port,
             reused: delivery.reused,
             retried: delivery.retried,
+            tls,
         };
         resp.release_if_done();
         resp

@@ -6,10 +6,12 @@
 //! HTTPS connections run rustls sans-IO over the same socket and the same waits. Writes never
 //! raise `SIGPIPE` (see `io`).
 
+mod facts;
 mod io;
 mod options;
 mod tls;
 
+pub use facts::TlsFacts;
 pub use io::{Ready, check_deadline, wait, wait_fd};
 pub use options::{SocketOptions, TcpKeepAlive};
 
