@@ -159,3 +159,116 @@ fn new_connections_resume_and_keep_the_certificate() {
     // The resumed session carries the certificate verified when it was established.
     assert_eq!(point.server.certificate().as_deref(), Some(&der(&leaf)[..]));
 }
+
+/// The same facts through the C ABI: codes, copy-out of the certificate, borrowed strings.
+#[test]
+fn the_facts_through_the_c_abi() {
+    use servicepoint::ffi::manager::*;
+    use servicepoint::ffi::point::*;
+    use servicepoint::ffi::request::*;
+    use servicepoint::ffi::response::*;
+    use servicepoint::ffi::result::sp_result::*;
+    use servicepoint::ffi::server_facts::*;
+    use servicepoint::ffi::tls::*;
+    use std::ffi::{CStr, CString};
+    use std::ptr::{null, null_mut};
+
+    let ca = Ca::new("CA");
+    let leaf = ca.leaf(&["localhost"], false);
+    let der = der(&leaf);
+    let tls = tls_server(pki::server_config(&leaf, None));
+    let plain = TestServer::start(|r| match r.path.as_str() {
+        "/old" => Reply::Raw(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            true,
+        ),
+        _ => Reply::ok("new"),
+    });
+    let c = |s: &str| CString::new(s).unwrap();
+    let text = |p: *const std::ffi::c_char| {
+        // SAFETY: the library hands out NUL-terminated strings.
+        unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string()
+    };
+    let mut m = null_mut();
+    assert_eq!(sp_manager_new(&mut m), SP_OK);
+    let pem = ca.pem();
+    assert_eq!(sp_manager_add_ca_pem(m, pem.as_ptr(), pem.len()), SP_OK);
+    let request = |url: &str| {
+        let (mut req, mut resp) = (null_mut(), null_mut());
+        let url = c(url);
+        assert_eq!(
+            sp_http_request_new(c("GET").as_ptr(), url.as_ptr(), &mut req),
+            SP_OK
+        );
+        assert_eq!(sp_request(m, req, &mut resp), SP_OK);
+        sp_http_request_free(req);
+        resp
+    };
+
+    // https: the certificate, by size query then copy; nothing copied when it does not fit.
+    let mut p = null_mut();
+    assert_eq!(sp_find(m, c(&tls.https_url("/")).as_ptr(), &mut p), SP_OK);
+    let (mut name, mut len, mut v) = (null(), 0usize, -1);
+    assert_eq!(sp_get_connection_name(p, &mut name), SP_OK);
+    assert_eq!(text(name), "https");
+    assert_eq!(
+        sp_get_certificate(p, null_mut(), 0, &mut len),
+        SP_E_NOT_FOUND
+    );
+    let resp = request(&tls.https_url("/"));
+    assert_eq!(sp_get_certificate(p, null_mut(), 0, &mut len), SP_OK);
+    assert_eq!(len, der.len());
+    let mut small = vec![0xA5u8; der.len() - 1];
+    assert_eq!(
+        sp_get_certificate(p, small.as_mut_ptr(), small.len(), &mut len),
+        SP_OK
+    );
+    assert!(len > small.len() && small.iter().all(|&b| b == 0xA5));
+    let mut buf = vec![0u8; der.len() + 10];
+    assert_eq!(
+        sp_get_certificate(p, buf.as_mut_ptr(), buf.len(), &mut len),
+        SP_OK
+    );
+    assert_eq!(&buf[..len], &der[..]);
+    assert_eq!(sp_response_tls_version(resp, &mut v), SP_OK);
+    assert_eq!(v, SP_TLS_1_3);
+    assert_eq!(sp_response_tls_resumed(resp, &mut v), SP_OK);
+    assert_eq!(v, 0);
+    assert_eq!(sp_response_tls_cipher_suite(resp, &mut name), SP_OK);
+    let suite = tls.connections()[0].tls_suite.unwrap();
+    assert_eq!(
+        text(name),
+        suite.as_str().unwrap().replace("TLS13_", "TLS_")
+    );
+    sp_response_free(resp);
+    sp_point_free(p);
+
+    // http: no TLS facts; HTTP/1.0 sets ProtocolVersion 10 and ends pipelining.
+    assert_eq!(sp_find(m, c(&plain.url("/")).as_ptr(), &mut p), SP_OK);
+    assert_eq!(sp_get_connection_name(p, &mut name), SP_OK);
+    assert_eq!(text(name), "http");
+    assert_eq!(sp_get_protocol_version(p, &mut v), SP_OK);
+    assert_eq!(v, 11);
+    assert_eq!(sp_get_supports_pipelining(p, &mut v), SP_OK);
+    assert_eq!(v, 1);
+    let resp = request(&plain.url("/new"));
+    assert_eq!(sp_response_tls_version(resp, &mut v), SP_E_NOT_FOUND);
+    assert_eq!(
+        sp_response_tls_cipher_suite(resp, &mut name),
+        SP_E_NOT_FOUND
+    );
+    assert_eq!(sp_response_tls_resumed(resp, &mut v), SP_E_NOT_FOUND);
+    sp_response_free(resp);
+    sp_response_free(request(&plain.url("/old")));
+    assert_eq!(sp_get_protocol_version(p, &mut v), SP_OK);
+    assert_eq!(v, 10);
+    assert_eq!(sp_get_supports_pipelining(p, &mut v), SP_OK);
+    assert_eq!(v, 0);
+    assert_eq!(
+        sp_get_certificate(p, buf.as_mut_ptr(), buf.len(), &mut len),
+        SP_E_NOT_FOUND
+    );
+    assert_eq!(plain.requests().len(), 2);
+    sp_point_free(p);
+    sp_manager_free(m);
+}

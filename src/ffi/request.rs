@@ -432,6 +432,7 @@ pub extern "C" fn sp_request(
             headers: None,
             trailers: None,
             head_text: None,
+            tls_cipher_suite: None,
             body: Vec::new(),
         };
         write(
