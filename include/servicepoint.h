@@ -296,7 +296,9 @@ typedef struct sp_operation sp_operation;
  * Functions: sp_find (creates the handle), sp_point_free, sp_get_address,
  * sp_set_/get_lease_timeout, sp_set_/get_connection_limit, sp_set_/get_max_idle_time,
  * sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
- * sp_get_statistics, sp_get_histogram, sp_close_connection_group.
+ * sp_get_statistics, sp_get_histogram, sp_close_connection_group; the read-only facts
+ * sp_get_protocol_version, sp_get_connection_name, sp_get_supports_pipelining,
+ * sp_get_certificate.
  */
 typedef struct sp_point sp_point;
 
@@ -310,7 +312,8 @@ typedef struct sp_point sp_point;
  * sp_response_http_version, sp_response_reason, sp_response_header,
  * sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
  * sp_response_read, sp_response_read_all, sp_response_connection_id,
- * sp_response_connection_reused, sp_response_retried, sp_response_local_port.
+ * sp_response_connection_reused, sp_response_retried, sp_response_local_port,
+ * sp_response_tls_version, sp_response_tls_cipher_suite, sp_response_tls_resumed.
  */
 typedef struct sp_response sp_response;
 
@@ -459,7 +462,8 @@ typedef void (*sp_read_callback)(void *userdata, sp_result result, const uint8_t
 /**
  * Supplies a streamed request body: write up to `cap` bytes to `buf`, store the count in
  * *out_n (0 = end of body) and return 0; return non-zero to abort the request. Called on the
- * thread that called sp_request().
+ * thread that called sp_request(); for sp_request_async(_queued), on a library runtime thread
+ * (where it must not block).
  */
 typedef int32_t (*sp_body_read_cb)(void *userdata, uint8_t *buf, size_t cap, size_t *out_n);
 
@@ -748,8 +752,8 @@ sp_result sp_response_read_async_queued(struct sp_response *response,
 sp_result sp_operation_cancel(struct sp_operation *operation);
 
 /**
- * *out_done receives 1 once the operation's callback has run (or has been queued on its
- * completion queue), else 0.
+ * *out_done receives 1 once the operation has completed (its callback is running, has run,
+ * or waits in its completion queue), else 0.
  *
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
@@ -1019,8 +1023,10 @@ sp_result sp_http_request_set_body(struct sp_http_request *request,
  * coding. A request with a body reader is never retried automatically, and the reader is
  * used by the next sp_request() only.
  *
- * Ownership: `userdata` is borrowed until that sp_request() returns.
- * Thread safety: `read` runs on the thread calling sp_request().
+ * Ownership: `userdata` is borrowed until that sp_request() returns (for an asynchronous
+ * request: until its callback fires).
+ * Thread safety: `read` runs on the thread calling sp_request(); for an asynchronous request,
+ * on a library runtime thread, where it must not block.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (read).
  */
 sp_result sp_http_request_set_body_reader(struct sp_http_request *request,
@@ -1324,6 +1330,79 @@ sp_result sp_response_retried(const struct sp_response *response, int32_t *out_r
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
 sp_result sp_response_connection_reused(const struct sp_response *response, int32_t *out_reused);
+
+/**
+ * Reads ProtocolVersion, the HTTP version the server answers with, into *out_version: 11 for
+ * HTTP/1.1 until a response arrives (as .NET), then the version of the service point's last
+ * response (10 for HTTP/1.0, 11 for HTTP/1.1).
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_protocol_version(const struct sp_point *point, int32_t *out_version);
+
+/**
+ * ConnectionName: the service point's scheme, "http" or "https".
+ *
+ * Ownership: *out_name is a static string; never free it.
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_connection_name(const struct sp_point *point, const char **out_name);
+
+/**
+ * Reads SupportsPipelining into *out_value: 1 until a response of the server says HTTP/1.0,
+ * then 0 for the service point's life (as .NET Framework). The library sends one request at
+ * a time per connection either way; this reports what the server allows.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_supports_pipelining(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Copies Certificate, the server's end-entity certificate (DER) on the service point's last
+ * new TLS connection, into `buf`. *out_len receives its length; the bytes are copied only
+ * when they fit (*out_len <= cap), else nothing is: call again with a buffer of *out_len
+ * bytes (the certificate may change in between if another thread opens a connection to a
+ * server presenting another one; check *out_len again). `buf` may be NULL when `cap` is 0
+ * (to ask for the length).
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX), SP_E_MANAGER_CLOSED, SP_E_NOT_FOUND (no TLS
+ * connection yet, and always for an http service point).
+ */
+sp_result sp_get_certificate(const struct sp_point *point,
+                             uint8_t *buf,
+                             size_t cap,
+                             size_t *out_len);
+
+/**
+ * Reads the TLS version the response's connection negotiated into *out_version: SP_TLS_1_2
+ * or SP_TLS_1_3.
+ *
+ * Thread safety: see sp_response.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_NOT_FOUND (a plain http response).
+ */
+sp_result sp_response_tls_version(const struct sp_response *response, int32_t *out_version);
+
+/**
+ * The cipher suite the response's connection negotiated, by its IANA name (as .NET's
+ * TlsCipherSuite names it), e.g. "TLS_AES_256_GCM_SHA384" (TLS 1.3) or
+ * "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" (TLS 1.2).
+ *
+ * Ownership: *out_name is borrowed until sp_response_free().
+ * Thread safety: see sp_response.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_NOT_FOUND (a plain http response).
+ */
+sp_result sp_response_tls_cipher_suite(const struct sp_response *response, const char **out_name);
+
+/**
+ * Reads 1 into *out_resumed if the response's TLS connection resumed an earlier session
+ * (abbreviated handshake), else 0. A reused connection reports how it was opened.
+ *
+ * Thread safety: see sp_response.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_NOT_FOUND (a plain http response).
+ */
+sp_result sp_response_tls_resumed(const struct sp_response *response, int32_t *out_resumed);
 
 /**
  * Sets ReceiveBufferSize: SO_RCVBUF in bytes for the service point's new connections, -1 for

@@ -132,6 +132,7 @@ pub async fn send_with(
         match attempt {
             Ok((head, framing, close)) => {
                 Stats::bump(&point.stats.requests);
+                point.server.responded(head.minor_version);
                 return Ok(Response::new(
                     head,
                     framing,
@@ -232,6 +233,7 @@ async fn open_or_reuse(
                 }
             })?;
             point.stats.opened(&conn);
+            point.server.connected(&conn);
             conn
         }
     };

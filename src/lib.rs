@@ -27,6 +27,7 @@ pub mod resolve;
 pub mod response;
 pub mod reuse;
 pub mod runtime;
+pub mod server_facts;
 pub mod stats;
 pub mod tls;
 

@@ -29,7 +29,8 @@ impl Operation {
         self.token.cancel();
     }
 
-    /// True once the completion has run (or been queued).
+    /// True once the operation has completed: its completion runs, has run, or waits in its
+    /// queue.
     pub fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
     }
@@ -149,10 +150,9 @@ pub fn spawn<T: Send + 'static>(
     let finished = Arc::clone(&done);
     let task = async move {
         let result = CatchUnwind(Box::pin(work)).await;
-        let job = move || {
-            finished.store(true, Ordering::Release);
-            complete(result)
-        };
+        // Done from here on: the completion is about to run, or waits in its queue.
+        finished.store(true, Ordering::Release);
+        let job = move || complete(result);
         match deliver {
             Deliver::Runtime => job(),
             Deliver::Queue(queue) => queue.push(Box::new(job)),

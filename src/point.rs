@@ -10,6 +10,7 @@ use crate::pool::Pool;
 use crate::reaper::Reaper;
 use crate::resolve::AddressCache;
 use crate::reuse;
+use crate::server_facts::ServerFacts;
 use crate::stats::{Snapshot, Stats};
 use crate::tls::Tls;
 use std::collections::HashMap;
@@ -41,6 +42,9 @@ pub struct ServicePoint {
     default_group: Arc<Pool>,
     groups: Lock<HashMap<String, Arc<Pool>>>,
     pub stats: Arc<Stats>,
+    /// What responses and handshakes told about the server (ProtocolVersion,
+    /// SupportsPipelining, Certificate).
+    pub server: ServerFacts,
     reaper: Arc<Reaper>,
     /// The manager's TLS settings (used by https points).
     pub tls: Arc<Tls>,
@@ -141,6 +145,7 @@ impl ServicePoint {
             default_group: Arc::new(Pool::new(Arc::clone(&stats), Arc::clone(&reaper))),
             groups: Lock::new(HashMap::new()),
             stats,
+            server: ServerFacts::default(),
             reaper,
             tls,
             dns_refresh_ms,
@@ -160,6 +165,11 @@ impl ServicePoint {
     /// `scheme://host[:port]`, the default port omitted.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// ConnectionName: the scheme, "http" or "https".
+    pub fn connection_name(&self) -> &'static str {
+        self.origin.scheme.as_str()
     }
 
     pub fn connection_limit(&self) -> usize {

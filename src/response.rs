@@ -4,7 +4,7 @@
 //! closes the connection.
 
 use crate::cancel::{self, CancelToken};
-use crate::connection::{CloseReason, Connection};
+use crate::connection::{CloseReason, Connection, TlsFacts};
 use crate::drive::Driver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http1::Fields;
@@ -114,6 +114,8 @@ pub struct Response {
     pub reused: bool,
     /// The request was sent a second time, on a new connection, after a stale one failed.
     pub retried: bool,
+    /// The TLS parameters of its connection (`None` for http).
+    pub tls: Option<TlsFacts>,
 }
 
 /// How a response's request went: on a reused connection, after a retry.
@@ -147,7 +149,7 @@ impl Response {
         delivery: Delivery,
     ) -> Self {
         let conn = checkout.conn();
-        let (connection_id, local_port) = (conn.id, conn.local_port);
+        let (connection_id, local_port, tls) = (conn.id, conn.local_port, conn.tls_facts());
         let mut body = BodyReader {
             decoder: BodyDecoder::new(framing),
             checkout: Some(checkout),
@@ -163,6 +165,7 @@ impl Response {
             local_port,
             reused: delivery.reused,
             retried: delivery.retried,
+            tls,
         }
     }
 

@@ -544,6 +544,9 @@ static int serve_one(lb_server *s, lb_conn *c, conn_io *io, char *head_copy) {
     } else if (strcmp(path, "/close") == 0) {
         respond(io->fd, &ph, 200, "OK", "text/plain", "closing\n", 8, 1);
         rc = -1;
+    } else if (strcmp(path, "/http10") == 0) {
+        send_str(io->fd, "HTTP/1.0 200 OK\r\nServer: lb-loopback\r\nContent-Length: 4\r\n\r\nold\n");
+        rc = -1;
     } else if (strcmp(path, "/malformed") == 0) {
         send_str(io->fd, "HTTP/1.1 abc\r\n\r\n");
         rc = -1;

@@ -12,6 +12,8 @@
  *   /chunked        200, LB_CHUNKED_BODY in several chunks, then trailer "X-Trailer: done"
  *   /slow?ms=N      waits N ms (at most 60000; cut short by lb_stop), then 200 "slow\n"
  *   /close          200 "closing\n" with "Connection: close", then closes the connection
+ *   /http10         answers as an HTTP/1.0 server: "HTTP/1.0 200 OK", "old\n" with
+ *                   Content-Length, then closes the connection
  *   /malformed      writes "HTTP/1.1 abc\r\n\r\n" (not a valid status line) and closes
  *   /echo           200, the request body (Content-Length or chunked) with Content-Length
  *   anything else   404, LB_NOT_FOUND_BODY

@@ -6,11 +6,13 @@
 //! HTTPS connections run rustls sans-IO over the same socket and the same waits. Writes never
 //! raise `SIGPIPE` (see `io`).
 
+mod facts;
 mod io;
 mod options;
 mod reactor;
 mod tls;
 
+pub use facts::TlsFacts;
 pub use io::{Canceled, Fault, Pending, Ready, check_deadline, run_step, wait, wait_fd};
 pub use options::{SocketOptions, TcpKeepAlive};
 pub use reactor::Reactor;

@@ -32,6 +32,8 @@ pub struct ResponseEntry {
     pub trailers: Option<Vec<(CString, CString)>>,
     /// The head as text (status line and fields), built on first use.
     pub head_text: Option<Vec<u8>>,
+    /// The TLS cipher suite's name as a C string, built on first use.
+    pub tls_cipher_suite: Option<CString>,
     /// The body collected by `sp_response_read_all`.
     pub body: Vec<u8>,
 }

@@ -19,6 +19,7 @@ pub mod point;
 pub mod request;
 pub mod response;
 pub mod result;
+pub mod server_facts;
 pub mod socket;
 pub mod tls;
 pub mod version;

@@ -4,7 +4,7 @@
 //! of both styles.
 
 use super::access::{Handle, get, read};
-use super::boundary::{FfiError, call, guard, record, try_out, write};
+use super::boundary::{FfiError, FfiResult, call, guard, record, try_out, write};
 use super::handles::{self, Entry, ResponseCell};
 use super::manager::sp_manager;
 use super::request::sp_http_request;
@@ -121,6 +121,17 @@ struct UserData(*mut c_void);
 // to is the caller's responsibility (documented: it must be usable from the callback's thread).
 unsafe impl Send for UserData {}
 
+/// The `_queued` functions need a queue: NULL is an invalid handle, as for any handle.
+fn require_queue(queue: *mut sp_completion_queue) -> FfiResult {
+    if queue.is_null() {
+        return Err(FfiError::new(
+            sp_result::SP_E_INVALID_HANDLE,
+            "queue handle is NULL",
+        ));
+    }
+    Ok(())
+}
+
 fn deliver_to(queue: *mut sp_completion_queue) -> Result<Deliver, FfiError> {
     if queue.is_null() {
         return Ok(Deliver::Runtime);
@@ -135,8 +146,8 @@ fn start_request(
     callback: sp_response_callback,
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
-) -> sp_result {
-    call(|| {
+) -> FfiResult {
+    {
         let m = handles::manager(manager)?;
         let req = sp_http_request::with(request, |r| Ok(Arc::clone(r)))?;
         let callback = callback
@@ -154,12 +165,14 @@ fn start_request(
                     (e.code, std::ptr::null_mut())
                 }
             };
-            // SAFETY: the caller's callback with the caller's userdata, as documented.
-            crate::callback::run(|| unsafe { callback(userdata.0, code, response) });
+            // SAFETY: the caller's callback with the caller's userdata, as documented. On a
+            // runtime thread, blocking calls inside it are refused (`runtime`); on the thread
+            // draining a queue they are the program's own.
+            unsafe { callback(userdata.0, code, response) };
         })?;
         write(dst, handles::insert(Entry::Operation(Arc::new(op))));
         Ok(())
-    })
+    }
 }
 
 /// Sends a request without blocking: returns at once with an operation handle, and `callback`
@@ -185,14 +198,16 @@ pub extern "C" fn sp_request_async(
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
 ) -> sp_result {
-    start_request(
-        manager,
-        request,
-        std::ptr::null_mut(),
-        callback,
-        userdata,
-        out_operation,
-    )
+    call(|| {
+        start_request(
+            manager,
+            request,
+            std::ptr::null_mut(),
+            callback,
+            userdata,
+            out_operation,
+        )
+    })
 }
 
 /// sp_request_async whose callback runs on the thread that calls sp_completion_queue_run on
@@ -212,11 +227,10 @@ pub extern "C" fn sp_request_async_queued(
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
 ) -> sp_result {
-    if queue.is_null() {
-        let e = FfiError::new(sp_result::SP_E_INVALID_HANDLE, "queue handle is NULL");
-        return call(|| Err(e));
-    }
-    start_request(manager, request, queue, callback, userdata, out_operation)
+    call(|| {
+        require_queue(queue)?;
+        start_request(manager, request, queue, callback, userdata, out_operation)
+    })
 }
 
 fn start_read(
@@ -226,8 +240,8 @@ fn start_read(
     callback: sp_read_callback,
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
-) -> sp_result {
-    call(|| {
+) -> FfiResult {
+    {
         let callback = callback
             .ok_or_else(|| FfiError::new(sp_result::SP_E_NULL_POINTER, "callback is NULL"))?;
         let dst = try_out!(out_operation);
@@ -277,11 +291,11 @@ fn start_read(
             };
             // SAFETY: the caller's callback with the caller's userdata; `ptr` is valid for
             // `len` bytes during the call.
-            crate::callback::run(|| unsafe { callback(userdata.0, code, ptr, bytes.len()) });
+            unsafe { callback(userdata.0, code, ptr, bytes.len()) };
         });
         write(dst, handles::insert(Entry::Operation(Arc::new(op))));
         Ok(())
-    })
+    }
 }
 
 /// Reads up to `max` (> 0) body bytes without blocking: `callback` fires exactly once, on a
@@ -304,14 +318,16 @@ pub extern "C" fn sp_response_read_async(
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
 ) -> sp_result {
-    start_read(
-        response,
-        std::ptr::null_mut(),
-        max,
-        callback,
-        userdata,
-        out_operation,
-    )
+    call(|| {
+        start_read(
+            response,
+            std::ptr::null_mut(),
+            max,
+            callback,
+            userdata,
+            out_operation,
+        )
+    })
 }
 
 /// sp_response_read_async whose callback runs on the thread that calls sp_completion_queue_run
@@ -325,11 +341,10 @@ pub extern "C" fn sp_response_read_async_queued(
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
 ) -> sp_result {
-    if queue.is_null() {
-        let e = FfiError::new(sp_result::SP_E_INVALID_HANDLE, "queue handle is NULL");
-        return call(|| Err(e));
-    }
-    start_read(response, queue, max, callback, userdata, out_operation)
+    call(|| {
+        require_queue(queue)?;
+        start_read(response, queue, max, callback, userdata, out_operation)
+    })
 }
 
 /// Cancels an operation: its callback fires (once) with SP_E_CANCELED unless it had already
@@ -347,8 +362,8 @@ pub extern "C" fn sp_operation_cancel(operation: *mut sp_operation) -> sp_result
     })
 }
 
-/// *out_done receives 1 once the operation's callback has run (or has been queued on its
-/// completion queue), else 0.
+/// *out_done receives 1 once the operation has completed (its callback is running, has run,
+/// or waits in its completion queue), else 0.
 ///
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
 #[unsafe(no_mangle)]

@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// Functions: sp_find (creates the handle), sp_point_free, sp_get_address,
 /// sp_set_/get_lease_timeout, sp_set_/get_connection_limit, sp_set_/get_max_idle_time,
 /// sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
-/// sp_get_statistics, sp_get_histogram, sp_close_connection_group.
+/// sp_get_statistics, sp_get_histogram, sp_close_connection_group; the read-only facts
+/// sp_get_protocol_version, sp_get_connection_name, sp_get_supports_pipelining,
+/// sp_get_certificate.
 pub struct sp_point {
     _opaque: [u8; 0],
 }

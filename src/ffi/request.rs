@@ -64,7 +64,8 @@ fn get_text(
 
 /// Supplies a streamed request body: write up to `cap` bytes to `buf`, store the count in
 /// *out_n (0 = end of body) and return 0; return non-zero to abort the request. Called on the
-/// thread that called sp_request().
+/// thread that called sp_request(); for sp_request_async(_queued), on a library runtime thread
+/// (where it must not block).
 pub type sp_body_read_cb = Option<
     unsafe extern "C" fn(userdata: *mut c_void, buf: *mut u8, cap: usize, out_n: *mut usize) -> i32,
 >;
@@ -175,8 +176,10 @@ impl BodySource for CallbackBody {
 /// coding. A request with a body reader is never retried automatically, and the reader is
 /// used by the next sp_request() only.
 ///
-/// Ownership: `userdata` is borrowed until that sp_request() returns.
-/// Thread safety: `read` runs on the thread calling sp_request().
+/// Ownership: `userdata` is borrowed until that sp_request() returns (for an asynchronous
+/// request: until its callback fires).
+/// Thread safety: `read` runs on the thread calling sp_request(); for an asynchronous request,
+/// on a library runtime thread, where it must not block.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (read).
 #[unsafe(no_mangle)]
 pub extern "C" fn sp_http_request_set_body_reader(
@@ -464,6 +467,7 @@ pub fn response_handle(response: crate::response::Response) -> *mut sp_response 
         headers: None,
         trailers: None,
         head_text: None,
+        tls_cipher_suite: None,
         body: Vec::new(),
     };
     handles::insert(Entry::Response(Arc::new(ResponseCell::new(entry))))

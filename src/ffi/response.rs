@@ -16,7 +16,8 @@ use std::ffi::{CString, c_char};
 /// sp_response_http_version, sp_response_reason, sp_response_header,
 /// sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
 /// sp_response_read, sp_response_read_all, sp_response_connection_id,
-/// sp_response_connection_reused, sp_response_retried, sp_response_local_port.
+/// sp_response_connection_reused, sp_response_retried, sp_response_local_port,
+/// sp_response_tls_version, sp_response_tls_cipher_suite, sp_response_tls_resumed.
 pub struct sp_response {
     _opaque: [u8; 0],
 }

@@ -2,7 +2,7 @@
  * test_point.c: the servicepoint C ABI tested from C, against include/servicepoint.h only;
  * service point settings and what they do on the wire: out-of-range values, the
  * lease timeout (0, expiry, 0 on a warm pool), the idle reaper, max requests per connection,
- * connection groups.
+ * connection groups, the read-only facts (ProtocolVersion, SupportsPipelining, ConnectionName).
  *
  * Run all: ./test_point; one test: ./test_point NAME; --list for the names.
  * Exit status: 0 if every CHECK passed, 1 otherwise (2: bad arguments).
@@ -332,6 +332,66 @@ cleanup:
     lb_stop(srv);
 }
 
+/* The read-only facts: ProtocolVersion 11 until a response, then the last response's;
+ * SupportsPipelining off for good after an HTTP/1.0 response; ConnectionName the scheme; no
+ * certificate without TLS. */
+static void test_read_only_facts(void) {
+    lb_server *srv = start_server();
+    sp_manager *m = NULL;
+    sp_point *p = NULL;
+    char url[256], old[256];
+    make_url(url, sizeof url, srv, "/hello");
+    make_url(old, sizeof old, srv, "/http10");
+    int32_t version = 0, pipelining = -1;
+    const char *name = NULL;
+    uint8_t der[16];
+    size_t len = 12345;
+    memset(der, 0xA5, sizeof der);
+
+    REQUIRE_OK(sp_manager_new(&m));
+    REQUIRE_OK(sp_find(m, url, &p));
+    CHECK_OK(sp_get_connection_name(p, &name));
+    CHECK(name && strcmp(name, "http") == 0);
+    CHECK_OK(sp_get_protocol_version(p, &version));
+    CHECK(version == 11);
+    CHECK_OK(sp_get_supports_pipelining(p, &pipelining));
+    CHECK(pipelining == 1);
+
+    fetched f;
+    CHECK_OK(fetch(m, "GET", url, NULL, 0, &f));
+    fetched_free(&f);
+    CHECK_OK(sp_get_protocol_version(p, &version));
+    CHECK(version == 11);
+    /* An HTTP/1.0 answer. */
+    CHECK_OK(fetch(m, "GET", old, NULL, 0, &f));
+    CHECK(body_is(&f, "old\n"));
+    fetched_free(&f);
+    CHECK_OK(sp_get_protocol_version(p, &version));
+    CHECK(version == 10);
+    CHECK_OK(sp_get_supports_pipelining(p, &pipelining));
+    CHECK(pipelining == 0);
+    /* Back to an HTTP/1.1 answer: the version follows, pipelining stays off. */
+    CHECK_OK(fetch(m, "GET", url, NULL, 0, &f));
+    fetched_free(&f);
+    CHECK_OK(sp_get_protocol_version(p, &version));
+    CHECK(version == 11);
+    CHECK_OK(sp_get_supports_pipelining(p, &pipelining));
+    CHECK(pipelining == 0);
+    CHECK(lb_requests(srv) == 3);
+
+    /* No TLS, no certificate: nothing written. */
+    CHECK_RC(sp_get_certificate(p, der, sizeof der, &len), SP_E_NOT_FOUND);
+    CHECK(len == 12345 && der[0] == 0xA5);
+    CHECK_RC(sp_get_certificate(p, NULL, 0, &len), SP_E_NOT_FOUND);
+    CHECK_RC(sp_get_certificate(p, NULL, 1, &len), SP_E_NULL_POINTER);
+    CHECK_RC(sp_get_certificate(p, der, sizeof der, NULL), SP_E_NULL_POINTER);
+
+cleanup:
+    sp_point_free(p);
+    sp_manager_free(m);
+    lb_stop(srv);
+}
+
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"lease_zero", test_lease_zero},
@@ -341,6 +401,7 @@ int main(int argc, char **argv) {
         {"max_requests", test_max_requests},
         {"groups", test_groups},
         {"lease_zero_warm_pool", test_lease_zero_warm_pool},
+        {"read_only_facts", test_read_only_facts},
     };
     return RUN_TESTS("point", tests, argc, argv);
 }

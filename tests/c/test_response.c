@@ -2,7 +2,7 @@
  * test_response.c: the servicepoint C ABI tested from C, against include/servicepoint.h only;
  * reading responses: headers and their getters (and request header
  * validation), small reads of a 1 MB body, chunked bodies with trailers, a response freed
- * twice.
+ * twice, no TLS facts on a plain http response.
  *
  * Run all: ./test_response; one test: ./test_response NAME; --list for the names.
  * Exit status: 0 if every CHECK passed, 1 otherwise (2: bad arguments).
@@ -190,12 +190,40 @@ cleanup:
     lb_stop(srv);
 }
 
+/* A response over plain http has no TLS facts: SP_E_NOT_FOUND, out-parameters untouched. */
+static void test_no_tls_facts(void) {
+    lb_server *srv = start_server();
+    sp_manager *m = NULL;
+    sp_http_request *req = NULL;
+    sp_response *resp = NULL;
+    char url[256];
+    make_url(url, sizeof url, srv, "/hello");
+    REQUIRE_OK(sp_manager_new(&m));
+    REQUIRE_OK(sp_http_request_new("GET", url, &req));
+    REQUIRE_OK(sp_request(m, req, &resp));
+    int32_t v = 77;
+    const char *name = "untouched";
+    CHECK_RC(sp_response_tls_version(resp, &v), SP_E_NOT_FOUND);
+    CHECK_RC(sp_response_tls_resumed(resp, &v), SP_E_NOT_FOUND);
+    CHECK(v == 77);
+    CHECK_RC(sp_response_tls_cipher_suite(resp, &name), SP_E_NOT_FOUND);
+    CHECK(strcmp(name, "untouched") == 0);
+    CHECK(strstr(sp_last_error(), "no TLS") != NULL);
+    CHECK_RC(sp_response_tls_version(resp, NULL), SP_E_NULL_POINTER);
+cleanup:
+    sp_response_free(resp);
+    sp_http_request_free(req);
+    sp_manager_free(m);
+    lb_stop(srv);
+}
+
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"small_reads", test_small_reads},
         {"chunked", test_chunked},
         {"headers", test_headers},
         {"response_double_free", test_response_double_free},
+        {"no_tls_facts", test_no_tls_facts},
     };
     return RUN_TESTS("response", tests, argc, argv);
 }

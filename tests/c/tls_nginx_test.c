@@ -3,7 +3,9 @@
  * Checks, from C: the CA-file and CA-PEM options make the certificate trusted; keep-alive over
  * TLS uses one handshake; lease timeout 0 resumes sessions; without the CA (system roots only,
  * or none) the certificate is rejected with SP_E_TLS_UNKNOWN_ISSUER; the host-name check
- * applies; the minimum TLS version, the client certificate and the validation callback. */
+ * applies; the minimum TLS version, the client certificate and the validation callback; the
+ * read-only facts (the certificate's DER, and per response the TLS version, cipher suite and
+ * resumption, as nginx reports them at /tls). */
 #include <servicepoint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,66 @@ static uint64_t get_stats_resumed(const sp_point *p) {
     memset(&st, 0, sizeof st);
     st.struct_size = sizeof st;
     return sp_get_statistics(p, &st) == SP_OK ? st.tls_resumed_handshakes : 0;
+}
+
+/* Decodes the first PEM certificate of `pem` into `out` (DER); returns its length, 0 on error. */
+static size_t pem_to_der(const char *pem, uint8_t *out, size_t cap) {
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *begin = strstr(pem, "-----BEGIN CERTIFICATE-----");
+    const char *end = begin ? strstr(begin, "-----END CERTIFICATE-----") : NULL;
+    if (!begin || !end) return 0;
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (const char *c = begin + strlen("-----BEGIN CERTIFICATE-----"); c < end; c++) {
+        const char *pos = *c ? strchr(alphabet, *c) : NULL;
+        if (!pos) continue; /* line breaks, '=' padding */
+        acc = (acc << 6) | (uint32_t)(pos - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == cap) return 0;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+/* GETs url and reads what nginx negotiated ("$ssl_protocol $ssl_cipher $ssl_session_reused")
+ * into `nginx`, and the response's TLS facts. */
+static sp_result get_tls(sp_manager *m, const char *url, char *nginx, size_t cap,
+                         int32_t *version, char *suite, size_t suite_cap, int32_t *resumed) {
+    sp_http_request *req = NULL;
+    sp_response *resp = NULL;
+    const uint8_t *data = NULL;
+    const char *name = NULL;
+    size_t len = 0;
+    nginx[0] = suite[0] = 0;
+    sp_result rc = sp_http_request_new("GET", url, &req);
+    if (rc == SP_OK) rc = sp_request(m, req, &resp);
+    if (rc == SP_OK) rc = sp_response_read_all(resp, &data, &len);
+    if (rc == SP_OK) snprintf(nginx, cap, "%.*s", (int)len, (const char *)data);
+    if (rc == SP_OK) rc = sp_response_tls_version(resp, version);
+    if (rc == SP_OK) rc = sp_response_tls_resumed(resp, resumed);
+    if (rc == SP_OK) rc = sp_response_tls_cipher_suite(resp, &name);
+    if (rc == SP_OK) snprintf(suite, suite_cap, "%s", name);
+    sp_response_free(resp);
+    sp_http_request_free(req);
+    return rc;
+}
+
+/* The client's TLS facts agree with nginx's "$ssl_protocol $ssl_cipher $ssl_session_reused". */
+static int same_session(const char *nginx, int32_t version, const char *suite, int32_t resumed) {
+    char protocol[32], cipher[128], reused[8];
+    if (sscanf(nginx, "%31s %127s %7s", protocol, cipher, reused) != 3) return 0;
+    int want_version = strcmp(protocol, "TLSv1.3") == 0   ? SP_TLS_1_3
+                       : strcmp(protocol, "TLSv1.2") == 0 ? SP_TLS_1_2
+                                                          : -1;
+    /* OpenSSL names TLS 1.3 suites as IANA does; its TLS 1.2 names are its own. */
+    int same_suite = version == SP_TLS_1_3 ? strcmp(cipher, suite) == 0
+                                           : strncmp(suite, "TLS_ECDHE_", 10) == 0;
+    return version == want_version && same_suite && resumed == (strcmp(reused, "r") == 0);
 }
 
 typedef struct {
@@ -187,6 +249,47 @@ int main(int argc, char **argv) {
     CHECK(log.calls == 2);
     sp_point_free(cp);
     sp_manager_free(cb);
+
+    /* The read-only facts, compared with what nginx negotiated and the certificate it serves. */
+    {
+        char tls_url[512], nginx[256], suite[128];
+        int32_t version = 0, resumed = -1;
+        snprintf(tls_url, sizeof tls_url, "%s/tls", argv[1]);
+        sp_manager *fm = NULL;
+        sp_point *fp = NULL;
+        const char *name = NULL;
+        size_t der_len = 0, pem_len = 0;
+        CHECK(sp_manager_new(&fm) == SP_OK);
+        CHECK(sp_manager_add_ca_file(fm, argv[2]) == SP_OK);
+        CHECK(sp_find(fm, tls_url, &fp) == SP_OK);
+        CHECK(sp_get_connection_name(fp, &name) == SP_OK && strcmp(name, "https") == 0);
+        CHECK(sp_get_certificate(fp, NULL, 0, &der_len) == SP_E_NOT_FOUND);
+        CHECK(get_tls(fm, tls_url, nginx, sizeof nginx, &version, suite, sizeof suite,
+                      &resumed) == SP_OK);
+        printf("nginx negotiated \"%s\"; the response says TLS %d, %s, resumed %d\n", nginx,
+               (int)version, suite, (int)resumed);
+        CHECK(same_session(nginx, version, suite, resumed) && resumed == 0);
+        /* The certificate: its DER is the PEM nginx serves, decoded. */
+        char *pem = slurp(argv[3], &pem_len);
+        uint8_t want[8192], got[8192];
+        size_t want_len = pem ? pem_to_der(pem, want, sizeof want) : 0;
+        CHECK(want_len > 0);
+        CHECK(sp_get_certificate(fp, NULL, 0, &der_len) == SP_OK && der_len == want_len);
+        CHECK(sp_get_certificate(fp, got, sizeof got, &der_len) == SP_OK);
+        CHECK(der_len == want_len && memcmp(got, want, want_len) == 0);
+        free(pem);
+        /* New connections resume the session: both sides say so. */
+        CHECK(sp_set_lease_timeout(fp, 0) == SP_OK);
+        for (int i = 0; i < 2; i++) {
+            CHECK(get_tls(fm, tls_url, nginx, sizeof nginx, &version, suite, sizeof suite,
+                          &resumed) == SP_OK);
+            CHECK(same_session(nginx, version, suite, resumed) && resumed == 1);
+        }
+        int32_t protocol = 0;
+        CHECK(sp_get_protocol_version(fp, &protocol) == SP_OK && protocol == 11);
+        sp_point_free(fp);
+        sp_manager_free(fm);
+    }
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

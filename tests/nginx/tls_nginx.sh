@@ -55,6 +55,8 @@ http {
     ssl_session_cache shared:SSL:1m;
     ssl_session_tickets on;
     root $WORK/www;
+    # What nginx negotiated, for the client's TLS facts to be compared with.
+    location = /tls { return 200 "\$ssl_protocol \$ssl_cipher \$ssl_session_reused"; }
   }
 }
 CONF

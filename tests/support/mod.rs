@@ -32,6 +32,9 @@ pub struct ConnRecord {
     pub sni: Option<String>,
     /// For TLS: whether the client presented a certificate.
     pub client_cert: bool,
+    /// For TLS: the protocol version and cipher suite the server negotiated.
+    pub tls_version: Option<rustls::ProtocolVersion>,
+    pub tls_suite: Option<rustls::CipherSuite>,
 }
 
 #[derive(Clone, Debug)]
@@ -170,6 +173,8 @@ impl TestServer {
                                     alpn: None,
                                     sni: None,
                                     client_cert: false,
+                                    tls_version: None,
+                                    tls_suite: None,
                                 });
                                 o.open_now += 1;
                                 o.max_open = o.max_open.max(o.open_now);
@@ -399,6 +404,8 @@ fn serve(
             c.alpn = s.conn.alpn_protocol().map(|p| p.to_vec());
             c.sni = s.conn.server_name().map(|n| n.to_string());
             c.client_cert = s.conn.peer_certificates().is_some_and(|c| !c.is_empty());
+            c.tls_version = s.conn.protocol_version();
+            c.tls_suite = s.conn.negotiated_cipher_suite().map(|c| c.suite());
         }
         let record = RequestRecord {
             conn: index,

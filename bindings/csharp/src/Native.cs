@@ -220,6 +220,21 @@ namespace Servicepoint
         internal static extern int sp_get_statistics(IntPtr point, ref sp_statistics outStats);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_close_connection_group(IntPtr point, byte[] name, out int outExisted);
+        // The read-only facts of a service point and of a response's TLS connection.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_protocol_version(IntPtr point, out int outVersion);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_connection_name(IntPtr point, out IntPtr outName);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_supports_pipelining(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_certificate(IntPtr point, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_response_tls_version(IntPtr response, out int outVersion);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_response_tls_cipher_suite(IntPtr response, out IntPtr outName);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_response_tls_resumed(IntPtr response, out int outResumed);
 
         // Request description.
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

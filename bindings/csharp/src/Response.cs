@@ -43,6 +43,11 @@ namespace Servicepoint
         readonly bool _reused;
         readonly int _localPort;
         int _retried = -1;
+        // TLS facts, read together on first use: 0 not yet, 1 plain http, 2 read.
+        int _tlsState;
+        TlsVersion _tlsVersion;
+        string _tlsCipherSuite;
+        bool _tlsResumed;
         bool _eof;
         // Body bytes still to come by Content-Length (identity framing only), else -1: a read
         // that delivers the last of them ends the body without a second native call (the
@@ -321,6 +326,57 @@ namespace Servicepoint
                 _retried = r != 0 ? 1 : 0;
                 return r != 0;
             }
+        }
+
+        /// <summary>Reads the TLS facts once (they stay readable after Dispose once read).</summary>
+        bool LoadTls()
+        {
+            if (_tlsState != 0) return _tlsState == 2;
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                int version, resumed;
+                IntPtr suite;
+                int rc = Native.sp_response_tls_version(h, out version);
+                if (rc == (int)ErrorCode.NotFound)
+                {
+                    _tlsState = 1;
+                    return false;
+                }
+                Native.Check(rc, "sp_response_tls_version");
+                Native.Check(Native.sp_response_tls_cipher_suite(h, out suite), "sp_response_tls_cipher_suite");
+                Native.Check(Native.sp_response_tls_resumed(h, out resumed), "sp_response_tls_resumed");
+                _tlsVersion = (TlsVersion)version;
+                _tlsCipherSuite = Native.PtrToString(suite);
+                _tlsResumed = resumed != 0;
+                _tlsState = 2;
+                return true;
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>The TLS version the response's connection negotiated (Tls12 or Tls13); null
+        /// for http.</summary>
+        public TlsVersion? TlsVersion
+        {
+            get { return LoadTls() ? _tlsVersion : (TlsVersion?)null; }
+        }
+
+        /// <summary>The negotiated cipher suite by its IANA name, as .NET's TlsCipherSuite names
+        /// it (e.g. "TLS_AES_256_GCM_SHA384"); null for http.</summary>
+        public string TlsCipherSuite
+        {
+            get { return LoadTls() ? _tlsCipherSuite : null; }
+        }
+
+        /// <summary>True if the connection's TLS handshake resumed an earlier session, false for
+        /// a full handshake; null for http.</summary>
+        public bool? TlsResumed
+        {
+            get { return LoadTls() ? _tlsResumed : (bool?)null; }
         }
 
         /// <summary>The client-side port of the connection (the peer port the server saw).</summary>

@@ -6,6 +6,7 @@ using System.Collections.ObjectModel;
 using System.IO;
 using System.Net;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Threading;
 
@@ -198,6 +199,85 @@ namespace Servicepoint
                 {
                     _h.Exit();
                 }
+            }
+        }
+
+        /// <summary>ProtocolVersion: the HTTP version the server answers with, 1.1 until a
+        /// response arrives (as .NET), then the last response's (1.0 or 1.1).</summary>
+        public Version ProtocolVersion
+        {
+            get
+            {
+                int v = Get(Native.sp_get_protocol_version, "sp_get_protocol_version");
+                return new Version(v / 10, v % 10);
+            }
+        }
+
+        /// <summary>ConnectionName: the scheme, "http" or "https".</summary>
+        public string ConnectionName
+        {
+            get
+            {
+                IntPtr h = _h.Enter(Name);
+                try
+                {
+                    IntPtr text;
+                    Native.Check(Native.sp_get_connection_name(h, out text), "sp_get_connection_name");
+                    return Native.PtrToString(text);
+                }
+                finally { _h.Exit(); }
+            }
+        }
+
+        /// <summary>SupportsPipelining: true until a response of the server says HTTP/1.0, then
+        /// false for good (as .NET Framework). Requests go one at a time per connection either
+        /// way.</summary>
+        public bool SupportsPipelining
+        {
+            get { return Get(Native.sp_get_supports_pipelining, "sp_get_supports_pipelining") != 0; }
+        }
+
+        /// <summary>Certificate: the server's end-entity certificate on the service point's last
+        /// new TLS connection (a new X509Certificate per call, from the DER bytes); null before
+        /// the first one and for http, as .NET.</summary>
+        public X509Certificate Certificate
+        {
+            get
+            {
+                byte[] der = CertificateData;
+                return der == null ? null : new X509Certificate(der);
+            }
+        }
+
+        /// <summary>The DER bytes of <see cref="Certificate"/> (a copy), or null.</summary>
+        public byte[] CertificateData
+        {
+            get
+            {
+                IntPtr h = _h.Enter(Name);
+                try
+                {
+                    UIntPtr len;
+                    int rc = Native.sp_get_certificate(h, null, UIntPtr.Zero, out len);
+                    // Another thread's new connection may bring another certificate between calls.
+                    for (int attempt = 0; attempt < 8; attempt++)
+                    {
+                        if (rc == (int)ErrorCode.NotFound) return null;
+                        Native.Check(rc, "sp_get_certificate");
+                        ulong n = len.ToUInt64();
+                        if (n > int.MaxValue) throw new InvalidOperationException("certificate too large");
+                        var der = new byte[n];
+                        rc = Native.sp_get_certificate(h, der, new UIntPtr(n), out len);
+                        if (rc == 0 && len.ToUInt64() <= n)
+                        {
+                            if (len.ToUInt64() == n) return der;
+                            Array.Resize(ref der, (int)len.ToUInt64());
+                            return der;
+                        }
+                    }
+                    throw new InvalidOperationException("the certificate kept changing while it was read");
+                }
+                finally { _h.Exit(); }
             }
         }
 

@@ -65,6 +65,7 @@ namespace Servicepoint.Tests
     {
         public int Status = 200;
         public string Reason = "OK";
+        public string HttpVersion = "HTTP/1.1";
         public List<KeyValuePair<string, string>> Headers = new List<KeyValuePair<string, string>>();
         public byte[] Body = new byte[0];
         public bool Chunked;
@@ -262,6 +263,8 @@ namespace Servicepoint.Tests
                     return new Reply { Body = Encoding.ASCII.GetBytes("dropped later"), CloseSilentlyAfterMs = 50 };
                 case "/close":
                     return new Reply { Body = Encoding.ASCII.GetBytes("bye"), Close = true };
+                case "/http10":
+                    return new Reply { HttpVersion = "HTTP/1.0", Body = Encoding.ASCII.GetBytes("old"), Close = true };
                 case "/sized":
                     {
                         // X-Size bytes of a pattern, chunked in X-Chunk-Size pieces when X-Chunk-Size is set.
@@ -431,7 +434,7 @@ namespace Servicepoint.Tests
         {
             if (r.DelayMs > 0) Thread.Sleep(r.DelayMs);
             var head = new StringBuilder();
-            head.Append("HTTP/1.1 ").Append(r.Status).Append(' ').Append(r.Reason).Append("\r\n");
+            head.Append(r.HttpVersion).Append(' ').Append(r.Status).Append(' ').Append(r.Reason).Append("\r\n");
             foreach (var h in r.Headers) head.Append(h.Key).Append(": ").Append(h.Value).Append("\r\n");
             if (r.Chunked) head.Append("Transfer-Encoding: chunked\r\n");
             else head.Append("Content-Length: ").Append(r.Body.Length).Append("\r\n");
@@ -1239,6 +1242,37 @@ namespace Servicepoint.Tests
                 }
             });
 
+            Check("read-only facts: ProtocolVersion, SupportsPipelining, ConnectionName; no TLS facts over http", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    Equal("http", p.ConnectionName, "ConnectionName");
+                    Equal(new Version(1, 1), p.ProtocolVersion, "ProtocolVersion before any response");
+                    Equal(true, p.SupportsPipelining, "SupportsPipelining before any response");
+                    Equal(null, p.Certificate, "Certificate over http");
+                    using (Response r = m.Get(server.Url("/hello")))
+                    {
+                        Equal(null, r.TlsVersion, "TlsVersion over http");
+                        Equal(null, r.TlsCipherSuite, "TlsCipherSuite over http");
+                        Equal(null, r.TlsResumed, "TlsResumed over http");
+                        r.ReadAll();
+                    }
+                    using (Response r = m.Get(server.Url("/http10")))
+                    {
+                        Equal(new Version(1, 0), r.ProtocolVersion, "the response's version");
+                        Equal("old", Encoding.ASCII.GetString(r.ReadAll()), "body");
+                    }
+                    Equal(new Version(1, 0), p.ProtocolVersion, "ProtocolVersion after HTTP/1.0");
+                    Equal(false, p.SupportsPipelining, "SupportsPipelining after HTTP/1.0");
+                    Equal("hello world\n", GetText(m, server.Url("/hello")), "HTTP/1.1 again");
+                    Equal(new Version(1, 1), p.ProtocolVersion, "ProtocolVersion follows the last response");
+                    Equal(false, p.SupportsPipelining, "SupportsPipelining stays off");
+                    Equal(3, server.Requests.Count, "requests at the server");
+                }
+            });
+
             Check("UTF-8 round trip of a non-ASCII header value", () =>
             {
                 const string value = "h\u00e9llo w\u00f6rld \u2713 \u65e5\u672c \U0001F600";
@@ -1764,6 +1798,35 @@ namespace Servicepoint.Tests
                         ServicePointStatistics s = p.Statistics;
                         Equal(1UL, s.TlsFullHandshakes, "stats.TlsFullHandshakes");
                         Equal(6UL, s.Requests, "stats.Requests");
+                    }
+                }
+            });
+
+            TlsCheck("https: read-only facts (Certificate, TLS version and cipher suite of a TLS 1.2 server)", () =>
+            {
+                using (var server = new TestServer(Pki.ServerCertificate))
+                using (var m = new HttpServicePointManager())
+                {
+                    m.AddCaFile(Pki.CaPem);
+                    using (HttpServicePoint p = m.FindServicePoint(server.HttpsUrl("localhost", "/")))
+                    {
+                        Equal("https", p.ConnectionName, "ConnectionName");
+                        Equal(null, p.Certificate, "Certificate before any connection");
+                        using (Response r = m.Get(server.HttpsUrl("localhost", "/hello")))
+                        {
+                            r.ReadAll();
+                            // The test server accepts TLS 1.2 only; its key is RSA.
+                            Equal((TlsVersion?)TlsVersion.Tls12, r.TlsVersion, "TlsVersion");
+                            Assert(r.TlsCipherSuite != null && r.TlsCipherSuite.StartsWith("TLS_ECDHE_RSA_WITH_"),
+                                "TlsCipherSuite " + r.TlsCipherSuite);
+                            Equal((bool?)false, r.TlsResumed, "TlsResumed on the first connection");
+                        }
+                        X509Certificate cert = p.Certificate;
+                        Assert(cert != null, "Certificate after a connection");
+                        Assert(BytesEqual(Pki.ServerCertificate.RawData, cert.GetRawCertData()), "the server's certificate, DER");
+                        Assert(BytesEqual(Pki.ServerCertificate.RawData, p.CertificateData), "CertificateData");
+                        Equal(new Version(1, 1), p.ProtocolVersion, "ProtocolVersion");
+                        Equal(true, p.SupportsPipelining, "SupportsPipelining");
                     }
                 }
             });

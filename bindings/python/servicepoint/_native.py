@@ -453,6 +453,20 @@ sp_get_statistics = _declare(
 sp_close_connection_group = _declare(
     "sp_close_connection_group", [point_p, ctypes.c_char_p, c_int32_p]
 )
+# The read-only facts of a service point (ProtocolVersion, ConnectionName, SupportsPipelining,
+# Certificate) and of a response's TLS connection.
+sp_get_protocol_version = _declare("sp_get_protocol_version", [point_p, c_int32_p])
+sp_get_connection_name = _declare("sp_get_connection_name", [point_p, c_char_p_p])
+sp_get_supports_pipelining = _declare("sp_get_supports_pipelining", [point_p, c_int32_p])
+#: Copy-out of the DER bytes: (point, uint8_t *buf, size_t cap, size_t *out_len).
+sp_get_certificate = _declare(
+    "sp_get_certificate", [point_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_response_tls_version = _declare("sp_response_tls_version", [response_p, c_int32_p])
+sp_response_tls_cipher_suite = _declare(
+    "sp_response_tls_cipher_suite", [response_p, c_char_p_p]
+)
+sp_response_tls_resumed = _declare("sp_response_tls_resumed", [response_p, c_int32_p])
 
 # Request description.
 sp_http_request_new = _declare(

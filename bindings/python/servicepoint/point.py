@@ -8,7 +8,7 @@ from typing import Any, Hashable, Optional, Tuple
 
 from . import _native as n
 from ._handle import NativeObject
-from .errors import InvalidHandleError
+from .errors import InvalidHandleError, NotFoundError
 from .metrics import Histogram, Statistics, read_histogram, read_statistics
 
 __all__ = ["ServicePoint", "Statistics"]
@@ -188,6 +188,47 @@ class ServicePoint(NativeObject):
         value = ctypes.c_int64()
         n.sp_get_idle_since(self._live(), ctypes.byref(value))
         return _EPOCH + timedelta(milliseconds=value.value)
+
+    @property
+    def protocol_version(self) -> str:
+        """ProtocolVersion: the HTTP version the server answers with, ``"1.1"`` until a
+        response arrives (as .NET), then the last response's (``"1.0"`` or ``"1.1"``)."""
+        v = self._get(n.sp_get_protocol_version)
+        return "{}.{}".format(v // 10, v % 10)
+
+    @property
+    def connection_name(self) -> str:
+        """ConnectionName: the scheme, ``"http"`` or ``"https"``."""
+        text = ctypes.c_char_p()
+        n.sp_get_connection_name(self._live(), ctypes.byref(text))
+        return (text.value or b"").decode("ascii")
+
+    @property
+    def supports_pipelining(self) -> bool:
+        """SupportsPipelining: True until a response of the server says HTTP/1.0, then False
+        for good (as .NET Framework). Requests are sent one at a time per connection either
+        way."""
+        return bool(self._get(n.sp_get_supports_pipelining))
+
+    @property
+    def certificate(self) -> Optional[bytes]:
+        """Certificate: the DER bytes of the server's end-entity certificate on the last
+        new TLS connection (e.g. for ``ssl.DER_cert_to_PEM_cert`` or ``cryptography``'s
+        ``x509.load_der_x509_certificate``); None before the first one and for http."""
+        length = ctypes.c_size_t()
+        handle = self._live()
+        try:
+            n.sp_get_certificate(handle, None, 0, ctypes.byref(length))
+            # Another thread's new connection may bring another certificate between calls.
+            for _ in range(8):
+                buf = ctypes.create_string_buffer(length.value)
+                cap = length.value
+                n.sp_get_certificate(handle, buf, cap, ctypes.byref(length))
+                if length.value <= cap:
+                    return buf.raw[: length.value]
+        except NotFoundError:
+            return None
+        raise RuntimeError("the certificate kept changing while it was read")
 
     @property
     def statistics(self) -> Statistics:

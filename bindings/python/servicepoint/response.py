@@ -29,9 +29,9 @@ class Response(NativeObject):
     connection to the pool; a short unread remainder is drained so the connection can be
     reused, a long one closes the connection. Closing twice is safe. The head (status,
     reason, headers) stays readable after :meth:`close`, and so do the connection details
-    (connection_id, connection_reused, local_port, retried) once one of them was read
-    before it; body reads and
-    trailers do not.
+    (connection_id, connection_reused, local_port, retried) and the TLS details
+    (tls_version, tls_cipher_suite, tls_resumed) once one of their group was read before
+    it; body reads and trailers do not.
 
     Instances are created by :meth:`ServicePointManager.request`, not directly. A response
     may move between threads, but should not be read from two threads at once.
@@ -44,6 +44,7 @@ class Response(NativeObject):
         self._eof = False
         self._headers: Optional[List[Tuple[str, str]]] = None
         self._conn: Optional[Tuple[int, bool, int, bool]] = None
+        self._tls: Optional[Tuple[Optional[str], Optional[str], Optional[bool]]] = None
         try:
             # One call copies the whole head (it stays readable after close); it is parsed
             # on first use. Connection details are fetched when first asked for.
@@ -86,6 +87,26 @@ class Response(NativeObject):
                 bool(self._get(n.sp_response_retried)),
             )
         return self._conn
+
+    def _tls_facts(self) -> Tuple[Optional[str], Optional[str], Optional[bool]]:
+        if self._tls is None:
+            if self._handle is None:
+                raise InvalidHandleError(
+                    5, "the response was closed before its TLS details were read"
+                )
+            try:
+                version = self._get(n.sp_response_tls_version)
+            except NotFoundError:
+                self._tls = (None, None, None)  # plain http
+                return self._tls
+            suite = ctypes.c_char_p()
+            n.sp_response_tls_cipher_suite(self._handle, ctypes.byref(suite))
+            self._tls = (
+                "{}.{}".format(version // 10, version % 10),
+                (suite.value or b"").decode("ascii"),
+                bool(self._get(n.sp_response_tls_resumed)),
+            )
+        return self._tls
 
     # --- head ----------------------------------------------------------------------------
 
@@ -153,6 +174,24 @@ class Response(NativeObject):
         """True if the request was sent a second time, on a new connection, after a reused
         connection turned out stale (the server closed it as the request arrived)."""
         return self._connection()[3]
+
+    @property
+    def tls_version(self) -> Optional[str]:
+        """The TLS version the response's connection negotiated, ``"1.2"`` or ``"1.3"``
+        (as ``ServicePointManager.min_tls_version`` spells them); None for http."""
+        return self._tls_facts()[0]
+
+    @property
+    def tls_cipher_suite(self) -> Optional[str]:
+        """The negotiated cipher suite by its IANA name, e.g. ``"TLS_AES_256_GCM_SHA384"``;
+        None for http."""
+        return self._tls_facts()[1]
+
+    @property
+    def tls_resumed(self) -> Optional[bool]:
+        """True if the connection's TLS handshake resumed an earlier session, False for a
+        full handshake; None for http."""
+        return self._tls_facts()[2]
 
     def trailer(self, name: str) -> Optional[str]:
         """The first value of trailer field ``name`` of a chunked body (case-insensitive),

@@ -260,6 +260,30 @@ def test_http10_and_bodiless_responses(
     assert server.connection_count() == 2
 
 
+def test_read_only_facts_follow_the_responses(
+    manager: ServicePointManager, server: RecordingServer
+) -> None:
+    with manager.find_service_point(server.url("/")) as point:
+        assert point.connection_name == "http"
+        assert point.protocol_version == "1.1"  # before any response, as .NET
+        assert point.supports_pipelining
+        assert point.certificate is None  # no TLS
+        with manager.request("GET", server.url("/hello"), timeout=5) as resp:
+            assert resp.read() == b"hello"
+            assert (resp.tls_version, resp.tls_cipher_suite, resp.tls_resumed) == (None, None, None)
+        assert point.protocol_version == "1.1"
+        with manager.request("GET", server.url("/http10"), timeout=5, read_timeout=5) as resp:
+            assert resp.read() == b"old-school"
+        assert point.protocol_version == "1.0"
+        assert not point.supports_pipelining
+        with manager.request("GET", server.url("/hello"), timeout=5) as resp:
+            resp.read()
+        # The version is the last response's; pipelining stays off.
+        assert point.protocol_version == "1.1"
+        assert not point.supports_pipelining
+    assert [r.path for r in server.requests] == ["/hello", "/http10", "/hello"]
+
+
 def test_idle_connections_are_reaped(manager: ServicePointManager, server: RecordingServer) -> None:
     point = manager.find_service_point(server.url())
     point.max_idle_time = 0.1

@@ -38,6 +38,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         body = b"over tls"
+        if self.path == "/tls":  # what the server negotiated
+            conn = self.connection
+            body = "{} {} {}".format(conn.version(), conn.cipher()[0], conn.session_reused).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -73,6 +76,30 @@ def test_ca_file_makes_the_certificate_trusted(tls_server: Tuple[str, Path, List
         with manager.request("GET", url) as resp:
             assert resp.status == 200 and resp.read() == b"over tls"
     assert seen_sni == ["localhost"]
+
+
+def test_read_only_facts_match_the_server(tls_server: Tuple[str, Path, List[str]]) -> None:
+    url, ca, _ = tls_server
+    server_pem = (ca.parent / "server.pem").read_text()
+    with servicepoint.ServicePointManager() as manager:
+        manager.add_ca_file(str(ca))
+        with manager.find_service_point(url) as point:
+            assert point.connection_name == "https"
+            assert point.certificate is None  # no connection yet
+            point.connection_lease_timeout = 0  # a new connection per request
+            for resumed in (False, True):
+                with manager.request("GET", url + "tls") as resp:
+                    version, cipher, reused = resp.read().decode().split(" ")
+                    assert resp.tls_version == version.replace("TLSv", "")
+                    # OpenSSL names TLS 1.3 suites as IANA does.
+                    if version == "TLSv1.3":
+                        assert resp.tls_cipher_suite == cipher
+                    assert resp.tls_resumed is resumed
+                    assert reused == str(resumed)
+                # Still readable after close.
+                assert resp.tls_version == version.replace("TLSv", "")
+            assert point.certificate == ssl.PEM_cert_to_DER_cert(server_pem)
+            assert point.protocol_version == "1.1"
 
 
 def test_unknown_issuer_is_its_own_exception(tls_server: Tuple[str, Path, List[str]]) -> None:
