@@ -146,6 +146,12 @@ _RELEASE_GIL = {
     # Replacing the log callback may wait for a message being delivered on another thread,
     # whose callback needs the GIL.
     "sp_manager_set_log_callback",
+    # Freeing a queue runs its queued callbacks and later ones on a runtime thread; a cancel
+    # or an operation's release may wait for a callback running on a runtime thread, which
+    # needs the GIL.
+    "sp_completion_queue_free",
+    "sp_operation_cancel",
+    "sp_operation_free",
 }
 
 
@@ -163,6 +169,10 @@ manager_p = ctypes.c_void_p
 point_p = ctypes.c_void_p
 request_p = ctypes.c_void_p
 response_p = ctypes.c_void_p
+# struct sp_operation *, sp_completion_queue *, sp_cancel_token *.
+operation_p = ctypes.c_void_p
+queue_p = ctypes.c_void_p
+token_p = ctypes.c_void_p
 
 
 class sp_statistics(ctypes.Structure):
@@ -225,6 +235,15 @@ sp_log_cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_cha
 #: typedef int32_t (*sp_body_read_cb)(void *userdata, uint8_t *buf, size_t cap, size_t *out_n);
 sp_body_read_cb = ctypes.CFUNCTYPE(
     ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p
+)
+
+#: typedef void (*sp_response_callback)(void *userdata, sp_result result, struct sp_response *);
+sp_response_callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p)
+
+#: typedef void (*sp_read_callback)(void *userdata, sp_result result, const uint8_t *data,
+#:     size_t len);
+sp_read_callback = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t
 )
 
 
@@ -511,6 +530,43 @@ sp_response_connection_reused = _declare(
     "sp_response_connection_reused", [response_p, c_int32_p]
 )
 sp_response_retried = _declare("sp_response_retried", [response_p, c_int32_p])
+
+# Asynchronous requests and body reads, completion queues, cancel tokens.
+sp_request_async = _declare(
+    "sp_request_async",
+    [manager_p, request_p, sp_response_callback, ctypes.c_void_p, c_void_p_p],
+)
+sp_request_async_queued = _declare(
+    "sp_request_async_queued",
+    [manager_p, request_p, queue_p, sp_response_callback, ctypes.c_void_p, c_void_p_p],
+)
+sp_response_read_async = _declare(
+    "sp_response_read_async",
+    [response_p, ctypes.c_size_t, sp_read_callback, ctypes.c_void_p, c_void_p_p],
+)
+sp_response_read_async_queued = _declare(
+    "sp_response_read_async_queued",
+    [response_p, queue_p, ctypes.c_size_t, sp_read_callback, ctypes.c_void_p, c_void_p_p],
+)
+sp_operation_cancel = _declare("sp_operation_cancel", [operation_p])
+sp_operation_is_done = _declare("sp_operation_is_done", [operation_p, c_int32_p])
+sp_operation_free = _declare("sp_operation_free", [operation_p], None, check=False)
+sp_completion_queue_new = _declare("sp_completion_queue_new", [c_void_p_p])
+sp_completion_queue_fd = _declare("sp_completion_queue_fd", [queue_p, c_int32_p])
+sp_completion_queue_run = _declare(
+    "sp_completion_queue_run", [queue_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_completion_queue_len = _declare("sp_completion_queue_len", [queue_p, c_size_t_p])
+sp_completion_queue_free = _declare("sp_completion_queue_free", [queue_p], None, check=False)
+sp_cancel_token_new = _declare("sp_cancel_token_new", [c_void_p_p])
+sp_cancel_token_cancel = _declare("sp_cancel_token_cancel", [token_p])
+sp_cancel_token_reset = _declare("sp_cancel_token_reset", [token_p])
+sp_cancel_token_is_canceled = _declare("sp_cancel_token_is_canceled", [token_p, c_int32_p])
+sp_cancel_token_wakeup_fd = _declare("sp_cancel_token_wakeup_fd", [token_p, c_int32_p])
+sp_cancel_token_free = _declare("sp_cancel_token_free", [token_p], None, check=False)
+sp_http_request_set_cancel_token = _declare(
+    "sp_http_request_set_cancel_token", [request_p, token_p]
+)
 
 
 def library_version() -> str:
