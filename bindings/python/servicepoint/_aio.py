@@ -69,12 +69,13 @@ def _queue(loop: asyncio.AbstractEventLoop) -> _Queue:
 
 
 class _Op:
-    """An operation whose callback has not fired yet."""
+    """An operation whose callback has not fired yet. The future is held weakly (its task
+    holds it), so pending operations do not keep a finished loop, and its queue, alive."""
 
     __slots__ = ("future", "handle", "thread", "owner")
 
     def __init__(self, future: "asyncio.Future[Any]", thread: int, owner: Any) -> None:
-        self.future = future
+        self.future = weakref.ref(future)
         self.handle = 0
         self.thread = thread
         # Kept alive until the callback: the manager (a request) or the Response (a read).
@@ -99,12 +100,23 @@ def _finish(op: _Op) -> None:
         n.sp_operation_free(handle)
 
 
+def _waiting(op: Optional[_Op]) -> "Optional[asyncio.Future[Any]]":
+    """The operation's future if a task still waits for it on this (the loop's) thread."""
+    if op is None or op.thread != threading.get_ident():
+        return None
+    future = op.future()
+    if future is None or future.done():
+        return None
+    return future
+
+
 def _discard(op: Optional[_Op], response: int) -> None:
     """Frees a response nobody awaits. On the loop's thread, just after the callback: freed
     inside its callback, a response with a short unread body closes its connection instead
     of draining it back to the pool."""
-    if op is not None and op.thread == threading.get_ident():
-        loop = op.future.get_loop()
+    future = op.future() if op is not None else None
+    if op is not None and future is not None and op.thread == threading.get_ident():
+        loop = future.get_loop()
         if not loop.is_closed():
             from .response import Response
 
@@ -117,23 +129,25 @@ def _discard(op: Optional[_Op], response: int) -> None:
 def _on_response(userdata: Optional[int], result: int, response: Optional[int]) -> None:
     op = _PENDING.pop(userdata or 0, None)
     try:
-        if op is None or op.thread != threading.get_ident() or op.future.done():
+        future = _waiting(op)
+        if op is None or future is None:
             # Nobody waits any more (the task was cancelled, or the loop is gone): the
             # response must not leak.
             if response:
                 _discard(op, response)
             return
         if result != n.SP_OK:
-            op.future.set_exception(_error(result, "sp_request_async_queued"))
+            future.set_exception(_error(result, "sp_request_async_queued"))
             return
         from .response import Response
 
         try:
-            resp = Response(n.out_handle(ctypes.c_void_p(response), "sp_request_async_queued"), op.owner)
+            handle = n.out_handle(ctypes.c_void_p(response), "sp_request_async_queued")
+            resp = Response(handle, op.owner)
         except BaseException as exc:  # Response() frees the handle when it fails
-            op.future.set_exception(exc)
+            future.set_exception(exc)
             return
-        op.future.set_result(resp)
+        future.set_result(resp)
     except BaseException:  # pragma: no cover - a callback must never unwind into the library
         pass
     finally:
@@ -144,14 +158,15 @@ def _on_response(userdata: Optional[int], result: int, response: Optional[int]) 
 def _on_read(userdata: Optional[int], result: int, data: Optional[int], length: int) -> None:
     op = _PENDING.pop(userdata or 0, None)
     try:
-        if op is None or op.thread != threading.get_ident() or op.future.done():
+        future = _waiting(op)
+        if future is None:
             return
         if result != n.SP_OK:
-            op.future.set_exception(_error(result, "sp_response_read_async_queued"))
+            future.set_exception(_error(result, "sp_response_read_async_queued"))
         elif length and data:
-            op.future.set_result(ctypes.string_at(data, length))  # data: valid only now
+            future.set_result(ctypes.string_at(data, length))  # data: valid only now
         else:
-            op.future.set_result(b"")
+            future.set_result(b"")
     except BaseException:  # pragma: no cover - a callback must never unwind into the library
         pass
     finally:
@@ -163,11 +178,11 @@ _RESPONSE_CALLBACK = n.sp_response_callback(_on_response)
 _READ_CALLBACK = n.sp_read_callback(_on_read)
 
 
-async def _wait(key: int, op: _Op) -> Any:
+async def _wait(key: int, op: _Op, future: "asyncio.Future[Any]") -> Any:
     """Awaits the operation's future; a cancelled task cancels the operation (its callback
     then frees what it gets) or, if the result came first, closes it."""
     try:
-        return await op.future
+        return await future
     except asyncio.CancelledError:
         if key in _PENDING:
             if op.handle:
@@ -175,8 +190,8 @@ async def _wait(key: int, op: _Op) -> Any:
                     n.sp_operation_cancel(op.handle)
                 except errors.ServicePointError:  # pragma: no cover - already finished
                     pass
-        elif op.future.done() and not op.future.cancelled() and op.future.exception() is None:
-            result = op.future.result()
+        elif future.done() and not future.cancelled() and future.exception() is None:
+            result = future.result()
             close = getattr(result, "close", None)
             if close is not None:
                 close()
@@ -187,7 +202,8 @@ async def send(owner: Any, manager: int, request: int) -> Any:
     """sp_request_async_queued on the running loop's queue; returns the Response."""
     loop = asyncio.get_running_loop()
     queue = _queue(loop)
-    op = _Op(loop.create_future(), queue.thread, owner)
+    future = loop.create_future()
+    op = _Op(future, queue.thread, owner)
     key = next(_KEYS)
     _PENDING[key] = op
     out = ctypes.c_void_p()
@@ -201,14 +217,15 @@ async def send(owner: Any, manager: int, request: int) -> Any:
     op.handle = out.value or 0
     if key not in _PENDING:  # pragma: no cover - the callback already ran
         _finish(op)
-    return await _wait(key, op)
+    return await _wait(key, op, future)
 
 
 async def read(owner: Any, response: int, size: int) -> bytes:
     """sp_response_read_async_queued of up to ``size`` bytes; b"" at the end of the body."""
     loop = asyncio.get_running_loop()
     queue = _queue(loop)
-    op = _Op(loop.create_future(), queue.thread, owner)
+    future = loop.create_future()
+    op = _Op(future, queue.thread, owner)
     key = next(_KEYS)
     _PENDING[key] = op
     out = ctypes.c_void_p()
@@ -222,5 +239,5 @@ async def read(owner: Any, response: int, size: int) -> bytes:
     op.handle = out.value or 0
     if key not in _PENDING:  # pragma: no cover - the callback already ran
         _finish(op)
-    result: bytes = await _wait(key, op)
+    result: bytes = await _wait(key, op, future)
     return result

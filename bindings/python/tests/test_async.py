@@ -513,3 +513,27 @@ def test_interrupt_blocking_calls_can_be_turned_off(
         assert servicepoint.interrupt_blocking_calls(True) is False
     assert _cancel.arm()
     _cancel.disarm()
+
+
+def test_operations_left_pending_when_the_loop_ends_are_released(
+    manager: servicepoint.ServicePointManager, server: RecordingServer, silent: SilentServer
+) -> None:
+    """asyncio.run cancels the tasks still waiting; once the loop is gone its queue is freed,
+    the callbacks run and nothing stays pending or busy."""
+
+    async def main() -> None:
+        asyncio.ensure_future(manager.get_async(silent.url("/left")))
+        resp = await manager.get_async(server.url("/stall_body?ms=2000"))
+        asyncio.ensure_future(resp.aread())
+        await asyncio.sleep(0.1)
+
+    asyncio.run(main())
+    import gc
+
+    deadline = time.monotonic() + 5
+    while (_aio._PENDING or manager.statistics.busy) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert not _aio._PENDING and not _aio._QUEUES
+    assert manager.statistics.busy == 0
+    assert silent.wait(lambda s: s.closed and s.closed[0] is not None, timeout=1.0)
