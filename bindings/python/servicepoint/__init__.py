@@ -15,6 +15,11 @@ Example::
         with manager.send(req) as resp:           # reusable, one library call per send
             body = resp.read()
 
+With asyncio::
+
+    async with await manager.request_async("GET", url) as resp:
+        body = await resp.aread()
+
 Every duration is in seconds (int or float), None meaning no limit.
 
 The shared library is found through ``$SERVICEPOINT_LIB``, bundled in the package (what
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 from . import _native
 from . import errors as _errors
+from .cancel import CancelToken, interrupt_blocking_calls
 from .errors import *  # noqa: F403 - every exception class, as listed in errors.__all__
 from .manager import ServicePointManager
 from .metrics import BUCKET_BOUNDS, Histogram, Statistics
@@ -64,6 +70,8 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_READ_TIMEOUT",
     "Response",
+    "CancelToken",
+    "interrupt_blocking_calls",
 ]
 # The exception classes (errors.__all__ also lists its lookup helpers, which stay there).
 __all__ += [name for name in _errors.__all__ if name.endswith("Error")]

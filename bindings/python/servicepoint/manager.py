@@ -6,8 +6,10 @@ import ctypes
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from . import _logging
+from . import _aio, _logging
 from . import _native as n
+from . import cancel as _cancel
+from .cancel import CancelToken
 from ._handle import NativeObject
 from .errors import BodySourceError, ManagerClosedError
 from .metrics import Histogram, Statistics, read_histogram, read_statistics
@@ -18,6 +20,7 @@ from .request import (
     BodyArg,
     HeadersArg,
     Request,
+    body_bytes,
     new_native,
 )
 from .response import Response
@@ -305,13 +308,33 @@ class ServicePointManager(NativeObject):
         if request._lock is not None:
             return self._send_stream(manager, request, handle)
         resp = ctypes.c_void_p()
+        if request._cancel_token is None and _cancel.arm():
+            return self._send_interruptible(manager, request, handle, resp)
         n.sp_request(manager, handle, ctypes.byref(resp))
         return Response(n.out_handle(resp, "sp_request"), self)
+
+    def _send_interruptible(
+        self, manager: int, request: Request, handle: int, resp: ctypes.c_void_p
+    ) -> Response:
+        """sp_request on the main thread, armed (see servicepoint.cancel): the description
+        watches the interrupt token, so Ctrl-C ends the send (and its response's reads)."""
+        try:
+            request._watch_interrupts()
+            n.sp_request(manager, handle, ctypes.byref(resp))
+        except BaseException:
+            _cancel.disarm(True)
+            raise
+        _cancel.disarm()
+        response = Response(n.out_handle(resp, "sp_request"), self)
+        response._interruptible = True
+        return response
 
     def _send_stream(self, manager: int, request: Request, handle: int) -> Response:
         reader = request._take_stream()
         resp = ctypes.c_void_p()
         try:
+            if request._cancel_token is None and _cancel.arm():
+                return self._send_interruptible(manager, request, handle, resp)
             n.sp_request(manager, handle, ctypes.byref(resp))
         except BodySourceError as exc:
             cause = reader.error if reader is not None else None
@@ -333,6 +356,7 @@ class ServicePointManager(NativeObject):
         keep_alive: Optional[bool] = None,
         connection_group: Optional[str] = None,
         retryable: bool = False,
+        cancel_token: Optional[CancelToken] = None,
     ) -> Response:
         """Sends a request on a pooled connection of the URL's service point and waits for
         the response head (the body is read from the returned :class:`Response`).
@@ -352,10 +376,11 @@ class ServicePointManager(NativeObject):
             ProtocolError, ConnectionClosedError, IoError, BodySourceError (with the body
             source's exception as ``__cause__``), ... ``request_sent`` tells whether the
             server may have seen the request. OutOfRangeError (a ValueError) for a negative
-            duration.
+            duration. CanceledError when ``cancel_token`` was canceled. On the main thread,
+            Ctrl-C ends the wait at once with KeyboardInterrupt (see :mod:`servicepoint.cancel`).
         """
         manager = self._live()
-        if headers is None and body is None:
+        if headers is None and body is None and cancel_token is None:
             key: _CacheKey
             if (
                 timeout == DEFAULT_TIMEOUT and read_timeout == DEFAULT_READ_TIMEOUT
@@ -371,14 +396,24 @@ class ServicePointManager(NativeObject):
                 )
             cache: Optional[_RequestCache] = getattr(self._local, "requests", None)
             if cache is None:
-                cache = self._local.requests = _RequestCache()
+                cache = self._local.requests = _RequestCache(_cancel.interrupt_token())
             handle = cache.get(key)
             resp = ctypes.c_void_p()
+            if cache.token and _cancel.arm():
+                try:
+                    n.sp_request(manager, handle, ctypes.byref(resp))
+                except BaseException:
+                    _cancel.disarm(True)
+                    raise
+                _cancel.disarm()
+                response = Response(n.out_handle(resp, "sp_request"), self)
+                response._interruptible = True
+                return response
             n.sp_request(manager, handle, ctypes.byref(resp))
             return Response(n.out_handle(resp, "sp_request"), self)
         with Request(
             method, url, headers, body, timeout, read_timeout, keep_alive,
-            connection_group, retryable,
+            connection_group, retryable, cancel_token,
         ) as req:
             return self.send(req)
 
@@ -389,6 +424,58 @@ class ServicePointManager(NativeObject):
     def post(self, url: str, body: BodyArg = None, **kwargs: Any) -> Response:
         """Shorthand for ``request("POST", url, body=body, **kwargs)``."""
         return self.request("POST", url, body=body, **kwargs)
+
+    # --- asyncio -----------------------------------------------------------------------------
+
+    async def send_async(self, request: Request) -> Response:
+        """:meth:`send` for asyncio: sends the request without blocking the event loop and
+        returns the :class:`Response` once its head has arrived (read its body with
+        :meth:`Response.aread`, :meth:`Response.aread1` or ``async for``). The request
+        waits in the same queue as blocking ones and follows the same rules (connection
+        limit, reuse, timeouts, retries).
+
+        Cancelling the awaiting task cancels the request: still queued, it leaves the queue
+        unsent; in flight, its connection is closed. A streamed body (file-like or iterable)
+        is not supported here (ValueError). Raises what :meth:`request` raises.
+        """
+        manager = self._live()
+        handle = request._live()
+        if request._lock is not None:
+            raise ValueError("send_async does not take a request with a streamed body")
+        response: Response = await _aio.send(self, manager, handle)
+        return response
+
+    async def request_async(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersArg = None,
+        body: BodyArg = None,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        read_timeout: Optional[float] = DEFAULT_READ_TIMEOUT,
+        keep_alive: Optional[bool] = None,
+        connection_group: Optional[str] = None,
+        retryable: bool = False,
+        cancel_token: Optional[CancelToken] = None,
+    ) -> Response:
+        """:meth:`request` for asyncio (same arguments): ``resp = await
+        manager.request_async("GET", url)``. See :meth:`send_async`. The body must be
+        bytes-like or str."""
+        if body is not None and body_bytes(body) is None:
+            raise ValueError("request_async takes a bytes-like or str body, not a stream")
+        with Request(
+            method, url, headers, body, timeout, read_timeout, keep_alive,
+            connection_group, retryable, cancel_token,
+        ) as req:
+            return await self.send_async(req)
+
+    async def get_async(self, url: str, **kwargs: Any) -> Response:
+        """Shorthand for ``await request_async("GET", url, **kwargs)``."""
+        return await self.request_async("GET", url, **kwargs)
+
+    async def post_async(self, url: str, body: BodyArg = None, **kwargs: Any) -> Response:
+        """Shorthand for ``await request_async("POST", url, body=body, **kwargs)``."""
+        return await self.request_async("POST", url, body=body, **kwargs)
 
     # --- lifetime ------------------------------------------------------------------------
 
@@ -402,8 +489,10 @@ class _RequestCache:
 
     LIMIT = 64
 
-    def __init__(self) -> None:
+    def __init__(self, token: int = 0) -> None:
         self._handles: Dict[_CacheKey, int] = {}
+        #: The interrupt token set on every description (main thread), else 0.
+        self.token = token
 
     def get(self, key: _CacheKey) -> int:
         handle = self._handles.get(key)
@@ -414,6 +503,12 @@ class _RequestCache:
                 handle = new_native(key[0], key[1], [], None, 100_000, 300_000, None, None, False)
             else:
                 handle = new_native(key[0], key[1], [], None, *key[2:])
+            if self.token:
+                try:
+                    n.sp_http_request_set_cancel_token(handle, self.token)
+                except BaseException:
+                    n.sp_http_request_free(handle)
+                    raise
             self._handles[key] = handle
         return handle
 

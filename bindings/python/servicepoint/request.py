@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, T
 
 from . import _native as n
 from ._handle import NativeObject
+from . import cancel as _cancel
+from .cancel import CancelToken
 from .errors import InvalidHandleError
 
 __all__ = ["Request", "HeadersArg", "BodyArg", "DEFAULT_TIMEOUT", "DEFAULT_READ_TIMEOUT"]
@@ -192,6 +194,10 @@ class Request(NativeObject):
         retryable: mark a non-idempotent request (POST, PATCH) safe to resend once on a
             new connection when a reused connection fails before any response byte.
             Idempotent methods with a replayable body are always retried so.
+        cancel_token: a :class:`~servicepoint.CancelToken` that sends of this request, and
+            body reads of their responses, watch: canceling it (from any thread) ends them
+            with CanceledError. Such a request is not ended by Ctrl-C through the interrupt
+            token (see :mod:`servicepoint.cancel`).
 
     Durations are seconds (int or float, millisecond resolution, rounded up); negative
     ones raise OutOfRangeError. Close it (or use ``with``) to free the native description
@@ -209,6 +215,7 @@ class Request(NativeObject):
         keep_alive: Optional[bool] = None,
         connection_group: Optional[str] = None,
         retryable: bool = False,
+        cancel_token: Optional[CancelToken] = None,
     ) -> None:
         self._handle: Optional[int] = None
         self._reader: Optional[BodyReader] = None
@@ -229,6 +236,19 @@ class Request(NativeObject):
             self._keep_alive, self._connection_group, self._retryable,
         )
         self._handle = handle
+        # The CancelToken object (the description keeps the native token alive itself).
+        self._cancel_token = cancel_token
+        # Whether the description watches the process's interrupt token (set once, when
+        # built or first sent on the main thread without a cancel token of its own).
+        self._interruptible = False
+        try:
+            if cancel_token is not None:
+                n.sp_http_request_set_cancel_token(handle, cancel_token._live())
+            else:
+                self._watch_interrupts()
+        except BaseException:
+            self.close()
+            raise
         if body is not None and data is None:
             reader = BodyReader(body)
             n.sp_http_request_set_body_reader(handle, reader.callback, None)
@@ -242,6 +262,16 @@ class Request(NativeObject):
 
     def _closed_error(self) -> InvalidHandleError:
         return InvalidHandleError(5, "the request is closed")
+
+    def _watch_interrupts(self) -> bool:
+        """On the main thread, makes the description watch the interrupt token (once), so
+        that Ctrl-C can end its blocking sends there; returns whether it does."""
+        if not self._interruptible and self._cancel_token is None:
+            token = _cancel.interrupt_token()
+            if token:
+                n.sp_http_request_set_cancel_token(self._live(), token)
+                self._interruptible = True
+        return self._interruptible
 
     def _take_stream(self) -> Optional[BodyReader]:
         """For a streamed body: marks it used (a stream can be sent once) and returns its
@@ -299,6 +329,11 @@ class Request(NativeObject):
     @property
     def retryable(self) -> bool:
         return self._retryable
+
+    @property
+    def cancel_token(self) -> Optional[CancelToken]:
+        """The :class:`~servicepoint.CancelToken` given, or None."""
+        return self._cancel_token
 
     def __repr__(self) -> str:
         return "<Request {} {}{}>".format(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, AsyncIterator, Iterator, List, Optional, Tuple
 
+from . import _aio
 from . import _native as n
+from . import cancel as _cancel
 from ._handle import NativeObject
 from .errors import InvalidHandleError, NotFoundError
 
@@ -45,6 +47,9 @@ class Response(NativeObject):
         self._headers: Optional[List[Tuple[str, str]]] = None
         self._conn: Optional[Tuple[int, bool, int, bool]] = None
         self._tls: Optional[Tuple[Optional[str], Optional[str], Optional[bool]]] = None
+        # True when the body's reads watch the interrupt token (sent from the main thread):
+        # Ctrl-C then ends a blocking read at once.
+        self._interruptible = False
         try:
             # One call copies the whole head (it stays readable after close); it is parsed
             # on first use. Connection details are fetched when first asked for.
@@ -212,7 +217,10 @@ class Response(NativeObject):
         if self._eof or size <= 0:
             return 0
         got = ctypes.c_size_t()
-        n.sp_response_read(self._live(), address, size, ctypes.byref(got))
+        if self._interruptible:
+            _cancel.call(n.sp_response_read, self._live(), address, size, ctypes.byref(got))
+        else:
+            n.sp_response_read(self._live(), address, size, ctypes.byref(got))
         if got.value == 0:
             self._eof = True
         return got.value
@@ -231,7 +239,12 @@ class Response(NativeObject):
                 return b""
             data = ctypes.c_void_p()
             length = ctypes.c_size_t()
-            n.sp_response_read_all(self._live(), ctypes.byref(data), ctypes.byref(length))
+            if self._interruptible:
+                _cancel.call(
+                    n.sp_response_read_all, self._live(), ctypes.byref(data), ctypes.byref(length)
+                )
+            else:
+                n.sp_response_read_all(self._live(), ctypes.byref(data), ctypes.byref(length))
             self._eof = True
             if not length.value or not data.value:
                 return b""
@@ -289,6 +302,61 @@ class Response(NativeObject):
 
     def __iter__(self) -> Iterator[bytes]:
         return self.iter_chunks(DEFAULT_CHUNK_SIZE)
+
+    # --- body, asyncio ------------------------------------------------------------------
+
+    async def aread1(self, size: int = DEFAULT_CHUNK_SIZE) -> bytes:
+        """:meth:`read1` for asyncio: at most ``size`` bytes, whatever has arrived (at least
+        one byte), or ``b""`` at the end of the body, without blocking the event loop.
+        Cancelling the awaiting task cancels the read (the connection is then closed)."""
+        if size is None or size < 0:
+            size = DEFAULT_CHUNK_SIZE
+        handle = self._live()
+        if size == 0 or self._eof:
+            return b""
+        chunk = await _aio.read(self, handle, size)
+        if not chunk:
+            self._eof = True
+        return chunk
+
+    async def aread(self, size: int = -1) -> bytes:
+        """:meth:`read` for asyncio: ``size < 0`` (the default) reads up to the end of the
+        body, ``size >= 0`` until ``size`` bytes or the end; ``b""`` means the end."""
+        self._live()
+        parts: List[bytes] = []
+        if size is None or size < 0:
+            while True:
+                chunk = await self.aread1(DEFAULT_CHUNK_SIZE)
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+        left = size
+        while left > 0:
+            chunk = await self.aread1(left)
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+    async def aiter_chunks(self, size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """:meth:`iter_chunks` for asyncio (``async for chunk in resp.aiter_chunks()``)."""
+        if size <= 0:
+            raise ValueError("chunk size must be > 0")
+        while True:
+            chunk = await self.aread1(size)
+            if not chunk:
+                return
+            yield chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.aiter_chunks(DEFAULT_CHUNK_SIZE)
+
+    async def __aenter__(self) -> "Response":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         conn = self._conn
