@@ -2,8 +2,9 @@
  * demo.c: servicepoint as a C user meets it, written only against include/servicepoint.h.
  *
  *   demo                 runs a tour against an embedded loopback HTTP/1.1 server: keep-alive
- *                        reuse, the connection limit under 4 threads, lease timeout 0, and
- *                        then what the server saw next to the library's own statistics.
+ *                        reuse, the connection limit under 4 threads, lease timeout 0, 100
+ *                        asynchronous requests from one thread through a limit of 4 (and a
+ *                        cancel), then what the server saw next to the library's statistics.
  *   demo URL [URL...]    fetches each URL (GET) through one manager.
  *
  * Exit status: 0 on success; 1 if a request failed or the tour saw something unexpected.
@@ -14,6 +15,7 @@
 #include "support/loopback_server.h"
 
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,35 @@ typedef struct outcome {
     int32_t reused;
     int32_t client_port;
 } outcome;
+
+
+/* Step 4: one thread, 100 asynchronous requests, a completion queue polled with poll(2). */
+#define ASYNC_N 100
+typedef struct async_tally {
+    int ok, canceled, failed, callbacks;
+} async_tally;
+
+static void on_async_response(void *userdata, sp_result rc, sp_response *resp) {
+    async_tally *t = userdata;
+    t->callbacks++;
+    if (rc == SP_OK) {
+        const uint8_t *body = NULL;
+        size_t len = 0;
+        /* A queued callback runs on this program's thread: blocking reads are fine here. */
+        if (sp_response_read_all(resp, &body, &len) == SP_OK)
+            t->ok++;
+        else
+            t->failed++;
+        sp_response_free(resp);
+    } else if (rc == SP_E_CANCELED) {
+        t->canceled++;
+    } else {
+        t->failed++;
+        fprintf(stderr, "  async request failed: %s\n", sp_last_error());
+    }
+}
+
+static void print_statistics(const sp_point *p);
 
 /* GETs `url`, reads the body to its end and releases the response. */
 static outcome get(sp_manager *m, const char *url) {
@@ -284,6 +315,55 @@ static int tour(void) {
     expect(open_now == 0, "every connection closed after its request (none left open)");
     expect(reused_count == 0, "no idle connection from step 2 was reused");
     printf("  (%d new connection(s) opened)\n", lb_connections(srv) - conns_before);
+
+
+    /* 4. Asynchronous requests: 100 from one thread through a limit of 4, one canceled. */
+    if ((rc = sp_set_lease_timeout(p, SP_INFINITE)) != SP_OK ||
+        (rc = sp_set_connection_limit(p, 4)) != SP_OK) {
+        print_error("sp_set_connection_limit", rc);
+        goto done;
+    }
+    printf("\n4) %d asynchronous GETs of /slow?ms=30 from one thread, connection limit 4; "
+           "the last one canceled\n", ASYNC_N);
+    {
+        sp_completion_queue *queue = NULL;
+        sp_http_request *req = NULL;
+        sp_operation *ops[ASYNC_N] = {0};
+        async_tally tally = {0, 0, 0, 0};
+        int conns_at_start = lb_connections(srv);
+        if ((rc = sp_completion_queue_new(&queue)) != SP_OK ||
+            (rc = sp_http_request_new("GET", slow, &req)) != SP_OK) {
+            print_error("setup of step 4", rc);
+            sp_completion_queue_free(queue);
+            goto done;
+        }
+        for (int i = 0; i < ASYNC_N && rc == SP_OK; i++)
+            rc = sp_request_async_queued(m, req, queue, on_async_response, &tally, &ops[i]);
+        if (rc != SP_OK) print_error("sp_request_async_queued", rc);
+        poll(NULL, 0, 20); /* let the runtime queue them */
+        printf("  issued %d requests without blocking; 20 ms later (4 busy, the rest queued):\n",
+               ASYNC_N);
+        print_statistics(p);
+        sp_operation_cancel(ops[ASYNC_N - 1]);
+        int fd = -1;
+        sp_completion_queue_fd(queue, &fd);
+        for (int spins = 0; tally.callbacks < ASYNC_N && spins < 2000; spins++) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            if (poll(&pfd, 1, 10) > 0) {
+                size_t ran = 0;
+                sp_completion_queue_run(queue, ASYNC_N, &ran);
+            }
+        }
+        printf("  completed: %d OK, %d canceled, %d failed (%d callbacks)\n", tally.ok,
+               tally.canceled, tally.failed, tally.callbacks);
+        expect(tally.callbacks == ASYNC_N && tally.ok == ASYNC_N - 1 && tally.canceled == 1,
+               "every callback once: 99 responses and the canceled one");
+        expect(lb_connections(srv) - conns_at_start <= 4,
+               "the server saw at most 4 new connections for 99 requests");
+        for (int i = 0; i < ASYNC_N; i++) sp_operation_free(ops[i]);
+        sp_http_request_free(req);
+        sp_completion_queue_free(queue);
+    }
 
     /* What really went over the wire. */
     printf("\nWhat the server saw\n");

@@ -255,3 +255,24 @@ fn completion_queue_readiness_follows_its_contents() {
     assert!(!readable(&queue));
     assert_eq!(ran.load(Ordering::SeqCst), 3);
 }
+
+/// One body read at a time: while an asynchronous read holds the body, other reads are
+/// refused with a clear error (the head stays readable), and it works again once returned.
+#[test]
+fn a_body_lent_to_an_asynchronous_read_refuses_other_reads() {
+    let server = TestServer::start(|_| Reply::ok("body"));
+    let m = Manager::new();
+    let mut resp = m
+        .send(&Request::new("GET", &server.url("/")).unwrap())
+        .unwrap();
+    let body = resp.take_body().unwrap();
+    let e = resp.take_body().err().expect("a second read is refused");
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(e.message.contains("asynchronous read"), "{}", e.message);
+    assert!(resp.read(&mut [0u8; 8]).is_err());
+    assert_eq!(resp.status(), 200);
+    resp.put_body(body);
+    let mut out = Vec::new();
+    resp.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"body");
+}
