@@ -73,7 +73,8 @@ const HEADER_DOC: &str = "/*
  *   sp_strerror(code) gives a fixed text; sp_last_error() the detailed message of the calling
  *   thread's last failure.
  * - Handles are opaque. Each has exactly one _free function; _free(NULL) is a no-op. A freed,
- *   foreign or wrong-kind handle passed back gives SP_E_INVALID_HANDLE, never a crash.
+ *   foreign or wrong-kind handle passed back gives SP_E_INVALID_HANDLE, never a crash; a
+ *   handle value is never issued twice, so a stale one cannot reach a newer object.
  * - Strings in are UTF-8, NUL-terminated, borrowed for the call. Strings out are borrowed
  *   from the handle they came from, as each function says; never free them.
  * - Durations are int32_t milliseconds; -1 (SP_INFINITE) means infinite. Flags are int32_t 0/1.

@@ -6,7 +6,8 @@
  *   sp_strerror(code) gives a fixed text; sp_last_error() the detailed message of the calling
  *   thread's last failure.
  * - Handles are opaque. Each has exactly one _free function; _free(NULL) is a no-op. A freed,
- *   foreign or wrong-kind handle passed back gives SP_E_INVALID_HANDLE, never a crash.
+ *   foreign or wrong-kind handle passed back gives SP_E_INVALID_HANDLE, never a crash; a
+ *   handle value is never issued twice, so a stale one cannot reach a newer object.
  * - Strings in are UTF-8, NUL-terminated, borrowed for the call. Strings out are borrowed
  *   from the handle they came from, as each function says; never free them.
  * - Durations are int32_t milliseconds; -1 (SP_INFINITE) means infinite. Flags are int32_t 0/1.
@@ -238,7 +239,7 @@ typedef struct sp_cancel_token sp_cancel_token;
  * sp_completion_queue_run.
  *
  * Functions: sp_completion_queue_new, sp_completion_queue_fd, sp_completion_queue_run,
- * sp_completion_queue_len, sp_completion_queue_free.
+ * sp_completion_queue_wait, sp_completion_queue_len, sp_completion_queue_free.
  */
 typedef struct sp_completion_queue sp_completion_queue;
 
@@ -790,6 +791,19 @@ sp_result sp_completion_queue_fd(const struct sp_completion_queue *queue, int32_
  * Blocking: only as long as the callbacks take. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
 sp_result sp_completion_queue_run(struct sp_completion_queue *queue, size_t max, size_t *out_ran);
+
+/**
+ * Blocks the calling thread until a callback is queued or `timeout_ms` passes (-1: no
+ * limit); *out_ready receives 1 if one is queued, else 0. For a program (or binding) that
+ * drains the queue on a thread of its own instead of an event loop: wait, then
+ * sp_completion_queue_run.
+ *
+ * Blocking: up to `timeout_ms`. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+ * SP_E_OUT_OF_RANGE (timeout_ms below -1).
+ */
+sp_result sp_completion_queue_wait(const struct sp_completion_queue *queue,
+                                   int32_t timeout_ms,
+                                   int32_t *out_ready);
 
 /**
  * *out_len receives how many callbacks are queued now.

@@ -116,6 +116,34 @@ impl CompletionQueue {
         let _ = unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
     }
 
+    /// Waits up to `timeout` (`None`: no limit) until a completion is queued; true if one is.
+    /// For a program (or binding) that drains the queue from a thread of its own.
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> bool {
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+        loop {
+            if !self.is_empty() {
+                return true;
+            }
+            let ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int
+                }
+            };
+            let mut p = libc::pollfd {
+                fd: self.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(&mut p, 1, ms) };
+        }
+    }
+
     /// Runs up to `max` queued completions on this thread, in completion order; returns how
     /// many ran. The descriptor stays readable if more remain.
     pub fn run(&self, max: usize) -> usize {

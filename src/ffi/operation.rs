@@ -34,7 +34,7 @@ pub struct sp_operation {
 /// sp_completion_queue_run.
 ///
 /// Functions: sp_completion_queue_new, sp_completion_queue_fd, sp_completion_queue_run,
-/// sp_completion_queue_len, sp_completion_queue_free.
+/// sp_completion_queue_wait, sp_completion_queue_len, sp_completion_queue_free.
 pub struct sp_completion_queue {
     _opaque: [u8; 0],
 }
@@ -427,6 +427,28 @@ pub extern "C" fn sp_completion_queue_run(
         let dst = try_out!(out_ran);
         let q = read(queue, Arc::clone)?;
         write(dst, q.run(max));
+        Ok(())
+    })
+}
+
+/// Blocks the calling thread until a callback is queued or `timeout_ms` passes (-1: no
+/// limit); *out_ready receives 1 if one is queued, else 0. For a program (or binding) that
+/// drains the queue on a thread of its own instead of an event loop: wait, then
+/// sp_completion_queue_run.
+///
+/// Blocking: up to `timeout_ms`. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
+/// SP_E_OUT_OF_RANGE (timeout_ms below -1).
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_completion_queue_wait(
+    queue: *const sp_completion_queue,
+    timeout_ms: i32,
+    out_ready: *mut i32,
+) -> sp_result {
+    call(|| {
+        let dst = try_out!(out_ready);
+        let timeout = super::access::duration(timeout_ms, "timeout_ms")?;
+        let q = read(queue, Arc::clone)?;
+        write(dst, q.wait(timeout) as i32);
         Ok(())
     })
 }

@@ -195,6 +195,8 @@ def classify(func, params, i, kinds, callbacks):
         if name == "max":
             return "count", None
         raise GenError(f"{func}: size_t {name} is neither a buffer length nor an index")
+    if t == "int32_t" and name == "timeout_ms":
+        return "wait_ms", None
     if t == "int32_t":
         return "int32", None
     if t == "void *":
@@ -252,6 +254,8 @@ class Gen:
             return [f"size_t {v} = 16;"], v
         if cat == "int32":
             return [f"int32_t {v} = {VALID_INT32.get(name, '1')};"], v
+        if cat == "wait_ms":
+            return [f"int32_t {v} = 0;"], v
         if cat == "userdata":
             return [f"void *{v} = &am_userdata;"], v
         if cat == "callback":
@@ -292,6 +296,10 @@ class Gen:
             # huge counts are legal (clamped): no crash, no hang, whatever the code.
             for lab, e in [("0", "0")] + HUGE_SIZES:
                 out.append((lab, e, "AM_NO_CHECK", "count"))
+        elif cat == "wait_ms":
+            # A wait: only values below -1 are misuse (a large one would just wait).
+            out.append(("-2", "-2", "SP_E_OUT_OF_RANGE", "wait_ms"))
+            out.append(("INT32_MIN", "INT32_MIN", "SP_E_OUT_OF_RANGE", "wait_ms"))
         elif cat == "int32":
             for lab, e in INT32_EXTREMES:
                 out.append((lab, e, "AM_NO_CHECK", "int32"))

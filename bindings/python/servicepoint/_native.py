@@ -571,6 +571,9 @@ sp_completion_queue_run = _declare(
     "sp_completion_queue_run", [queue_p, ctypes.c_size_t, c_size_t_p]
 )
 sp_completion_queue_len = _declare("sp_completion_queue_len", [queue_p, c_size_t_p])
+sp_completion_queue_wait = _declare(
+    "sp_completion_queue_wait", [queue_p, ctypes.c_int32, c_int32_p]
+)
 sp_completion_queue_free = _declare("sp_completion_queue_free", [queue_p], None, check=False)
 sp_cancel_token_new = _declare("sp_cancel_token_new", [c_void_p_p])
 sp_cancel_token_cancel = _declare("sp_cancel_token_cancel", [token_p])
