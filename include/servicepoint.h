@@ -265,7 +265,8 @@ typedef struct sp_http_request sp_http_request;
  * sp_manager_free(). Thread safety: every function taking a manager may be called from any
  * thread, concurrently.
  *
- * Functions: sp_manager_new, sp_manager_free, sp_find, sp_request;
+ * Functions: sp_manager_new, sp_manager_free, sp_find, sp_request, sp_request_async,
+ * sp_request_async_queued;
  * sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
  * sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
  * sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
@@ -274,7 +275,9 @@ typedef struct sp_http_request sp_http_request;
  * TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
  * sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
  * sp_manager_has_client_certificate, sp_manager_set_/get_min_tls_version,
- * sp_manager_set_certificate_validator, sp_manager_has_certificate_validator.
+ * sp_manager_set_certificate_validator, sp_manager_has_certificate_validator;
+ * defaults for new service points: sp_manager_set_/get_use_nagle_algorithm,
+ * sp_manager_set_/get_tcp_keep_alive, sp_manager_set_/get_expect_100_continue.
  */
 typedef struct sp_manager sp_manager;
 
@@ -299,7 +302,10 @@ typedef struct sp_operation sp_operation;
  * sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
  * sp_get_statistics, sp_get_histogram, sp_close_connection_group; the read-only facts
  * sp_get_protocol_version, sp_get_connection_name, sp_get_supports_pipelining,
- * sp_get_certificate.
+ * sp_get_certificate; socket settings sp_set_/get_receive_buffer_size,
+ * sp_set_/get_send_buffer_size, sp_set_/get_use_nagle_algorithm, sp_set_/get_tcp_keep_alive,
+ * sp_set_/get_local_address, sp_set_/get_connect_timeout; sp_set_/get_expect_100_continue,
+ * sp_set_/get_expect_100_continue_timeout.
  */
 typedef struct sp_point sp_point;
 
@@ -486,6 +492,60 @@ typedef int32_t (*sp_cert_validator_cb)(void *userdata,
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Sets Expect100Continue for the service point: 1 makes a request with a body send its head
+ * with "Expect: 100-continue" and wait for the server's "100 Continue" (up to the continue
+ * timeout, sp_set_expect_100_continue_timeout()) before sending the body; a final status
+ * instead (401, 413, ...) means the body is never sent (417: the request goes again without
+ * the expectation). 0 (the default, unlike .NET Framework: see docs/tuning.md) sends the body
+ * at once. A server that lets the timeout pass, or answers HTTP/1.0, is not asked again until
+ * this is set to 1 again. A request can also ask for it itself with the header
+ * "Expect: 100-continue".
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (not 0 or 1).
+ */
+sp_result sp_set_expect_100_continue(struct sp_point *point, int32_t on);
+
+/**
+ * Reads Expect100Continue (0 or 1) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_expect_100_continue(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Sets how long a request with "Expect: 100-continue" waits for "100 Continue" before
+ * sending its body anyway, in ms (default 350, as .NET Framework's ContinueTimeout; 0 does
+ * not wait; -1 waits up to the request's timeout).
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (below -1).
+ */
+sp_result sp_set_expect_100_continue_timeout(struct sp_point *point, int32_t ms);
+
+/**
+ * Reads the continue timeout (ms; -1: up to the request's timeout) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_expect_100_continue_timeout(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Sets ServicePointManager.Expect100Continue: the value service points created from now on
+ * take (0, the default, or 1); existing points keep theirs, as in .NET.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
+ */
+sp_result sp_manager_set_expect_100_continue(struct sp_manager *manager, int32_t on);
+
+/**
+ * Reads the manager's Expect100Continue default (0 or 1) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_expect_100_continue(const struct sp_manager *manager, int32_t *out_value);
 
 /**
  * Creates a manager with .NET's defaults: connection limit 2, max service point idle time

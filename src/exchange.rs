@@ -9,6 +9,7 @@ use crate::cancel;
 use crate::connection::{CloseReason, Connection, Sent};
 use crate::drive::{self, Driver};
 use crate::error::{Error, ErrorKind, Result};
+use crate::expect::{self, Answer};
 use crate::http1::body::{self, Framing};
 use crate::http1::head::{self, ResponseHead};
 use crate::http1::request::{self as encode, BodyFraming, RequestHead};
@@ -63,6 +64,8 @@ pub async fn send_with(
     let pool = point.group(&req.group);
     let keep_alive = req.keep_alive.unwrap_or(keep_alive_default);
     let mut retried = false;
+    // Set after a 417: the request goes again without `Expect: 100-continue`.
+    let mut no_expect = false;
     // Whether an earlier attempt (before a retry) may have reached the server.
     let mut sent_before_retry = false;
     loop {
@@ -120,6 +123,7 @@ pub async fn send_with(
                     &settings,
                     &mut checkout,
                     keep_alive,
+                    no_expect,
                     deadline,
                 )
                 .await
@@ -130,7 +134,15 @@ pub async fn send_with(
             }),
         };
         match attempt {
-            Ok((head, framing, close)) => {
+            Ok((_, _, close, true)) if !no_expect && matches!(req.body, Body::Bytes(_)) => {
+                // 417: the server refuses the expectation; RFC 9110 says to repeat the request
+                // without it (its body was never sent). The server is not asked again.
+                point.expect.mark_unsupported();
+                checkout.finish(Err(close.unwrap_or(CloseReason::ServerClose)));
+                no_expect = true;
+                continue;
+            }
+            Ok((head, framing, close, _)) => {
                 Stats::bump(&point.stats.requests);
                 point.server.responded(head.minor_version);
                 return Ok(Response::new(
@@ -240,9 +252,12 @@ async fn open_or_reuse(
     checkout.put(conn)
 }
 
-type Attempt = (ResponseHead, Framing, Option<CloseReason>);
+/// The response head, its framing, why the connection closes after it (if it does), and
+/// whether the server refused the request's `Expect: 100-continue` (417) before its body.
+type Attempt = (ResponseHead, Framing, Option<CloseReason>, bool);
 type FinalHead = (ResponseHead, Framing, reuse::ResponseFacts);
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     driver: &Driver,
     point: &ServicePoint,
@@ -250,6 +265,7 @@ async fn attempt(
     settings: &reuse::Settings,
     checkout: &mut Checkout,
     keep_alive: bool,
+    no_expect: bool,
     deadline: Option<Instant>,
 ) -> std::result::Result<Attempt, AttemptError> {
     let conn = checkout.conn();
@@ -274,6 +290,16 @@ async fn attempt(
             BodyFraming::Chunked
         }
     };
+    // Expect: 100-continue for a body, unless the server is known not to answer 100 (or is
+    // HTTP/1.0), or it refused the expectation (417) on an earlier attempt.
+    let has_body = match &req.body {
+        Body::Empty => false,
+        Body::Bytes(b) => !b.is_empty(),
+        Body::Stream(_) => true,
+    };
+    let expect = !no_expect
+        && point.expect.applies(req.expect_continue, has_body)
+        && point.server.protocol_version() != (1, 0);
     let head = RequestHead {
         method: &req.method,
         target: &req.target.path_and_query,
@@ -282,6 +308,7 @@ async fn attempt(
         body: framing,
         close: close.is_some(),
         keep_alive: announce,
+        expect_continue: expect,
     };
     // The thread's head buffer, taken for the send (an asynchronous send may end on another
     // thread) and put back after.
@@ -290,7 +317,7 @@ async fn attempt(
     let mut progress = 0;
     let sent = {
         let parts: &[&[u8]] = match &req.body {
-            Body::Bytes(b) => &[&buf, b],
+            Body::Bytes(b) if !expect => &[&buf, b],
             _ => &[&buf],
         };
         driver
@@ -300,11 +327,57 @@ async fn attempt(
             .await
     };
     HEAD_BUF.with(|b| *b.borrow_mut() = buf);
-    let sent = match (sent, stream) {
-        (Ok(true), Some(source)) => send_stream(driver, conn, source, deadline).await,
-        (sent, _) => {
-            sent.map_err(|e| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout))
+    let io_err =
+        |e: std::io::Error| Error::from_io(&e, "sending request", ErrorKind::ResponseTimeout);
+    // With the expectation, the server's word decides whether the body goes.
+    let mut body_withheld = false;
+    let send_body = match sent {
+        Ok(true) if expect => {
+            let until = point.expect.wait_until(Instant::now(), deadline);
+            match driver
+                .io(conn, until, |c| expect::await_continue(c, until))
+                .await
+            {
+                Ok(Answer::Continue) => Ok(true),
+                Ok(Answer::Timeout) => {
+                    point.expect.mark_unsupported();
+                    Ok(true)
+                }
+                Ok(Answer::Final) => {
+                    body_withheld = true;
+                    Ok(false)
+                }
+                Err(e) => Err(io_err(e)),
+            }
         }
+        other => other.map_err(io_err),
+    };
+    let sent = match send_body {
+        Ok(true) => match (&req.body, stream) {
+            (_, Some(source)) => send_stream(driver, conn, source, deadline).await,
+            (Body::Bytes(b), None) if expect => {
+                let mut progress = 0;
+                driver
+                    .io(conn, deadline, |c| {
+                        send_watching(c, &[b], &mut progress, deadline)
+                    })
+                    .await
+                    .map_err(io_err)
+            }
+            _ => Ok(true),
+        },
+        // Refused before the body: a chunked body is ended empty so the connection's framing
+        // holds (a Content-Length one cannot be, and the connection closes after the answer).
+        Ok(false) if body_withheld && stream.is_some() => {
+            let mut progress = 0;
+            driver
+                .io(conn, deadline, |c| {
+                    send_watching(c, &[b"0\r\n\r\n"], &mut progress, deadline)
+                })
+                .await
+                .map_err(io_err)
+        }
+        other => other,
     };
     // Whether the request went out whole; a failed or cut-short send may still have drawn an
     // answer (a 413 before the body was read): look for it before reporting the failure.
@@ -333,7 +406,7 @@ async fn attempt(
             match answer {
                 Ok((head, framing, facts)) => {
                     conn.hint = facts.hint;
-                    return Ok((head, framing, Some(CloseReason::ServerClose)));
+                    return Ok((head, framing, Some(CloseReason::ServerClose), false));
                 }
                 Err((_, response_started)) => {
                     return Err(AttemptError {
@@ -362,7 +435,8 @@ async fn attempt(
         // as the next request, so the connection ends with this response.
         Some(CloseReason::ServerClose)
     };
-    Ok((head, framing, close))
+    let refused = body_withheld && head.status == 417;
+    Ok((head, framing, close, refused))
 }
 
 /// Reads the final response head, decides its body framing and gathers what the reuse rules

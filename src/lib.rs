@@ -12,6 +12,7 @@ pub mod connection;
 pub mod drive;
 pub mod error;
 pub mod exchange;
+pub mod expect;
 pub mod ffi;
 pub mod fork;
 pub mod http1;

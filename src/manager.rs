@@ -45,6 +45,7 @@ struct Inner {
     max_point_idle_ms: AtomicI32,
     keep_alive_default: AtomicBool,
     nagle_default: AtomicBool,
+    expect_continue_default: AtomicBool,
     tcp_keep_alive_default: Lock<Option<TcpKeepAlive>>,
     dns_refresh_ms: Arc<AtomicI32>,
     reaper: Arc<Reaper>,
@@ -75,6 +76,7 @@ impl Manager {
             max_point_idle_ms: AtomicI32::new(DEFAULT_MAX_IDLE_MS),
             keep_alive_default: AtomicBool::new(true),
             nagle_default: AtomicBool::new(false),
+            expect_continue_default: AtomicBool::new(false),
             tcp_keep_alive_default: Lock::new(None),
             dns_refresh_ms: Arc::new(AtomicI32::new(DEFAULT_DNS_REFRESH_MS)),
             reaper: Arc::new(Reaper::default()),
@@ -142,6 +144,7 @@ impl Manager {
             connection_limit: self.default_connection_limit(),
             max_idle_ms: self.max_point_idle_ms(),
             nagle: self.inner.nagle_default.load(Relaxed),
+            expect_continue: self.inner.expect_continue_default.load(Relaxed),
             tcp_keep_alive: *self.inner.tcp_keep_alive_default.lock(),
         };
         let point = Arc::new(ServicePoint::new(
@@ -269,6 +272,16 @@ impl Manager {
 
     pub fn use_nagle_algorithm(&self) -> bool {
         self.inner.nagle_default.load(Relaxed)
+    }
+
+    /// Expect100Continue for service points created from now on (off by default; see
+    /// `expect`).
+    pub fn set_expect_100_continue(&self, on: bool) {
+        self.inner.expect_continue_default.store(on, Relaxed);
+    }
+
+    pub fn expect_100_continue(&self) -> bool {
+        self.inner.expect_continue_default.load(Relaxed)
     }
 
     /// SetTcpKeepAlive for service points created from now on (times in ms, > 0 when enabled).

@@ -3,6 +3,7 @@
 use crate::connection::CloseReason;
 use crate::connection::{SocketOptions, TcpKeepAlive};
 use crate::error::{Error, ErrorKind, Result};
+use crate::expect::ExpectContinue;
 use crate::fork::Lock;
 use crate::log::Log;
 use crate::origin::Origin;
@@ -25,6 +26,8 @@ pub struct PointDefaults {
     pub max_idle_ms: i32,
     /// The manager's UseNagleAlgorithm and SetTcpKeepAlive.
     pub nagle: bool,
+    /// The manager's Expect100Continue.
+    pub expect_continue: bool,
     pub tcp_keep_alive: Option<TcpKeepAlive>,
 }
 
@@ -45,6 +48,8 @@ pub struct ServicePoint {
     /// What responses and handshakes told about the server (ProtocolVersion,
     /// SupportsPipelining, Certificate).
     pub server: ServerFacts,
+    /// Expect100Continue and what the server taught about it.
+    pub expect: ExpectContinue,
     reaper: Arc<Reaper>,
     /// The manager's TLS settings (used by https points).
     pub tls: Arc<Tls>,
@@ -146,6 +151,7 @@ impl ServicePoint {
             groups: Lock::new(HashMap::new()),
             stats,
             server: ServerFacts::default(),
+            expect: ExpectContinue::new(defaults.expect_continue),
             reaper,
             tls,
             dns_refresh_ms,

@@ -61,6 +61,8 @@ pub struct Request {
     pub retryable: bool,
     /// Cancels the sends of this description and the reads of their responses.
     pub cancel: Option<CancelToken>,
+    /// Wait for `100 Continue` before the body: `None` as the service point says.
+    pub expect_continue: Option<bool>,
     /// The service point it was last sent through, by manager id: a repeated send skips the
     /// manager's table (and its lock). Shared by copies of the description.
     point_cache: Arc<Lock<Option<PointByManager>>>,
@@ -97,6 +99,7 @@ impl Request {
             group: String::new(),
             retryable: false,
             cancel: None,
+            expect_continue: None,
             point_cache: Arc::default(),
         })
     }
@@ -125,6 +128,13 @@ impl Request {
                 ErrorKind::InvalidArgument,
                 format!("'{name}' is set by the library from the body"),
             ));
+        }
+        if name.eq_ignore_ascii_case("expect")
+            && value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+        {
+            // The library waits for the 100 it asks for (see `expect`).
+            self.expect_continue = Some(true);
+            return Ok(());
         }
         if name.eq_ignore_ascii_case("connection") {
             // The library owns this header (it manages the connection): `close` turns

@@ -14,7 +14,8 @@ use std::sync::Arc;
 /// sp_manager_free(). Thread safety: every function taking a manager may be called from any
 /// thread, concurrently.
 ///
-/// Functions: sp_manager_new, sp_manager_free, sp_find, sp_request;
+/// Functions: sp_manager_new, sp_manager_free, sp_find, sp_request, sp_request_async,
+/// sp_request_async_queued;
 /// sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
 /// sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
 /// sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
@@ -23,7 +24,9 @@ use std::sync::Arc;
 /// TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
 /// sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
 /// sp_manager_has_client_certificate, sp_manager_set_/get_min_tls_version,
-/// sp_manager_set_certificate_validator, sp_manager_has_certificate_validator.
+/// sp_manager_set_certificate_validator, sp_manager_has_certificate_validator;
+/// defaults for new service points: sp_manager_set_/get_use_nagle_algorithm,
+/// sp_manager_set_/get_tcp_keep_alive, sp_manager_set_/get_expect_100_continue.
 pub struct sp_manager {
     _opaque: [u8; 0],
 }

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod boundary;
+pub mod expect;
 pub mod handles;
 pub mod manager;
 pub mod observe;

@@ -16,7 +16,10 @@ use std::sync::Arc;
 /// sp_set_/get_max_requests_per_connection, sp_get_current_connections, sp_get_idle_since,
 /// sp_get_statistics, sp_get_histogram, sp_close_connection_group; the read-only facts
 /// sp_get_protocol_version, sp_get_connection_name, sp_get_supports_pipelining,
-/// sp_get_certificate.
+/// sp_get_certificate; socket settings sp_set_/get_receive_buffer_size,
+/// sp_set_/get_send_buffer_size, sp_set_/get_use_nagle_algorithm, sp_set_/get_tcp_keep_alive,
+/// sp_set_/get_local_address, sp_set_/get_connect_timeout; sp_set_/get_expect_100_continue,
+/// sp_set_/get_expect_100_continue_timeout.
 pub struct sp_point {
     _opaque: [u8; 0],
 }

@@ -21,6 +21,8 @@ pub struct RequestHead<'a> {
     pub close: bool,
     /// Send `Connection: keep-alive` (the first request of a connection that stays open).
     pub keep_alive: bool,
+    /// Send `Expect: 100-continue` (the body follows the server's 100).
+    pub expect_continue: bool,
 }
 
 /// Methods whose requests announce an empty body explicitly, as curl and browsers do.
@@ -59,6 +61,9 @@ pub fn encode(head: &RequestHead<'_>, user_agent: &str, out: &mut Vec<u8>) {
             }
         }
         BodyFraming::Chunked => line(out, "Transfer-Encoding", b"chunked"),
+    }
+    if head.expect_continue {
+        line(out, "Expect", b"100-continue");
     }
     if head.close {
         line(out, "Connection", b"close");
@@ -102,6 +107,7 @@ mod tests {
             body: BodyFraming::Length(3),
             close: true,
             keep_alive: false,
+            expect_continue: false,
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);
@@ -126,6 +132,7 @@ mod tests {
             body: BodyFraming::None,
             close: false,
             keep_alive: true,
+            expect_continue: false,
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);

@@ -207,6 +207,18 @@ namespace Servicepoint
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_get_use_nagle_algorithm(IntPtr manager, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_expect_100_continue(IntPtr point, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_expect_100_continue(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_expect_100_continue_timeout(IntPtr point, int ms);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_expect_100_continue_timeout(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_expect_100_continue(IntPtr manager, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_expect_100_continue(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_set_tcp_keep_alive(IntPtr manager, int enabled, int timeMs, int intervalMs);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_get_tcp_keep_alive(IntPtr manager, out int outEnabled, out int outTimeMs, out int outIntervalMs);
@@ -308,6 +320,8 @@ namespace Servicepoint
         internal static extern int sp_completion_queue_run(IntPtr queue, UIntPtr max, out UIntPtr outRan);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_completion_queue_len(IntPtr queue, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_completion_queue_wait(IntPtr queue, int timeoutMs, out int outReady);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern void sp_completion_queue_free(IntPtr queue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

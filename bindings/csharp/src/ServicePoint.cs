@@ -119,6 +119,25 @@ namespace Servicepoint
             set { Set(Native.sp_set_use_nagle_algorithm, value ? 1 : 0, "sp_set_use_nagle_algorithm"); }
         }
 
+        /// <summary>Expect100Continue: a request with a body sends "Expect: 100-continue" and
+        /// waits for the server's 100 before the body (false by default here, unlike .NET
+        /// Framework; taken from the manager at creation). A server that never answers 100 is
+        /// not asked again.</summary>
+        public bool Expect100Continue
+        {
+            get { return Get(Native.sp_get_expect_100_continue, "sp_get_expect_100_continue") != 0; }
+            set { Set(Native.sp_set_expect_100_continue, value ? 1 : 0, "sp_set_expect_100_continue"); }
+        }
+
+        /// <summary>How long a request waits for "100 Continue" before sending its body anyway,
+        /// in ms (350 by default, as HttpWebRequest.ContinueTimeout; Timeout.Infinite: up to
+        /// the request timeout).</summary>
+        public int ContinueTimeout
+        {
+            get { return Get(Native.sp_get_expect_100_continue_timeout, "sp_get_expect_100_continue_timeout"); }
+            set { Set(Native.sp_set_expect_100_continue_timeout, value, "sp_set_expect_100_continue_timeout"); }
+        }
+
         /// <summary>How long connecting (and the TLS handshake) may take, in ms;
         /// Timeout.Infinite (-1, the default) leaves it to the request timeout.</summary>
         public int ConnectTimeout

@@ -230,6 +230,14 @@ namespace Servicepoint
             set { Set(Native.sp_manager_set_use_nagle_algorithm, value ? 1 : 0, "sp_manager_set_use_nagle_algorithm"); }
         }
 
+        /// <summary>Expect100Continue: what service points created from now on take (false by
+        /// default here, unlike .NET Framework's true).</summary>
+        public bool Expect100Continue
+        {
+            get { return Get(Native.sp_manager_get_expect_100_continue, "sp_manager_get_expect_100_continue") != 0; }
+            set { Set(Native.sp_manager_set_expect_100_continue, value ? 1 : 0, "sp_manager_set_expect_100_continue"); }
+        }
+
         /// <summary>SetTcpKeepAlive: the keep-alive probes service points created from now on
         /// take (times in ms, &gt; 0 when enabled).</summary>
         public void SetTcpKeepAlive(bool enabled, int keepAliveTime, int keepAliveInterval)

@@ -1350,6 +1350,27 @@ namespace Servicepoint.Tests
                 }
             });
 
+            Check("Expect100Continue and ContinueTimeout: defaults, validation, copied from the manager", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    Equal(false, m.Expect100Continue, "manager default: off");
+                    m.Expect100Continue = true;
+                    using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                    {
+                        Equal(true, p.Expect100Continue, "taken from the manager");
+                        Equal(350, p.ContinueTimeout, "ContinueTimeout default");
+                        Throws<OutOfRangeException>(() => p.ContinueTimeout = -2, "below -1");
+                        Equal(350, p.ContinueTimeout, "unchanged after a rejected value");
+                        p.ContinueTimeout = 100;
+                        Equal(100, p.ContinueTimeout, "ContinueTimeout");
+                        p.Expect100Continue = false;
+                        Equal(false, p.Expect100Continue, "Expect100Continue");
+                    }
+                }
+            });
+
             Check("IdleSince is UTC and recent", () =>
             {
                 using (var server = new TestServer())

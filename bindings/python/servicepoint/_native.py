@@ -431,6 +431,20 @@ sp_get_local_address = _declare(
     "sp_get_local_address", [point_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
 )
 sp_set_connect_timeout = _declare("sp_set_connect_timeout", [point_p, ctypes.c_int32])
+sp_set_expect_100_continue = _declare("sp_set_expect_100_continue", [point_p, ctypes.c_int32])
+sp_get_expect_100_continue = _declare("sp_get_expect_100_continue", [point_p, c_int32_p])
+sp_set_expect_100_continue_timeout = _declare(
+    "sp_set_expect_100_continue_timeout", [point_p, ctypes.c_int32]
+)
+sp_get_expect_100_continue_timeout = _declare(
+    "sp_get_expect_100_continue_timeout", [point_p, c_int32_p]
+)
+sp_manager_set_expect_100_continue = _declare(
+    "sp_manager_set_expect_100_continue", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_expect_100_continue = _declare(
+    "sp_manager_get_expect_100_continue", [manager_p, c_int32_p]
+)
 sp_get_connect_timeout = _declare("sp_get_connect_timeout", [point_p, c_int32_p])
 sp_manager_set_use_nagle_algorithm = _declare(
     "sp_manager_set_use_nagle_algorithm", [manager_p, ctypes.c_int32]

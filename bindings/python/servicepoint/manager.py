@@ -214,6 +214,16 @@ class ServicePointManager(NativeObject):
     def use_nagle_algorithm(self, on: bool) -> None:
         n.sp_manager_set_use_nagle_algorithm(self._live(), 1 if on else 0)
 
+    @property
+    def expect_100_continue(self) -> bool:
+        """Expect100Continue that service points created from now on take (False by
+        default)."""
+        return bool(self._get(n.sp_manager_get_expect_100_continue))
+
+    @expect_100_continue.setter
+    def expect_100_continue(self, on: bool) -> None:
+        n.sp_manager_set_expect_100_continue(self._live(), 1 if on else 0)
+
     def set_tcp_keep_alive(self, enabled: bool, time: float = 0.0, interval: float = 0.0) -> None:
         """SetTcpKeepAlive for service points created from now on (seconds, > 0 when
         enabled)."""

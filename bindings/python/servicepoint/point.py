@@ -177,6 +177,29 @@ class ServicePoint(NativeObject):
         n.sp_set_connect_timeout(self._live(), n.to_ms(value, "connect_timeout"))
 
     @property
+    def expect_100_continue(self) -> bool:
+        """Expect100Continue: a request with a body waits for the server's ``100 Continue``
+        before sending it (False by default; taken from the manager at creation). A server
+        that never answers 100 is not asked again."""
+        return bool(self._get(n.sp_get_expect_100_continue))
+
+    @expect_100_continue.setter
+    def expect_100_continue(self, on: bool) -> None:
+        n.sp_set_expect_100_continue(self._live(), 1 if on else 0)
+
+    @property
+    def expect_100_continue_timeout(self) -> Optional[float]:
+        """How long a request waits for ``100 Continue`` before sending its body anyway, in
+        seconds (0.35 by default, as .NET Framework); None: up to the request's timeout."""
+        return n.from_ms(self._get(n.sp_get_expect_100_continue_timeout))
+
+    @expect_100_continue_timeout.setter
+    def expect_100_continue_timeout(self, value: Optional[float]) -> None:
+        n.sp_set_expect_100_continue_timeout(
+            self._live(), n.to_ms(value, "expect_100_continue_timeout")
+        )
+
+    @property
     def current_connections(self) -> int:
         """CurrentConnections: open connections, all groups."""
         return self._get(n.sp_get_current_connections)

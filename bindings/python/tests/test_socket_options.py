@@ -60,3 +60,22 @@ def test_rejected_values_change_nothing_and_defaults_come_from_the_manager(serve
     assert server.requests_to("/hello")[-1].client_port > 0
     point.local_address = None
     assert point.local_address is None
+
+
+def test_expect_100_continue_settings_and_the_header_on_the_wire(server, manager) -> None:  # type: ignore[no-untyped-def]
+    assert manager.expect_100_continue is False
+    manager.expect_100_continue = True
+    point = manager.find_service_point(server.url("/"))
+    assert point.expect_100_continue is True
+    assert point.expect_100_continue_timeout == 0.35
+    point.expect_100_continue_timeout = 0.1
+    assert point.expect_100_continue_timeout == 0.1
+    with manager.request("POST", server.url("/echo"), body=b"payload") as resp:
+        assert resp.read() == b"payload"
+    seen = server.requests_to("/echo")[-1]
+    assert (seen.header("Expect") or "").lower() == "100-continue"
+    assert seen.body == b"payload"
+    point.expect_100_continue = False
+    with manager.request("POST", server.url("/echo"), body=b"plain") as resp:
+        assert resp.read() == b"plain"
+    assert server.requests_to("/echo")[-1].header("Expect") is None
