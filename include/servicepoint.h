@@ -266,11 +266,13 @@ typedef struct sp_http_request sp_http_request;
  * thread, concurrently.
  *
  * Functions: sp_manager_new, sp_manager_free, sp_find, sp_request, sp_request_async,
- * sp_request_async_queued;
+ * sp_request_async_queued; name resolution: sp_manager_set_/get_enable_dns_round_robin,
+ * sp_manager_set_/get_resolve;
  * sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
  * sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
  * sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
- * observing: sp_manager_set_log_callback, sp_manager_get_log_level,
+ * observing: sp_manager_set_log_callback, sp_manager_get_log_level, sp_manager_set_log_queue,
+ * sp_manager_has_log_queue,
  * sp_manager_get_statistics, sp_manager_get_histogram;
  * TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
  * sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
@@ -682,6 +684,27 @@ sp_result sp_manager_set_log_callback(struct sp_manager *manager,
                                       int32_t level,
                                       sp_log_cb callback,
                                       void *userdata);
+
+/**
+ * Delivers the manager's log messages through `queue`: the callback then runs on the thread
+ * that drains the queue (sp_completion_queue_run) instead of on the thread that logged (a
+ * request's caller, or a library thread for the idle reaper and asynchronous requests). For
+ * runtimes whose threads must not be entered from library threads (Mono hangs at exit after
+ * that). NULL delivers directly again (the default).
+ *
+ * Ownership: the manager keeps the queue alive; the callback's `userdata` must then stay
+ * valid until the messages queued for it have run (or the queue is freed).
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE.
+ */
+sp_result sp_manager_set_log_queue(struct sp_manager *manager, struct sp_completion_queue *queue);
+
+/**
+ * *out_value receives 1 if log messages go through a queue (sp_manager_set_log_queue()),
+ * else 0.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_has_log_queue(const struct sp_manager *manager, int32_t *out_value);
 
 /**
  * The level logging is set at (SP_LOG_OFF when off).
@@ -1259,6 +1282,53 @@ sp_result sp_http_request_get_url(const struct sp_http_request *request,
 sp_result sp_request(struct sp_manager *manager,
                      struct sp_http_request *request,
                      struct sp_response **out_response);
+
+/**
+ * Sets ServicePointManager.EnableDnsRoundRobin: 1 makes each new connection of every service
+ * point start at the next of its host's addresses (spreading connections over them); 0 (the
+ * default) always tries the addresses in the order resolved. Applies to every service point
+ * at once.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1).
+ */
+sp_result sp_manager_set_enable_dns_round_robin(struct sp_manager *manager, int32_t on);
+
+/**
+ * Reads EnableDnsRoundRobin (0 or 1) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_enable_dns_round_robin(const struct sp_manager *manager,
+                                                int32_t *out_value);
+
+/**
+ * Pins `host`:`port` to `addresses` for every new connection of this manager, without a
+ * lookup (curl's CURLOPT_RESOLVE): a comma-separated list of IP literals (IPv6 without
+ * brackets), tried in that order; NULL removes the pin. `host` is matched
+ * case-insensitively against the URL's host (without brackets).
+ *
+ * Ownership: the strings are borrowed for the call. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (host), SP_E_INVALID_UTF8,
+ * SP_E_OUT_OF_RANGE (port not 1..65535), SP_E_INVALID_ARGUMENT (empty host, an address that
+ * is not an IP literal, or an empty list).
+ */
+sp_result sp_manager_set_resolve(struct sp_manager *manager,
+                                 const char *host,
+                                 int32_t port,
+                                 const char *addresses);
+
+/**
+ * Copies the manager's pins, one "host:port=addr,addr" line each (sorted, "\n"-separated; ""
+ * for none), into `buf`, snprintf-style as sp_http_request_get_url().
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+ */
+sp_result sp_manager_get_resolve(const struct sp_manager *manager,
+                                 char *buf,
+                                 size_t cap,
+                                 size_t *out_len);
 
 /**
  * Frees a response. If its body was read to the end, the connection goes back to the pool;

@@ -152,14 +152,14 @@ impl Driver {
         point: &Arc<ServicePoint>,
         deadline: Option<Instant>,
     ) -> Result<Arc<[SocketAddr]>> {
-        if matches!(self, Driver::Blocking) {
-            return point.resolve();
-        }
         if let Some(addrs) = point.cached_addresses() {
             return Ok(addrs);
         }
         if crate::resolve::is_ip_literal(&point.origin) {
             return point.resolve();
+        }
+        if matches!(self, Driver::Blocking) {
+            return resolve_blocking(point, deadline);
         }
         // One lookup at a time per point; the others find its result in the cache.
         let _lookup = tokio::select! {
@@ -187,6 +187,68 @@ impl Driver {
                 format!("name lookup for {} timed out", point.address()),
             )),
         }
+    }
+}
+
+/// A lookup on the caller's thread cannot be interrupted: with a deadline (or a cancel token
+/// watched), it runs on the runtime's blocking pool and the caller waits for it no longer than
+/// the deadline (the lookup still fills the cache when it ends).
+fn resolve_blocking(
+    point: &Arc<ServicePoint>,
+    deadline: Option<Instant>,
+) -> Result<Arc<[SocketAddr]>> {
+    let watched = cancel::watched_fd().is_some();
+    if deadline.is_none() && !watched {
+        return point.resolve();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = Arc::clone(point);
+    crate::runtime::handle().spawn_blocking(move || {
+        let _ = tx.send(p.resolve());
+    });
+    loop {
+        if cancel::watched_canceled() {
+            return Err(cancel::canceled_error("the name lookup"));
+        }
+        let slice = std::time::Duration::from_millis(20);
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(slice),
+            None => slice,
+        };
+        match rx.recv_timeout(wait) {
+            Ok(found) => return found,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::new(ErrorKind::Dns, "name lookup failed"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Error::new(
+                        ErrorKind::ConnectTimeout,
+                        format!("name lookup for {} timed out", point.address()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// How long one address may take when others are left to try: its share of the time left
+/// (at least 250 ms, RFC 8305's connection attempt delay; 10 s without a deadline), so a dead
+/// address cannot use up the whole connect timeout.
+fn attempt_deadline(deadline: Option<Instant>, addresses_left: usize) -> Option<Instant> {
+    if addresses_left <= 1 {
+        return deadline;
+    }
+    let now = Instant::now();
+    let share = match deadline {
+        Some(d) => (d.saturating_duration_since(now) / addresses_left as u32)
+            .max(std::time::Duration::from_millis(250)),
+        None => std::time::Duration::from_secs(10),
+    };
+    let own = now.checked_add(share);
+    match (own, deadline) {
+        (Some(a), Some(d)) => Some(a.min(d)),
+        (a, d) => a.or(d),
     }
 }
 
@@ -222,7 +284,8 @@ pub async fn connect(
     let deadline = connection::connect_deadline(options, deadline);
     let mut last = None;
     let mut conn = None;
-    for &addr in addrs {
+    for (i, &addr) in addrs.iter().enumerate() {
+        let attempt = attempt_deadline(deadline, addrs.len() - i);
         let mut connecting = match Connecting::start(addr, options) {
             Ok(c) => c,
             Err(e) => {
@@ -237,7 +300,7 @@ pub async fn connect(
             ));
         }
         match driver
-            .io(&mut connecting, deadline, |c| c.finish(deadline))
+            .io(&mut connecting, attempt, |c| c.finish(attempt))
             .await
         {
             Ok(()) => {

@@ -225,7 +225,7 @@ async fn open_or_reuse(
                 Scheme::Https => Some(point.tls.client_config()?),
                 Scheme::Http => None,
             };
-            let addrs = driver.resolve(point, deadline).await?;
+            let addrs = point.connect_order(&driver.resolve(point, deadline).await?);
             let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
             let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
             let conn = drive::connect(

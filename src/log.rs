@@ -46,6 +46,10 @@ pub const QUEUE_WAIT_THRESHOLD: Duration = Duration::from_millis(100);
 pub struct Log {
     level: AtomicI32,
     sink: Lock<Option<Arc<dyn Sink>>>,
+    /// When set, messages are delivered through this queue (on the thread that drains it)
+    /// instead of on the thread that logs: a runtime that must not see library threads (Mono)
+    /// drains it on a thread of its own.
+    queue: Lock<Option<Arc<crate::operation::CompletionQueue>>>,
 }
 
 impl Log {
@@ -65,6 +69,15 @@ impl Log {
     }
 
     /// The level messages are delivered at, or `None` when off.
+    /// Routes messages through `queue` (`None`: call the sink on the logging thread).
+    pub fn set_queue(&self, queue: Option<Arc<crate::operation::CompletionQueue>>) {
+        *self.queue.lock() = queue;
+    }
+
+    pub fn has_queue(&self) -> bool {
+        self.queue.lock().is_some()
+    }
+
     pub fn level(&self) -> Option<Level> {
         Level::from_i32(self.level.load(Relaxed))
     }
@@ -88,7 +101,11 @@ impl Log {
         let sink = self.sink.lock().clone();
         if let Some(sink) = sink {
             let text = message.to_string();
-            crate::callback::run(|| sink.log(level, &text));
+            let queue = self.queue.lock().clone();
+            match queue {
+                Some(q) => q.push_job(Box::new(move || sink.log(level, &text))),
+                None => crate::callback::run(|| sink.log(level, &text)),
+            }
         }
     }
 }
@@ -126,5 +143,26 @@ mod tests {
                 (Level::Error, "also".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_log_queue_delivers_on_the_draining_thread() {
+        let log = Log::default();
+        let sink = Arc::new(Collect::default());
+        log.set(Some((Level::Info, sink.clone())));
+        let queue = Arc::new(crate::operation::CompletionQueue::new().unwrap());
+        log.set_queue(Some(Arc::clone(&queue)));
+        assert!(log.has_queue());
+        log.emit(Level::Info, format_args!("queued"));
+        assert!(
+            sink.0.lock().unwrap().is_empty(),
+            "nothing before the queue runs"
+        );
+        assert_eq!(queue.run(10), 1);
+        assert_eq!(sink.0.lock().unwrap().len(), 1);
+        log.set_queue(None);
+        log.emit(Level::Info, format_args!("direct"));
+        assert_eq!(sink.0.lock().unwrap().len(), 2);
+        assert!(queue.is_empty());
     }
 }

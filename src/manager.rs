@@ -13,7 +13,7 @@ use crate::origin::{self, Origin};
 use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
 use crate::reaper::Reaper;
 use crate::request::Request;
-use crate::resolve::DEFAULT_DNS_REFRESH_MS;
+use crate::resolve::Resolution;
 use crate::response::Response;
 use crate::runtime;
 use crate::stats::{HistogramSnapshot, Snapshot};
@@ -47,7 +47,7 @@ struct Inner {
     nagle_default: AtomicBool,
     expect_continue_default: AtomicBool,
     tcp_keep_alive_default: Lock<Option<TcpKeepAlive>>,
-    dns_refresh_ms: Arc<AtomicI32>,
+    resolution: Arc<Resolution>,
     reaper: Arc<Reaper>,
     tls: Arc<Tls>,
     log: Arc<Log>,
@@ -78,7 +78,7 @@ impl Manager {
             nagle_default: AtomicBool::new(false),
             expect_continue_default: AtomicBool::new(false),
             tcp_keep_alive_default: Lock::new(None),
-            dns_refresh_ms: Arc::new(AtomicI32::new(DEFAULT_DNS_REFRESH_MS)),
+            resolution: Arc::new(Resolution::default()),
             reaper: Arc::new(Reaper::default()),
             tls: Arc::new(Tls::default()),
             log: Arc::new(Log::default()),
@@ -152,7 +152,7 @@ impl Manager {
             defaults,
             Arc::clone(&self.inner.reaper),
             Arc::clone(&self.inner.tls),
-            Arc::clone(&self.inner.dns_refresh_ms),
+            Arc::clone(&self.inner.resolution),
             Arc::clone(&self.inner.log),
         ));
         points.insert(origin.clone(), Arc::clone(&point));
@@ -274,6 +274,44 @@ impl Manager {
         self.inner.nagle_default.load(Relaxed)
     }
 
+    /// EnableDnsRoundRobin: new connections of every service point start at successive
+    /// addresses of their host (off: always the first address first).
+    pub fn set_dns_round_robin(&self, on: bool) {
+        self.inner.resolution.round_robin.store(on, Relaxed);
+    }
+
+    pub fn dns_round_robin(&self) -> bool {
+        self.inner.resolution.round_robin.load(Relaxed)
+    }
+
+    /// Pins `host:port` to `addresses` (IP literals) for every new connection of this manager,
+    /// without a lookup (curl's CURLOPT_RESOLVE); `None` removes the pin.
+    pub fn set_resolve_override(
+        &self,
+        host: &str,
+        port: u16,
+        addresses: Option<&[std::net::IpAddr]>,
+    ) -> Result<()> {
+        if host.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidArgument, "empty host"));
+        }
+        if addresses.is_some_and(|a| a.is_empty()) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "no address to pin the host to (NULL removes a pin)",
+            ));
+        }
+        self.inner
+            .resolution
+            .set_override(host, port, addresses.map(<[_]>::to_vec));
+        Ok(())
+    }
+
+    /// The pins, one `host:port=addr,addr` line each.
+    pub fn resolve_overrides(&self) -> String {
+        self.inner.resolution.describe_overrides()
+    }
+
     /// Expect100Continue for service points created from now on (off by default; see
     /// `expect`).
     pub fn set_expect_100_continue(&self, on: bool) {
@@ -322,7 +360,7 @@ impl Manager {
     }
 
     pub fn dns_refresh_ms(&self) -> i32 {
-        self.inner.dns_refresh_ms.load(Relaxed)
+        self.inner.resolution.refresh_ms.load(Relaxed)
     }
 
     /// How long resolved addresses are reused for new connections (.NET's DnsRefreshTimeout;
@@ -331,7 +369,7 @@ impl Manager {
         if ms < -1 {
             return Err(out_of_range("DNS refresh timeout", ms, "must be >= -1"));
         }
-        self.inner.dns_refresh_ms.store(ms, Relaxed);
+        self.inner.resolution.refresh_ms.store(ms, Relaxed);
         Ok(())
     }
 

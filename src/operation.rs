@@ -55,6 +55,8 @@ pub struct CompletionQueue {
     event: OwnedFd,
     /// Closed by its owner: completions arriving later run on the runtime instead.
     closed: AtomicBool,
+    /// The eventfd has been written since the last `run` read it.
+    signalled: AtomicBool,
 }
 
 impl CompletionQueue {
@@ -70,6 +72,7 @@ impl CompletionQueue {
             // SAFETY: a new descriptor that nothing else owns.
             event: unsafe { OwnedFd::from_raw_fd(fd) },
             closed: AtomicBool::new(false),
+            signalled: AtomicBool::new(false),
         })
     }
 
@@ -85,6 +88,11 @@ impl CompletionQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Queues work to run on the thread that drains the queue (log messages use it).
+    pub fn push_job(&self, job: Box<dyn FnOnce() + Send>) {
+        self.push(job);
     }
 
     fn push(&self, job: Job) {
@@ -111,6 +119,10 @@ impl CompletionQueue {
     }
 
     fn signal(&self) {
+        // Already readable: a second write would only cost a system call.
+        if self.signalled.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let one = 1u64;
         // SAFETY: writes 8 bytes from a valid local to our own eventfd.
         let _ = unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
@@ -150,6 +162,9 @@ impl CompletionQueue {
         let mut count = 0u64;
         // SAFETY: reads 8 bytes into a valid local from our own non-blocking eventfd.
         let _ = unsafe { libc::read(self.fd(), (&raw mut count).cast(), 8) };
+        // Cleared after the read: a completion pushed before it is drained below, one pushed
+        // after it signals again.
+        self.signalled.store(false, Ordering::Release);
         let mut ran = 0;
         while ran < max {
             let Some(job) = self.jobs.lock().pop_front() else {
@@ -159,6 +174,7 @@ impl CompletionQueue {
             ran += 1;
         }
         if !self.is_empty() {
+            self.signalled.store(false, Ordering::Release);
             self.signal();
         }
         ran
@@ -188,6 +204,21 @@ pub fn spawn<T: Send + 'static>(
     };
     crate::runtime::handle().spawn(task);
     Operation { token, done }
+}
+
+/// An operation that completed at once (its outcome known when it started): the completion is
+/// queued on `queue` without a task.
+pub fn completed<T: Send + 'static>(
+    token: CancelToken,
+    result: Result<T>,
+    queue: &Arc<CompletionQueue>,
+    complete: impl FnOnce(Result<T>) + Send + 'static,
+) -> Operation {
+    queue.push(Box::new(move || complete(result)));
+    Operation {
+        token,
+        done: Arc::new(AtomicBool::new(true)),
+    }
 }
 
 /// Turns a panic while polling into an internal error.

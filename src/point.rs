@@ -9,7 +9,7 @@ use crate::log::Log;
 use crate::origin::Origin;
 use crate::pool::Pool;
 use crate::reaper::Reaper;
-use crate::resolve::AddressCache;
+use crate::resolve::{AddressCache, Resolution};
 use crate::reuse;
 use crate::server_facts::ServerFacts;
 use crate::stats::{Snapshot, Stats};
@@ -53,8 +53,10 @@ pub struct ServicePoint {
     reaper: Arc<Reaper>,
     /// The manager's TLS settings (used by https points).
     pub tls: Arc<Tls>,
-    /// The manager's DNS refresh timeout (ms), shared by its points.
-    dns_refresh_ms: Arc<AtomicI32>,
+    /// The manager's name-resolution settings, shared by its points.
+    resolution: Arc<Resolution>,
+    /// Counts new connections, for DNS round robin.
+    connect_turn: AtomicU64,
     addresses: AddressCache,
     closed: AtomicBool,
     /// Unix time (ms) when the point was created or last finished a request.
@@ -130,7 +132,7 @@ impl ServicePoint {
         defaults: PointDefaults,
         reaper: Arc<Reaper>,
         tls: Arc<Tls>,
-        dns_refresh_ms: Arc<AtomicI32>,
+        resolution: Arc<Resolution>,
         log: Arc<Log>,
     ) -> Self {
         let stats = Arc::new(Stats::new(log, origin.to_string()));
@@ -154,7 +156,8 @@ impl ServicePoint {
             expect: ExpectContinue::new(defaults.expect_continue),
             reaper,
             tls,
-            dns_refresh_ms,
+            resolution,
+            connect_turn: AtomicU64::new(0),
             addresses: AddressCache::default(),
             closed: AtomicBool::new(false),
             idle_since_unix_ms: AtomicU64::new(unix_ms()),
@@ -372,10 +375,26 @@ impl ServicePoint {
         }
     }
 
-    /// The origin's addresses, cached for the manager's DNS refresh timeout.
+    /// The origin's addresses: pinned by the manager, or cached for its DNS refresh timeout,
+    /// or looked up.
     pub fn resolve(&self) -> Result<Arc<[std::net::SocketAddr]>> {
+        if let Some(addrs) = self.resolution.pinned(&self.origin) {
+            return Ok(addrs);
+        }
         self.addresses
-            .resolve(&self.origin, self.dns_refresh_ms.load(Relaxed))
+            .resolve(&self.origin, self.resolution.refresh_ms.load(Relaxed))
+    }
+
+    /// The addresses a new connection tries, in order (rotated per connection with DNS round
+    /// robin on).
+    pub fn connect_order(&self, addrs: &[std::net::SocketAddr]) -> Vec<std::net::SocketAddr> {
+        let round_robin = self.resolution.round_robin.load(Relaxed);
+        let turn = if round_robin {
+            self.connect_turn.fetch_add(1, Relaxed) as usize
+        } else {
+            0
+        };
+        crate::resolve::connect_order(addrs, round_robin, turn)
     }
 
     /// The address cache (for the asynchronous lookup's lock).
@@ -385,7 +404,11 @@ impl ServicePoint {
 
     /// The cached addresses, when fresh (no lookup, never blocks).
     pub fn cached_addresses(&self) -> Option<Arc<[std::net::SocketAddr]>> {
-        self.addresses.cached(self.dns_refresh_ms.load(Relaxed))
+        if let Some(addrs) = self.resolution.pinned(&self.origin) {
+            return Some(addrs);
+        }
+        self.addresses
+            .cached(self.resolution.refresh_ms.load(Relaxed))
     }
 
     /// Drops the cached addresses (a connect to them failed).

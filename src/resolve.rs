@@ -2,6 +2,10 @@
 //! `ServicePointManager.DnsRefreshTimeout`, 120 s by default): a new connection after a lease
 //! expiry then costs no `getaddrinfo`, yet a changed DNS record is picked up within the
 //! refresh time. A failed connect drops the cached addresses.
+//!
+//! The manager's [`Resolution`] settings apply to all its points at once: the refresh timeout,
+//! `EnableDnsRoundRobin` (new connections start at successive addresses) and resolve
+//! overrides (curl's `CURLOPT_RESOLVE`: host and port pinned to addresses, no lookup).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
@@ -12,6 +16,78 @@ use std::time::{Duration, Instant};
 
 /// .NET's default DnsRefreshTimeout.
 pub const DEFAULT_DNS_REFRESH_MS: i32 = 120_000;
+
+/// A manager's name-resolution settings, shared by its service points.
+pub struct Resolution {
+    pub refresh_ms: std::sync::atomic::AtomicI32,
+    pub round_robin: std::sync::atomic::AtomicBool,
+    overrides: Lock<std::collections::HashMap<(String, u16), Arc<[SocketAddr]>>>,
+}
+
+impl Default for Resolution {
+    fn default() -> Self {
+        Resolution {
+            refresh_ms: std::sync::atomic::AtomicI32::new(DEFAULT_DNS_REFRESH_MS),
+            round_robin: std::sync::atomic::AtomicBool::new(false),
+            overrides: Lock::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl Resolution {
+    /// Pins `host:port` to `addrs` (their ports are the origin's), or removes the pin (`None`).
+    pub fn set_override(&self, host: &str, port: u16, addrs: Option<Vec<std::net::IpAddr>>) {
+        let key = (host.trim_matches(['[', ']']).to_ascii_lowercase(), port);
+        let mut map = self.overrides.lock();
+        match addrs {
+            Some(ips) => {
+                let list: Arc<[SocketAddr]> = ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect();
+                map.insert(key, list);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// The pinned addresses of an origin, if any.
+    pub fn pinned(&self, origin: &Origin) -> Option<Arc<[SocketAddr]>> {
+        let map = self.overrides.lock();
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&(origin.connect_host().to_string(), origin.port))
+            .cloned()
+    }
+
+    /// The pins as `host:port=addr,addr` lines (for a getter).
+    pub fn describe_overrides(&self) -> String {
+        let map = self.overrides.lock();
+        let mut lines: Vec<String> = map
+            .iter()
+            .map(|((h, p), a)| {
+                let ips: Vec<String> = a.iter().map(|s| s.ip().to_string()).collect();
+                format!("{h}:{p}={}", ips.join(","))
+            })
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    }
+}
+
+/// Addresses in the order a new connection tries them: as resolved, or (round robin) starting
+/// at the `turn`-th.
+pub fn connect_order(addrs: &[SocketAddr], round_robin: bool, turn: usize) -> Vec<SocketAddr> {
+    let mut order = addrs.to_vec();
+    if round_robin && !order.is_empty() {
+        let k = turn % order.len();
+        order.rotate_left(k);
+    }
+    order
+}
 
 #[derive(Default)]
 pub struct AddressCache {

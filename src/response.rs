@@ -255,15 +255,56 @@ impl BodyReader {
 
     /// Reads body bytes into `buf` in the style of `driver`; 0 means the end of the body.
     pub async fn read_with(&mut self, driver: &Driver, buf: &mut [u8]) -> Result<usize> {
+        let deadline = match self.before_read(buf) {
+            Ok(Some(deadline)) => deadline,
+            Ok(None) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let read = match (driver.check("the body read"), self.checkout.as_mut()) {
+            (Ok(()), Some(checkout)) => {
+                let decoder = &mut self.decoder;
+                driver
+                    .io(checkout.conn(), deadline, |c| {
+                        decoder.read(c, buf, deadline)
+                    })
+                    .await
+            }
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Ok(0),
+        };
+        self.after_read(read)
+    }
+
+    /// Reads what can be had without waiting: `None` when the read would have to wait (nothing
+    /// changed then), else its outcome as `read_with` gives it. Lets an asynchronous read whose
+    /// bytes already arrived complete without a task.
+    pub fn read_now(&mut self, buf: &mut [u8]) -> Option<Result<usize>> {
+        let deadline = match self.before_read(buf) {
+            Ok(Some(deadline)) => deadline,
+            Ok(None) => return Some(Ok(0)),
+            Err(e) => return Some(Err(e)),
+        };
+        let checkout = self.checkout.as_mut()?;
+        let (conn, decoder) = (checkout.conn(), &mut self.decoder);
+        let (read, pending) =
+            crate::connection::run_step(None, || decoder.read(conn, buf, deadline));
+        if pending.is_some() {
+            return None;
+        }
+        Some(self.after_read(read))
+    }
+
+    /// Checks that the body can be read: `Ok(None)` at its end, else the read's deadline.
+    fn before_read(&mut self, buf: &[u8]) -> Result<Option<Option<Instant>>> {
         if self.decoder.is_done() || buf.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         // The manager was freed: its connections are shut down, and a body read fails the same
         // way whether or not the rest of the body happened to be buffered already.
         if self.point_closed() {
             return Err(self.point_closed_error().sent());
         }
-        let Some(checkout) = self.checkout.as_mut() else {
+        let Some(checkout) = self.checkout.as_ref() else {
             return Err(Error::new(
                 ErrorKind::ConnectionClosed,
                 "the response's connection was already closed after an error",
@@ -275,20 +316,15 @@ impl BodyReader {
                 "the response belongs to the parent process (fork): its connection is not used here",
             ));
         }
-        let deadline = self
-            .read_timeout
-            .and_then(|t| Instant::now().checked_add(t));
-        let decoder = &mut self.decoder;
-        let read = match driver.check("the body read") {
-            Ok(()) => {
-                driver
-                    .io(checkout.conn(), deadline, |c| {
-                        decoder.read(c, buf, deadline)
-                    })
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        Ok(Some(
+            self.read_timeout
+                .and_then(|t| Instant::now().checked_add(t)),
+        ))
+    }
+
+    /// A read's outcome: the connection goes back at the end of the body, or closes after a
+    /// failure.
+    fn after_read(&mut self, read: Result<usize>) -> Result<usize> {
         match read {
             Ok(n) => {
                 self.release_if_done();

@@ -15,11 +15,13 @@ use std::sync::Arc;
 /// thread, concurrently.
 ///
 /// Functions: sp_manager_new, sp_manager_free, sp_find, sp_request, sp_request_async,
-/// sp_request_async_queued;
+/// sp_request_async_queued; name resolution: sp_manager_set_/get_enable_dns_round_robin,
+/// sp_manager_set_/get_resolve;
 /// sp_manager_set_/get_default_connection_limit, sp_manager_set_/get_max_service_points,
 /// sp_manager_set_/get_max_service_point_idle_time, sp_manager_set_/get_keep_alive_default,
 /// sp_manager_set_/get_dns_refresh_timeout, sp_manager_get_service_point_count;
-/// observing: sp_manager_set_log_callback, sp_manager_get_log_level,
+/// observing: sp_manager_set_log_callback, sp_manager_get_log_level, sp_manager_set_log_queue,
+/// sp_manager_has_log_queue,
 /// sp_manager_get_statistics, sp_manager_get_histogram;
 /// TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
 /// sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,

@@ -18,6 +18,7 @@ pub mod observe;
 pub mod operation;
 pub mod point;
 pub mod request;
+pub mod resolve;
 pub mod response;
 pub mod result;
 pub mod server_facts;

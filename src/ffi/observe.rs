@@ -82,6 +82,45 @@ pub extern "C" fn sp_manager_set_log_callback(
     })
 }
 
+/// Delivers the manager's log messages through `queue`: the callback then runs on the thread
+/// that drains the queue (sp_completion_queue_run) instead of on the thread that logged (a
+/// request's caller, or a library thread for the idle reaper and asynchronous requests). For
+/// runtimes whose threads must not be entered from library threads (Mono hangs at exit after
+/// that). NULL delivers directly again (the default).
+///
+/// Ownership: the manager keeps the queue alive; the callback's `userdata` must then stay
+/// valid until the messages queued for it have run (or the queue is freed).
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_set_log_queue(
+    manager: *mut sp_manager,
+    queue: *mut super::operation::sp_completion_queue,
+) -> sp_result {
+    call(|| {
+        let queue = if queue.is_null() {
+            None
+        } else {
+            Some(read(queue, Arc::clone)?)
+        };
+        set(manager, |m| {
+            m.log().set_queue(queue);
+            Ok::<_, FfiError>(())
+        })
+    })
+}
+
+/// *out_value receives 1 if log messages go through a queue (sp_manager_set_log_queue()),
+/// else 0.
+///
+/// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_manager_has_log_queue(
+    manager: *const sp_manager,
+    out_value: *mut i32,
+) -> sp_result {
+    call(|| get(manager, try_out!(out_value), |m| m.log().has_queue() as i32))
+}
+
 /// The level logging is set at (SP_LOG_OFF when off).
 ///
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.

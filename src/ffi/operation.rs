@@ -261,20 +261,7 @@ fn start_read(
         let mut tokens = vec![token.clone()];
         tokens.extend(body.cancel_token().cloned());
         let userdata = UserData(userdata);
-        let work = async move {
-            let driver = Driver::Async(tokens);
-            let mut data = vec![0u8; max.min(1 << 20)];
-            let result = body.read_with(&driver, &mut data).await;
-            // Back in its response before the callback, so the callback can read on.
-            if let Ok(mut entry) = cell.lock() {
-                entry.response.put_body(body);
-            }
-            result.map(|n| {
-                data.truncate(n);
-                data
-            })
-        };
-        let op = operation::spawn(token, work, deliver, move |result: CoreResult<Vec<u8>>| {
+        let deliver_read = move |result: CoreResult<Vec<u8>>| {
             let userdata = userdata;
             let (code, bytes) = match result {
                 Ok(data) => (sp_result::SP_OK, data),
@@ -292,7 +279,38 @@ fn start_read(
             // SAFETY: the caller's callback with the caller's userdata; `ptr` is valid for
             // `len` bytes during the call.
             unsafe { callback(userdata.0, code, ptr, bytes.len()) };
-        });
+        };
+        // Bytes already here (a small body arrives with its head): a queued read completes
+        // without a task, so an event loop pays no hand-off to the runtime for it.
+        if let Deliver::Queue(queue) = &deliver {
+            let mut data = vec![0u8; max.min(1 << 20)];
+            if let Some(result) = body.read_now(&mut data) {
+                if let Ok(mut entry) = cell.lock() {
+                    entry.response.put_body(body);
+                }
+                let result = result.map(|n| {
+                    data.truncate(n);
+                    data
+                });
+                let op = operation::completed(token, result, queue, deliver_read);
+                write(dst, handles::insert(Entry::Operation(Arc::new(op))));
+                return Ok(());
+            }
+        }
+        let work = async move {
+            let driver = Driver::Async(tokens);
+            let mut data = vec![0u8; max.min(1 << 20)];
+            let result = body.read_with(&driver, &mut data).await;
+            // Back in its response before the callback, so the callback can read on.
+            if let Ok(mut entry) = cell.lock() {
+                entry.response.put_body(body);
+            }
+            result.map(|n| {
+                data.truncate(n);
+                data
+            })
+        };
+        let op = operation::spawn(token, work, deliver, deliver_read);
         write(dst, handles::insert(Entry::Operation(Arc::new(op))));
         Ok(())
     }

@@ -72,6 +72,8 @@ VALID_STRINGS_BY_FUNC = {
     ("sp_close_connection_group", "name"): '""',
     ("sp_http_request_set_connection_group", "name"): '"misuse"',
     ("sp_manager_add_ca_file", "path"): '"/nonexistent/servicepoint-abi-misuse.pem"',
+    ("sp_manager_set_resolve", "host"): '"misuse.invalid"',
+    ("sp_manager_set_resolve", "addresses"): '"127.0.0.1,::1"',
 }
 INVALID_UTF8 = [
     ("\\xff\\xfe", '"\\xff\\xfe"'),
@@ -114,6 +116,10 @@ EXCEPTIONS = {
     ("sp_set_local_address", "address"): {"NULL": "SP_OK"},
     # "NULL: none, the default"
     ("sp_http_request_set_cancel_token", "token"): {"NULL": "SP_OK"},
+    # "NULL removes the pin"
+    ("sp_manager_set_resolve", "addresses"): {"NULL": "SP_OK"},
+    # "NULL delivers directly again"
+    ("sp_manager_set_log_queue", "queue"): {"NULL": "SP_OK"},
 }
 
 RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t", "uint64_t"}

@@ -1,0 +1,192 @@
+//! A host's addresses: resolve overrides (curl's CURLOPT_RESOLVE), falling back from a dead
+//! address within the connect timeout, and DNS round robin, checked by which listener
+//! (127.0.0.1 or 127.0.0.2, same port) saw the connections.
+
+mod support;
+
+use servicepoint::{Manager, Request};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use support::{Reply, TestServer};
+
+const LOOPBACK_2: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A second origin listener on 127.0.0.2 (same port as a TestServer): answers every request
+/// with `second` and closes; counts connections.
+struct Second {
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Second {
+    fn start(port: u16) -> Second {
+        let listener = TcpListener::bind((LOOPBACK_2, port)).expect("bind 127.0.0.2");
+        listener.set_nonblocking(true).unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (Arc::clone(&connections), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(30);
+            while !s.load(Ordering::SeqCst) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        let mut buf = [0u8; 4096];
+                        let mut got = Vec::new();
+                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match conn.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => got.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecond",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Second {
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Second {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn get(m: &Manager, url: &str) -> servicepoint::Result<Vec<u8>> {
+    let mut resp = m.send(&Request::new("GET", url)?)?;
+    let mut out = Vec::new();
+    resp.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn a_resolve_override_pins_a_name_to_addresses() {
+    let server = TestServer::start(|r| Reply::ok(r.header("host").unwrap_or("").to_string()));
+    let m = Manager::new();
+    let url = format!("http://pinned.invalid:{}/x", server.port);
+    assert!(get(&m, &url).is_err(), "not resolvable without the pin");
+    m.set_resolve_override(
+        "pinned.invalid",
+        server.port,
+        Some(&["127.0.0.1".parse().unwrap()]),
+    )
+    .unwrap();
+    let host = format!("pinned.invalid:{}", server.port);
+    assert_eq!(
+        get(&m, &url).unwrap(),
+        host.as_bytes(),
+        "Host is still the URL's"
+    );
+    assert!(m.resolve_overrides().contains("pinned.invalid:"));
+    m.set_resolve_override("pinned.invalid", server.port, None)
+        .unwrap();
+    assert_eq!(m.resolve_overrides(), "");
+}
+
+/// The first address refuses: the next one is tried at once.
+#[test]
+fn a_refused_address_falls_back_to_the_next() {
+    let server = TestServer::start(|_| Reply::ok("first"));
+    let m = Manager::new();
+    // Nothing listens on 127.0.0.3 at this port.
+    let pins: Vec<IpAddr> = vec!["127.0.0.3".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    m.set_resolve_override("two.invalid", server.port, Some(&pins))
+        .unwrap();
+    let start = Instant::now();
+    let url = format!("http://two.invalid:{}/", server.port);
+    assert_eq!(get(&m, &url).unwrap(), b"first");
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert_eq!(server.connection_count(), 1);
+}
+
+/// The first address never completes the handshake (its accept queue is full, so SYNs are
+/// dropped): the next one is tried after its share of the connect timeout, not after all of it.
+#[test]
+fn a_silent_address_falls_back_within_the_connect_timeout() {
+    let server = TestServer::start(|_| Reply::ok("first"));
+    let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    silent
+        .bind(&std::net::SocketAddr::new(LOOPBACK_2, server.port).into())
+        .unwrap();
+    silent.listen(0).unwrap();
+    // Fill the accept queue (never accepted): further connects hang in SYN.
+    let fillers: Vec<TcpStream> = (0..4)
+        .filter_map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            s.set_nonblocking(true).ok()?;
+            let _ = s.connect(&std::net::SocketAddr::new(LOOPBACK_2, server.port).into());
+            Some(TcpStream::from(s))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let m = Manager::new();
+    let pins: Vec<IpAddr> = vec![LOOPBACK_2, "127.0.0.1".parse().unwrap()];
+    m.set_resolve_override("slow.invalid", server.port, Some(&pins))
+        .unwrap();
+    let url = format!("http://slow.invalid:{}/", server.port);
+    let point = m.find(&url).unwrap();
+    point.set_connect_timeout(2000).unwrap();
+    let start = Instant::now();
+    assert_eq!(get(&m, &url).unwrap(), b"first");
+    let took = start.elapsed();
+    // Its share: half of the 2 s connect timeout.
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1900),
+        "{took:?}"
+    );
+    assert_eq!(server.connection_count(), 1);
+    drop(fillers);
+}
+
+/// EnableDnsRoundRobin spreads new connections over the addresses; off, the first address
+/// takes them all.
+#[test]
+fn dns_round_robin_spreads_new_connections() {
+    let server = TestServer::start(|_| Reply::ok("first"));
+    let second = Second::start(server.port);
+    let m = Manager::new();
+    let pins: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), LOOPBACK_2];
+    m.set_resolve_override("rr.invalid", server.port, Some(&pins))
+        .unwrap();
+    let url = format!("http://rr.invalid:{}/", server.port);
+    m.find(&url).unwrap().set_lease_timeout(0).unwrap(); // a new connection per request
+    for _ in 0..4 {
+        assert_eq!(get(&m, &url).unwrap(), b"first");
+    }
+    assert_eq!(
+        second.connections.load(Ordering::SeqCst),
+        0,
+        "off: first address only"
+    );
+    m.set_dns_round_robin(true);
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(get(&m, &url).unwrap());
+    }
+    assert_eq!(
+        bodies.iter().filter(|b| b.as_slice() == b"second").count(),
+        2
+    );
+    assert_eq!(second.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.connection_count(), 4 + 2);
+}
