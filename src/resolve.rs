@@ -17,11 +17,14 @@ use std::time::{Duration, Instant};
 /// .NET's default DnsRefreshTimeout.
 pub const DEFAULT_DNS_REFRESH_MS: i32 = 120_000;
 
+/// Pinned addresses by (lower-case host, port).
+type Pins = std::collections::HashMap<(String, u16), Arc<[SocketAddr]>>;
+
 /// A manager's name-resolution settings, shared by its service points.
 pub struct Resolution {
     pub refresh_ms: std::sync::atomic::AtomicI32,
     pub round_robin: std::sync::atomic::AtomicBool,
-    overrides: Lock<std::collections::HashMap<(String, u16), Arc<[SocketAddr]>>>,
+    overrides: Lock<Pins>,
 }
 
 impl Default for Resolution {
