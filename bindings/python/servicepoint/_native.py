@@ -439,6 +439,20 @@ sp_set_expect_100_continue_timeout = _declare(
 sp_get_expect_100_continue_timeout = _declare(
     "sp_get_expect_100_continue_timeout", [point_p, c_int32_p]
 )
+sp_manager_set_enable_dns_round_robin = _declare(
+    "sp_manager_set_enable_dns_round_robin", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_enable_dns_round_robin = _declare(
+    "sp_manager_get_enable_dns_round_robin", [manager_p, c_int32_p]
+)
+sp_manager_set_resolve = _declare(
+    "sp_manager_set_resolve", [manager_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_char_p]
+)
+sp_manager_get_resolve = _declare(
+    "sp_manager_get_resolve", [manager_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_manager_set_log_queue = _declare("sp_manager_set_log_queue", [manager_p, queue_p])
+sp_manager_has_log_queue = _declare("sp_manager_has_log_queue", [manager_p, c_int32_p])
 sp_manager_set_expect_100_continue = _declare(
     "sp_manager_set_expect_100_continue", [manager_p, ctypes.c_int32]
 )

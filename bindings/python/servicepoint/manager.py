@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _aio, _logging
 from . import _native as n
@@ -213,6 +213,37 @@ class ServicePointManager(NativeObject):
     @use_nagle_algorithm.setter
     def use_nagle_algorithm(self, on: bool) -> None:
         n.sp_manager_set_use_nagle_algorithm(self._live(), 1 if on else 0)
+
+    @property
+    def enable_dns_round_robin(self) -> bool:
+        """EnableDnsRoundRobin: each new connection starts at the next of its host's
+        addresses (False by default: the order resolved). Applies to every service point."""
+        return bool(self._get(n.sp_manager_get_enable_dns_round_robin))
+
+    @enable_dns_round_robin.setter
+    def enable_dns_round_robin(self, on: bool) -> None:
+        n.sp_manager_set_enable_dns_round_robin(self._live(), 1 if on else 0)
+
+    def set_resolve(self, host: str, port: int, addresses: Optional[Sequence[str]]) -> None:
+        """Pins ``host:port`` to IP ``addresses`` (tried in that order) for every new
+        connection, without a lookup (curl's CURLOPT_RESOLVE); None removes the pin."""
+        n.sp_manager_set_resolve(
+            self._live(),
+            n.encode(host, "host"),
+            port,
+            None if addresses is None else n.encode(",".join(addresses), "addresses"),
+        )
+
+    @property
+    def resolve_overrides(self) -> Dict[Tuple[str, int], List[str]]:
+        """The pins set with :meth:`set_resolve`, by (host, port)."""
+        text = n.get_text(n.sp_manager_get_resolve, self._live())
+        pins: Dict[Tuple[str, int], List[str]] = {}
+        for line in filter(None, text.split("\n")):
+            key, _, addrs = line.partition("=")
+            host, _, port = key.rpartition(":")
+            pins[(host, int(port))] = addrs.split(",")
+        return pins
 
     @property
     def expect_100_continue(self) -> bool:

@@ -79,3 +79,19 @@ def test_expect_100_continue_settings_and_the_header_on_the_wire(server, manager
     with manager.request("POST", server.url("/echo"), body=b"plain") as resp:
         assert resp.read() == b"plain"
     assert server.requests_to("/echo")[-1].header("Expect") is None
+
+
+def test_resolve_override_and_round_robin_settings(server, manager) -> None:  # type: ignore[no-untyped-def]
+    port = int(server.url("/").rsplit(":", 1)[1].split("/")[0])
+    assert manager.enable_dns_round_robin is False
+    manager.enable_dns_round_robin = True
+    assert manager.enable_dns_round_robin is True
+    with pytest.raises(servicepoint.ServicePointError):
+        manager.set_resolve("pinned.invalid", port, ["not-an-ip"])
+    manager.set_resolve("pinned.invalid", port, ["127.0.0.1"])
+    assert manager.resolve_overrides == {("pinned.invalid", port): ["127.0.0.1"]}
+    with manager.request("GET", f"http://pinned.invalid:{port}/hello") as resp:
+        assert resp.status == 200
+    assert server.requests_to("/hello")[-1].header("Host") == f"pinned.invalid:{port}"
+    manager.set_resolve("pinned.invalid", port, None)
+    assert manager.resolve_overrides == {}
