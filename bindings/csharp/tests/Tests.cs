@@ -23,6 +23,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 using Servicepoint;
 using IPAddress = System.Net.IPAddress;
 using IPEndPoint = System.Net.IPEndPoint;
@@ -740,6 +741,47 @@ namespace Servicepoint.Tests
                 if (i % 2 == 0) r.GetResponseStream().ReadByte();
                 // m, p and r are dropped here without Dispose.
             }
+        }
+
+        /// <summary>A server whose /never route reads the request and never answers (for 10 s).</summary>
+        static TestServer NeverAnsweringServer()
+        {
+            var server = new TestServer();
+            Func<RecordedRequest, Reply> routes = server.Handler;
+            server.Handler = req => req.Path == "/never" ? new Reply { DelayMs = 10000 } : routes(req);
+            return server;
+        }
+
+        /// <summary>Waits (bounded) until the server has recorded n requests.</summary>
+        static void WaitForRequests(TestServer server, int n, string what)
+        {
+            for (int i = 0; i < 500 && server.Requests.Count < n; i++) Thread.Sleep(10);
+            Assert(server.Requests.Count >= n, what + ": the server did not see the request");
+        }
+
+        /// <summary>GET url asynchronously and read the body with ReadAsync, then a blocking call
+        /// in the continuation (it fails with SP_E_WRONG_THREAD on a library thread).</summary>
+        static async Task<byte[]> FetchAsync(HttpServicePointManager m, string url, int bufferSize)
+        {
+            using (Response r = await m.GetAsync(url))
+            {
+                Stream s = r.GetResponseStream();
+                var body = new MemoryStream();
+                var buf = new byte[bufferSize];
+                for (int i = 0; i < 100000; i++)
+                {
+                    int n = await s.ReadAsync(buf, 0, buf.Length);
+                    if (n == 0) return body.ToArray();
+                    body.Write(buf, 0, n);
+                }
+                throw new TestFailure("the body did not end");
+            }
+        }
+
+        static Exception Unwrap(Exception e)
+        {
+            var a = e as AggregateException;
+            return a != null && a.InnerExceptions.Count == 1 ? a.InnerExceptions[0] : e;
         }
 
         static int Main(string[] args)
@@ -2182,6 +2224,266 @@ namespace Servicepoint.Tests
                     Equal(1UL, m.ConnectionLifetimeHistogram.Count, "manager-wide lifetimes");
                     Assert(m.ConnectionLifetimeHistogram.Sum > TimeSpan.Zero, "a lifetime above 0");
                     Console.WriteLine("     {0}", q);
+                }
+            });
+
+            // --- asynchronous requests and cancellation ----------------------------------------
+
+            Check("async: GetResponseAsync GET, the server saw it, continuations leave the library thread", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    Task<Response> t = m.GetResponseAsync(new HttpRequest(server.Url("/hello?async=1")) { Headers = { { "X-Async", "yes" } } });
+                    Assert(t.Wait(10000), "the task did not complete");
+                    using (Response r = t.Result)
+                    {
+                        Equal(HttpStatusCode.OK, r.StatusCode, "status");
+                        Equal("hello world\n", Encoding.UTF8.GetString(r.ReadAll()), "body");
+                    }
+                    List<RecordedRequest> seen = server.Requests;
+                    Equal(1, seen.Count, "requests the server saw");
+                    Equal("GET", seen[0].Method, "method");
+                    Equal("/hello?async=1", seen[0].Target, "target");
+                    Equal("yes", seen[0].Header("X-Async"), "header");
+                    // An await continuation that makes a blocking call: it would get
+                    // WrongThreadException if it ran on the library's runtime thread.
+                    Func<Task<string>> chain = async () =>
+                    {
+                        using (Response r = await m.GetAsync(server.Url("/hello")))
+                            r.ReadAll();
+                        return GetText(m, server.Url("/hello"));
+                    };
+                    Task<string> c = chain();
+                    Assert(c.Wait(10000), "the chained task did not complete");
+                    Equal("hello world\n", c.Result, "blocking call in a continuation");
+                    // Failures fault the Task with the same exception as GetResponse.
+                    Task<Response> refused = m.GetAsync("http://127.0.0.1:" + FreePort() + "/");
+                    Assert(((IAsyncResult)refused).AsyncWaitHandle.WaitOne(10000), "the refused request did not complete");
+                    Assert(refused.IsFaulted, "refused: faulted, got " + refused.Status);
+                    Assert(Unwrap(refused.Exception) is ConnectException, "refused: " + Unwrap(refused.Exception).GetType().Name);
+                }
+            });
+
+            Check("async: 100 concurrent GetResponseAsync with ConnectionLimit 4 all complete on at most 4 connections", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLimit = 4;
+                    var tasks = new Task<byte[]>[100];
+                    for (int i = 0; i < tasks.Length; i++) tasks[i] = FetchAsync(m, server.Url("/hello?i=" + i), 4096);
+                    Assert(Task.WaitAll(tasks, 30000), "not all 100 completed within 30 s");
+                    foreach (Task<byte[]> t in tasks) Equal("hello world\n", Encoding.UTF8.GetString(t.Result), "body");
+                    Equal(100, server.Requests.Count, "requests the server saw");
+                    Assert(server.ConnectionCount <= 4, "the server saw " + server.ConnectionCount + " connections");
+                    var targets = new HashSet<string>();
+                    foreach (RecordedRequest r in server.Requests) targets.Add(r.Target);
+                    Equal(100, targets.Count, "distinct requests");
+                }
+            });
+
+            Check("async: canceling a queued request: TaskCanceledException, never sent", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLimit = 1;
+                    Task<Response> first = m.GetAsync(server.Url("/slow"));   // holds the only connection ~1.5 s
+                    WaitForRequests(server, 1, "first");
+                    using (var cts = new CancellationTokenSource())
+                    {
+                        Task<Response> queued = m.GetAsync(server.Url("/hello?queued=1"), cts.Token);
+                        Thread.Sleep(100);
+                        Assert(!queued.IsCompleted, "the second request should wait for the connection");
+                        var sw = Stopwatch.StartNew();
+                        cts.Cancel();
+                        try
+                        {
+                            queued.Wait(5000);
+                            throw new TestFailure("expected a canceled task, got " + queued.Status);
+                        }
+                        catch (AggregateException e)
+                        {
+                            Assert(Unwrap(e) is TaskCanceledException, "expected TaskCanceledException, got " + Unwrap(e).GetType().Name);
+                        }
+                        Assert(sw.ElapsedMilliseconds < 500, "cancel took " + sw.ElapsedMilliseconds + " ms");
+                        Assert(queued.IsCanceled, "status " + queued.Status);
+                    }
+                    Assert(first.Wait(10000), "the first request did not complete");
+                    using (Response r = first.Result) Equal("slow", Encoding.ASCII.GetString(r.ReadAll()), "first body");
+                    // The connection is free again: a later request goes out on it.
+                    Equal("hello world\n", GetText(m, server.Url("/hello?after=1")), "later request");
+                    foreach (RecordedRequest r in server.Requests)
+                        Assert(r.Target != "/hello?queued=1", "the server saw the canceled request");
+                    Equal(2, server.Requests.Count, "requests the server saw");
+                    Equal(1, server.ConnectionCount, "connections");
+                }
+            });
+
+            Check("async: canceling a request in flight (server never answers) ends within 500 ms", () =>
+            {
+                using (var server = NeverAnsweringServer())
+                using (var m = new HttpServicePointManager())
+                using (var cts = new CancellationTokenSource())
+                {
+                    Task<Response> t = m.GetAsync(server.Url("/never"), cts.Token);
+                    WaitForRequests(server, 1, "in flight");
+                    Thread.Sleep(50);
+                    Assert(!t.IsCompleted, "completed before the cancel: " + t.Status);
+                    var sw = Stopwatch.StartNew();
+                    cts.Cancel();
+                    Assert(((IAsyncResult)t).AsyncWaitHandle.WaitOne(5000), "the task did not complete");
+                    long ms = sw.ElapsedMilliseconds;
+                    Assert(t.IsCanceled, "status " + t.Status + (t.Exception != null ? ": " + Unwrap(t.Exception).Message : ""));
+                    Assert(ms < 500, "cancel took " + ms + " ms");
+                    Console.WriteLine("     canceled in {0} ms", ms);
+                    // The canceled connection was closed, not pooled.
+                    using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                    {
+                        for (int i = 0; i < 100 && p.CurrentConnections != 0; i++) Thread.Sleep(10);
+                        Equal(0, p.CurrentConnections, "connections left open");
+                    }
+                }
+            });
+
+            Check("async: ReadAsync of a 1 MiB body (Content-Length and chunked) matches", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    Task<byte[]> plain = FetchAsync(m, server.Url("/big"), 65536);
+                    Task<byte[]> chunked = FetchAsync(m, server.Url("/bigchunked"), 10000);
+                    Assert(Task.WaitAll(new Task[] { plain, chunked }, 20000), "the reads did not complete");
+                    Assert(BytesEqual(TestServer.BigBody, plain.Result), "Content-Length body differs (" + plain.Result.Length + " bytes)");
+                    Assert(BytesEqual(TestServer.BigBody, chunked.Result), "chunked body differs (" + chunked.Result.Length + " bytes)");
+                    // Memory<byte> overload, and a ReadAsync canceled while it waits.
+                    using (Response r = m.Get(server.Url("/big")))
+                    {
+                        var mem = new Memory<byte>(new byte[1000]);
+                        int n = r.GetResponseStream().ReadAsync(mem).AsTask().Result;
+                        Assert(n > 0 && n <= 1000, "Memory read " + n);
+                        Assert(mem.Span[0] == TestServer.BigBody[0] && mem.Span[n - 1] == TestServer.BigBody[n - 1], "Memory bytes");
+                    }
+                    using (Response r = m.Get(server.Url("/stall")))
+                    using (var cts = new CancellationTokenSource())
+                    {
+                        var buf = new byte[100];
+                        Stream s = r.GetResponseStream();
+                        Equal(10, s.ReadAsync(buf, 0, 100).Result, "first bytes");
+                        Task<int> waiting = s.ReadAsync(buf, 0, 100, cts.Token);
+                        Thread.Sleep(50);
+                        Assert(!waiting.IsCompleted, "the stalled read completed: " + waiting.Status);
+                        var sw = Stopwatch.StartNew();
+                        cts.Cancel();
+                        Assert(((IAsyncResult)waiting).AsyncWaitHandle.WaitOne(5000), "the read did not end");
+                        Assert(waiting.IsCanceled, "read status " + waiting.Status);
+                        Assert(sw.ElapsedMilliseconds < 500, "read cancel took " + sw.ElapsedMilliseconds + " ms");
+                    }
+                }
+            });
+
+            Check("cancel: a blocking GetResponse canceled from another thread throws OperationCanceledException within 200 ms", () =>
+            {
+                using (var server = NeverAnsweringServer())
+                using (var m = new HttpServicePointManager())
+                using (var cts = new CancellationTokenSource())
+                {
+                    var sw = new Stopwatch();
+                    var canceler = new Thread(() =>
+                    {
+                        WaitForRequests(server, 1, "blocking");
+                        Thread.Sleep(50);
+                        sw.Start();
+                        cts.Cancel();
+                    });
+                    canceler.Start();
+                    var e = Throws<OperationCanceledException>(() => m.GetResponse(new HttpRequest(server.Url("/never")), cts.Token), "GetResponse");
+                    long ms = sw.ElapsedMilliseconds;
+                    Assert(canceler.Join(5000), "the canceling thread did not finish");
+                    Assert(sw.IsRunning, "GetResponse ended before the cancel");
+                    Assert(ms < 200, "cancel took " + ms + " ms");
+                    Equal(cts.Token, e.CancellationToken, "the exception's token");
+                    Assert(e.InnerException is CanceledException, "inner: " + (e.InnerException == null ? "null" : e.InnerException.GetType().Name));
+                    Console.WriteLine("     canceled in {0} ms", ms);
+                    // An already canceled token: nothing is sent.
+                    Throws<OperationCanceledException>(() => m.GetResponse(new HttpRequest(server.Url("/hello?never-sent=1")), cts.Token), "canceled token");
+                    Equal(1, server.Requests.Count, "requests the server saw");
+                    // A token that is not canceled changes nothing.
+                    using (var live = new CancellationTokenSource())
+                    using (Response r = m.GetResponse(new HttpRequest(server.Url("/hello")), live.Token))
+                        Equal("hello world\n", Encoding.UTF8.GetString(r.ReadAll()), "body with a live token");
+                }
+            });
+
+            Check("cancel: the GetResponse token cancels a blocked synchronous body Read", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (var cts = new CancellationTokenSource())
+                using (Response r = m.GetResponse(new HttpRequest(server.Url("/stall")), cts.Token))
+                {
+                    Stream s = r.GetResponseStream();
+                    var buf = new byte[100];
+                    Equal(10, s.Read(buf, 0, 100), "first bytes");
+                    var sw = new Stopwatch();
+                    var canceler = new Thread(() =>
+                    {
+                        Thread.Sleep(100);
+                        sw.Start();
+                        cts.Cancel();
+                    });
+                    canceler.Start();
+                    Throws<OperationCanceledException>(() => s.Read(buf, 0, 100), "stalled Read");
+                    long ms = sw.ElapsedMilliseconds;
+                    Assert(canceler.Join(5000), "the canceling thread did not finish");
+                    Assert(ms < 200, "cancel took " + ms + " ms");
+                }
+            });
+
+            Check("async: BeginGetResponse/EndGetResponse and stream BeginRead/EndRead", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    var done = new ManualResetEventSlim();
+                    Response response = null;
+                    Exception error = null;
+                    object seenState = null;
+                    object token = new object();
+                    IAsyncResult ar = m.BeginGetResponse(new HttpRequest(server.Url("/hello?apm=1")), result =>
+                    {
+                        try
+                        {
+                            seenState = result.AsyncState;
+                            response = m.EndGetResponse(result);
+                        }
+                        catch (Exception e)
+                        {
+                            error = e;
+                        }
+                        done.Set();
+                    }, token);
+                    Assert(done.Wait(10000), "the callback did not run");
+                    if (error != null) throw error;
+                    Assert(ReferenceEquals(token, ar.AsyncState) && ReferenceEquals(token, seenState), "AsyncState");
+                    Assert(ar.IsCompleted, "IsCompleted");
+                    using (response)
+                    {
+                        Equal(HttpStatusCode.OK, response.StatusCode, "status");
+                        Stream s = response.GetResponseStream();
+                        var buf = new byte[64];
+                        IAsyncResult read = s.BeginRead(buf, 0, buf.Length, null, "read");
+                        int n = s.EndRead(read);
+                        Equal("hello world\n", Encoding.UTF8.GetString(buf, 0, n), "body via BeginRead");
+                        Equal("read", (string)read.AsyncState, "read AsyncState");
+                    }
+                    Equal("/hello?apm=1", server.Requests[0].Target, "the server saw it");
+                    // EndGetResponse rethrows the request's own exception.
+                    IAsyncResult bad = m.BeginGetResponse(new HttpRequest("http://127.0.0.1:" + FreePort() + "/"), null, null);
+                    Throws<ConnectException>(() => m.EndGetResponse(bad), "EndGetResponse of a refused request");
                 }
             });
 
