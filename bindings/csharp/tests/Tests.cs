@@ -2359,6 +2359,13 @@ namespace Servicepoint.Tests
                     Assert(Task.WaitAll(new Task[] { plain, chunked }, 20000), "the reads did not complete");
                     Assert(BytesEqual(TestServer.BigBody, plain.Result), "Content-Length body differs (" + plain.Result.Length + " bytes)");
                     Assert(BytesEqual(TestServer.BigBody, chunked.Result), "chunked body differs (" + chunked.Result.Length + " bytes)");
+                    // CopyToAsync goes through the ReadAsync overrides.
+                    using (Response r = m.GetAsync(server.Url("/big")).Result)
+                    {
+                        var all = new MemoryStream();
+                        Assert(r.GetResponseStream().CopyToAsync(all, 81920).Wait(20000), "CopyToAsync did not complete");
+                        Assert(BytesEqual(TestServer.BigBody, all.ToArray()), "CopyToAsync body differs");
+                    }
                     // Memory<byte> overload, and a ReadAsync canceled while it waits.
                     using (Response r = m.Get(server.Url("/big")))
                     {
@@ -2440,6 +2447,19 @@ namespace Servicepoint.Tests
                     long ms = sw.ElapsedMilliseconds;
                     Assert(canceler.Join(5000), "the canceling thread did not finish");
                     Assert(ms < 200, "cancel took " + ms + " ms");
+                }
+                // Response.Read with its own token, on a response sent without one.
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (var cts = new CancellationTokenSource())
+                using (Response r = m.GetResponse(new HttpRequest(server.Url("/stall"))))
+                {
+                    var buf = new byte[100];
+                    Equal(10, r.Read(buf, 0, 100, cts.Token), "first bytes");
+                    var sw = Stopwatch.StartNew();
+                    cts.CancelAfter(100);
+                    Throws<OperationCanceledException>(() => r.Read(buf, 0, 100, cts.Token), "Read(ct)");
+                    Assert(sw.ElapsedMilliseconds < 300, "Read(ct) took " + sw.ElapsedMilliseconds + " ms");
                 }
             });
 
