@@ -484,10 +484,11 @@ namespace Servicepoint
                     _eof = true;
                     return Task.FromResult(0);
                 }
+                IntPtr queue = CompletionPump.Queue;
                 var state = new AsyncRead(this, buffer, offset, count, cancellationToken);
                 GCHandle self = GCHandle.Alloc(state);
                 IntPtr op;
-                int rc = Native.sp_response_read_async(h, new UIntPtr((uint)count), AsyncRead.Callback, GCHandle.ToIntPtr(self), out op);
+                int rc = Native.sp_response_read_async_queued(h, queue, new UIntPtr((uint)count), AsyncRead.Callback, GCHandle.ToIntPtr(self), out op);
                 if (rc != 0)
                 {
                     Exception error = ReadError(rc, "sp_response_read_async");

@@ -434,6 +434,7 @@ namespace Servicepoint
             if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<Response>(cancellationToken);
             byte[] method = request.EncodedMethod();
             byte[] url = request.EncodedUrl();
+            IntPtr queue = CompletionPump.Queue;
             IntPtr m = _h.Enter(Name);
             IntPtr req = IntPtr.Zero;
             var state = new AsyncRequest(this, cancellationToken);
@@ -444,7 +445,7 @@ namespace Servicepoint
                 req = NewDescription(request, method, url, ref state.Pump, ref state.PumpHandle);
                 self = GCHandle.Alloc(state);
                 IntPtr op;
-                int rc = Native.sp_request_async(m, req, AsyncRequest.Callback, GCHandle.ToIntPtr(self), out op);
+                int rc = Native.sp_request_async_queued(m, req, queue, AsyncRequest.Callback, GCHandle.ToIntPtr(self), out op);
                 if (rc != 0) return Task.FromException<Response>(Native.Error(rc, "sp_request_async", null));
                 started = true;
                 state.Started(op);

@@ -784,8 +784,111 @@ namespace Servicepoint.Tests
             return a != null && a.InnerExceptions.Count == 1 ? a.InnerExceptions[0] : e;
         }
 
+        /// <summary>The child process of the exit checks: one call of the kind
+        /// <paramref name="mode"/> names, then Main returns 0 without disposing anything (as a
+        /// short program does). A library thread that ran managed code would make Mono wait
+        /// at exit forever.</summary>
+        static int ExitChild(string mode, string url)
+        {
+            if (mode.EndsWith("-log"))
+            {
+                ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.All;
+                ServicepointTrace.Source.Listeners.Add(new CollectingListener());
+            }
+            var m = new HttpServicePointManager();
+            switch (mode)
+            {
+                case "async":
+                case "async-log":
+                    using (Response r = m.GetAsync(url).Result)
+                        Console.WriteLine("child: {0}", (int)r.StatusCode);
+                    break;
+                case "async-undisposed":
+                    Console.WriteLine("child: {0}", (int)m.GetAsync(url).Result.StatusCode);
+                    break;
+                case "async-read":
+                    Console.WriteLine("child: {0} bytes", FetchAsync(m, url, 4096).Result.Length);
+                    break;
+                case "async-cancel":
+                    using (var cts = new CancellationTokenSource())
+                    {
+                        Task<Response> t = m.GetAsync(url, cts.Token);
+                        cts.Cancel();
+                        try
+                        {
+                            t.Wait();
+                        }
+                        catch (AggregateException)
+                        {
+                        }
+                        Console.WriteLine("child: {0}", t.Status);
+                    }
+                    break;
+                case "async-bodystream":
+                    using (Response r = m.GetResponseAsync(new HttpRequest("POST", url) { BodyStream = new MemoryStream(Encoding.ASCII.GetBytes("body")) }).Result)
+                        Console.WriteLine("child: {0}", (int)r.StatusCode);
+                    break;
+                case "async-validator":
+                    m.ServerCertificateValidationCallback = (host, chain, builtin) => true;
+                    using (Response r = m.GetAsync(url).Result)
+                        Console.WriteLine("child: {0}", (int)r.StatusCode);
+                    break;
+                case "reaper-log":
+                    HttpServicePoint p = m.FindServicePoint(url);
+                    p.MaxIdleTime = 200;
+                    using (Response r = m.Get(url))
+                        r.ReadAll();
+                    for (int i = 0; i < 40 && p.CurrentConnections != 0; i++) Thread.Sleep(50);
+                    Console.WriteLine("child: {0} connections", p.CurrentConnections);
+                    break;
+                default:
+                    Console.WriteLine("child: unknown mode " + mode);
+                    return 3;
+            }
+            return 0;
+        }
+
+        /// <summary>Runs ExitChild(mode, url) in a new Mono process: its exit code, or -1 when
+        /// it had not exited after limitMs (then it is killed). Null when not on Mono.</summary>
+        static int? RunExitChild(string mode, string url, int limitMs, out long elapsedMs, out string output)
+        {
+            elapsedMs = 0;
+            output = "";
+            string exe = System.Reflection.Assembly.GetEntryAssembly().Location;
+            if (Type.GetType("Mono.Runtime") == null || !File.Exists(exe)) return null;
+            var psi = new ProcessStartInfo("mono", "--debug \"" + exe + "\" --exit-child " + mode + " " + url)
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            var sw = Stopwatch.StartNew();
+            using (Process proc = Process.Start(psi))
+            {
+                var stdoutTask = proc.StandardOutput.ReadToEndAsync();
+                var stderrTask = proc.StandardError.ReadToEndAsync();
+                bool exited = proc.WaitForExit(limitMs);
+                elapsedMs = sw.ElapsedMilliseconds;
+                if (!exited)
+                {
+                    proc.Kill();
+                    proc.WaitForExit(10000);
+                }
+                else
+                {
+                    proc.WaitForExit();
+                }
+                stdoutTask.Wait(5000);
+                stderrTask.Wait(5000);
+                output = (stdoutTask.IsCompleted ? stdoutTask.Result : "") + (stderrTask.IsCompleted ? stderrTask.Result : "");
+                return exited ? proc.ExitCode : -1;
+            }
+        }
+
         static int Main(string[] args)
         {
+            if (args.Length == 3 && args[0] == "--exit-child") return ExitChild(args[1], args[2]);
+
             var watchdog = new Thread(() =>
             {
                 Thread.Sleep(300000);
@@ -2506,6 +2609,36 @@ namespace Servicepoint.Tests
                     Throws<ConnectException>(() => m.EndGetResponse(bad), "EndGetResponse of a refused request");
                 }
             });
+
+            // --- exit: no library thread may run managed code ---------------------------------
+            // Mono waits at exit for the threads that ever ran managed code; a library runtime
+            // thread never ends, so one that ran a callback hangs the process after Main
+            // returns. The binding runs completions on its own background pump thread.
+
+            Action<string, string, Func<TestServer, string>> ExitCheck = (name, mode, url) => Check(name, () =>
+            {
+                using (var server = new TestServer(mode == "async-validator" ? Pki.ServerCertificate : null))
+                {
+                    long ms;
+                    string output;
+                    int? code = RunExitChild(mode, url(server), 20000, out ms, out output);
+                    if (code == null)
+                    {
+                        Console.WriteLine("     (skipped: not on Mono)");
+                        return;
+                    }
+                    Assert(code != -1, "the child did not exit within 20 s (it hangs at exit); output: " + output);
+                    Equal(0, code.Value, "exit code (output: " + output + ")");
+                    Assert(output.Contains("child: "), "the child did its call: " + output);
+                    Assert(ms < 5000, "the child took " + ms + " ms to exit");
+                    Console.WriteLine("     exited in {0} ms", ms);
+                }
+            });
+
+            ExitCheck("exit: a program that made one GetAsync and returns exits at once", "async", srv => srv.Url("/hello"));
+            ExitCheck("exit: ... with the Response left undisposed", "async-undisposed", srv => srv.Url("/hello"));
+            ExitCheck("exit: ... after ReadAsync of a 1 MiB body", "async-read", srv => srv.Url("/big"));
+            ExitCheck("exit: ... after a canceled GetAsync", "async-cancel", srv => srv.Url("/hello"));
 
             Check("using System.Net and using Servicepoint together compile and run", () =>
             {
