@@ -464,9 +464,9 @@ namespace Servicepoint
         }
 
         /// <summary>Reads up to count body bytes without blocking a thread
-        /// (sp_response_read_async): the Task gives the count (at least one, 0 at the end of the
-        /// body). The bytes are copied into buffer on a library thread; continuations run on the
-        /// thread pool. Canceling <paramref name="cancellationToken"/> ends the read (the Task is
+        /// (sp_response_read_async_queued): the Task gives the count (at least one, 0 at the end
+        /// of the body). The bytes are copied into buffer on the binding's pump thread;
+        /// continuations run on the thread pool. Canceling <paramref name="cancellationToken"/> ends the read (the Task is
         /// canceled: TaskCanceledException) and closes the connection. One read at a time per
         /// response (a second concurrent read faults with InvalidArgumentException).</summary>
         public Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken = default(CancellationToken))

@@ -825,13 +825,14 @@ namespace Servicepoint.Tests
                     }
                     break;
                 case "async-bodystream":
-                    using (Response r = m.GetResponseAsync(new HttpRequest("POST", url) { BodyStream = new MemoryStream(Encoding.ASCII.GetBytes("body")) }).Result)
-                        Console.WriteLine("child: {0}", (int)r.StatusCode);
+                    using (Response r = m.GetResponseAsync(new HttpRequest("POST", url) { BodyStream = new MemoryStream(Encoding.ASCII.GetBytes("streamed-body")) }).Result)
+                        Console.WriteLine("child: {0} {1}", (int)r.StatusCode, Encoding.ASCII.GetString(r.ReadAll()));
                     break;
                 case "async-validator":
-                    m.ServerCertificateValidationCallback = (host, chain, builtin) => true;
+                    int calls = 0;
+                    m.ServerCertificateValidationCallback = (host, chain, builtin) => Interlocked.Increment(ref calls) > 0;
                     using (Response r = m.GetAsync(url).Result)
-                        Console.WriteLine("child: {0}", (int)r.StatusCode);
+                        Console.WriteLine("child: {0}, validator calls {1}", (int)r.StatusCode, calls);
                     break;
                 case "reaper-log":
                     HttpServicePoint p = m.FindServicePoint(url);
@@ -2615,9 +2616,15 @@ namespace Servicepoint.Tests
             // thread never ends, so one that ran a callback hangs the process after Main
             // returns. The binding runs completions on its own background pump thread.
 
-            Action<string, string, Func<TestServer, string>> ExitCheck = (name, mode, url) => Check(name, () =>
+            Action<string, string, Func<TestServer, string>, string> ExitCheck = (name, mode, url, expected) => Check(name, () =>
             {
-                using (var server = new TestServer(mode == "async-validator" ? Pki.ServerCertificate : null))
+                bool tls = mode == "async-validator";
+                if (tls && !Pki.Available)
+                {
+                    Console.WriteLine("     (skipped: {0})", Pki.Problem);
+                    return;
+                }
+                using (var server = new TestServer(tls ? Pki.ServerCertificate : null))
                 {
                     long ms;
                     string output;
@@ -2629,16 +2636,44 @@ namespace Servicepoint.Tests
                     }
                     Assert(code != -1, "the child did not exit within 20 s (it hangs at exit); output: " + output);
                     Equal(0, code.Value, "exit code (output: " + output + ")");
-                    Assert(output.Contains("child: "), "the child did its call: " + output);
+                    Assert(output.Contains("child: " + expected), "the child's call: " + output);
                     Assert(ms < 5000, "the child took " + ms + " ms to exit");
                     Console.WriteLine("     exited in {0} ms", ms);
                 }
             });
 
-            ExitCheck("exit: a program that made one GetAsync and returns exits at once", "async", srv => srv.Url("/hello"));
-            ExitCheck("exit: ... with the Response left undisposed", "async-undisposed", srv => srv.Url("/hello"));
-            ExitCheck("exit: ... after ReadAsync of a 1 MiB body", "async-read", srv => srv.Url("/big"));
-            ExitCheck("exit: ... after a canceled GetAsync", "async-cancel", srv => srv.Url("/hello"));
+            // A known problem of the library, not of the binding: the log callback is called on
+            // library threads (the idle reaper's closes; an asynchronous request's connection
+            // opens), which Mono then waits for at exit. These checks assert the hang (5 s), so
+            // they fail, on purpose, the day the library stops doing that: then turn them into
+            // ExitChecks.
+            Action<string, string> KnownExitHang = (name, mode) => Check(name, () =>
+            {
+                using (var server = new TestServer())
+                {
+                    long ms;
+                    string output;
+                    int? code = RunExitChild(mode, server.Url("/hello"), 5000, out ms, out output);
+                    if (code == null)
+                    {
+                        Console.WriteLine("     (skipped: not on Mono)");
+                        return;
+                    }
+                    Assert(output.Contains("child: "), "the child did its call: " + output);
+                    Assert(code == -1, "the child exited (code " + code + ", " + ms + " ms): the library no longer runs the log callback on its threads? Make this an ExitCheck");
+                    Console.WriteLine("     still hangs at exit (killed after {0} ms)", ms);
+                }
+            });
+
+            ExitCheck("exit: a program that made one GetAsync and returns exits at once", "async", srv => srv.Url("/hello"), "200");
+            ExitCheck("exit: ... with the Response left undisposed", "async-undisposed", srv => srv.Url("/hello"), "200");
+            ExitCheck("exit: ... after ReadAsync of a 1 MiB body", "async-read", srv => srv.Url("/big"), "1048576 bytes");
+            ExitCheck("exit: ... after a canceled GetAsync", "async-cancel", srv => srv.Url("/slow"), "Canceled");
+            ExitCheck("exit: ... after GetResponseAsync with a BodyStream (sent from the thread pool)", "async-bodystream", srv => srv.Url("/echo"), "200 streamed-body");
+            ExitCheck("exit: ... after an https GetAsync with a certificate validator (sent from the thread pool)", "async-validator", srv => srv.HttpsUrl("localhost", "/hello"), "200, validator calls 1");
+            KnownExitHang("known issue (library): ServicepointTrace on, one GetAsync: Mono hangs at exit", "async-log");
+            KnownExitHang("known issue (library): ServicepointTrace on, blocking calls only, the idle reaper closed a connection: Mono hangs at exit", "reaper-log");
+
 
             Check("using System.Net and using Servicepoint together compile and run", () =>
             {
