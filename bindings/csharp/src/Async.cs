@@ -1,6 +1,7 @@
-// C# binding of libservicepoint: asynchronous requests and body reads (sp_request_async,
-// sp_response_read_async) as Tasks, CancellationToken support for blocking calls (cancel
-// tokens) and the APM (Begin/End) pattern over the Tasks.
+// C# binding of libservicepoint: asynchronous requests and body reads
+// (sp_request_async_queued, sp_response_read_async_queued) as Tasks, their completions run on
+// the binding's own pump thread, CancellationToken support for blocking calls (cancel tokens)
+// and the APM (Begin/End) pattern over the Tasks.
 
 using System;
 using System.Runtime.InteropServices;
@@ -9,6 +10,111 @@ using System.Threading.Tasks;
 
 namespace Servicepoint
 {
+    /// <summary>
+    /// The process-wide completion queue of the asynchronous calls and the managed thread that
+    /// runs their callbacks. No library thread ever runs managed code: a library (tokio) thread
+    /// that called a managed callback would be attached to the runtime, and Mono waits at exit
+    /// for attached threads that never end (the process hangs after Main returns). So every
+    /// asynchronous call goes through the _queued variants on <see cref="Queue"/>, and one
+    /// background thread loops sp_completion_queue_wait then sp_completion_queue_run: the
+    /// callbacks run there, only complete TaskCompletionSources (continuations run on the
+    /// thread pool: RunContinuationsAsynchronously) and never block.
+    ///
+    /// Lifetime: created on first use and never freed (freeing it while a callback may still
+    /// be queued, or while the pump waits on it, would be a use after free; the process's exit
+    /// reclaims it). The thread is a background thread, so it never keeps the process alive,
+    /// and its wait is bounded (<see cref="WaitMs"/>), so it returns to managed code often
+    /// enough to see the shutdown flag (set at ProcessExit) and the runtime's own shutdown
+    /// request (Mono aborts background threads at exit, which takes effect when the thread is
+    /// back in managed code).
+    /// </summary>
+    internal static class CompletionPump
+    {
+        /// <summary>The longest wait in native code between two looks at the shutdown flag.</summary>
+        internal const int WaitMs = 250;
+
+        /// <summary>Callbacks run per sp_completion_queue_run call.</summary>
+        const int Batch = 64;
+
+        static readonly object Gate = new object();
+        static IntPtr _queue;
+        static Thread _thread;
+        static volatile bool _stopping;
+
+        /// <summary>The queue, created (with its pump thread) on first use.</summary>
+        internal static IntPtr Queue
+        {
+            get
+            {
+                IntPtr q = Volatile.Read(ref _queue);
+                if (q != IntPtr.Zero) return q;
+                lock (Gate)
+                {
+                    if (_queue != IntPtr.Zero) return _queue;
+                    IntPtr created;
+                    Native.Check(Native.sp_completion_queue_new(out created), "sp_completion_queue_new");
+                    var thread = new Thread(() => Run(created))
+                    {
+                        IsBackground = true,
+                        Name = "servicepoint completions",
+                    };
+                    try
+                    {
+                        thread.Start();
+                    }
+                    catch
+                    {
+                        // Nothing was queued on it yet, and no thread uses it.
+                        Native.sp_completion_queue_free(created);
+                        throw;
+                    }
+                    AppDomain.CurrentDomain.ProcessExit += (sender, e) => _stopping = true;
+                    _thread = thread;
+                    Volatile.Write(ref _queue, created);
+                    return created;
+                }
+            }
+        }
+
+        /// <summary>The pump thread (null before the first asynchronous call); for tests.</summary>
+        internal static Thread PumpThread
+        {
+            get { return _thread; }
+        }
+
+        static void Run(IntPtr queue)
+        {
+            while (!_stopping)
+            {
+                try
+                {
+                    int ready;
+                    int rc = Native.sp_completion_queue_wait(queue, WaitMs, out ready);
+                    if (rc != 0)
+                    {
+                        // Cannot happen with a live queue and a valid timeout; do not spin.
+                        Thread.Sleep(WaitMs);
+                        continue;
+                    }
+                    if (ready == 0) continue;
+                    UIntPtr ran;
+                    do
+                    {
+                        rc = Native.sp_completion_queue_run(queue, new UIntPtr(Batch), out ran);
+                    } while (rc == 0 && ran.ToUInt64() == Batch && !_stopping);
+                }
+                catch (ThreadAbortException)
+                {
+                    throw; // the runtime is shutting down
+                }
+                catch (Exception)
+                {
+                    // The callbacks catch everything themselves; never let the pump die.
+                }
+            }
+        }
+    }
+
     /// <summary>
     /// A CancellationToken bridged to an sp_cancel_token for blocking calls: the token is set on
     /// the request description, and canceling the CancellationToken (from any thread) cancels the
@@ -109,8 +215,9 @@ namespace Servicepoint
         internal static readonly Native.ResponseCallback Callback = OnComplete;
         static readonly Action<object> OnCancel = Cancel;
 
-        // RunContinuationsAsynchronously: continuations must not run on the library's runtime
-        // thread (blocking calls there fail with SP_E_WRONG_THREAD, and it must not block).
+        // RunContinuationsAsynchronously: continuations must not run on the pump thread (it
+        // runs every completion of the process, and a continuation that blocked there would
+        // stall them all, or deadlock waiting for one of them).
         internal readonly TaskCompletionSource<Response> Completion =
             new TaskCompletionSource<Response>(TaskCreationOptions.RunContinuationsAsynchronously);
         readonly HttpServicePointManager _manager;
@@ -144,7 +251,7 @@ namespace Servicepoint
 
         static void Cancel(object state)
         {
-            // Returns at once; the callback then fires with SP_E_CANCELED on a runtime thread
+            // Returns at once; the callback then fires with SP_E_CANCELED on the pump thread
             // (or the request had completed already, and this is ignored).
             Native.sp_operation_cancel(((AsyncRequest)state)._operation);
         }

@@ -288,7 +288,8 @@ namespace Servicepoint
         internal static extern int sp_request(IntPtr manager, IntPtr request, out IntPtr outResponse);
 
         /// <summary>typedef void (*sp_response_callback)(void *userdata, sp_result result, struct sp_response *response).
-        /// Runs on a library runtime thread (or the thread running a completion queue).</summary>
+        /// The binding uses it only with the _queued functions: it runs on the binding's pump
+        /// thread (CompletionPump), never on a library thread.</summary>
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void ResponseCallback(IntPtr userdata, int result, IntPtr response);
 
@@ -318,6 +319,8 @@ namespace Servicepoint
         internal static extern int sp_completion_queue_fd(IntPtr queue, out int outFd);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_completion_queue_run(IntPtr queue, UIntPtr max, out UIntPtr outRan);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_completion_queue_wait(IntPtr queue, int timeoutMs, out int outReady);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_completion_queue_len(IntPtr queue, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

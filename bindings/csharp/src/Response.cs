@@ -464,9 +464,9 @@ namespace Servicepoint
         }
 
         /// <summary>Reads up to count body bytes without blocking a thread
-        /// (sp_response_read_async): the Task gives the count (at least one, 0 at the end of the
-        /// body). The bytes are copied into buffer on a library thread; continuations run on the
-        /// thread pool. Canceling <paramref name="cancellationToken"/> ends the read (the Task is
+        /// (sp_response_read_async_queued): the Task gives the count (at least one, 0 at the end
+        /// of the body). The bytes are copied into buffer on the binding's pump thread;
+        /// continuations run on the thread pool. Canceling <paramref name="cancellationToken"/> ends the read (the Task is
         /// canceled: TaskCanceledException) and closes the connection. One read at a time per
         /// response (a second concurrent read faults with InvalidArgumentException).</summary>
         public Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken = default(CancellationToken))
@@ -484,10 +484,11 @@ namespace Servicepoint
                     _eof = true;
                     return Task.FromResult(0);
                 }
+                IntPtr queue = CompletionPump.Queue;
                 var state = new AsyncRead(this, buffer, offset, count, cancellationToken);
                 GCHandle self = GCHandle.Alloc(state);
                 IntPtr op;
-                int rc = Native.sp_response_read_async(h, new UIntPtr((uint)count), AsyncRead.Callback, GCHandle.ToIntPtr(self), out op);
+                int rc = Native.sp_response_read_async_queued(h, queue, new UIntPtr((uint)count), AsyncRead.Callback, GCHandle.ToIntPtr(self), out op);
                 if (rc != 0)
                 {
                     Exception error = ReadError(rc, "sp_response_read_async");

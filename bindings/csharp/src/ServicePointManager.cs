@@ -427,21 +427,32 @@ namespace Servicepoint
             }
         }
 
-        /// <summary>Sends a request without blocking a thread (sp_request_async): the Task
-        /// completes with the Response once its head has arrived, or faults with the
-        /// ServicePointException GetResponse would throw. Continuations run on the thread pool,
-        /// never on the library's thread. Canceling <paramref name="cancellationToken"/> cancels
-        /// the request (a queued one leaves the queue unsent, one in flight closes its
-        /// connection) and the Task is canceled (TaskCanceledException); a response arriving as
-        /// it is canceled is freed. A BodyStream is read on a library thread: give it a stream
-        /// that does not block (or use Body).</summary>
+        /// <summary>Sends a request without blocking a thread (sp_request_async_queued): the
+        /// Task completes with the Response once its head has arrived, or faults with the
+        /// ServicePointException GetResponse would throw. The completion runs on the binding's
+        /// pump thread and continuations on the thread pool; no library thread runs managed
+        /// code. Canceling <paramref name="cancellationToken"/> cancels the request (a queued
+        /// one leaves the queue unsent, one in flight closes its connection) and the Task is
+        /// canceled (TaskCanceledException); a response arriving as it is canceled is freed.
+        /// A request with a BodyStream, or sent by a manager with a
+        /// ServerCertificateValidationCallback, is sent instead by the blocking GetResponse on
+        /// a thread-pool thread (the library would call the stream or the validator on its own
+        /// thread, which Mono then waits for at exit): same result, same cancellation, but it
+        /// holds a pool thread until the head has arrived.</summary>
         public Task<Response> GetResponseAsync(HttpRequest request, CancellationToken cancellationToken = default(CancellationToken))
         {
             if (request == null) throw new ArgumentNullException("request");
             if (request.Url == null) throw new ArgumentNullException("request.Url");
             if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<Response>(cancellationToken);
+            if (request.BodyStream != null || _validator != null)
+            {
+                // Task.Run with the token: the OperationCanceledException GetResponse throws
+                // for this token makes the Task canceled, as the queued path does.
+                return Task.Run(() => GetResponse(request, cancellationToken), cancellationToken);
+            }
             byte[] method = request.EncodedMethod();
             byte[] url = request.EncodedUrl();
+            IntPtr queue = CompletionPump.Queue;
             IntPtr m = _h.Enter(Name);
             IntPtr req = IntPtr.Zero;
             var state = new AsyncRequest(this, cancellationToken);
@@ -452,7 +463,7 @@ namespace Servicepoint
                 req = NewDescription(request, method, url, ref state.Pump, ref state.PumpHandle);
                 self = GCHandle.Alloc(state);
                 IntPtr op;
-                int rc = Native.sp_request_async(m, req, AsyncRequest.Callback, GCHandle.ToIntPtr(self), out op);
+                int rc = Native.sp_request_async_queued(m, req, queue, AsyncRequest.Callback, GCHandle.ToIntPtr(self), out op);
                 if (rc != 0) return Task.FromException<Response>(Native.Error(rc, "sp_request_async", null));
                 started = true;
                 state.Started(op);
