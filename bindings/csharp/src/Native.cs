@@ -324,8 +324,6 @@ namespace Servicepoint
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_completion_queue_len(IntPtr queue, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
-        internal static extern int sp_completion_queue_wait(IntPtr queue, int timeoutMs, out int outReady);
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern void sp_completion_queue_free(IntPtr queue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_cancel_token_new(out IntPtr outToken);
@@ -382,6 +380,18 @@ namespace Servicepoint
         internal static extern int sp_manager_set_log_callback(IntPtr manager, int level, LogCallback callback, IntPtr userdata);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_get_log_level(IntPtr manager, out int outLevel);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_log_queue(IntPtr manager, IntPtr queue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_has_log_queue(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_enable_dns_round_robin(IntPtr manager, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_enable_dns_round_robin(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_resolve(IntPtr manager, byte[] host, int port, byte[] addresses);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_resolve(IntPtr manager, byte[] buf, UIntPtr cap, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern ulong sp_histogram_bound_us(UIntPtr index);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -65,6 +65,10 @@ namespace Servicepoint
                 }
                 Native.LogCallback cb = ServicepointTrace.Callback;
                 _logCallback = cb;
+                // Messages logged on library threads (the idle reaper, asynchronous requests) go
+                // through the completion pump's managed thread: Mono must never be entered from
+                // a library thread (it then hangs at exit).
+                Native.Check(Native.sp_manager_set_log_queue(h, CompletionPump.Queue), "sp_manager_set_log_queue");
                 Native.Check(Native.sp_manager_set_log_callback(h, level, cb, new IntPtr(Id)), "sp_manager_set_log_callback");
             }
         }
@@ -228,6 +232,27 @@ namespace Servicepoint
         {
             get { return Get(Native.sp_manager_get_use_nagle_algorithm, "sp_manager_get_use_nagle_algorithm") != 0; }
             set { Set(Native.sp_manager_set_use_nagle_algorithm, value ? 1 : 0, "sp_manager_set_use_nagle_algorithm"); }
+        }
+
+        /// <summary>EnableDnsRoundRobin: each new connection starts at the next of its host's
+        /// addresses (false by default: the order resolved). Applies to every service point.</summary>
+        public bool EnableDnsRoundRobin
+        {
+            get { return Get(Native.sp_manager_get_enable_dns_round_robin, "sp_manager_get_enable_dns_round_robin") != 0; }
+            set { Set(Native.sp_manager_set_enable_dns_round_robin, value ? 1 : 0, "sp_manager_set_enable_dns_round_robin"); }
+        }
+
+        /// <summary>Pins host:port to IP addresses (tried in that order) for every new
+        /// connection, without a lookup (curl's CURLOPT_RESOLVE); null removes the pin.</summary>
+        public void SetResolve(string host, int port, params string[] addresses)
+        {
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                byte[] list = addresses == null ? null : Native.Utf8Z(string.Join(",", addresses), "addresses");
+                Native.Check(Native.sp_manager_set_resolve(h, Native.Utf8Z(host, "host"), port, list), "sp_manager_set_resolve");
+            }
+            finally { _h.Exit(); }
         }
 
         /// <summary>Expect100Continue: what service points created from now on take (false by

@@ -1517,6 +1517,22 @@ namespace Servicepoint.Tests
                 }
             });
 
+            Check("SetResolve pins a name, EnableDnsRoundRobin round-trips", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    Equal(false, m.EnableDnsRoundRobin, "EnableDnsRoundRobin default");
+                    m.EnableDnsRoundRobin = true;
+                    Equal(true, m.EnableDnsRoundRobin, "EnableDnsRoundRobin");
+                    var port = new Uri(server.Url("/")).Port;
+                    Throws<InvalidArgumentException>(() => m.SetResolve("pinned.invalid", port, "not-an-ip"), "not an IP");
+                    m.SetResolve("pinned.invalid", port, "127.0.0.1");
+                    Equal("hello world\n", GetText(m, "http://pinned.invalid:" + port + "/hello"), "through the pin");
+                    m.SetResolve("pinned.invalid", port, null);
+                }
+            });
+
             Check("IdleSince is UTC and recent", () =>
             {
                 using (var server = new TestServer())
@@ -2283,6 +2299,12 @@ namespace Servicepoint.Tests
                             Equal(System.Diagnostics.SourceLevels.Verbose, m.TraceLevel, "native level follows the switch");
                             GetText(m, server.Url("/hello"));
                             GetText(m, server.Url("/hello"));
+                            // Messages come through the completion pump's thread: wait for them.
+                            for (int i = 0; i < 100; i++)
+                            {
+                                lock (listener.Events) if (listener.Events.Count >= 3) break;
+                                Thread.Sleep(20);
+                            }
                             lock (listener.Events)
                             {
                                 Assert(listener.Events.Count >= 2, "events: " + listener.Events.Count);
@@ -2297,9 +2319,11 @@ namespace Servicepoint.Tests
                             ServicepointTrace.Source.Switch.Level = System.Diagnostics.SourceLevels.Off;
                             m.UpdateTraceLevel();
                             Equal(System.Diagnostics.SourceLevels.Off, m.TraceLevel, "off again");
+                            Thread.Sleep(100); // messages still on their way through the pump
                             int before;
                             lock (listener.Events) before = listener.Events.Count;
                             GetText(m, server.Url("/hello"));
+                            Thread.Sleep(100);
                             lock (listener.Events) Equal(before, listener.Events.Count, "no events when off");
                         }
                         // A listener that throws never reaches the library.
@@ -2692,8 +2716,8 @@ namespace Servicepoint.Tests
             ExitCheck("exit: ... after a canceled GetAsync", "async-cancel", srv => srv.Url("/slow"), "Canceled");
             ExitCheck("exit: ... after GetResponseAsync with a BodyStream (sent from the thread pool)", "async-bodystream", srv => srv.Url("/echo"), "200 streamed-body");
             ExitCheck("exit: ... after an https GetAsync with a certificate validator (sent from the thread pool)", "async-validator", srv => srv.HttpsUrl("localhost", "/hello"), "200, validator calls 1");
-            KnownExitHang("known issue (library): ServicepointTrace on, one GetAsync: Mono hangs at exit", "async-log");
-            KnownExitHang("known issue (library): ServicepointTrace on, blocking calls only, the idle reaper closed a connection: Mono hangs at exit", "reaper-log");
+            ExitCheck("exit: ... with ServicepointTrace on and one GetAsync (log messages come through the pump)", "async-log", srv => srv.Url("/hello"), "200");
+            ExitCheck("exit: ... with ServicepointTrace on, blocking calls only, after the idle reaper closed a connection", "reaper-log", srv => srv.Url("/hello"), "0 connections");
 
 
             Check("using System.Net and using Servicepoint together compile and run", () =>
