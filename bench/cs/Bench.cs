@@ -47,6 +47,9 @@ namespace Servicepoint.Bench
 {
     static class Program
     {
+        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
+        static extern void _exit(int status);
+
         static long _errors;
         static int _reported;
 
@@ -451,7 +454,18 @@ namespace Servicepoint.Bench
             }
             // As the other clients: the line is printed either way, but a run in which nothing
             // succeeded is a failure.
-            return n == 0 ? 1 : 0;
+            int status = n == 0 ? 1 : 0;
+            if (mode == "sp_async" || mode == "sp_apm")
+            {
+                // Returning from Main (or Environment.Exit) after the binding's asynchronous calls
+                // leaves Mono waiting forever at shutdown (main thread in a futex wait,
+                // servicepoint-rt in epoll_wait; reported as a binding problem): leave at once
+                // with _exit(2) once the result line is out.
+                Console.Out.Flush();
+                Console.Error.Flush();
+                _exit(status);
+            }
+            return status;
         }
     }
 }
