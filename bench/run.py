@@ -45,6 +45,11 @@ SCENARIOS = {
     "contention_1": ((0, 1), 1, 1, -1, "http"),
     "contention_32": ((16, 16), 32, 16, -1, "http"),
     "contention_32_2cpu": ((16, 16), 32, 16, -1, "http"),
+    # one thread, 64 requests in flight (the "threads" field), one service point of limit 64
+    "async64_small": ("/small", 64, 64, -1, "http"),
+    "async64_64k": ("/big", 64, 64, -1, "http"),
+    "async64_https_small": ("/small", 64, 64, -1, "https"),
+    "async64_https_64k": ("/big", 64, 64, -1, "https"),
 }
 TITLES = {
     "seq_small": "Sequential keep-alive GET, 100-byte body, 1 thread",
@@ -58,19 +63,33 @@ TITLES = {
                      "service point (limit 16), one manager, 100-byte body",
     "contention_32_2cpu": "Contention as above, client threads on both CPUs (taskset -c 0,1: threads run in "
                           "parallel; nginx shares CPU 0)",
+    "async64_small": "Asynchronous: 64 requests in flight from one thread, one service point (limit 64), 100-byte body",
+    "async64_64k": "Asynchronous: 64 requests in flight from one thread, one service point (limit 64), 64 KiB body",
+    "async64_https_small": "Asynchronous HTTPS: 64 requests in flight from one thread, limit 64, 100-byte body "
+                           "(certificate verified)",
+    "async64_https_64k": "Asynchronous HTTPS: 64 requests in flight from one thread, limit 64, 64 KiB body "
+                         "(certificate verified)",
 }
+
+
+def is_async(s):
+    """The asynchronous scenarios: only the asynchronous clients (and wrk) run them."""
+    return s.startswith("async")
 
 
 def client_commands(args):
     """Each client: a function (scenario, url) -> argv, or None when it does not apply."""
     pin = ["taskset", "-c", "1"]
     py = [sys.executable, os.path.join(HERE, "py", "client.py")]
+    pya = [sys.executable, os.path.join(HERE, "py", "async_client.py")]
     cs = os.path.join(TARGET, "bench", "Bench.exe")
     secs = str(args.seconds)
 
     def sp_c_mode(mode):
         def f(s, url):
             path, threads, limit, lease, _ = SCENARIOS[s]
+            if is_async(s):
+                return None
             if s.startswith("contention"):
                 if mode != "new":
                     return None
@@ -82,14 +101,14 @@ def client_commands(args):
         return f
 
     def curl(s, url):
-        if s.startswith("contention"):
+        if s.startswith("contention") or is_async(s):
             return None
         _, threads, _, lease, _ = SCENARIOS[s]
         return pin + [os.path.join(TARGET, "bench", "curl_bench"), url, secs, str(threads), "1" if lease == 0 else "0"]
 
     def pyc(mode):
         def f(s, url):
-            if s.startswith("contention"):
+            if s.startswith("contention") or is_async(s):
                 return None
             _, threads, limit, lease, _ = SCENARIOS[s]
             return pin + py + [mode, url, secs, str(threads), str(limit), str(lease)]
@@ -97,7 +116,7 @@ def client_commands(args):
 
     def csc(mode):
         def f(s, url):
-            if not os.path.exists(cs) or s.startswith("contention"):
+            if not os.path.exists(cs) or s.startswith("contention") or is_async(s) != (mode in CS_ASYNC_MODES):
                 return None
             _, threads, limit, lease, _ = SCENARIOS[s]
             return pin + ["mono", cs, mode, url, secs, str(threads), str(limit), str(lease)]
@@ -107,10 +126,35 @@ def client_commands(args):
         if s.startswith("contention"):
             return None
         _, threads, _, lease, _ = SCENARIOS[s]
-        cmd = pin + ["wrk", "-t", str(threads), "-c", str(threads), "-d", f"{max(1, round(args.seconds))}s"]
+        # In the asynchronous scenarios wrk too runs one thread with all connections.
+        cmd = pin + ["wrk", "-t", "1" if is_async(s) else str(threads), "-c", str(threads),
+                     "-d", f"{max(1, round(args.seconds))}s"]
         if lease == 0:
             cmd += ["-H", "Connection: close"]
         return cmd + [url]
+
+    # The asynchronous clients: one thread, N requests in flight (N = the scenario's "threads").
+    def sp_async_c(mode):
+        def f(s, url):
+            if not is_async(s):
+                return None
+            _, n, limit, _, _ = SCENARIOS[s]
+            return pin + [os.path.join(TARGET, "bench", "sp_async_bench"), url, secs, str(n), str(limit), mode]
+        return f
+
+    def curl_multi(s, url):
+        if not is_async(s):
+            return None
+        _, n, limit, _, _ = SCENARIOS[s]
+        return pin + [os.path.join(TARGET, "bench", "curl_multi_bench"), url, secs, str(n), str(limit)]
+
+    def pya_c(mode):
+        def f(s, url):
+            if not is_async(s):
+                return None
+            _, n, limit, _, _ = SCENARIOS[s]
+            return pin + pya + [mode, url, secs, str(n), str(limit)]
+        return f
 
     def before(f):
         # The same client run against another build of the library (--before-lib DIR).
@@ -133,9 +177,21 @@ def client_commands(args):
         "http.client (Python)": pyc("httpclient"),
         "servicepoint (C#, Mono)": csc("sp"),
         "HttpWebRequest (C#, Mono)": csc("hwr"),
+        "servicepoint (C, async)": sp_async_c("new"),
+        "servicepoint (C, async, request reused)": sp_async_c("reuse"),
+        "libcurl multi (C)": curl_multi,
+        "servicepoint (Python, asyncio)": pya_c("sp"),
+        "aiohttp (Python)": pya_c("aiohttp"),
+        "httpx (Python)": pya_c("httpx"),
+        "servicepoint (C#, GetResponseAsync)": csc("sp_async"),
+        "servicepoint (C#, BeginGetResponse)": csc("sp_apm"),
+        "HttpClient (C#, Mono)": csc("httpclient"),
+        "HttpWebRequest.BeginGetResponse (C#, Mono)": csc("hwr_apm"),
         "wrk (ceiling)": wrk,
     }
 
+
+CS_ASYNC_MODES = ("sp_async", "sp_apm", "httpclient", "hwr_apm")
 
 RESULT = re.compile(r"RESULT (.*)")
 
@@ -391,8 +447,24 @@ def main():
         "wake-ups).",
         "",
     ]
+    if any(is_async(s) for s in SCENARIOS):
+        lines[-1:-1] = [
+            "- Asynchronous scenarios: one thread keeps 64 requests in flight over one service point "
+            "(limit 64, keep-alive). servicepoint (C, async): `sp_request_async_queued` and one "
+            "completion queue polled with poll(2), each body read with `sp_response_read_async_queued`, "
+            "a request description per request (\"request reused\": one for all); libcurl multi: 64 "
+            "easy handles, `curl_multi_perform`/`curl_multi_poll`, CURLMOPT_MAX_HOST_CONNECTIONS 64; "
+            "Python: 64 tasks on the default asyncio loop (servicepoint `get_async` + `aread`, "
+            "aiohttp `TCPConnector(limit=64)`, `httpx.AsyncClient` with 64 connections); C#: 64 "
+            "chains of asynchronous calls whose continuations run on Mono's thread pool "
+            "(`GetResponseAsync` + `ReadAsync`, `BeginGetResponse` + `BeginRead`, Mono's `HttpClient`, "
+            "`HttpWebRequest.BeginGetResponse`); wrk: 1 thread, 64 connections. The C and Python "
+            "CPU is measured inside the process over the measured phase; C#'s too "
+            "(Process.TotalProcessorTime). All threads of a client (runtime threads included) are "
+            "pinned to CPU 1.",
+        ]
     for s in SCENARIOS:
-        curl = med.get((s, "libcurl (C)"))
+        curl = med.get((s, "libcurl multi (C)" if is_async(s) else "libcurl (C)"))
         wrk = med.get((s, "wrk (ceiling)"))
         lines += [f"## {TITLES[s]}", "",
                   "| client | req/s | CPU µs/req | spread | user | sys | peak RSS KiB | req/s vs libcurl | CPU vs libcurl | CPU vs wrk |",
@@ -468,6 +540,12 @@ def main():
     check("HTTPS keep-alive: CPU/req vs libcurl", fmt(x, 2) + "×", "≤ 1.0×", x is not None and x <= 1.0)
     x = r(get("https_newconn", "servicepoint (C)", "cpu_us"), get("https_newconn", "libcurl (C)", "cpu_us"))
     check("HTTPS new connection (resumed): CPU/req vs libcurl", fmt(x, 2) + "×", "≤ 0.6×", x is not None and x <= 0.6)
+    for s in [s for s in SCENARIOS if is_async(s)]:
+        for c, peer, goal in (("servicepoint (C, async)", "libcurl multi (C)", 0.8),
+                              ("servicepoint (Python, asyncio)", "aiohttp (Python)", 0.33),
+                              ("servicepoint (C#, GetResponseAsync)", "HttpClient (C#, Mono)", 0.5)):
+            x = r(get(s, c, "cpu_us"), get(s, peer, "cpu_us"))
+            check(f"{s}: {c} CPU/req vs {peer}", fmt(x, 2) + "×", f"≤ {goal:g}×", x is not None and x <= goal)
     rss = get("seq_small", "servicepoint (C)", "rss_kib")
     check("Peak RSS of the C bench client, sequential", fmt(rss and rss / 1024, 1) + " MiB", "< 6 MiB", rss is not None and rss < 6 * 1024)
     if args.idle:

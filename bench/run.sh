@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the benchmarks: installs nginx, wrk, libcurl, urllib3 (and Mono when the C#
+# One command for the benchmarks: installs nginx, wrk, libcurl, urllib3, aiohttp, httpx (and Mono when the C#
 # clients exist), builds the release library and the bench clients, starts nginx on loopback
 # (bench/nginx.sh: 1 worker on CPU 0, keep-alive on, access log off, a 100-byte and a 64 KiB
 # file, 64 extra ports for the contention scenario), runs every client on every scenario
@@ -33,6 +33,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 python3 -c 'import urllib3' 2>/dev/null || python3 -m pip install -q urllib3 2>/dev/null \
   || python3 -m pip install -q --break-system-packages urllib3
+# The asyncio peers of the asynchronous scenarios.
+python3 -c 'import aiohttp, httpx' 2>/dev/null || python3 -m pip install -q aiohttp httpx 2>/dev/null \
+  || python3 -m pip install -q --break-system-packages aiohttp httpx
 
 cargo build --release --locked
 T=${CARGO_TARGET_DIR:-target}
@@ -42,7 +45,9 @@ mkdir -p "$T/bench"
 cc -O2 -g -Wall -Iinclude bench/c/sp_bench.c -o "$T/bench/sp_bench" -L"$T/release" -lservicepoint -lpthread
 cc -O2 -g -Wall -Iinclude bench/c/sp_contend.c -o "$T/bench/sp_contend" -L"$T/release" -lservicepoint -lpthread
 cc -O2 -g -Wall -Iinclude bench/c/sp_idle.c -o "$T/bench/sp_idle" -L"$T/release" -lservicepoint
+cc -O2 -g -Wall -Iinclude bench/c/sp_async_bench.c -o "$T/bench/sp_async_bench" -L"$T/release" -lservicepoint -lpthread
 cc -O2 -g -Wall bench/c/curl_bench.c -o "$T/bench/curl_bench" -lcurl -lpthread
+cc -O2 -g -Wall bench/c/curl_multi_bench.c -o "$T/bench/curl_multi_bench" -lcurl -lpthread
 if [ -f bench/cs/build.sh ]; then bash bench/cs/build.sh; fi
 
 WORK=$(mktemp -d /tmp/servicepoint-bench.XXXXXX)

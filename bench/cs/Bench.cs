@@ -15,6 +15,20 @@
 // private trust store: $XDG_CONFIG_HOME points at a temporary directory holding
 // .mono/new-certs/Trust/<subject hash>.0 (the hash from `openssl x509 -subject_hash`).
 //
+// Asynchronous modes (THREADS is then the number of requests in flight, each a chain of
+// asynchronous calls started from the main thread; continuations run on the thread pool, as
+// .NET's asynchronous APIs run them):
+//   `sp_async`: servicepoint's GetResponseAsync, then the response stream's ReadAsync to the end
+//     (a 64 KiB buffer per chain), Dispose; one HttpRequest shared by every chain.
+//   `sp_apm`: servicepoint's BeginGetResponse/EndGetResponse, then BeginRead/EndRead.
+//   `httpclient`: Mono's System.Net.Http.HttpClient (one client; HttpClientHandler with
+//     MaxConnectionsPerServer = LIMIT where Mono supports it, and
+//     ServicePointManager.DefaultConnectionLimit = LIMIT, which Mono's handler obeys),
+//     GetAsync(ResponseHeadersRead), the content stream's ReadAsync to the end.
+//   `hwr_apm`: Mono's HttpWebRequest.BeginGetResponse/EndGetResponse, then the response
+//     stream's BeginRead/EndRead to the end (settings as `hwr`).
+// Their phases end when the clock has passed the stop time and the chains have finished.
+//
 // After a 0.3 s warm-up, THREADS threads send requests for SECONDS; prints one line:
 //   RESULT requests=<n> seconds=<wall> cpu_us_per_req=<user+sys CPU of the process per request>
 //          max_rss_kib=<peak working set> errors=<n>
@@ -24,13 +38,18 @@ using System;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO;
+using System.Net.Http;
 using System.Net.Security;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace Servicepoint.Bench
 {
     static class Program
     {
+        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
+        static extern void _exit(int status);
+
         static long _errors;
         static int _reported;
 
@@ -99,6 +118,196 @@ namespace Servicepoint.Bench
                 }
                 GC.KeepAlive(point);
             };
+        }
+
+
+        /// <summary>Mono's own settings shared by `hwr`, `hwr_apm` and `httpclient`.</summary>
+        static void SetUpMono(Uri uri, int limit, int lease)
+        {
+            System.Net.ServicePointManager.DefaultConnectionLimit = limit;
+            System.Net.ServicePointManager.Expect100Continue = false;
+            System.Net.ServicePointManager.UseNagleAlgorithm = false;
+            string ca = Environment.GetEnvironmentVariable("BENCH_CA");
+            if (!string.IsNullOrEmpty(ca) && uri.Scheme == "https" && _trustDir == null) TrustCaForMono(ca);
+            // Only a chain Mono verified completely (root, dates, host name) is accepted.
+            System.Net.ServicePointManager.ServerCertificateValidationCallback =
+                (sender, cert, chain, errors) => errors == SslPolicyErrors.None;
+            System.Net.ServicePoint point = System.Net.ServicePointManager.FindServicePoint(uri);
+            point.ConnectionLimit = limit;
+            point.ConnectionLeaseTimeout = lease;
+            _monoPoint = point;
+        }
+
+        static System.Net.ServicePoint _monoPoint;
+
+        static Func<byte[], Task> MakeSpAsync(string url, int limit, int lease)
+        {
+            var manager = new HttpServicePointManager();
+            string ca = Environment.GetEnvironmentVariable("BENCH_CA");
+            if (!string.IsNullOrEmpty(ca) && url.StartsWith("https:", StringComparison.OrdinalIgnoreCase))
+                manager.AddCaFile(ca);
+            HttpServicePoint point = manager.FindServicePoint(url);
+            point.ConnectionLimit = limit;
+            point.ConnectionLeaseTimeout = lease;
+            var request = new HttpRequest("GET", url);
+            return async buffer =>
+            {
+                using (Response response = await manager.GetResponseAsync(request))
+                using (Stream body = response.GetResponseStream())
+                {
+                    while (await body.ReadAsync(buffer, 0, buffer.Length) > 0)
+                    {
+                    }
+                }
+                GC.KeepAlive(point);
+            };
+        }
+
+        static Func<byte[], Task> MakeSpApm(string url, int limit, int lease)
+        {
+            var manager = new HttpServicePointManager();
+            string ca = Environment.GetEnvironmentVariable("BENCH_CA");
+            if (!string.IsNullOrEmpty(ca) && url.StartsWith("https:", StringComparison.OrdinalIgnoreCase))
+                manager.AddCaFile(ca);
+            HttpServicePoint point = manager.FindServicePoint(url);
+            point.ConnectionLimit = limit;
+            point.ConnectionLeaseTimeout = lease;
+            var request = new HttpRequest("GET", url);
+            return buffer =>
+            {
+                var done = new TaskCompletionSource<bool>();
+                manager.BeginGetResponse(request, ar =>
+                {
+                    try
+                    {
+                        Response response = manager.EndGetResponse(ar);
+                        ReadApm(response.GetResponseStream(), buffer, done);
+                    }
+                    catch (Exception e)
+                    {
+                        done.TrySetException(e);
+                    }
+                }, null);
+                GC.KeepAlive(point);
+                return done.Task;
+            };
+        }
+
+        /// <summary>BeginRead/EndRead until the end of the body, then closes the stream and
+        /// completes <paramref name="done"/>.</summary>
+        static void ReadApm(Stream body, byte[] buffer, TaskCompletionSource<bool> done)
+        {
+            AsyncCallback next = null;
+            next = ar =>
+            {
+                try
+                {
+                    if (body.EndRead(ar) > 0)
+                    {
+                        body.BeginRead(buffer, 0, buffer.Length, next, null);
+                        return;
+                    }
+                    body.Dispose();
+                    done.TrySetResult(true);
+                }
+                catch (Exception e)
+                {
+                    body.Dispose();
+                    done.TrySetException(e);
+                }
+            };
+            body.BeginRead(buffer, 0, buffer.Length, next, null);
+        }
+
+        static Func<byte[], Task> MakeHwrApm(string url, int limit, int lease)
+        {
+            var uri = new Uri(url);
+            SetUpMono(uri, limit, lease);
+            return buffer =>
+            {
+                var done = new TaskCompletionSource<bool>();
+                var request = (System.Net.HttpWebRequest)System.Net.WebRequest.Create(uri);
+                request.Proxy = null;
+                request.KeepAlive = lease != 0;
+                request.BeginGetResponse(ar =>
+                {
+                    try
+                    {
+                        var response = (System.Net.HttpWebResponse)request.EndGetResponse(ar);
+                        ReadApm(response.GetResponseStream(), buffer, done);
+                    }
+                    catch (Exception e)
+                    {
+                        done.TrySetException(e);
+                    }
+                }, null);
+                return done.Task;
+            };
+        }
+
+        static Func<byte[], Task> MakeHttpClient(string url, int limit, int lease)
+        {
+            var uri = new Uri(url);
+            SetUpMono(uri, limit, lease);
+            var handler = new HttpClientHandler { UseProxy = false };
+            try
+            {
+                handler.MaxConnectionsPerServer = limit;
+            }
+            catch (Exception e) when (e is PlatformNotSupportedException || e is NotImplementedException)
+            {
+                Console.Error.WriteLine("HttpClientHandler.MaxConnectionsPerServer: {0} (ServicePointManager's limit applies)", e.GetType().Name);
+            }
+            var client = new HttpClient(handler);
+            return async buffer =>
+            {
+                using (HttpResponseMessage response = await client.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead))
+                {
+                    response.EnsureSuccessStatusCode();
+                    using (Stream body = await response.Content.ReadAsStreamAsync())
+                    {
+                        while (await body.ReadAsync(buffer, 0, buffer.Length) > 0)
+                        {
+                        }
+                    }
+                }
+            };
+        }
+
+        /// <summary>One chain: a request after another until the stop time.</summary>
+        static async Task Chain(Func<byte[], Task> one, Stopwatch clock, long stopAt, long[] counts, int index)
+        {
+            var buffer = new byte[65536];
+            long n = 0;
+            while (clock.ElapsedTicks < stopAt)
+            {
+                try
+                {
+                    await one(buffer);
+                    n++;
+                }
+                catch (Exception e)
+                {
+                    Report(e);
+                }
+            }
+            counts[index] = n;
+        }
+
+        /// <summary>Keeps <paramref name="inFlight"/> chains of requests going until
+        /// <paramref name="seconds"/> have passed; returns the requests completed.</summary>
+        static long PhaseAsync(Func<byte[], Task> one, int inFlight, double seconds)
+        {
+            var counts = new long[inFlight];
+            var chains = new Task[inFlight];
+            var clock = Stopwatch.StartNew();
+            long stopAt = (long)(seconds * Stopwatch.Frequency);
+            for (int i = 0; i < inFlight; i++) chains[i] = Chain(one, clock, stopAt, counts, i);
+            Task.WaitAll(chains);
+            GC.KeepAlive(_monoPoint);
+            long total = 0;
+            foreach (long c in counts) total += c;
+            return total;
         }
 
         static string _trustDir;
@@ -183,9 +392,10 @@ namespace Servicepoint.Bench
 
         static int Main(string[] args)
         {
-            if (args.Length != 6 || (args[0] != "sp" && args[0] != "hwr"))
+            string[] modes = { "sp", "hwr", "sp_async", "sp_apm", "httpclient", "hwr_apm" };
+            if (args.Length != 6 || Array.IndexOf(modes, args[0]) < 0)
             {
-                Console.Error.WriteLine("usage: mono Bench.exe sp|hwr URL SECONDS THREADS LIMIT LEASE_MS");
+                Console.Error.WriteLine("usage: mono Bench.exe sp|hwr|sp_async|sp_apm|httpclient|hwr_apm URL SECONDS THREADS LIMIT LEASE_MS");
                 return 2;
             }
             string mode = args[0], url = args[1];
@@ -198,10 +408,22 @@ namespace Servicepoint.Bench
                 Console.Error.WriteLine("bad arguments: {0}", string.Join(" ", args));
                 return 2;
             }
-            Action one;
+            Func<double, long> phase;
             try
             {
-                one = mode == "sp" ? MakeSp(url, limit, lease) : MakeHwr(url, limit, lease);
+                if (mode == "sp" || mode == "hwr")
+                {
+                    Action one = mode == "sp" ? MakeSp(url, limit, lease) : MakeHwr(url, limit, lease);
+                    phase = secs => Phase(one, threads, secs);
+                }
+                else
+                {
+                    Func<byte[], Task> one = mode == "sp_async" ? MakeSpAsync(url, limit, lease)
+                        : mode == "sp_apm" ? MakeSpApm(url, limit, lease)
+                        : mode == "httpclient" ? MakeHttpClient(url, limit, lease)
+                        : MakeHwrApm(url, limit, lease);
+                    phase = secs => PhaseAsync(one, threads, secs);
+                }
             }
             catch (Exception e)
             {
@@ -209,11 +431,11 @@ namespace Servicepoint.Bench
                 return 2;
             }
 
-            Phase(one, threads, 0.3);
+            phase(0.3);
             _errors = 0;
             TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
             var wall = Stopwatch.StartNew();
-            long n = Phase(one, threads, seconds);
+            long n = phase(seconds);
             double elapsed = wall.Elapsed.TotalSeconds;
             TimeSpan cpu1 = Process.GetCurrentProcess().TotalProcessorTime;
             double cpuUs = (cpu1 - cpu0).TotalMilliseconds * 1000.0;
@@ -232,7 +454,18 @@ namespace Servicepoint.Bench
             }
             // As the other clients: the line is printed either way, but a run in which nothing
             // succeeded is a failure.
-            return n == 0 ? 1 : 0;
+            int status = n == 0 ? 1 : 0;
+            if (mode == "sp_async" || mode == "sp_apm")
+            {
+                // Returning from Main (or Environment.Exit) after the binding's asynchronous calls
+                // leaves Mono waiting forever at shutdown (main thread in a futex wait,
+                // servicepoint-rt in epoll_wait; reported as a binding problem): leave at once
+                // with _exit(2) once the result line is out.
+                Console.Out.Flush();
+                Console.Error.Flush();
+                _exit(status);
+            }
+            return status;
         }
     }
 }

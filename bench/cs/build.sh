@@ -3,6 +3,7 @@
 # the binding's sources bindings/csharp/src/*.cs, with `mcs -langversion:7.2 -optimize+`. Works from any
 # directory. Installs the Mono packages when missing (apt-get as root, else sudo apt-get):
 #   mono-mcs mono-runtime libmono-corlib4.5-cil libmono-system4.0-cil libmono-system-core4.0-cil
+#   libmono-system-net-http4.0-cil (HttpClient, for the asynchronous scenarios)
 # Run it with the library on LD_LIBRARY_PATH, e.g.
 #   cargo build --release
 #   LD_LIBRARY_PATH=target/release mono target/bench/Bench.exe sp http://127.0.0.1:8080/small 3 1 2 -1
@@ -10,7 +11,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-PACKAGES=(mono-mcs mono-runtime libmono-corlib4.5-cil libmono-system4.0-cil libmono-system-core4.0-cil)
+PACKAGES=(mono-mcs mono-runtime libmono-corlib4.5-cil libmono-system4.0-cil libmono-system-core4.0-cil libmono-system-net-http4.0-cil)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -34,6 +35,6 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 mkdir -p "$ROOT/target/bench"
-mcs -langversion:7.2 -target:exe -unsafe -optimize+ -debug -warn:4 -r:System.dll -r:System.Core.dll \
+mcs -langversion:7.2 -target:exe -unsafe -optimize+ -debug -warn:4 -r:System.dll -r:System.Core.dll -r:System.Net.Http.dll \
     -out:"$ROOT/target/bench/Bench.exe" "$HERE/Bench.cs" "$ROOT"/bindings/csharp/src/*.cs
 echo "built $ROOT/target/bench/Bench.exe"

@@ -22,7 +22,8 @@ def make_sp(url, threads, limit, lease):
         manager.add_ca_file(os.environ["BENCH_CA"])
     point = manager.find_service_point(url)
     point.connection_limit = limit
-    point.connection_lease_timeout = lease
+    # LEASE_MS -1 keeps connections alive (None: no limit); the binding takes seconds.
+    point.connection_lease_timeout = None if lease < 0 else lease / 1000
 
     def one():
         with manager.request("GET", url) as resp:
