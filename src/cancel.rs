@@ -58,7 +58,13 @@ impl CancelToken {
         if self.0.canceled.load(Ordering::SeqCst) {
             return true;
         }
-        let readable = self.poll_fd().is_some_and(|fd| {
+        // Only a pipe that exists can have been written to (a signal handler's byte); checking
+        // must not create one: tokens are checked at every step of an operation.
+        let existing = match self.0.pipe.get() {
+            Some(Some((read, _))) => Some(read.as_raw_fd()),
+            _ => None,
+        };
+        let readable = existing.is_some_and(|fd| {
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLIN,

@@ -13,6 +13,7 @@
 use crate::cancel::{self, CancelToken};
 use crate::connection::{self, Connecting, Connection, Fault, Socket, SocketOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::local::Local;
 use crate::origin::{Origin, Scheme};
 use crate::point::ServicePoint;
 use crate::pool::{AcquireError, Grant, Pool, Ticket};
@@ -30,6 +31,8 @@ pub enum Driver {
     Blocking,
     /// On the runtime, ended early by any of these tokens.
     Async(Vec<CancelToken>),
+    /// On the thread that drains a completion queue (`local`), ended early by these tokens.
+    Local(Vec<CancelToken>, Arc<Local>),
 }
 
 impl Driver {
@@ -50,7 +53,9 @@ impl Driver {
     pub fn is_canceled(&self) -> bool {
         match self {
             Driver::Blocking => cancel::watched_canceled(),
-            Driver::Async(tokens) => tokens.iter().any(CancelToken::is_canceled),
+            Driver::Async(tokens) | Driver::Local(tokens, _) => {
+                tokens.iter().any(CancelToken::is_canceled)
+            }
         }
     }
 
@@ -65,7 +70,7 @@ impl Driver {
     /// Resolves when a token is canceled (never for a blocking driver).
     async fn canceled(&self) {
         match self {
-            Driver::Async(tokens) if !tokens.is_empty() => {
+            Driver::Async(tokens) | Driver::Local(tokens, _) if !tokens.is_empty() => {
                 let waits = tokens.iter().map(|t| Box::pin(t.canceled()));
                 futures_select_all(waits).await
             }
@@ -84,23 +89,57 @@ impl Driver {
             return step(socket);
         }
         let mut fault = None;
+        // What the queue's epoll saw ready last time (for `run_step_level`).
+        let mut seen = None;
         loop {
             if self.is_canceled() {
                 fault = Some(Fault::Canceled);
             }
-            let (out, pending) = connection::run_step(fault, || step(socket));
+            let (out, pending) = match self {
+                Driver::Local(..) => {
+                    connection::run_step_level(fault, seen.take(), || step(socket))
+                }
+                _ => connection::run_step(fault, || step(socket)),
+            };
             let Some(pending) = pending else {
                 return out;
             };
             drop(out);
-            tokio::select! {
-                ready = socket.reactor().ready(pending, deadline) => {
-                    if ready.is_err() {
-                        fault = Some(Fault::NoReactor);
-                    }
+            let ready = async {
+                match self {
+                    Driver::Local(_, local) => local
+                        .ready(pending.fd, pending.events, deadline)
+                        .await
+                        .map(|bits| {
+                            bits.map(|events| connection::Pending {
+                                fd: pending.fd,
+                                events,
+                            })
+                        }),
+                    _ => socket
+                        .reactor()
+                        .ready(pending, deadline)
+                        .await
+                        .map(|()| None),
                 }
+            };
+            tokio::select! {
+                ready = ready => match ready {
+                    Ok(bits) => seen = bits,
+                    Err(_) => fault = Some(Fault::NoReactor),
+                },
                 () = self.canceled() => fault = Some(Fault::Canceled),
             }
+        }
+    }
+
+    /// Resolves at `deadline` (never without one): on the runtime's timers, or on the
+    /// completion queue's.
+    async fn sleep_until(&self, deadline: Option<Instant>) {
+        match (deadline, self) {
+            (None, _) => std::future::pending().await,
+            (Some(d), Driver::Local(_, local)) => local.sleep_until(d).await,
+            (Some(d), _) => tokio::time::sleep_until(d.into()).await,
         }
     }
 
@@ -118,12 +157,7 @@ impl Driver {
         if self.is_canceled() {
             return Err(AcquireError::Canceled);
         }
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = self.sleep_until(deadline);
         tokio::select! {
             biased;
             () = self.canceled() => return Err(AcquireError::Canceled),
@@ -170,13 +204,8 @@ impl Driver {
             return Ok(addrs);
         }
         let p = Arc::clone(point);
-        let lookup = tokio::task::spawn_blocking(move || p.resolve());
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let lookup = crate::runtime::handle().spawn_blocking(move || p.resolve());
+        let sleep = self.sleep_until(deadline);
         tokio::select! {
             found = lookup => found.unwrap_or_else(|e| {
                 Err(Error::new(ErrorKind::Dns, format!("name lookup failed: {e}")))

@@ -115,8 +115,10 @@ pub async fn send_with(
             }
         };
         let attempt = match opened {
+            // Boxed too: a request waiting in the queue then carries only the queue wait's
+            // state (about 1 KiB), not the exchange's; one allocation per attempt.
             Ok(()) => {
-                attempt(
+                Box::pin(attempt(
                     driver,
                     point,
                     req,
@@ -125,7 +127,7 @@ pub async fn send_with(
                     keep_alive,
                     no_expect,
                     deadline,
-                )
+                ))
                 .await
             }
             Err(error) => Err(AttemptError {

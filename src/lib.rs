@@ -16,6 +16,7 @@ pub mod expect;
 pub mod ffi;
 pub mod fork;
 pub mod http1;
+pub mod local;
 pub mod log;
 pub mod manager;
 pub mod operation;

@@ -3,7 +3,6 @@
 
 use crate::cancel::{self, CancelToken};
 use crate::connection::TcpKeepAlive;
-use crate::drive::Driver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange;
 use crate::fork::{self, Lock, LockGuard};
@@ -187,8 +186,8 @@ impl Manager {
         let keep_alive = self.keep_alive_default();
         let mut tokens = vec![token.clone()];
         tokens.extend(req.cancel.clone());
+        let driver = deliver.driver(tokens);
         let work = async move {
-            let driver = Driver::Async(tokens);
             let mut resp = exchange::send_with(&driver, &point, &req, keep_alive).await?;
             resp.set_cancel(req.cancel.clone());
             Ok(resp)

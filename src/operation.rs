@@ -4,11 +4,13 @@
 //! the queue's descriptor to its poll set).
 
 use crate::cancel::CancelToken;
+use crate::drive::Driver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
+use crate::local::Local;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +21,16 @@ use std::task::{Context, Poll};
 pub struct Operation {
     token: CancelToken,
     done: Arc<AtomicBool>,
+}
+
+impl Deliver {
+    /// The driver of an operation delivered this way: the runtime's, or the queue's.
+    pub fn driver(&self, tokens: Vec<CancelToken>) -> Driver {
+        match self {
+            Deliver::Runtime => Driver::Async(tokens),
+            Deliver::Queue(queue) => queue.driver(tokens),
+        }
+    }
 }
 
 impl Operation {
@@ -48,37 +60,36 @@ pub enum Deliver {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Completed operations waiting for their program's thread. Its descriptor (an eventfd) is
-/// readable while any are queued.
+/// Operations that run on a program's own thread, and their completions. Its descriptor (an
+/// epoll set: the tasks' sockets and timers, and an eventfd) is readable while any task can go
+/// on or a completion waits; `run` then does the work on the calling thread (see `local`).
 pub struct CompletionQueue {
     jobs: Lock<VecDeque<Job>>,
-    event: OwnedFd,
-    /// Closed by its owner: completions arriving later run on the runtime instead.
+    local: Arc<Local>,
+    /// Canceled when the queue is closed: every operation still on it ends.
+    closing: CancelToken,
+    /// Closed by its owner: completions arriving later (log messages) run where they arise.
     closed: AtomicBool,
-    /// The eventfd has been written since the last `run` read it.
-    signalled: AtomicBool,
+    /// One thread drains at a time.
+    draining: std::sync::Mutex<()>,
 }
 
 impl CompletionQueue {
     pub fn new() -> Result<Self> {
-        // SAFETY: eventfd has no memory arguments; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(Error::new(ErrorKind::Io, format!("eventfd: {e}")));
-        }
+        let local = Local::new()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("completion queue: {e}")))?;
         Ok(CompletionQueue {
             jobs: Lock::new(VecDeque::new()),
-            // SAFETY: a new descriptor that nothing else owns.
-            event: unsafe { OwnedFd::from_raw_fd(fd) },
+            local,
+            closing: CancelToken::new(),
             closed: AtomicBool::new(false),
-            signalled: AtomicBool::new(false),
+            draining: std::sync::Mutex::new(()),
         })
     }
 
-    /// Readable while completions are queued: add it to a poll set, then call `run`.
+    /// Readable while there is work: add it to a poll set, then call `run`.
     pub fn fd(&self) -> RawFd {
-        self.event.as_raw_fd()
+        self.local.fd()
     }
 
     /// Completions queued now.
@@ -88,6 +99,17 @@ impl CompletionQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The driver of an operation that runs on this queue.
+    pub fn driver(&self, mut tokens: Vec<CancelToken>) -> Driver {
+        tokens.push(self.closing.clone());
+        Driver::Local(tokens, Arc::clone(&self.local))
+    }
+
+    /// Starts `task` on this queue (polled by `run`).
+    fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        self.local.spawn(task);
     }
 
     /// Queues work to run on the thread that drains the queue (log messages use it).
@@ -101,16 +123,24 @@ impl CompletionQueue {
             if !self.closed.load(Ordering::Acquire) {
                 jobs.push_back(job);
                 drop(jobs);
-                self.signal();
+                self.local.signal();
                 return;
             }
         }
         job();
     }
 
-    /// Closes the queue: runs what is queued now, on this thread; completions that arrive
-    /// later run on a runtime thread (each still exactly once).
+    /// Closes the queue: its operations still running are canceled and run to their end here
+    /// (their completions run on this thread, each exactly once), then what is queued runs.
     pub fn close(&self) {
+        self.closing.cancel();
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.local.live_tasks() > 0 && std::time::Instant::now() < give_up {
+            self.run(usize::MAX);
+            if self.local.live_tasks() > 0 {
+                self.wait(Some(std::time::Duration::from_millis(20)));
+            }
+        }
         {
             let _jobs = self.jobs.lock();
             self.closed.store(true, Ordering::Release);
@@ -118,53 +148,31 @@ impl CompletionQueue {
         while self.run(usize::MAX) > 0 {}
     }
 
-    fn signal(&self) {
-        // Already readable: a second write would only cost a system call.
-        if self.signalled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let one = 1u64;
-        // SAFETY: writes 8 bytes from a valid local to our own eventfd.
-        let _ = unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
-    }
-
-    /// Waits up to `timeout` (`None`: no limit) until a completion is queued; true if one is.
+    /// Waits up to `timeout` (`None`: no limit) until there is work; true if there is.
     /// For a program (or binding) that drains the queue from a thread of its own.
     pub fn wait(&self, timeout: Option<std::time::Duration>) -> bool {
-        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-        loop {
-            if !self.is_empty() {
-                return true;
-            }
-            let ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int
-                }
-            };
-            let mut p = libc::pollfd {
-                fd: self.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            unsafe { libc::poll(&mut p, 1, ms) };
+        let ms = match timeout {
+            None => -1,
+            Some(t) => t.as_millis().min(i32::MAX as u128) as libc::c_int,
+        };
+        if !self.is_empty() {
+            return true;
         }
+        let mut p = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut p, 1, ms) > 0 || !self.is_empty() }
     }
 
-    /// Runs up to `max` queued completions on this thread, in completion order; returns how
-    /// many ran. The descriptor stays readable if more remain.
+    /// Does the work that can be done now on this thread (the queue's operations' socket
+    /// steps), then runs up to `max` completions, in completion order; returns how many ran.
+    /// The descriptor stays readable if more remain.
     pub fn run(&self, max: usize) -> usize {
-        let mut count = 0u64;
-        // SAFETY: reads 8 bytes into a valid local from our own non-blocking eventfd.
-        let _ = unsafe { libc::read(self.fd(), (&raw mut count).cast(), 8) };
-        // Cleared after the read: a completion pushed before it is drained below, one pushed
-        // after it signals again.
-        self.signalled.store(false, Ordering::Release);
+        let _one = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        self.local.poll_ready();
         let mut ran = 0;
         while ran < max {
             let Some(job) = self.jobs.lock().pop_front() else {
@@ -173,16 +181,16 @@ impl CompletionQueue {
             job();
             ran += 1;
         }
+        self.local.quiesce();
         if !self.is_empty() {
-            self.signalled.store(false, Ordering::Release);
-            self.signal();
+            self.local.signal();
         }
         ran
     }
 }
 
-/// Runs `work` as a task on the runtime and hands its result to `complete` exactly once, as
-/// `deliver` says. A panic in `work` completes with an internal error (the task's resources,
+/// Runs `work` as a task (on the runtime, or on its completion queue's thread) and hands its
+/// result to `complete` exactly once, as `deliver` says. A panic in `work` completes with an internal error (the task's resources,
 /// a pool slot among them, are released by unwinding as on any path).
 pub fn spawn<T: Send + 'static>(
     token: CancelToken,
@@ -192,6 +200,9 @@ pub fn spawn<T: Send + 'static>(
 ) -> Operation {
     let done = Arc::new(AtomicBool::new(false));
     let finished = Arc::clone(&done);
+    // An operation delivered through a queue also runs on it (its `work` was built with the
+    // queue's driver); the others run on the runtime.
+    let deliver_on = deliver.clone();
     let task = async move {
         let result = CatchUnwind(Box::pin(work)).await;
         // Done from here on: the completion is about to run, or waits in its queue.
@@ -202,7 +213,12 @@ pub fn spawn<T: Send + 'static>(
             Deliver::Queue(queue) => queue.push(Box::new(job)),
         }
     };
-    crate::runtime::handle().spawn(task);
+    match &deliver_on {
+        Deliver::Runtime => {
+            crate::runtime::handle().spawn(task);
+        }
+        Deliver::Queue(queue) => queue.spawn(Box::pin(task)),
+    }
     Operation { token, done }
 }
 

@@ -23,6 +23,12 @@ pub struct Pending {
 struct Step {
     fault: Option<Fault>,
     pending: Option<Pending>,
+    /// Look whether the socket is ready before reporting a wait (for edge-triggered waiters,
+    /// which would not see readiness that came before they registered).
+    probe: bool,
+    /// What the waiter saw ready when the step runs again (its first wait on that descriptor
+    /// takes it instead of a system call).
+    seen: Option<Pending>,
 }
 
 /// Why every wait of a step fails at once.
@@ -43,6 +49,25 @@ thread_local! {
 /// discarded), what to await before running the step again. With a `fault`, every wait fails
 /// with it instead.
 pub fn run_step<T>(fault: Option<Fault>, f: impl FnOnce() -> T) -> (T, Option<Pending>) {
+    run_step_with(fault, true, None, f)
+}
+
+/// `run_step` for a waiter that sees readiness present at registration (a level-triggered
+/// epoll set) and says what it saw ready (`seen`, as poll(2) bits): no `poll(2)` per wait.
+pub fn run_step_level<T>(
+    fault: Option<Fault>,
+    seen: Option<Pending>,
+    f: impl FnOnce() -> T,
+) -> (T, Option<Pending>) {
+    run_step_with(fault, false, seen, f)
+}
+
+fn run_step_with<T>(
+    fault: Option<Fault>,
+    probe: bool,
+    seen: Option<Pending>,
+    f: impl FnOnce() -> T,
+) -> (T, Option<Pending>) {
     struct Restore(Option<Step>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -52,6 +77,8 @@ pub fn run_step<T>(fault: Option<Fault>, f: impl FnOnce() -> T) -> (T, Option<Pe
     let restore = Restore(STEP.replace(Some(Step {
         fault,
         pending: None,
+        probe,
+        seen,
     })));
     let out = f();
     let pending = STEP.get().and_then(|s| s.pending);
@@ -166,9 +193,16 @@ pub fn wait(
             None => {}
         }
         check_deadline(deadline)?;
-        let revents = poll_now(fd, asked);
-        if revents != 0 {
-            return Ok(verdict(revents));
+        if let Some(seen) = step.seen.filter(|s| s.fd == fd && s.events & asked != 0) {
+            step.seen = None;
+            STEP.set(Some(step));
+            return Ok(verdict(seen.events));
+        }
+        if step.probe {
+            let revents = poll_now(fd, asked);
+            if revents != 0 {
+                return Ok(verdict(revents));
+            }
         }
         step.pending = Some(Pending { fd, events: asked });
         STEP.set(Some(step));

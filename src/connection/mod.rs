@@ -13,7 +13,9 @@ mod reactor;
 mod tls;
 
 pub use facts::TlsFacts;
-pub use io::{Canceled, Fault, Pending, Ready, check_deadline, run_step, wait, wait_fd};
+pub use io::{
+    Canceled, Fault, Pending, Ready, check_deadline, run_step, run_step_level, wait, wait_fd,
+};
 pub use options::{SocketOptions, TcpKeepAlive};
 pub use reactor::Reactor;
 

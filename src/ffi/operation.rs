@@ -11,7 +11,6 @@ use super::request::sp_http_request;
 use super::response::sp_response;
 use super::result::sp_result;
 use crate::cancel::CancelToken;
-use crate::drive::Driver;
 use crate::error::Result as CoreResult;
 use crate::operation::{self, CompletionQueue, Deliver, Operation};
 use std::ffi::c_void;
@@ -297,8 +296,8 @@ fn start_read(
                 return Ok(());
             }
         }
+        let driver = deliver.driver(tokens);
         let work = async move {
-            let driver = Driver::Async(tokens);
             let mut data = vec![0u8; max.min(1 << 20)];
             let result = body.read_with(&driver, &mut data).await;
             // Back in its response before the callback, so the callback can read on.
