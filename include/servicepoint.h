@@ -233,10 +233,13 @@ typedef int32_t sp_result;
 typedef struct sp_cancel_token sp_cancel_token;
 
 /**
- * Completed operations waiting to run their callbacks on the program's own thread: its file
- * descriptor is readable while any are queued (add it to an event loop; then call
- * sp_completion_queue_run). Thread safety: any thread; callbacks run on the thread that calls
- * sp_completion_queue_run.
+ * An event loop's share of the library: the operations started on it (the _queued
+ * functions) run on the thread that calls sp_completion_queue_run, socket work included, as
+ * libcurl's multi interface does; no library thread takes part. Its file descriptor (an epoll
+ * set of those operations' sockets and timers) is readable while there is work: add it to the
+ * loop's poll set and call sp_completion_queue_run when it is readable. Nothing progresses
+ * between runs. Thread safety: any thread; one thread runs it at a time (concurrent runs
+ * take turns); callbacks run on the thread that calls sp_completion_queue_run.
  *
  * Functions: sp_completion_queue_new, sp_completion_queue_fd, sp_completion_queue_run,
  * sp_completion_queue_wait, sp_completion_queue_len, sp_completion_queue_free.
@@ -779,13 +782,13 @@ sp_result sp_request_async(struct sp_manager *manager,
                            struct sp_operation **out_operation);
 
 /**
- * sp_request_async whose callback runs on the thread that calls sp_completion_queue_run on
- * `queue` (an event loop's thread: no library thread runs the program's code). Blocking calls
- * are allowed in that callback (it runs on the program's thread), though an event loop
- * rarely wants them.
+ * sp_request_async that runs on `queue`: the request progresses, and its callback runs, only
+ * inside sp_completion_queue_run on the thread that calls it (an event loop's thread: no
+ * library thread does its work or runs the program's code). Blocking calls are allowed in
+ * that callback (it runs on the program's thread), though an event loop rarely wants them.
  *
- * Ownership: as sp_request_async; `queue` (not NULL: SP_E_INVALID_HANDLE) is borrowed and must be freed only after the
- * callbacks queued on it ran (sp_completion_queue_free runs those still queued).
+ * Ownership: as sp_request_async; `queue` (not NULL: SP_E_INVALID_HANDLE) is borrowed;
+ * sp_completion_queue_free cancels the operations still on it and runs their callbacks.
  * Errors: as sp_request_async.
  */
 sp_result sp_request_async_queued(struct sp_manager *manager,
@@ -851,15 +854,17 @@ sp_result sp_operation_is_done(const struct sp_operation *operation, int32_t *ou
 void sp_operation_free(struct sp_operation *operation);
 
 /**
- * Creates a completion queue (an eventfd inside).
+ * Creates a completion queue (an epoll set, an eventfd and a timerfd inside).
  *
  * Ownership: free with sp_completion_queue_free. Errors: SP_E_NULL_POINTER, SP_E_IO.
  */
 sp_result sp_completion_queue_new(struct sp_completion_queue **out_queue);
 
 /**
- * *out_fd receives the queue's file descriptor: readable while completions are queued. Add
- * it to poll/epoll/select (or asyncio's add_reader); do not read, write or close it.
+ * *out_fd receives the queue's file descriptor (an epoll set): readable while there is work
+ * (an operation can go on, or a callback is queued). Add it to poll/epoll/select (or
+ * asyncio's add_reader) and call sp_completion_queue_run when it is readable; do not read,
+ * write or close it.
  *
  * Ownership: the descriptor belongs to the queue (valid until sp_completion_queue_free).
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
@@ -867,19 +872,22 @@ sp_result sp_completion_queue_new(struct sp_completion_queue **out_queue);
 sp_result sp_completion_queue_fd(const struct sp_completion_queue *queue, int32_t *out_fd);
 
 /**
- * Runs up to `max` queued callbacks on the calling thread, in completion order;
- * *out_ran receives how many ran (0 when none was queued: never waits). The descriptor stays
- * readable while more remain.
+ * Does the work of the queue's operations that can be done now (their socket reads and
+ * writes, on the calling thread), then runs up to `max` queued callbacks, in completion
+ * order; *out_ran receives how many callbacks ran (max 0: work only). Never waits for the
+ * network. The descriptor stays readable while more remains.
  *
- * Blocking: only as long as the callbacks take. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ * Blocking: only as long as the work and the callbacks take. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
  */
-sp_result sp_completion_queue_run(struct sp_completion_queue *queue, size_t max, size_t *out_ran);
+sp_result sp_completion_queue_run(struct sp_completion_queue *queue,
+                                  size_t max,
+                                  size_t *out_ran);
 
 /**
- * Blocks the calling thread until a callback is queued or `timeout_ms` passes (-1: no
- * limit); *out_ready receives 1 if one is queued, else 0. For a program (or binding) that
- * drains the queue on a thread of its own instead of an event loop: wait, then
- * sp_completion_queue_run.
+ * Blocks the calling thread until the queue has work (its descriptor is readable) or
+ * `timeout_ms` passes (-1: no limit); *out_ready receives 1 if it has, else 0. For a program
+ * (or binding) that runs the queue on a thread of its own instead of an event loop: wait,
+ * then sp_completion_queue_run, in a loop.
  *
  * Blocking: up to `timeout_ms`. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER,
  * SP_E_OUT_OF_RANGE (timeout_ms below -1).
@@ -896,9 +904,9 @@ sp_result sp_completion_queue_wait(const struct sp_completion_queue *queue,
 sp_result sp_completion_queue_len(const struct sp_completion_queue *queue, size_t *out_len);
 
 /**
- * Frees a completion queue: the callbacks still queued run now, on the calling thread; those
- * of operations that complete later run on a runtime thread (each callback still fires
- * exactly once). NULL, a freed handle or another kind of handle is ignored.
+ * Frees a completion queue: the operations still on it are canceled and run to their end
+ * now, on the calling thread, and every callback still due runs there (each exactly once,
+ * SP_E_CANCELED for the canceled ones). Blocking: until they ended (promptly; at most 10 s). NULL, a freed handle or another kind of handle is ignored.
  */
 void sp_completion_queue_free(struct sp_completion_queue *queue);
 
