@@ -21,6 +21,7 @@ use crate::response::{Checkout, Delivery, Response};
 use crate::reuse;
 use crate::stats::Stats;
 use std::cell::RefCell;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,11 +48,48 @@ pub fn send(
     keep_alive_default: bool,
 ) -> Result<Response> {
     let driver = Driver::Blocking;
-    driver.block(send_with(&driver, point, req, keep_alive_default))
+    driver.block(exchange::<Inline>(&driver, point, req, keep_alive_default))
 }
 
-/// `send` in the style of `driver`.
+/// `send` in the style of `driver` (an asynchronous one: the future is spawned, so its large
+/// parts are boxed, see `Heap`).
 pub async fn send_with(
+    driver: &Driver,
+    point: &Arc<ServicePoint>,
+    req: &Request,
+    keep_alive_default: bool,
+) -> Result<Response> {
+    exchange::<Heap>(driver, point, req, keep_alive_default).await
+}
+
+/// Where the exchange keeps the futures of its large steps (opening a connection, an
+/// attempt). A blocking exchange runs on the caller's stack: inline, no allocation. A spawned
+/// one boxes them, so that a request waiting in the queue carries only the queue wait's state
+/// (a few hundred bytes, not the exchange's kilobytes).
+trait Placement {
+    type Placed<F: Future>: Future<Output = F::Output>;
+    fn place<F: Future>(future: F) -> Self::Placed<F>;
+}
+
+struct Inline;
+
+impl Placement for Inline {
+    type Placed<F: Future> = F;
+    fn place<F: Future>(future: F) -> F {
+        future
+    }
+}
+
+struct Heap;
+
+impl Placement for Heap {
+    type Placed<F: Future> = std::pin::Pin<Box<F>>;
+    fn place<F: Future>(future: F) -> std::pin::Pin<Box<F>> {
+        Box::pin(future)
+    }
+}
+
+async fn exchange<P: Placement>(
     driver: &Driver,
     point: &Arc<ServicePoint>,
     req: &Request,
@@ -93,9 +131,8 @@ pub async fn send_with(
         point.stats.queued(queued_at.elapsed(), limit);
         // A retry never reuses: `open_or_reuse` opens a new connection for it.
         let reused = matches!(grant, Grant::Idle(_)) && !retried;
-        // Boxed: opening a connection (connect, TLS) is the largest state of the exchange, and
-        // a queued asynchronous request should not carry its room while it waits. A warm
-        // request reuses without the box.
+        // Opening a connection (connect, TLS) is the largest state of the exchange (placed by
+        // `P`); a warm request reuses without it.
         let opened = match grant {
             Grant::Idle(conn) if !retried => {
                 point.stats.reused(&conn);
@@ -103,7 +140,7 @@ pub async fn send_with(
                 Ok(())
             }
             grant => {
-                Box::pin(open_or_reuse(
+                P::place(open_or_reuse(
                     driver,
                     point,
                     &mut checkout,
@@ -115,10 +152,8 @@ pub async fn send_with(
             }
         };
         let attempt = match opened {
-            // Boxed too: a request waiting in the queue then carries only the queue wait's
-            // state (about 1 KiB), not the exchange's; one allocation per attempt.
             Ok(()) => {
-                Box::pin(attempt(
+                P::place(attempt(
                     driver,
                     point,
                     req,
