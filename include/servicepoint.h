@@ -211,6 +211,16 @@ enum sp_result
    * The server reset the connection (RST) before the response was complete.
    */
   SP_E_CONNECTION_RESET = 30,
+  /**
+   * The proxy answered the CONNECT of an https request with 407 Proxy Authentication
+   * Required: no credentials, or wrong ones (sp_last_error() has its status line).
+   */
+  SP_E_PROXY_AUTH_REQUIRED = 31,
+  /**
+   * The proxy refused to open a tunnel: its answer to CONNECT was not 2xx (sp_last_error()
+   * has its status line).
+   */
+  SP_E_PROXY_CONNECT = 32,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

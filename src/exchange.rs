@@ -15,6 +15,7 @@ use crate::http1::request::{self as encode, BodyFraming, RequestHead};
 use crate::origin::Scheme;
 use crate::point::ServicePoint;
 use crate::pool::{AcquireError, Grant};
+use crate::proxy::Route;
 use crate::request::{Body, BodySource, Request};
 use crate::response::{Checkout, Delivery, Response};
 use crate::reuse;
@@ -23,7 +24,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
 
-const USER_AGENT: &str = concat!("servicepoint/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = concat!("servicepoint/", env!("CARGO_PKG_VERSION"));
 /// Size of the pieces a streamed request body is read and sent in.
 const STREAM_CHUNK: usize = 16 * 1024;
 
@@ -216,9 +217,14 @@ async fn open_or_reuse(
             let addrs = driver.resolve(point, deadline).await?;
             let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
             let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
+            let tunnel = match &point.route {
+                Route::Tunnel(proxy) => Some(&**proxy),
+                _ => None,
+            };
             let conn = drive::connect(
                 driver,
                 &point.origin,
+                tunnel,
                 &addrs,
                 tls,
                 &point.socket_options(),
@@ -258,7 +264,23 @@ async fn attempt(
     let announce = reuse::announce_keep_alive(&facts, close.is_some());
     conn.requests = conn.requests.saturating_add(1);
     let sent_before = conn.bytes_sent;
-    let host = point.host_header();
+    // Through a forwarding proxy: absolute form, the origin's Host, the proxy's credentials.
+    let forward = match &point.route {
+        Route::Forward(proxy) => Some((
+            format!("{}{}", req.target.origin, req.target.path_and_query),
+            req.target.origin.host_header(),
+            proxy.authorization.as_deref(),
+        )),
+        _ => None,
+    };
+    let (target, host, proxy_authorization) = match &forward {
+        Some((target, host, auth)) => (target.as_str(), host.as_str(), *auth),
+        None => (
+            req.target.path_and_query.as_str(),
+            point.host_header(),
+            None,
+        ),
+    };
     let mut stream = None;
     let framing = match &req.body {
         Body::Empty => BodyFraming::None,
@@ -276,12 +298,13 @@ async fn attempt(
     };
     let head = RequestHead {
         method: &req.method,
-        target: &req.target.path_and_query,
+        target,
         host,
         headers: &req.headers,
         body: framing,
         close: close.is_some(),
         keep_alive: announce,
+        proxy_authorization,
     };
     // The thread's head buffer, taken for the send (an asynchronous send may end on another
     // thread) and put back after.

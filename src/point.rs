@@ -7,6 +7,7 @@ use crate::fork::Lock;
 use crate::log::Log;
 use crate::origin::Origin;
 use crate::pool::Pool;
+use crate::proxy::Route;
 use crate::reaper::Reaper;
 use crate::resolve::AddressCache;
 use crate::reuse;
@@ -29,7 +30,13 @@ pub struct PointDefaults {
 }
 
 pub struct ServicePoint {
+    /// The origin it serves; for plain http through a proxy, the proxy's (the point is the
+    /// proxy's, as .NET's `FindServicePoint(uri, proxy)`).
     pub origin: Origin,
+    /// Direct, forwarding through a proxy, or tunnelling through one.
+    pub route: Route,
+    /// Where its connections go: the origin, or the proxy of a tunnel.
+    dial: Origin,
     address: String,
     /// The `Host` header value, computed once (not per request).
     host_header: String,
@@ -122,6 +129,7 @@ fn out_of_range(what: &str, value: i32, rule: &str) -> Error {
 impl ServicePoint {
     pub fn new(
         origin: Origin,
+        route: Route,
         defaults: PointDefaults,
         reaper: Arc<Reaper>,
         tls: Arc<Tls>,
@@ -129,10 +137,16 @@ impl ServicePoint {
         log: Arc<Log>,
     ) -> Self {
         let stats = Arc::new(Stats::new(log, origin.to_string()));
+        let dial = match &route {
+            Route::Tunnel(p) => p.origin.clone(),
+            _ => origin.clone(),
+        };
         ServicePoint {
             address: origin.to_string(),
             host_header: origin.host_header(),
             origin,
+            route,
+            dial,
             connection_limit: AtomicI32::new(defaults.connection_limit),
             lease_timeout_ms: AtomicI32::new(-1),
             max_idle_ms: AtomicI32::new(defaults.max_idle_ms),
@@ -160,6 +174,11 @@ impl ServicePoint {
     /// The `Host` header value: host, and the port unless it is the scheme's default.
     pub fn host_header(&self) -> &str {
         &self.host_header
+    }
+
+    /// Where its connections go (the proxy of a tunnel, else the origin).
+    pub fn dial(&self) -> &Origin {
+        &self.dial
     }
 
     /// `scheme://host[:port]`, the default port omitted.
@@ -366,10 +385,11 @@ impl ServicePoint {
         }
     }
 
-    /// The origin's addresses, cached for the manager's DNS refresh timeout.
+    /// The addresses connections go to (the origin's, or the proxy's), cached for the
+    /// manager's DNS refresh timeout.
     pub fn resolve(&self) -> Result<Arc<[std::net::SocketAddr]>> {
         self.addresses
-            .resolve(&self.origin, self.dns_refresh_ms.load(Relaxed))
+            .resolve(&self.dial, self.dns_refresh_ms.load(Relaxed))
     }
 
     /// The address cache (for the asynchronous lookup's lock).

@@ -21,6 +21,8 @@ pub struct RequestHead<'a> {
     pub close: bool,
     /// Send `Connection: keep-alive` (the first request of a connection that stays open).
     pub keep_alive: bool,
+    /// `Proxy-Authorization` value, for a request forwarded by a proxy that wants it.
+    pub proxy_authorization: Option<&'a str>,
 }
 
 /// Methods whose requests announce an empty body explicitly, as curl and browsers do.
@@ -60,10 +62,34 @@ pub fn encode(head: &RequestHead<'_>, user_agent: &str, out: &mut Vec<u8>) {
         }
         BodyFraming::Chunked => line(out, "Transfer-Encoding", b"chunked"),
     }
+    if let Some(auth) = head.proxy_authorization {
+        if !has("proxy-authorization") {
+            line(out, "Proxy-Authorization", auth.as_bytes());
+        }
+    }
     if head.close {
         line(out, "Connection", b"close");
     } else if head.keep_alive {
         line(out, "Connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a `CONNECT` request for a tunnel to `authority` (`host:port`) into `out`.
+pub fn encode_connect(
+    authority: &str,
+    authorization: Option<&str>,
+    user_agent: &str,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(b"CONNECT ");
+    out.extend_from_slice(authority.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    line(out, "Host", authority.as_bytes());
+    line(out, "User-Agent", user_agent.as_bytes());
+    if let Some(auth) = authorization {
+        line(out, "Proxy-Authorization", auth.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -102,6 +128,7 @@ mod tests {
             body: BodyFraming::Length(3),
             close: true,
             keep_alive: false,
+            proxy_authorization: None,
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);
@@ -126,13 +153,26 @@ mod tests {
             body: BodyFraming::None,
             close: false,
             keep_alive: true,
+            proxy_authorization: Some("Basic eA=="),
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,
-            "GET / HTTP/1.1\r\nUser-Agent: ua\r\nhost: other\r\nConnection: keep-alive\r\n\r\n"
+            "GET / HTTP/1.1\r\nUser-Agent: ua\r\nhost: other\r\n\
+             Proxy-Authorization: Basic eA==\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn encodes_connect() {
+        let mut out = Vec::new();
+        encode_connect("[::1]:443", Some("Basic eA=="), "ua", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\nUser-Agent: ua\r\n\
+             Proxy-Authorization: Basic eA==\r\n\r\n"
         );
     }
 }
