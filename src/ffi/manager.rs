@@ -23,7 +23,9 @@ use std::sync::Arc;
 /// TLS: sp_manager_add_ca_pem, sp_manager_add_ca_file, sp_manager_get_ca_count,
 /// sp_manager_set_/get_system_roots, sp_manager_set_client_certificate,
 /// sp_manager_has_client_certificate, sp_manager_set_/get_min_tls_version,
-/// sp_manager_set_certificate_validator, sp_manager_has_certificate_validator.
+/// sp_manager_set_certificate_validator, sp_manager_has_certificate_validator;
+/// proxies: sp_manager_set_/get_proxy, sp_manager_set_/get_proxy_bypass,
+/// sp_manager_set_/get_use_environment_proxy, sp_find_with_proxy.
 pub struct sp_manager {
     _opaque: [u8; 0],
 }

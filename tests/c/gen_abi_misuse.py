@@ -114,6 +114,12 @@ EXCEPTIONS = {
     ("sp_set_local_address", "address"): {"NULL": "SP_OK"},
     # "NULL: none, the default"
     ("sp_http_request_set_cancel_token", "token"): {"NULL": "SP_OK"},
+    # "NULL or "" for direct connections"
+    ("sp_manager_set_proxy", "url"): {"NULL": "SP_OK"},
+    # "NULL for the manager's settings"
+    ("sp_http_request_set_proxy", "url"): {"NULL": "SP_OK"},
+    # "NULL for the manager's proxy settings"
+    ("sp_find_with_proxy", "proxy"): {"NULL": "SP_OK"},
 }
 
 RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t", "uint64_t"}
