@@ -264,23 +264,6 @@ async fn attempt(
     let announce = reuse::announce_keep_alive(&facts, close.is_some());
     conn.requests = conn.requests.saturating_add(1);
     let sent_before = conn.bytes_sent;
-    // Through a forwarding proxy: absolute form, the origin's Host, the proxy's credentials.
-    let forward = match &point.route {
-        Route::Forward(proxy) => Some((
-            format!("{}{}", req.target.origin, req.target.path_and_query),
-            req.target.origin.host_header(),
-            proxy.authorization.as_deref(),
-        )),
-        _ => None,
-    };
-    let (target, host, proxy_authorization) = match &forward {
-        Some((target, host, auth)) => (target.as_str(), host.as_str(), *auth),
-        None => (
-            req.target.path_and_query.as_str(),
-            point.host_header(),
-            None,
-        ),
-    };
     let mut stream = None;
     let framing = match &req.body {
         Body::Empty => BodyFraming::None,
@@ -296,20 +279,10 @@ async fn attempt(
             BodyFraming::Chunked
         }
     };
-    let head = RequestHead {
-        method: &req.method,
-        target,
-        host,
-        headers: &req.headers,
-        body: framing,
-        close: close.is_some(),
-        keep_alive: announce,
-        proxy_authorization,
-    };
     // The thread's head buffer, taken for the send (an asynchronous send may end on another
     // thread) and put back after.
     let mut buf = HEAD_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    encode::encode(&head, USER_AGENT, &mut buf);
+    encode_head(point, req, framing, close.is_some(), announce, &mut buf);
     let mut progress = 0;
     let sent = {
         let parts: &[&[u8]] = match &req.body {
@@ -386,6 +359,46 @@ async fn attempt(
         Some(CloseReason::ServerClose)
     };
     Ok((head, framing, close))
+}
+
+/// Encodes the request head into `buf`. Through a forwarding proxy: the absolute form, the
+/// origin's Host and the proxy's credentials (a plain function, so that nothing of this is
+/// kept in the exchange's asynchronous state).
+fn encode_head(
+    point: &ServicePoint,
+    req: &Request,
+    body: BodyFraming,
+    close: bool,
+    keep_alive: bool,
+    buf: &mut Vec<u8>,
+) {
+    let forward = match &point.route {
+        Route::Forward(proxy) => Some((
+            format!("{}{}", req.target.origin, req.target.path_and_query),
+            req.target.origin.host_header(),
+            proxy.authorization.as_deref(),
+        )),
+        _ => None,
+    };
+    let (target, host, proxy_authorization) = match &forward {
+        Some((target, host, auth)) => (target.as_str(), host.as_str(), *auth),
+        None => (
+            req.target.path_and_query.as_str(),
+            point.host_header(),
+            None,
+        ),
+    };
+    let head = RequestHead {
+        method: &req.method,
+        target,
+        host,
+        headers: &req.headers,
+        body,
+        close,
+        keep_alive,
+        proxy_authorization,
+    };
+    encode::encode(&head, USER_AGENT, buf);
 }
 
 /// Reads the final response head, decides its body framing and gathers what the reuse rules

@@ -189,7 +189,7 @@ impl Manager {
 
     /// The point for `origin` reached as `choice` and the manager's settings say.
     fn find_routed(&self, origin: &Origin, choice: &Override) -> Result<Arc<ServicePoint>> {
-        if *choice == Override::Manager && !self.inner.proxy_active.load(Relaxed) {
+        if matches!(choice, Override::Manager) && !self.inner.proxy_active.load(Relaxed) {
             return self.find_origin(origin);
         }
         let proxy = proxy::choose(&self.inner.proxy.lock(), choice, origin);
