@@ -224,13 +224,21 @@ pub async fn connect(
     track: &mut (dyn FnMut(&Arc<TcpStream>) -> bool + Send),
 ) -> Result<Connection> {
     let deadline = connection::connect_deadline(options, deadline);
+    // A tunnel's addresses are its proxy's: say so in a connect error.
+    let failed = |addr: SocketAddr, e: &std::io::Error| {
+        let mut error = connection::connect_error(origin, addr, e);
+        if let Some(proxy) = tunnel {
+            error.message.push_str(&format!(" (through {proxy})"));
+        }
+        error
+    };
     let mut last = None;
     let mut conn = None;
     for &addr in addrs {
         let mut connecting = match Connecting::start(addr, options) {
             Ok(c) => c,
             Err(e) => {
-                last = Some(connection::connect_error(origin, addr, &e));
+                last = Some(failed(addr, &e));
                 continue;
             }
         };
@@ -249,7 +257,7 @@ pub async fn connect(
                 break;
             }
             Err(e) => {
-                let error = connection::connect_error(origin, addr, &e);
+                let error = failed(addr, &e);
                 if error.kind == ErrorKind::Canceled {
                     return Err(error);
                 }

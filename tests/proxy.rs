@@ -258,7 +258,11 @@ fn a_refused_connect_has_its_own_error_with_the_proxys_status() {
     let gone = through("http://127.0.0.1:1");
     let e = get(&gone, &origin.https_url("/")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Connect, "{}", e.message);
-    assert!(e.message.contains("127.0.0.1:1"), "{}", e.message);
+    assert!(
+        e.message.contains("through proxy 127.0.0.1:1"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
