@@ -211,6 +211,16 @@ enum sp_result
    * The server reset the connection (RST) before the response was complete.
    */
   SP_E_CONNECTION_RESET = 30,
+  /**
+   * The proxy answered the CONNECT of an https request with 407 Proxy Authentication
+   * Required: no credentials, or wrong ones (sp_last_error() has its status line).
+   */
+  SP_E_PROXY_AUTH_REQUIRED = 31,
+  /**
+   * The proxy refused to open a tunnel: its answer to CONNECT was not 2xx (sp_last_error()
+   * has its status line).
+   */
+  SP_E_PROXY_CONNECT = 32,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -257,7 +267,8 @@ typedef struct sp_completion_queue sp_completion_queue;
  * sp_http_request_set_body, sp_http_request_set_body_reader,
  * sp_http_request_set_/get_keep_alive, sp_http_request_set_/get_timeout,
  * sp_http_request_set_/get_read_timeout, sp_http_request_set_/get_connection_group,
- * sp_http_request_set_/get_retryable, sp_http_request_get_method, sp_http_request_get_url;
+ * sp_http_request_set_/get_retryable, sp_http_request_set_/get_proxy,
+ * sp_http_request_get_method, sp_http_request_get_url;
  * sp_request sends it.
  */
 typedef struct sp_http_request sp_http_request;
@@ -283,6 +294,8 @@ typedef struct sp_http_request sp_http_request;
  * sp_manager_set_certificate_validator, sp_manager_has_certificate_validator;
  * defaults for new service points: sp_manager_set_/get_use_nagle_algorithm,
  * sp_manager_set_/get_tcp_keep_alive, sp_manager_set_/get_expect_100_continue.
+ * proxies: sp_manager_set_/get_proxy, sp_manager_set_/get_proxy_bypass,
+ * sp_manager_set_/get_use_environment_proxy, sp_find_with_proxy.
  */
 typedef struct sp_manager sp_manager;
 
@@ -1077,6 +1090,129 @@ sp_result sp_get_statistics(const struct sp_point *point, struct sp_statistics *
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (name), SP_E_INVALID_UTF8, SP_E_MANAGER_CLOSED.
  */
 sp_result sp_close_connection_group(struct sp_point *point, const char *name, int32_t *out_existed);
+
+/**
+ * Sets the manager-wide proxy (.NET's default web proxy): "http://[user[:password]@]host[:port]"
+ * (the scheme may be left out; port 80 by default; user and password percent-encoded, sent
+ * as Basic Proxy-Authorization). NULL or "" for direct connections (the default). Plain http
+ * requests then go to the proxy in absolute form, pooled on the proxy's service point (one
+ * for every origin behind it, with its connection limit); https requests go through a
+ * CONNECT tunnel, one service point per (proxy, origin), with TLS to the origin (SNI and
+ * certificate checked against the origin's name). Origins on the bypass list go direct
+ * (loopback by default, see sp_manager_set_proxy_bypass()). Applies to requests sent from
+ * now on; pooled connections of the old route stay until idle.
+ *
+ * Ownership: copied. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_INVALID_UTF8, SP_E_INVALID_URL (nothing changed),
+ * SP_E_UNSUPPORTED_SCHEME (not an http:// proxy; nothing changed).
+ */
+sp_result sp_manager_set_proxy(struct sp_manager *manager, const char *url);
+
+/**
+ * Copies the manager's proxy URL, normalised ("http://user:password@host:port", credentials
+ * as given), or "" when there is none, into `buf` as sp_http_request_get_url() does.
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+ */
+sp_result sp_manager_get_proxy(const struct sp_manager *manager,
+                               char *buf,
+                               size_t cap,
+                               size_t *out_len);
+
+/**
+ * Replaces the bypass list: origins that go direct whatever the proxy. Entries separated by
+ * commas, semicolons or spaces: "*" (everything), "example.com" or ".example.com" (the
+ * host and its subdomains), an IP address or CIDR block ("10.0.0.0/8", "::1"), each with an
+ * optional ":port" ("[::1]:8080" for IPv6), and "<local>" (host names without a dot, .NET's
+ * BypassProxyOnLocal). Matching is on the URL's host as written (no name lookup). The
+ * default is "localhost, 127.0.0.0/8, ::1"; "" removes it (loopback then goes through the
+ * proxy too). Applies to sp_manager_set_proxy(), a request's own proxy, and the
+ * environment's (whose no_proxy also applies).
+ *
+ * Ownership: copied. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_INVALID_UTF8,
+ * SP_E_INVALID_ARGUMENT (an entry that is none of these; nothing changed).
+ */
+sp_result sp_manager_set_proxy_bypass(struct sp_manager *manager, const char *list);
+
+/**
+ * Copies the bypass list (entries joined by ", ") into `buf` as sp_http_request_get_url()
+ * does.
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX).
+ */
+sp_result sp_manager_get_proxy_bypass(const struct sp_manager *manager,
+                                      char *buf,
+                                      size_t cap,
+                                      size_t *out_len);
+
+/**
+ * Opts in (1) or out (0, the default) of the conventional variables: http_proxy for http
+ * URLs, https_proxy for https, all_proxy for either when unset, no_proxy as an extra bypass
+ * list (lower case first, then upper case; HTTP_PROXY in upper case is ignored when
+ * GATEWAY_INTERFACE is set, as in a CGI program). They are read when this is called with 1;
+ * a proxy set with sp_manager_set_proxy() takes precedence.
+ *
+ * Thread safety: any thread; reads the process's environment (do not change it
+ * concurrently). Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (not 0 or 1),
+ * SP_E_INVALID_URL, SP_E_UNSUPPORTED_SCHEME, SP_E_INVALID_ARGUMENT (a variable that does not
+ * parse, named in sp_last_error(); nothing changed).
+ */
+sp_result sp_manager_set_use_environment_proxy(struct sp_manager *manager, int32_t on);
+
+/**
+ * Reads whether the environment's proxies are used (1 or 0) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_manager_get_use_environment_proxy(const struct sp_manager *manager,
+                                               int32_t *out_value);
+
+/**
+ * FindServicePoint(uri, proxy): the service point a request for `uri` uses through `proxy`:
+ * NULL for the manager's proxy settings, "" for a direct connection, else a proxy URL (as
+ * sp_manager_set_proxy(); the bypass list applies). For plain http through a proxy it is the
+ * proxy's service point (its address is the proxy's, shared by every origin behind it); for
+ * https through a proxy, the tunnel's (the origin's address, one per proxy and origin).
+ * sp_find() is FindServicePoint(uri): always the direct one.
+ *
+ * Ownership: strings are borrowed. On SP_OK *out_point receives a new handle to free with
+ * sp_point_free(). Thread safety: any thread.
+ * Errors: as sp_find(), and SP_E_INVALID_URL, SP_E_UNSUPPORTED_SCHEME for the proxy.
+ */
+sp_result sp_find_with_proxy(struct sp_manager *manager,
+                             const char *uri,
+                             const char *proxy,
+                             struct sp_point **out_point);
+
+/**
+ * Sets the request's own proxy (HttpWebRequest.Proxy): NULL for the manager's settings (the
+ * default), "" for a direct connection whatever the manager says, else a proxy URL as
+ * sp_manager_set_proxy() takes (the manager's bypass list still applies).
+ *
+ * Ownership: copied. Thread safety: see sp_http_request.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_INVALID_UTF8, SP_E_INVALID_URL,
+ * SP_E_UNSUPPORTED_SCHEME (nothing changed).
+ */
+sp_result sp_http_request_set_proxy(struct sp_http_request *request, const char *url);
+
+/**
+ * Copies the request's own proxy into `buf` as sp_http_request_get_url() does: the proxy's
+ * URL, or "" for direct. SP_E_NOT_FOUND when it has none of its own (the manager's settings
+ * decide).
+ *
+ * Ownership: `buf` is borrowed for the call. Thread safety: see sp_http_request.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (out_len, or buf with cap > 0),
+ * SP_E_INVALID_ARGUMENT (cap above PTRDIFF_MAX), SP_E_NOT_FOUND.
+ */
+sp_result sp_http_request_get_proxy(const struct sp_http_request *request,
+                                    char *buf,
+                                    size_t cap,
+                                    size_t *out_len);
 
 /**
  * Creates a request description for `method` (e.g. "GET") and an absolute http(s) `url`.

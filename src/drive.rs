@@ -13,10 +13,12 @@
 use crate::cancel::{self, CancelToken};
 use crate::connection::{self, Connecting, Connection, Fault, Socket, SocketOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::http1::{head, request as encode};
 use crate::local::Local;
 use crate::origin::{Origin, Scheme};
 use crate::point::ServicePoint;
 use crate::pool::{AcquireError, Grant, Pool, Ticket};
+use crate::proxy::Proxy;
 use crate::reuse::Settings;
 use rustls::ClientConfig;
 use std::future::Future;
@@ -189,7 +191,7 @@ impl Driver {
         if let Some(addrs) = point.cached_addresses() {
             return Ok(addrs);
         }
-        if crate::resolve::is_ip_literal(&point.origin) {
+        if crate::resolve::is_ip_literal(point.dial()) {
             return point.resolve();
         }
         if matches!(self, Driver::Blocking) {
@@ -295,14 +297,16 @@ async fn futures_select_all<F: Future<Output = ()> + Unpin>(futures: impl Iterat
     .await
 }
 
-/// Connects to the first of `addrs` that answers and, for https, completes the TLS handshake
-/// with `tls`. `track` is shown each socket before it connects (the pool keeps it so that
+/// Connects to the first of `addrs` that answers, opens a `CONNECT` tunnel to `origin` when
+/// `tunnel` names the proxy that `addrs` belong to, and, for https, completes the TLS handshake
+/// with `tls` (SNI and certificate checked against the origin's name). `track` is shown each socket before it connects (the pool keeps it so that
 /// freeing the manager can abort the connect); it returns false when the pool is closed. The
 /// connect timeout in `options`, if any, shortens the deadline of the connect and handshake.
 #[allow(clippy::too_many_arguments)]
 pub async fn connect(
     driver: &Driver,
     origin: &Origin,
+    tunnel: Option<&Proxy>,
     addrs: &[SocketAddr],
     tls: Option<Arc<ClientConfig>>,
     options: &SocketOptions,
@@ -311,6 +315,14 @@ pub async fn connect(
     track: &mut (dyn FnMut(&Arc<TcpStream>) -> bool + Send),
 ) -> Result<Connection> {
     let deadline = connection::connect_deadline(options, deadline);
+    // A tunnel's addresses are its proxy's: say so in a connect error.
+    let failed = |addr: SocketAddr, e: &std::io::Error| {
+        let mut error = connection::connect_error(origin, addr, e);
+        if let Some(proxy) = tunnel {
+            error.message.push_str(&format!(" (through {proxy})"));
+        }
+        error
+    };
     let mut last = None;
     let mut conn = None;
     for (i, &addr) in addrs.iter().enumerate() {
@@ -318,7 +330,7 @@ pub async fn connect(
         let mut connecting = match Connecting::start(addr, options) {
             Ok(c) => c,
             Err(e) => {
-                last = Some(connection::connect_error(origin, addr, &e));
+                last = Some(failed(addr, &e));
                 continue;
             }
         };
@@ -337,7 +349,7 @@ pub async fn connect(
                 break;
             }
             Err(e) => {
-                let error = connection::connect_error(origin, addr, &e);
+                let error = failed(addr, &e);
                 if error.kind == ErrorKind::Canceled {
                     return Err(error);
                 }
@@ -353,6 +365,9 @@ pub async fn connect(
             )
         }));
     };
+    if let Some(proxy) = tunnel {
+        open_tunnel(driver, &mut conn, origin, proxy, deadline).await?;
+    }
     if origin.scheme == Scheme::Https {
         let config =
             tls.ok_or_else(|| Error::new(ErrorKind::TlsHandshake, "no TLS configuration"))?;
@@ -364,4 +379,82 @@ pub async fn connect(
             .await?;
     }
     Ok(conn)
+}
+
+/// Asks the proxy on `conn` for a tunnel to `origin` (`CONNECT host:port`, with the proxy's
+/// credentials) and reads its answer: 2xx opens the tunnel; 407 is `ProxyAuth`, any other
+/// status `ProxyConnect`, both with the proxy's status line. Two restartable steps.
+async fn open_tunnel(
+    driver: &Driver,
+    conn: &mut Connection,
+    origin: &Origin,
+    proxy: &Proxy,
+    deadline: Option<Instant>,
+) -> Result<()> {
+    let mut request = Vec::new();
+    encode::encode_connect(
+        &Proxy::authority(origin),
+        proxy.authorization.as_deref(),
+        crate::exchange::USER_AGENT,
+        &mut request,
+    );
+    let mut progress = 0;
+    let io_error = |e: std::io::Error, what: &str| {
+        Error::from_io(
+            &e,
+            &format!("{what} ({proxy}, tunnel to {origin})"),
+            ErrorKind::ConnectTimeout,
+        )
+    };
+    driver
+        .io(conn, deadline, |c| {
+            c.send(&[&request], &mut progress, deadline, false)
+        })
+        .await
+        .map_err(|e| io_error(e, "sending CONNECT"))?;
+    let mut received_any = false;
+    let answer = driver
+        .io(conn, deadline, |c| {
+            head::read_head(c, deadline, &mut received_any)
+        })
+        .await
+        .map_err(|mut e| {
+            e.message = format!(
+                "{proxy}, CONNECT {}: {}",
+                Proxy::authority(origin),
+                e.message
+            );
+            if e.kind == ErrorKind::ResponseTimeout {
+                e.kind = ErrorKind::ConnectTimeout;
+            }
+            e
+        })?;
+    let status_line = format!(
+        "HTTP/1.{} {} {}",
+        answer.minor_version, answer.status, answer.reason
+    );
+    let refused = |kind, why: &str| {
+        Err(Error::new(
+            kind,
+            format!(
+                "{proxy} {why} the tunnel to {} (CONNECT answered '{status_line}')",
+                Proxy::authority(origin)
+            ),
+        ))
+    };
+    match answer.status {
+        200..=299 if conn.buffered().is_empty() => Ok(()),
+        200..=299 => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("{proxy} sent bytes after its answer to CONNECT, before the tunnel's TLS"),
+        )),
+        407 if proxy.authorization.is_some() => {
+            refused(ErrorKind::ProxyAuth, "rejected the credentials for")
+        }
+        407 => refused(
+            ErrorKind::ProxyAuth,
+            "wants credentials (none in the proxy URL) for",
+        ),
+        _ => refused(ErrorKind::ProxyConnect, "refused"),
+    }
 }

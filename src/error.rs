@@ -34,6 +34,10 @@ pub enum ErrorKind {
     WrongThread,
     ManagerClosed,
     BodySource,
+    /// The proxy asked for credentials (407) or refused the ones given, answering `CONNECT`.
+    ProxyAuth,
+    /// The proxy refused to open a tunnel (`CONNECT` answered with another non-2xx status).
+    ProxyConnect,
     /// A bug: a panic inside the library, caught.
     Internal,
 }

@@ -16,6 +16,7 @@ use crate::http1::request::{self as encode, BodyFraming, RequestHead};
 use crate::origin::Scheme;
 use crate::point::ServicePoint;
 use crate::pool::{AcquireError, Grant};
+use crate::proxy::Route;
 use crate::request::{Body, BodySource, Request};
 use crate::response::{Checkout, Delivery, Response};
 use crate::reuse;
@@ -25,7 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-const USER_AGENT: &str = concat!("servicepoint/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = concat!("servicepoint/", env!("CARGO_PKG_VERSION"));
 /// Size of the pieces a streamed request body is read and sent in.
 const STREAM_CHUNK: usize = 16 * 1024;
 
@@ -265,9 +266,14 @@ async fn open_or_reuse(
             let addrs = point.connect_order(&driver.resolve(point, deadline).await?);
             let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
             let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
+            let tunnel = match &point.route {
+                Route::Tunnel(proxy) => Some(&**proxy),
+                _ => None,
+            };
             let conn = drive::connect(
                 driver,
                 &point.origin,
+                tunnel,
                 &addrs,
                 tls,
                 &point.socket_options(),
@@ -311,7 +317,6 @@ async fn attempt(
     let announce = reuse::announce_keep_alive(&facts, close.is_some());
     conn.requests = conn.requests.saturating_add(1);
     let sent_before = conn.bytes_sent;
-    let host = point.host_header();
     let mut stream = None;
     let framing = match &req.body {
         Body::Empty => BodyFraming::None,
@@ -337,20 +342,18 @@ async fn attempt(
     let expect = !no_expect
         && point.expect.applies(req.expect_continue, has_body)
         && point.server.protocol_version() != (1, 0);
-    let head = RequestHead {
-        method: &req.method,
-        target: &req.target.path_and_query,
-        host,
-        headers: &req.headers,
-        body: framing,
-        close: close.is_some(),
-        keep_alive: announce,
-        expect_continue: expect,
-    };
     // The thread's head buffer, taken for the send (an asynchronous send may end on another
     // thread) and put back after.
     let mut buf = HEAD_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    encode::encode(&head, USER_AGENT, &mut buf);
+    encode_head(
+        point,
+        req,
+        framing,
+        close.is_some(),
+        announce,
+        expect,
+        &mut buf,
+    );
     let mut progress = 0;
     let sent = {
         let parts: &[&[u8]] = match &req.body {
@@ -474,6 +477,49 @@ async fn attempt(
     };
     let refused = body_withheld && head.status == 417;
     Ok((head, framing, close, refused))
+}
+
+/// Encodes the request head into `buf`. Through a forwarding proxy: the absolute form, the
+/// origin's Host and the proxy's credentials (a plain function, so that nothing of this is
+/// kept in the exchange's asynchronous state).
+#[allow(clippy::too_many_arguments)]
+fn encode_head(
+    point: &ServicePoint,
+    req: &Request,
+    body: BodyFraming,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    buf: &mut Vec<u8>,
+) {
+    let forward = match &point.route {
+        Route::Forward(proxy) => Some((
+            format!("{}{}", req.target.origin, req.target.path_and_query),
+            req.target.origin.host_header(),
+            proxy.authorization.as_deref(),
+        )),
+        _ => None,
+    };
+    let (target, host, proxy_authorization) = match &forward {
+        Some((target, host, auth)) => (target.as_str(), host.as_str(), *auth),
+        None => (
+            req.target.path_and_query.as_str(),
+            point.host_header(),
+            None,
+        ),
+    };
+    let head = RequestHead {
+        method: &req.method,
+        target,
+        host,
+        headers: &req.headers,
+        body,
+        close,
+        keep_alive,
+        expect_continue,
+        proxy_authorization,
+    };
+    encode::encode(&head, USER_AGENT, buf);
 }
 
 /// Reads the final response head, decides its body framing and gathers what the reuse rules

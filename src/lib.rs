@@ -23,6 +23,7 @@ pub mod operation;
 pub mod origin;
 pub mod point;
 pub mod pool;
+pub mod proxy;
 pub mod reaper;
 pub mod request;
 pub mod resolve;

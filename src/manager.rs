@@ -10,6 +10,7 @@ use crate::log::Log;
 use crate::operation::{self, Deliver, Operation};
 use crate::origin::{self, Origin};
 use crate::point::{PointDefaults, ServicePoint, ms_to_duration};
+use crate::proxy::{self, Bypass, EnvProxies, Override, Proxy, Route};
 use crate::reaper::Reaper;
 use crate::request::Request;
 use crate::resolve::Resolution;
@@ -35,9 +36,60 @@ const ORIGIN_MEMO_MAX: usize = 16 * 1024;
 /// manager.
 static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The service point table: direct points by origin (looked up without building a key), and
+/// points reached through a proxy by (point origin, proxy).
+#[derive(Default)]
+struct Table {
+    direct: HashMap<Origin, Arc<ServicePoint>>,
+    proxied: HashMap<(Origin, Arc<Proxy>), Arc<ServicePoint>>,
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        self.direct.len() + self.proxied.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<ServicePoint>> {
+        self.direct.values().chain(self.proxied.values())
+    }
+
+    fn get(&self, origin: &Origin, route: &Route) -> Option<&Arc<ServicePoint>> {
+        match route.proxy() {
+            None => self.direct.get(origin),
+            Some(p) => self.proxied.get(&(origin.clone(), Arc::clone(p))),
+        }
+    }
+
+    fn insert(&mut self, point: Arc<ServicePoint>) {
+        match point.route.proxy() {
+            None => self.direct.insert(point.origin.clone(), point),
+            Some(p) => self
+                .proxied
+                .insert((point.origin.clone(), Arc::clone(p)), point),
+        };
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Arc<ServicePoint>) -> bool) {
+        self.direct.retain(|_, p| keep(p));
+        self.proxied.retain(|_, p| keep(p));
+    }
+
+    fn drain(&mut self) -> Vec<Arc<ServicePoint>> {
+        let direct = self.direct.drain().map(|(_, p)| p);
+        direct.chain(self.proxied.drain().map(|(_, p)| p)).collect()
+    }
+}
+
 struct Inner {
     id: u64,
-    points: Lock<HashMap<Origin, Arc<ServicePoint>>>,
+    points: Lock<Table>,
+    /// Proxy, bypass list and environment proxies; read only when `proxy_active` is set or a
+    /// request names its own proxy, so the direct path takes no lock for it.
+    proxy: Lock<proxy::Settings>,
+    proxy_active: AtomicBool,
+    /// Bumped by every proxy setting: a request description's remembered point is only good
+    /// for the epoch it was found in.
+    route_epoch: AtomicU64,
     origin_memo: Lock<HashMap<String, Weak<ServicePoint>>>,
     default_connection_limit: AtomicI32,
     max_service_points: AtomicI32,
@@ -68,7 +120,10 @@ impl Manager {
         fork::install();
         let inner = Arc::new(Inner {
             id: NEXT_MANAGER_ID.fetch_add(1, Relaxed),
-            points: Lock::new(HashMap::new()),
+            points: Lock::new(Table::default()),
+            proxy: Lock::new(proxy::Settings::default()),
+            proxy_active: AtomicBool::new(false),
+            route_epoch: AtomicU64::new(0),
             origin_memo: Lock::new(HashMap::new()),
             default_connection_limit: AtomicI32::new(DEFAULT_CONNECTION_LIMIT),
             max_service_points: AtomicI32::new(0),
@@ -96,7 +151,7 @@ impl Manager {
             .ensure_running(move || reap_pass(&*weak.upgrade()?));
     }
 
-    fn points(&self) -> LockGuard<'_, HashMap<Origin, Arc<ServicePoint>>> {
+    fn points(&self) -> LockGuard<'_, Table> {
         self.inner.points.lock()
     }
 
@@ -124,7 +179,31 @@ impl Manager {
         Ok(point)
     }
 
+    /// FindServicePoint(uri, proxy): the point a request for `uri` uses when `proxy` says
+    /// how to reach it (`Override::Manager`: the manager's proxy settings decide). Not
+    /// memoised (a proxied point's key is (proxy, origin)).
+    pub fn find_with_proxy(&self, uri: &str, proxy: &Override) -> Result<Arc<ServicePoint>> {
+        self.ensure_reaper();
+        let target = origin::parse(uri)?;
+        self.find_routed(&target.origin, proxy)
+    }
+
+    /// The point for `origin` reached as `choice` and the manager's settings say.
+    fn find_routed(&self, origin: &Origin, choice: &Override) -> Result<Arc<ServicePoint>> {
+        if matches!(choice, Override::Manager) && !self.inner.proxy_active.load(Relaxed) {
+            return self.find_origin(origin);
+        }
+        let proxy = proxy::choose(&self.inner.proxy.lock(), choice, origin);
+        let (route, point_origin) = Route::to(origin, proxy);
+        self.find_point(&point_origin, route)
+    }
+
+    /// The direct service point of `origin`.
     pub fn find_origin(&self, origin: &Origin) -> Result<Arc<ServicePoint>> {
+        self.find_point(origin, Route::Direct)
+    }
+
+    fn find_point(&self, origin: &Origin, route: Route) -> Result<Arc<ServicePoint>> {
         if self.inner.closed.load(Relaxed) {
             return Err(Error::new(
                 ErrorKind::ManagerClosed,
@@ -132,7 +211,7 @@ impl Manager {
             ));
         }
         let mut points = self.points();
-        if let Some(p) = points.get(origin) {
+        if let Some(p) = points.get(origin, &route) {
             return Ok(Arc::clone(p));
         }
         let max = self.max_service_points();
@@ -148,13 +227,14 @@ impl Manager {
         };
         let point = Arc::new(ServicePoint::new(
             origin.clone(),
+            route,
             defaults,
             Arc::clone(&self.inner.reaper),
             Arc::clone(&self.inner.tls),
             Arc::clone(&self.inner.resolution),
             Arc::clone(&self.inner.log),
         ));
-        points.insert(origin.clone(), Arc::clone(&point));
+        points.insert(Arc::clone(&point));
         Ok(point)
     }
 
@@ -198,12 +278,71 @@ impl Manager {
     /// The request's service point (cached in the description after its first send).
     fn point_for(&self, req: &Request) -> Result<Arc<ServicePoint>> {
         self.ensure_reaper();
-        if let Some(point) = req.cached_point(self.inner.id) {
+        let epoch = self.inner.route_epoch.load(Relaxed);
+        if let Some(point) = req.cached_point(self.inner.id, epoch) {
             return Ok(point);
         }
-        let point = self.find_origin(&req.target.origin)?;
-        req.cache_point(self.inner.id, &point);
+        let point = self.find_routed(&req.target.origin, &req.proxy)?;
+        req.cache_point(self.inner.id, epoch, &point);
         Ok(point)
+    }
+
+    /// Applies a change to the proxy settings (new requests route by them; pooled
+    /// connections of the old routes stay until idle).
+    fn change_proxy(&self, change: impl FnOnce(&mut proxy::Settings)) {
+        let mut settings = self.inner.proxy.lock();
+        change(&mut settings);
+        self.inner
+            .proxy_active
+            .store(settings.proxy.is_some() || settings.env.is_some(), Relaxed);
+        self.inner.route_epoch.fetch_add(1, Relaxed);
+    }
+
+    /// The manager-wide proxy (.NET's `ServicePointManager`/`WebRequest.DefaultWebProxy`):
+    /// `None` or an empty string for direct connections.
+    pub fn set_proxy(&self, url: Option<&str>) -> Result<()> {
+        let proxy = match url.map(str::trim) {
+            None | Some("") => None,
+            Some(u) => Some(Arc::new(Proxy::parse(u)?)),
+        };
+        self.change_proxy(|s| s.proxy = proxy);
+        Ok(())
+    }
+
+    /// The proxy URL as normalised (credentials included), or "" when none is set.
+    pub fn proxy(&self) -> String {
+        let settings = self.inner.proxy.lock();
+        settings
+            .proxy
+            .as_ref()
+            .map_or(String::new(), |p| p.url().to_string())
+    }
+
+    /// The bypass list (default: loopback, `proxy::DEFAULT_BYPASS`); replaces the whole list.
+    pub fn set_proxy_bypass(&self, list: &str) -> Result<()> {
+        let bypass = Bypass::parse(list)?;
+        self.change_proxy(|s| s.bypass = bypass);
+        Ok(())
+    }
+
+    pub fn proxy_bypass(&self) -> String {
+        self.inner.proxy.lock().bypass.text().to_string()
+    }
+
+    /// Opts in to `http_proxy`/`https_proxy`/`all_proxy`/`no_proxy` (read now, from the
+    /// process's environment); a proxy set with `set_proxy` takes precedence.
+    pub fn set_use_environment_proxy(&self, on: bool) -> Result<()> {
+        let env = if on {
+            Some(EnvProxies::from_process()?)
+        } else {
+            None
+        };
+        self.change_proxy(|s| s.env = env);
+        Ok(())
+    }
+
+    pub fn use_environment_proxy(&self) -> bool {
+        self.inner.proxy.lock().env.is_some()
     }
 
     pub fn default_connection_limit(&self) -> i32 {
@@ -383,7 +522,7 @@ impl Manager {
         if self.inner.closed.swap(true, Relaxed) {
             return;
         }
-        let points: Vec<_> = self.points().drain().map(|(_, p)| p).collect();
+        let points = self.points().drain();
         for p in points {
             p.close();
         }
@@ -411,17 +550,16 @@ fn unused(point: &Arc<ServicePoint>) -> bool {
 }
 
 /// Makes room for `incoming` by evicting the unused service point idle the longest.
-fn evict_one(points: &mut HashMap<Origin, Arc<ServicePoint>>, incoming: &Origin) -> Result<()> {
+fn evict_one(points: &mut Table, incoming: &Origin) -> Result<()> {
     let victim = points
-        .iter()
-        .filter(|(_, p)| unused(p))
-        .max_by_key(|(_, p)| p.idle_for())
-        .map(|(k, _)| k.clone());
+        .values()
+        .filter(|p| unused(p))
+        .max_by_key(|p| p.idle_for())
+        .map(Arc::clone);
     match victim {
-        Some(key) => {
-            if let Some(p) = points.remove(&key) {
-                p.close();
-            }
+        Some(victim) => {
+            points.retain(|p| !Arc::ptr_eq(p, &victim));
+            victim.close();
             Ok(())
         }
         None => Err(Error::new(
@@ -453,7 +591,7 @@ fn reap_points(inner: &Inner, expired: &mut Vec<crate::connection::Connection>) 
     let mut points = inner.points.lock();
     let next = points.values().filter_map(|p| p.reap(expired)).min();
     if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
-        points.retain(|_, p| {
+        points.retain(|p| {
             let gone = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;
             if gone {
                 p.close();

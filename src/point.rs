@@ -8,6 +8,7 @@ use crate::fork::Lock;
 use crate::log::Log;
 use crate::origin::Origin;
 use crate::pool::Pool;
+use crate::proxy::Route;
 use crate::reaper::Reaper;
 use crate::resolve::{AddressCache, Resolution};
 use crate::reuse;
@@ -32,7 +33,13 @@ pub struct PointDefaults {
 }
 
 pub struct ServicePoint {
+    /// The origin it serves; for plain http through a proxy, the proxy's (the point is the
+    /// proxy's, as .NET's `FindServicePoint(uri, proxy)`).
     pub origin: Origin,
+    /// Direct, forwarding through a proxy, or tunnelling through one.
+    pub route: Route,
+    /// Where its connections go: the origin, or the proxy of a tunnel.
+    dial: Origin,
     address: String,
     /// The `Host` header value, computed once (not per request).
     host_header: String,
@@ -129,6 +136,7 @@ fn out_of_range(what: &str, value: i32, rule: &str) -> Error {
 impl ServicePoint {
     pub fn new(
         origin: Origin,
+        route: Route,
         defaults: PointDefaults,
         reaper: Arc<Reaper>,
         tls: Arc<Tls>,
@@ -136,10 +144,16 @@ impl ServicePoint {
         log: Arc<Log>,
     ) -> Self {
         let stats = Arc::new(Stats::new(log, origin.to_string()));
+        let dial = match &route {
+            Route::Tunnel(p) => p.origin.clone(),
+            _ => origin.clone(),
+        };
         ServicePoint {
             address: origin.to_string(),
             host_header: origin.host_header(),
             origin,
+            route,
+            dial,
             connection_limit: AtomicI32::new(defaults.connection_limit),
             lease_timeout_ms: AtomicI32::new(-1),
             max_idle_ms: AtomicI32::new(defaults.max_idle_ms),
@@ -169,6 +183,11 @@ impl ServicePoint {
     /// The `Host` header value: host, and the port unless it is the scheme's default.
     pub fn host_header(&self) -> &str {
         &self.host_header
+    }
+
+    /// Where its connections go (the proxy of a tunnel, else the origin).
+    pub fn dial(&self) -> &Origin {
+        &self.dial
     }
 
     /// `scheme://host[:port]`, the default port omitted.
@@ -375,14 +394,14 @@ impl ServicePoint {
         }
     }
 
-    /// The origin's addresses: pinned by the manager, or cached for its DNS refresh timeout,
-    /// or looked up.
+    /// The addresses connections go to (the origin's, or the proxy's): pinned by the
+    /// manager, or cached for its DNS refresh timeout, or looked up.
     pub fn resolve(&self) -> Result<Arc<[std::net::SocketAddr]>> {
-        if let Some(addrs) = self.resolution.pinned(&self.origin) {
+        if let Some(addrs) = self.resolution.pinned(&self.dial) {
             return Ok(addrs);
         }
         self.addresses
-            .resolve(&self.origin, self.resolution.refresh_ms.load(Relaxed))
+            .resolve(&self.dial, self.resolution.refresh_ms.load(Relaxed))
     }
 
     /// The addresses a new connection tries, in order (rotated per connection with DNS round
@@ -404,7 +423,7 @@ impl ServicePoint {
 
     /// The cached addresses, when fresh (no lookup, never blocks).
     pub fn cached_addresses(&self) -> Option<Arc<[std::net::SocketAddr]>> {
-        if let Some(addrs) = self.resolution.pinned(&self.origin) {
+        if let Some(addrs) = self.resolution.pinned(&self.dial) {
             return Some(addrs);
         }
         self.addresses

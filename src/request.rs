@@ -8,6 +8,7 @@ use crate::fork::Lock;
 use crate::http1::{Header, has_token, is_idempotent, is_token};
 use crate::origin::{self, Target};
 use crate::point::ServicePoint;
+use crate::proxy::Override;
 use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -38,8 +39,8 @@ impl Body {
     }
 }
 
-/// A service point remembered for the manager with this id.
-type PointByManager = (u64, Weak<ServicePoint>);
+/// A service point remembered for the manager with this id, in this routing epoch.
+type PointByManager = (u64, u64, Weak<ServicePoint>);
 
 /// Cloned only when a setter changes a description that a send is using (copy on write).
 #[derive(Clone)]
@@ -63,6 +64,8 @@ pub struct Request {
     pub cancel: Option<CancelToken>,
     /// Wait for `100 Continue` before the body: `None` as the service point says.
     pub expect_continue: Option<bool>,
+    /// Its own proxy choice (default: the manager's). Set with `set_proxy`.
+    pub proxy: Override,
     /// The service point it was last sent through, by manager id: a repeated send skips the
     /// manager's table (and its lock). Shared by copies of the description.
     point_cache: Arc<Lock<Option<PointByManager>>>,
@@ -100,6 +103,7 @@ impl Request {
             retryable: false,
             cancel: None,
             expect_continue: None,
+            proxy: Override::Manager,
             point_cache: Arc::default(),
         })
     }
@@ -156,15 +160,26 @@ impl Request {
 
     /// The service point this description was last sent through on manager `manager_id`, if
     /// it is still in use.
-    pub fn cached_point(&self, manager_id: u64) -> Option<Arc<ServicePoint>> {
+    pub fn cached_point(&self, manager_id: u64, epoch: u64) -> Option<Arc<ServicePoint>> {
         match &*self.point_cache.lock() {
-            Some((id, point)) if *id == manager_id => point.upgrade().filter(|p| !p.is_closed()),
+            Some((id, e, point)) if *id == manager_id && *e == epoch => {
+                point.upgrade().filter(|p| !p.is_closed())
+            }
             _ => None,
         }
     }
 
-    pub fn cache_point(&self, manager_id: u64, point: &Arc<ServicePoint>) {
-        *self.point_cache.lock() = Some((manager_id, Arc::downgrade(point)));
+    pub fn cache_point(&self, manager_id: u64, epoch: u64, point: &Arc<ServicePoint>) {
+        *self.point_cache.lock() = Some((manager_id, epoch, Arc::downgrade(point)));
+    }
+
+    /// The request's own proxy: `None` the manager's settings, `""` direct, else a proxy URL
+    /// (the manager's bypass list still applies).
+    pub fn set_proxy(&mut self, url: Option<&str>) -> Result<()> {
+        self.proxy = Override::parse(url)?;
+        // Its remembered point was found by the old choice (and copies keep theirs).
+        self.point_cache = Arc::default();
+        Ok(())
     }
 
     /// What makes this request safe to send again (`reuse::may_retry` decides).

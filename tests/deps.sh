@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine (with Rust already
 # there): cmake and a C/C++ compiler for the C tests, valgrind for the leak check, nginx and
-# openssl for the HTTPS run against a real server, pkg-config for the packaging test, Mono for
+# openssl for the HTTPS run against a real server, tinyproxy for the proxy tests, pkg-config for the packaging test, Mono for
 # the C# binding, pytest, pip and venv for the Python binding. Installs only what is missing;
 # uses sudo when not root.
 set -euo pipefail
@@ -19,6 +19,8 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v nginx >/dev/null || missing+=(nginx-light)
+# A real HTTP proxy for the proxy tests (tests/proxy_tinyproxy.rs, the C test `proxy`).
+[ -x /usr/bin/tinyproxy ] || [ -x /usr/sbin/tinyproxy ] || missing+=(tinyproxy)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v pkg-config >/dev/null || missing+=(pkgconf)
 command -v mcs >/dev/null || missing+=(mono-mcs)

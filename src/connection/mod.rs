@@ -254,6 +254,7 @@ pub fn connect_with(
     crate::drive::Driver::Blocking.block(crate::drive::connect(
         &crate::drive::Driver::Blocking,
         origin,
+        None,
         addrs,
         tls,
         options,

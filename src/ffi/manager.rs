@@ -29,6 +29,8 @@ use std::sync::Arc;
 /// sp_manager_set_certificate_validator, sp_manager_has_certificate_validator;
 /// defaults for new service points: sp_manager_set_/get_use_nagle_algorithm,
 /// sp_manager_set_/get_tcp_keep_alive, sp_manager_set_/get_expect_100_continue.
+/// proxies: sp_manager_set_/get_proxy, sp_manager_set_/get_proxy_bypass,
+/// sp_manager_set_/get_use_environment_proxy, sp_find_with_proxy.
 pub struct sp_manager {
     _opaque: [u8; 0],
 }

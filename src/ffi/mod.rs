@@ -17,6 +17,7 @@ pub mod manager;
 pub mod observe;
 pub mod operation;
 pub mod point;
+pub mod proxy;
 pub mod request;
 pub mod resolve;
 pub mod response;

@@ -21,7 +21,8 @@ use std::sync::Arc;
 /// sp_http_request_set_body, sp_http_request_set_body_reader,
 /// sp_http_request_set_/get_keep_alive, sp_http_request_set_/get_timeout,
 /// sp_http_request_set_/get_read_timeout, sp_http_request_set_/get_connection_group,
-/// sp_http_request_set_/get_retryable, sp_http_request_get_method, sp_http_request_get_url;
+/// sp_http_request_set_/get_retryable, sp_http_request_set_/get_proxy,
+/// sp_http_request_get_method, sp_http_request_get_url;
 /// sp_request sends it.
 pub struct sp_http_request {
     _opaque: [u8; 0],

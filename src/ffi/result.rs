@@ -71,6 +71,12 @@ pub enum sp_result {
     SP_E_TLS_NOT_TLS = 29,
     /// The server reset the connection (RST) before the response was complete.
     SP_E_CONNECTION_RESET = 30,
+    /// The proxy answered the CONNECT of an https request with 407 Proxy Authentication
+    /// Required: no credentials, or wrong ones (sp_last_error() has its status line).
+    SP_E_PROXY_AUTH_REQUIRED = 31,
+    /// The proxy refused to open a tunnel: its answer to CONNECT was not 2xx (sp_last_error()
+    /// has its status line).
+    SP_E_PROXY_CONNECT = 32,
 }
 
 impl sp_result {
@@ -103,6 +109,8 @@ impl sp_result {
             ErrorKind::WrongThread => SP_E_WRONG_THREAD,
             ErrorKind::ManagerClosed => SP_E_MANAGER_CLOSED,
             ErrorKind::BodySource => SP_E_BODY_SOURCE,
+            ErrorKind::ProxyAuth => SP_E_PROXY_AUTH_REQUIRED,
+            ErrorKind::ProxyConnect => SP_E_PROXY_CONNECT,
         }
     }
 
@@ -141,6 +149,8 @@ impl sp_result {
             SP_E_TLS_HOSTNAME_MISMATCH => c"TLS certificate does not match the host name",
             SP_E_TLS_NOT_TLS => c"server answered in plain HTTP, not TLS",
             SP_E_CONNECTION_RESET => c"connection reset by the server",
+            SP_E_PROXY_AUTH_REQUIRED => c"proxy authentication required (407)",
+            SP_E_PROXY_CONNECT => c"the proxy refused the tunnel (CONNECT)",
         }
     }
 }
@@ -183,6 +193,8 @@ impl TryFrom<i32> for sp_result {
             28 => SP_E_TLS_HOSTNAME_MISMATCH,
             29 => SP_E_TLS_NOT_TLS,
             30 => SP_E_CONNECTION_RESET,
+            31 => SP_E_PROXY_AUTH_REQUIRED,
+            32 => SP_E_PROXY_CONNECT,
             _ => return Err(code),
         })
     }
@@ -198,7 +210,7 @@ mod tests {
     use super::*;
 
     /// The last code; bump it when appending one (the test below then checks it).
-    const LAST: sp_result = sp_result::SP_E_CONNECTION_RESET;
+    const LAST: sp_result = sp_result::SP_E_PROXY_CONNECT;
 
     #[test]
     fn every_code_round_trips_and_has_a_text() {

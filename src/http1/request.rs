@@ -23,6 +23,8 @@ pub struct RequestHead<'a> {
     pub keep_alive: bool,
     /// Send `Expect: 100-continue` (the body follows the server's 100).
     pub expect_continue: bool,
+    /// `Proxy-Authorization` value, for a request forwarded by a proxy that wants it.
+    pub proxy_authorization: Option<&'a str>,
 }
 
 /// Methods whose requests announce an empty body explicitly, as curl and browsers do.
@@ -65,10 +67,34 @@ pub fn encode(head: &RequestHead<'_>, user_agent: &str, out: &mut Vec<u8>) {
     if head.expect_continue {
         line(out, "Expect", b"100-continue");
     }
+    if let Some(auth) = head.proxy_authorization {
+        if !has("proxy-authorization") {
+            line(out, "Proxy-Authorization", auth.as_bytes());
+        }
+    }
     if head.close {
         line(out, "Connection", b"close");
     } else if head.keep_alive {
         line(out, "Connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a `CONNECT` request for a tunnel to `authority` (`host:port`) into `out`.
+pub fn encode_connect(
+    authority: &str,
+    authorization: Option<&str>,
+    user_agent: &str,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(b"CONNECT ");
+    out.extend_from_slice(authority.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    line(out, "Host", authority.as_bytes());
+    line(out, "User-Agent", user_agent.as_bytes());
+    if let Some(auth) = authorization {
+        line(out, "Proxy-Authorization", auth.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -108,6 +134,7 @@ mod tests {
             close: true,
             keep_alive: false,
             expect_continue: false,
+            proxy_authorization: None,
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);
@@ -133,13 +160,26 @@ mod tests {
             close: false,
             keep_alive: true,
             expect_continue: false,
+            proxy_authorization: Some("Basic eA=="),
         };
         let mut out = Vec::new();
         encode(&head, "ua", &mut out);
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,
-            "GET / HTTP/1.1\r\nUser-Agent: ua\r\nhost: other\r\nConnection: keep-alive\r\n\r\n"
+            "GET / HTTP/1.1\r\nUser-Agent: ua\r\nhost: other\r\n\
+             Proxy-Authorization: Basic eA==\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn encodes_connect() {
+        let mut out = Vec::new();
+        encode_connect("[::1]:443", Some("Basic eA=="), "ua", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\nUser-Agent: ua\r\n\
+             Proxy-Authorization: Basic eA==\r\n\r\n"
         );
     }
 }

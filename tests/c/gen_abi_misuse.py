@@ -120,6 +120,12 @@ EXCEPTIONS = {
     ("sp_manager_set_resolve", "addresses"): {"NULL": "SP_OK"},
     # "NULL delivers directly again"
     ("sp_manager_set_log_queue", "queue"): {"NULL": "SP_OK"},
+    # "NULL or "" for direct connections"
+    ("sp_manager_set_proxy", "url"): {"NULL": "SP_OK"},
+    # "NULL for the manager's settings"
+    ("sp_http_request_set_proxy", "url"): {"NULL": "SP_OK"},
+    # "NULL for the manager's proxy settings"
+    ("sp_find_with_proxy", "proxy"): {"NULL": "SP_OK"},
 }
 
 RETURN_TYPES = {"sp_result", "void", "const char *", "uint32_t", "int32_t", "uint64_t"}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod proxy;
 pub mod script;
 
 use std::io::{Read, Write};

@@ -78,6 +78,12 @@ namespace Servicepoint
         /// <summary>SP_E_CONNECTION_RESET: the server reset the connection (RST) before the
         /// response was complete (ABI 2; SP_E_CONNECTION_CLOSED before).</summary>
         ConnectionReset = 30,
+        /// <summary>SP_E_PROXY_AUTH_REQUIRED: the proxy answered CONNECT (an https request)
+        /// with 407: no credentials, or wrong ones.</summary>
+        ProxyAuthenticationRequired = 31,
+        /// <summary>SP_E_PROXY_CONNECT: the proxy refused to open the tunnel (its answer to
+        /// CONNECT was not 2xx).</summary>
+        ProxyConnect = 32,
     }
 
     // --- exceptions ---------------------------------------------------------------------------
@@ -142,6 +148,7 @@ namespace Servicepoint
         /// <item>ConnectionReset, Io: SendFailure while sending the request if it was certainly
         /// not sent, else ReceiveFailure.</item>
         /// <item>BodySource: SendFailure. Canceled, ManagerClosed: RequestCanceled.</item>
+        /// <item>ProxyAuthenticationRequired, ProxyConnect: RequestProhibitedByProxy.</item>
         /// <item>Ok: Success. Every other code (argument, handle, URL and internal errors):
         /// UnknownError.</item>
         /// </list>
@@ -174,6 +181,9 @@ namespace Servicepoint
                 case ErrorCode.Io:
                     return !body && !requestMayHaveBeenSent ? WebExceptionStatus.SendFailure : WebExceptionStatus.ReceiveFailure;
                 case ErrorCode.BodySource: return WebExceptionStatus.SendFailure;
+                case ErrorCode.ProxyAuthenticationRequired:
+                case ErrorCode.ProxyConnect:
+                    return WebExceptionStatus.RequestProhibitedByProxy;
                 case ErrorCode.Canceled:
                 case ErrorCode.ManagerClosed:
                     return WebExceptionStatus.RequestCanceled;
@@ -223,6 +233,8 @@ namespace Servicepoint
                 case ErrorCode.TlsHostnameMismatch: return new TlsHostnameMismatchException(code, message, requestSent, function, inner);
                 case ErrorCode.TlsNotTls: return new TlsNotTlsException(code, message, requestSent, function, inner);
                 case ErrorCode.ConnectionReset: return new ConnectionResetException(code, message, requestSent, function, inner);
+                case ErrorCode.ProxyAuthenticationRequired: return new ProxyAuthenticationRequiredException(code, message, requestSent, function, inner);
+                case ErrorCode.ProxyConnect: return new ProxyConnectException(code, message, requestSent, function, inner);
                 default: return new ServicePointException(code, message, requestSent, function, inner);
             }
         }
@@ -456,6 +468,29 @@ namespace Servicepoint
     public class BodySourceException : ServicePointException
     {
         public BodySourceException(ErrorCode code, string message, bool requestSent, string function, Exception inner)
+            : base(code, message, requestSent, function, inner) { }
+    }
+
+    /// <summary>Base of the errors of a proxy's answer to CONNECT (an https request through an
+    /// http proxy); the message has the proxy's status line. Status RequestProhibitedByProxy.</summary>
+    public class ProxyException : ServicePointException
+    {
+        public ProxyException(ErrorCode code, string message, bool requestSent, string function, Exception inner)
+            : base(code, message, requestSent, function, inner) { }
+    }
+
+    /// <summary>SP_E_PROXY_AUTH_REQUIRED: the proxy answered CONNECT with 407 (no credentials,
+    /// or wrong ones). For plain http the proxy's 407 is the Response.</summary>
+    public class ProxyAuthenticationRequiredException : ProxyException
+    {
+        public ProxyAuthenticationRequiredException(ErrorCode code, string message, bool requestSent, string function, Exception inner)
+            : base(code, message, requestSent, function, inner) { }
+    }
+
+    /// <summary>SP_E_PROXY_CONNECT: the proxy refused to open the tunnel.</summary>
+    public class ProxyConnectException : ProxyException
+    {
+        public ProxyConnectException(ErrorCode code, string message, bool requestSent, string function, Exception inner)
             : base(code, message, requestSent, function, inner) { }
     }
 }

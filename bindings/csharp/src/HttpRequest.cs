@@ -187,5 +187,28 @@ namespace Servicepoint
         /// connection when a reused connection fails before any response byte. Idempotent
         /// methods with a replayable body are always retried so.</summary>
         public bool Retryable { get; set; }
+
+        /// <summary>HttpWebRequest.Proxy: this request's own proxy. null (the default) takes the
+        /// manager's (HttpServicePointManager.Proxy); a WebProxy without an Address, or one
+        /// whose IsBypassed(Url) is true, is a direct connection; otherwise GetProxy(Url) with
+        /// the Basic credentials of Credentials.GetCredential(proxy, "Basic"). The manager's
+        /// bypass list still applies.</summary>
+        public IWebProxy Proxy { get; set; }
+
+        /// <summary>The proxy of <see cref="Proxy"/> for <paramref name="target"/> as the
+        /// library takes it: "" for direct, else "http://user:password@host:port".</summary>
+        internal static string ProxyText(IWebProxy proxy, Uri target)
+        {
+            if (proxy.IsBypassed(target)) return "";
+            Uri via = proxy.GetProxy(target);
+            if (via == null || via == target) return "";
+            string credentials = "";
+            NetworkCredential c = proxy.Credentials == null ? null : proxy.Credentials.GetCredential(via, "Basic");
+            if (c != null && !string.IsNullOrEmpty(c.UserName))
+            {
+                credentials = Uri.EscapeDataString(c.UserName) + ":" + Uri.EscapeDataString(c.Password ?? "") + "@";
+            }
+            return via.Scheme + "://" + credentials + via.Authority;
+        }
     }
 }

@@ -155,6 +155,26 @@ namespace Servicepoint
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_get_dns_refresh_timeout(IntPtr manager, out int outValue);
 
+        // Proxies.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_proxy(IntPtr manager, byte[] url);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_proxy(IntPtr manager, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_proxy_bypass(IntPtr manager, byte[] list);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_proxy_bypass(IntPtr manager, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_set_use_environment_proxy(IntPtr manager, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_manager_get_use_environment_proxy(IntPtr manager, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_find_with_proxy(IntPtr manager, byte[] uri, byte[] proxy, out IntPtr outPoint);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_set_proxy(IntPtr request, byte[] url);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_proxy(IntPtr request, byte[] buf, UIntPtr cap, out UIntPtr outLen);
+
         // Service point.
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern void sp_point_free(IntPtr point);

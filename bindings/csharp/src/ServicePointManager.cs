@@ -168,6 +168,122 @@ namespace Servicepoint
             set { Set(Native.sp_manager_set_dns_refresh_timeout, value, "sp_manager_set_dns_refresh_timeout"); }
         }
 
+        /// <summary>The manager-wide proxy as a URL, "http://[user[:password]@]host[:port]"
+        /// (normalised; user and password percent-encoded, sent as Basic credentials), or null
+        /// for direct connections (the default). Plain http goes to the proxy in absolute form,
+        /// pooled on the proxy's service point for every origin behind it; https goes through a
+        /// CONNECT tunnel, one service point per (proxy, origin), with TLS to the origin.
+        /// Origins on <see cref="ProxyBypass"/> go direct. Throws InvalidUrlException,
+        /// UnsupportedSchemeException (not an http:// proxy).</summary>
+        public string ProxyUrl
+        {
+            get
+            {
+                string text = GetText(Native.sp_manager_get_proxy, "sp_manager_get_proxy");
+                return text.Length == 0 ? null : text;
+            }
+            set { SetText(Native.sp_manager_set_proxy, value, "sp_manager_set_proxy"); }
+        }
+
+        /// <summary>The proxy as a System.Net.WebProxy (as WebRequest.DefaultWebProxy): its
+        /// Address and Credentials (a NetworkCredential, sent as Basic) become
+        /// <see cref="ProxyUrl"/>; its BypassList (entries in this library's syntax: hosts,
+        /// ".domain" suffixes, IP addresses or CIDR blocks, "*"; not regular expressions) and
+        /// BypassProxyOnLocal (names without a dot and loopback) become
+        /// <see cref="ProxyBypass"/>. null, or a WebProxy without an Address: no proxy. The
+        /// getter builds a new WebProxy from the manager's settings.</summary>
+        public WebProxy Proxy
+        {
+            get
+            {
+                string url = ProxyUrl;
+                var proxy = new WebProxy();
+                if (url != null)
+                {
+                    var uri = new Uri(url);
+                    proxy.Address = new Uri(uri.Scheme + "://" + uri.Authority);
+                    if (uri.UserInfo.Length > 0)
+                    {
+                        string[] parts = uri.UserInfo.Split(new[] { ':' }, 2);
+                        proxy.Credentials = new NetworkCredential(Uri.UnescapeDataString(parts[0]),
+                            parts.Length > 1 ? Uri.UnescapeDataString(parts[1]) : "");
+                    }
+                }
+                var entries = new List<string>();
+                foreach (string e in ProxyBypass.Split(new[] { ',', ' ' }, StringSplitOptions.RemoveEmptyEntries))
+                {
+                    if (e == "<local>") proxy.BypassProxyOnLocal = true;
+                    else entries.Add(e);
+                }
+                proxy.BypassList = entries.ToArray();
+                return proxy;
+            }
+            set
+            {
+                if (value == null || value.Address == null)
+                {
+                    ProxyUrl = null;
+                    return;
+                }
+                var bypass = new List<string>(value.BypassList ?? new string[0]);
+                if (value.BypassProxyOnLocal) bypass.AddRange(new[] { "<local>", "localhost", "127.0.0.0/8", "::1" });
+                ProxyBypass = string.Join(", ", bypass.ToArray());
+                ProxyUrl = HttpRequest.ProxyText(new WebProxy(value.Address) { Credentials = value.Credentials }, new Uri("http://servicepoint.invalid/"));
+            }
+        }
+
+        /// <summary>The bypass list: origins that go direct (default "localhost, 127.0.0.0/8,
+        /// ::1", loopback). Entries separated by commas, semicolons or spaces: "*", a host and
+        /// its subdomains ("example.com", ".example.com"), an IP address or CIDR block, each with
+        /// an optional ":port", and "&lt;local&gt;" (names without a dot). "" sends loopback through
+        /// the proxy too. Throws InvalidArgumentException for a bad entry.</summary>
+        public string ProxyBypass
+        {
+            get { return GetText(Native.sp_manager_get_proxy_bypass, "sp_manager_get_proxy_bypass"); }
+            set
+            {
+                if (value == null) throw new ArgumentNullException("value");
+                SetText(Native.sp_manager_set_proxy_bypass, value, "sp_manager_set_proxy_bypass");
+            }
+        }
+
+        /// <summary>Opt-in (default false) to http_proxy, https_proxy, all_proxy and no_proxy
+        /// (lower case first, then upper case), read when set to true; a proxy set on the
+        /// manager takes precedence.</summary>
+        public bool UseEnvironmentProxy
+        {
+            get { return Get(Native.sp_manager_get_use_environment_proxy, "sp_manager_get_use_environment_proxy") != 0; }
+            set { Set(Native.sp_manager_set_use_environment_proxy, value ? 1 : 0, "sp_manager_set_use_environment_proxy"); }
+        }
+
+        delegate int TextGetter(IntPtr h, byte[] buf, UIntPtr cap, out UIntPtr len);
+
+        string GetText(TextGetter getter, string function)
+        {
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                var buf = new byte[256];
+                UIntPtr len;
+                Native.Check(getter(h, buf, (UIntPtr)buf.Length, out len), function);
+                if ((ulong)len >= (ulong)buf.Length)
+                {
+                    buf = new byte[(int)len + 1];
+                    Native.Check(getter(h, buf, (UIntPtr)buf.Length, out len), function);
+                }
+                return Encoding.UTF8.GetString(buf, 0, (int)len);
+            }
+            finally { _h.Exit(); }
+        }
+
+        void SetText(Func<IntPtr, byte[], int> setter, string value, string function)
+        {
+            byte[] text = value == null ? null : Native.Utf8Z(value, function);
+            IntPtr h = _h.Enter(Name);
+            try { Native.Check(setter(h, text), function); }
+            finally { _h.Exit(); }
+        }
+
         /// <summary>The number of service points the manager holds.</summary>
         public int ServicePointCount
         {
@@ -389,6 +505,37 @@ namespace Servicepoint
             }
         }
 
+        /// <summary>FindServicePoint(Uri, IWebProxy): the service point a request for
+        /// <paramref name="address"/> uses through <paramref name="proxy"/> (null: direct, as in
+        /// .NET; see HttpRequest.Proxy for how an IWebProxy is read). For plain http through a
+        /// proxy it is the proxy's service point (its Address is the proxy's, shared by every
+        /// origin behind it); for https, the tunnel's (one per proxy and origin). The manager's
+        /// bypass list applies.</summary>
+        public HttpServicePoint FindServicePoint(Uri address, IWebProxy proxy)
+        {
+            if (address == null) throw new ArgumentNullException("address");
+            byte[] u = Native.Utf8Z(address.AbsoluteUri, "uri");
+            byte[] p = Native.Utf8Z(proxy == null ? "" : HttpRequest.ProxyText(proxy, address), "proxy");
+            IntPtr h = _h.Enter(Name);
+            try
+            {
+                IntPtr point;
+                Native.Check(Native.sp_find_with_proxy(h, u, p, out point), "sp_find_with_proxy");
+                return new HttpServicePoint(point, this);
+            }
+            finally
+            {
+                _h.Exit();
+            }
+        }
+
+        /// <summary>FindServicePoint(string, IWebProxy): as the Uri overload.</summary>
+        public HttpServicePoint FindServicePoint(string uriString, IWebProxy proxy)
+        {
+            if (uriString == null) throw new ArgumentNullException("uriString");
+            return FindServicePoint(new Uri(uriString), proxy);
+        }
+
         /// <summary>FindServicePoint for an absolute Uri.</summary>
         public HttpServicePoint FindServicePoint(Uri address)
         {
@@ -570,6 +717,11 @@ namespace Servicepoint
                 if (request.Retryable)
                 {
                     Native.Check(Native.sp_http_request_set_retryable(req, 1), "sp_http_request_set_retryable");
+                }
+                if (request.Proxy != null)
+                {
+                    string proxy = HttpRequest.ProxyText(request.Proxy, new Uri(request.Url));
+                    Native.Check(Native.sp_http_request_set_proxy(req, Native.Utf8Z(proxy, "proxy")), "sp_http_request_set_proxy");
                 }
                 return req;
             }

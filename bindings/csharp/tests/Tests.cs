@@ -635,7 +635,7 @@ namespace Servicepoint.Tests
         }
     }
 
-    static class Program
+    static partial class Program
     {
         static int _passed, _failed;
 
@@ -912,7 +912,7 @@ namespace Servicepoint.Tests
                 Equal(152, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "tls_resumed_handshakes"), "offsetof(tls_resumed_handshakes)");
                 Equal(160, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "closed_in_flight"), "offsetof(closed_in_flight)");
                 Equal("connection reset by the server", ServicePointException.StrError(ErrorCode.ConnectionReset), "strerror(ConnectionReset)");
-                Equal("unknown result code", ServicePointException.StrError((ErrorCode)31), "strerror(31)");
+                Equal("unknown result code", ServicePointException.StrError((ErrorCode)33), "strerror(33)");
                 var reset = ServicePointException.Create(ErrorCode.ConnectionReset, "reset", true, "f", null);
                 Assert(reset is ConnectionResetException && reset is ConnectionClosedException, "ConnectionResetException");
                 Equal(8, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "open"), "offsetof(open)");
@@ -2725,6 +2725,8 @@ namespace Servicepoint.Tests
                 using (var server = new TestServer())
                     Equal("hello world\n", BothNamespaces.Example.Fetch(server.Url("/hello")), "body");
             });
+
+            ProxyChecks();
 
             Pki.Cleanup();
             Console.WriteLine("{0} passed, {1} failed", _passed, _failed);

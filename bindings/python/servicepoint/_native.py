@@ -309,6 +309,26 @@ if _abi != ABI_VERSION:
 sp_manager_new = _declare("sp_manager_new", [c_void_p_p])
 sp_manager_free = _declare("sp_manager_free", [manager_p], None, check=False)
 sp_find = _declare("sp_find", [manager_p, ctypes.c_char_p, c_void_p_p])
+sp_find_with_proxy = _declare(
+    "sp_find_with_proxy", [manager_p, ctypes.c_char_p, ctypes.c_char_p, c_void_p_p]
+)
+# Proxies: the manager's proxy, bypass list and environment opt-in; a request's own proxy.
+sp_manager_set_proxy = _declare("sp_manager_set_proxy", [manager_p, ctypes.c_char_p])
+sp_manager_get_proxy = _declare(
+    "sp_manager_get_proxy", [manager_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_manager_set_proxy_bypass = _declare(
+    "sp_manager_set_proxy_bypass", [manager_p, ctypes.c_char_p]
+)
+sp_manager_get_proxy_bypass = _declare(
+    "sp_manager_get_proxy_bypass", [manager_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
+)
+sp_manager_set_use_environment_proxy = _declare(
+    "sp_manager_set_use_environment_proxy", [manager_p, ctypes.c_int32]
+)
+sp_manager_get_use_environment_proxy = _declare(
+    "sp_manager_get_use_environment_proxy", [manager_p, c_int32_p]
+)
 sp_manager_set_default_connection_limit = _declare(
     "sp_manager_set_default_connection_limit", [manager_p, ctypes.c_int32]
 )
@@ -535,6 +555,12 @@ sp_http_request_get_retryable = _declare("sp_http_request_get_retryable", [reque
 sp_http_request_get_connection_group = _declare(
     "sp_http_request_get_connection_group",
     [request_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p],
+)
+sp_http_request_set_proxy = _declare(
+    "sp_http_request_set_proxy", [request_p, ctypes.c_char_p]
+)
+sp_http_request_get_proxy = _declare(
+    "sp_http_request_get_proxy", [request_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]
 )
 sp_http_request_get_method = _declare(
     "sp_http_request_get_method", [request_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]

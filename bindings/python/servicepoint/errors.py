@@ -50,6 +50,9 @@ __all__ = [
     "ManagerClosedError",
     "BodySourceError",
     "ServicePointConnectionResetError",
+    "ProxyError",
+    "ProxyAuthenticationRequiredError",
+    "ProxyConnectError",
     "ERROR_CODES",
     "error_class",
     "error_from_code",
@@ -293,6 +296,25 @@ class ServicePointConnectionResetError(ConnectionClosedError, builtins.Connectio
     code_name = "SP_E_CONNECTION_RESET"
 
 
+class ProxyError(ServicePointError, ConnectionError):
+    """Base of the errors of a proxy's answer to ``CONNECT`` (an https request through an
+    http proxy). The message has the proxy's status line."""
+
+
+class ProxyAuthenticationRequiredError(ProxyError):
+    """SP_E_PROXY_AUTH_REQUIRED: the proxy answered ``CONNECT`` with 407: no credentials in
+    the proxy URL, or wrong ones. (For plain http the proxy's 407 is the response.)"""
+
+    code_name = "SP_E_PROXY_AUTH_REQUIRED"
+
+
+class ProxyConnectError(ProxyError):
+    """SP_E_PROXY_CONNECT: the proxy refused to open the tunnel (its answer to ``CONNECT``
+    was not 2xx)."""
+
+    code_name = "SP_E_PROXY_CONNECT"
+
+
 #: ``sp_result`` code -> exception class, for every error code in the header (ABI 2).
 ERROR_CODES: Dict[int, Type[ServicePointError]] = {
     1: InvalidArgumentError,
@@ -325,6 +347,8 @@ ERROR_CODES: Dict[int, Type[ServicePointError]] = {
     28: TlsHostnameMismatchError,
     29: TlsNotTlsError,
     30: ServicePointConnectionResetError,
+    31: ProxyAuthenticationRequiredError,
+    32: ProxyConnectError,
 }
 
 

@@ -28,7 +28,7 @@ from .response import Response
 __all__ = ["ServicePointManager"]
 
 #: Key of a cached request description: (method, url) for every option at its default, else
-#: (method, url, timeout_ms, read_timeout_ms, keep_alive, connection_group, retryable).
+#: (method, url, timeout_ms, read_timeout_ms, keep_alive, connection_group, retryable, proxy).
 _CacheKey = Tuple[Any, ...]
 
 
@@ -125,6 +125,45 @@ class ServicePointManager(NativeObject):
     @dns_refresh_timeout.setter
     def dns_refresh_timeout(self, value: Optional[float]) -> None:
         n.sp_manager_set_dns_refresh_timeout(self._live(), n.to_ms(value, "dns_refresh_timeout"))
+
+    @property
+    def proxy(self) -> Optional[str]:
+        """The manager-wide proxy, ``"http://[user[:password]@]host[:port]"`` (normalised;
+        user and password percent-encoded, sent as Basic credentials), or None for direct
+        connections (the default). Plain http goes to the proxy in absolute form, pooled
+        on the proxy's service point for every origin behind it; https goes through a
+        ``CONNECT`` tunnel, one service point per (proxy, origin), with TLS to the origin.
+        Origins on :attr:`proxy_bypass` go direct. Raises InvalidUrlError,
+        UnsupportedSchemeError (not an http:// proxy)."""
+        return n.get_text(n.sp_manager_get_proxy, self._live()) or None
+
+    @proxy.setter
+    def proxy(self, value: Optional[str]) -> None:
+        n.sp_manager_set_proxy(self._live(), None if value is None else n.encode(value, "proxy"))
+
+    @property
+    def proxy_bypass(self) -> str:
+        """The bypass list: origins that go direct (default ``"localhost, 127.0.0.0/8,
+        ::1"``). Entries separated by commas, semicolons or spaces: ``*``, a host and its
+        subdomains (``example.com``, ``.example.com``), an IP address or CIDR block, each
+        with an optional ``:port``, and ``<local>`` (names without a dot). ``""`` sends
+        loopback through the proxy too. Raises InvalidArgumentError for a bad entry."""
+        return n.get_text(n.sp_manager_get_proxy_bypass, self._live())
+
+    @proxy_bypass.setter
+    def proxy_bypass(self, value: str) -> None:
+        n.sp_manager_set_proxy_bypass(self._live(), n.encode(value, "proxy_bypass"))
+
+    @property
+    def use_environment_proxy(self) -> bool:
+        """Opt-in (default False) to ``http_proxy``, ``https_proxy``, ``all_proxy`` and
+        ``no_proxy`` (lower case first, then upper case), read when set to True; a
+        :attr:`proxy` set on the manager takes precedence."""
+        return bool(self._get(n.sp_manager_get_use_environment_proxy))
+
+    @use_environment_proxy.setter
+    def use_environment_proxy(self, value: bool) -> None:
+        n.sp_manager_set_use_environment_proxy(self._live(), 1 if value else 0)
 
     @property
     def service_point_count(self) -> int:
@@ -339,6 +378,18 @@ class ServicePointManager(NativeObject):
         n.sp_find(self._live(), n.encode(uri, "uri"), ctypes.byref(point))
         return ServicePoint(n.out_handle(point, "sp_find"), self, self._token)
 
+    def find_service_point_with_proxy(self, uri: str, proxy: Optional[str] = None) -> ServicePoint:
+        """FindServicePoint(uri, proxy): the service point a request for ``uri`` uses
+        through ``proxy``: None for the manager's proxy settings, ``""`` for direct, else a
+        proxy URL (the bypass list applies). For plain http through a proxy it is the
+        proxy's service point (its address is the proxy's); for https, the tunnel's."""
+        point = ctypes.c_void_p()
+        n.sp_find_with_proxy(
+            self._live(), n.encode(uri, "uri"),
+            None if proxy is None else n.encode(proxy, "proxy"), ctypes.byref(point),
+        )
+        return ServicePoint(n.out_handle(point, "sp_find_with_proxy"), self, self._token)
+
     def send(self, request: Request) -> Response:
         """Sends a :class:`Request` on a pooled connection of its URL's service point and
         waits for the response head (the body is read from the returned :class:`Response`).
@@ -398,6 +449,7 @@ class ServicePointManager(NativeObject):
         connection_group: Optional[str] = None,
         retryable: bool = False,
         cancel_token: Optional[CancelToken] = None,
+        proxy: Optional[str] = None,
     ) -> Response:
         """Sends a request on a pooled connection of the URL's service point and waits for
         the response head (the body is read from the returned :class:`Response`).
@@ -426,6 +478,7 @@ class ServicePointManager(NativeObject):
             if (
                 timeout == DEFAULT_TIMEOUT and read_timeout == DEFAULT_READ_TIMEOUT
                 and keep_alive is None and not connection_group and not retryable
+                and proxy is None
             ):
                 key = (method, url)
             else:
@@ -433,7 +486,7 @@ class ServicePointManager(NativeObject):
                     method, url, n.to_ms(timeout, "timeout"),
                     n.to_ms(read_timeout, "read_timeout"),
                     None if keep_alive is None else bool(keep_alive),
-                    connection_group or "", bool(retryable),
+                    connection_group or "", bool(retryable), proxy,
                 )
             cache: Optional[_RequestCache] = getattr(self._local, "requests", None)
             if cache is None:
@@ -454,7 +507,7 @@ class ServicePointManager(NativeObject):
             return Response(n.out_handle(resp, "sp_request"), self)
         with Request(
             method, url, headers, body, timeout, read_timeout, keep_alive,
-            connection_group, retryable, cancel_token,
+            connection_group, retryable, cancel_token, proxy,
         ) as req:
             return self.send(req)
 
@@ -498,6 +551,7 @@ class ServicePointManager(NativeObject):
         connection_group: Optional[str] = None,
         retryable: bool = False,
         cancel_token: Optional[CancelToken] = None,
+        proxy: Optional[str] = None,
     ) -> Response:
         """:meth:`request` for asyncio (same arguments): ``resp = await
         manager.request_async("GET", url)``. See :meth:`send_async`. The body must be
@@ -506,7 +560,7 @@ class ServicePointManager(NativeObject):
             raise ValueError("request_async takes a bytes-like or str body, not a stream")
         with Request(
             method, url, headers, body, timeout, read_timeout, keep_alive,
-            connection_group, retryable, cancel_token,
+            connection_group, retryable, cancel_token, proxy,
         ) as req:
             return await self.send_async(req)
 

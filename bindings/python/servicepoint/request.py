@@ -126,6 +126,7 @@ def new_native(
     keep_alive: Optional[bool],
     connection_group: Optional[str],
     retryable: bool,
+    proxy: Optional[str] = None,
 ) -> int:
     """Creates and fills an sp_http_request; returns its handle (freed on error)."""
     req = ctypes.c_void_p()
@@ -155,6 +156,8 @@ def new_native(
             )
         if retryable:
             n.sp_http_request_set_retryable(handle, 1)
+        if proxy is not None:
+            n.sp_http_request_set_proxy(handle, n.encode(proxy, "proxy"))
     except BaseException:
         n.sp_http_request_free(handle)
         raise
@@ -198,6 +201,9 @@ class Request(NativeObject):
             body reads of their responses, watch: canceling it (from any thread) ends them
             with CanceledError. Such a request is not ended by Ctrl-C through the interrupt
             token (see :mod:`servicepoint.cancel`).
+        proxy: this request's own proxy (HttpWebRequest.Proxy): None for the manager's
+            :attr:`~ServicePointManager.proxy` settings, ``""`` for a direct connection, else
+            a proxy URL (the manager's bypass list still applies).
 
     Durations are seconds (int or float, millisecond resolution, rounded up); negative
     ones raise OutOfRangeError. Close it (or use ``with``) to free the native description
@@ -216,6 +222,7 @@ class Request(NativeObject):
         connection_group: Optional[str] = None,
         retryable: bool = False,
         cancel_token: Optional[CancelToken] = None,
+        proxy: Optional[str] = None,
     ) -> None:
         self._handle: Optional[int] = None
         self._reader: Optional[BodyReader] = None
@@ -231,9 +238,10 @@ class Request(NativeObject):
         self._keep_alive = None if keep_alive is None else bool(keep_alive)
         self._connection_group = connection_group or ""
         self._retryable = bool(retryable)
+        self._proxy = proxy
         handle = new_native(
             method, url, self._headers, data, self._timeout_ms, self._read_timeout_ms,
-            self._keep_alive, self._connection_group, self._retryable,
+            self._keep_alive, self._connection_group, self._retryable, proxy,
         )
         self._handle = handle
         # The CancelToken object (the description keeps the native token alive itself).
@@ -329,6 +337,11 @@ class Request(NativeObject):
     @property
     def retryable(self) -> bool:
         return self._retryable
+
+    @property
+    def proxy(self) -> Optional[str]:
+        """Its own proxy as given: None (the manager's settings), "" (direct) or a URL."""
+        return self._proxy
 
     @property
     def cancel_token(self) -> Optional[CancelToken]:

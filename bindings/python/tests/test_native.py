@@ -352,7 +352,8 @@ def test_connection_reset_has_its_own_class() -> None:
     assert issubclass(cls, servicepoint.ConnectionClosedError)
     assert issubclass(cls, ConnectionResetError)
     assert _native.strerror(30) == "connection reset by the server"
-    assert _native.strerror(31) == "unknown result code"
+    assert _native.strerror(31) == "proxy authentication required (407)"
+    assert _native.strerror(33) == "unknown result code"
 
 
 def test_statistics_layout_matches_the_header() -> None:
