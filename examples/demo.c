@@ -340,10 +340,20 @@ static int tour(void) {
         for (int i = 0; i < ASYNC_N && rc == SP_OK; i++)
             rc = sp_request_async_queued(m, req, queue, on_async_response, &tally, &ops[i]);
         if (rc != SP_OK) print_error("sp_request_async_queued", rc);
-        poll(NULL, 0, 20); /* let the runtime queue them */
-        printf("  issued %d requests without blocking; 20 ms later (4 busy, the rest queued):\n",
+        /* They run on this thread, inside sp_completion_queue_run: one pass with no callbacks
+         * (max 0) starts them, 4 on connections and the rest in the queue. */
+        size_t started = 0;
+        sp_completion_queue_run(queue, 0, &started);
+        printf("  issued %d requests without blocking; after one sp_completion_queue_run pass "
+               "(4 busy, the rest queued):\n",
                ASYNC_N);
         print_statistics(p);
+        sp_statistics queued;
+        memset(&queued, 0, sizeof queued);
+        queued.struct_size = sizeof queued;
+        sp_get_statistics(p, &queued);
+        expect(queued.busy == 4 && queued.waiting == ASYNC_N - 4,
+               "4 requests on connections, 96 waiting in the queue");
         sp_operation_cancel(ops[ASYNC_N - 1]);
         int fd = -1;
         sp_completion_queue_fd(queue, &fd);
