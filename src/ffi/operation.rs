@@ -68,53 +68,31 @@ pub type sp_read_callback = Option<
     unsafe extern "C" fn(userdata: *mut c_void, result: sp_result, data: *const u8, len: usize),
 >;
 
-impl Handle for sp_operation {
-    type Object = Arc<Operation>;
-    fn with<R>(
-        handle: *const Self,
-        f: impl FnOnce(&mut Arc<Operation>) -> Result<R, FfiError>,
-    ) -> Result<R, FfiError> {
-        match handles::get(handle)? {
-            Entry::Operation(mut op) => f(&mut op),
-            _ => Err(FfiError::new(
-                sp_result::SP_E_INVALID_HANDLE,
-                "handle is not an operation",
-            )),
+/// A handle kind whose object is a shared value in the table (cloned out of it, so the table
+/// is not locked while it is used).
+macro_rules! shared_handle {
+    ($handle:ty, $object:ty, $variant:ident, $what:literal) => {
+        impl Handle for $handle {
+            type Object = $object;
+            fn with<R>(
+                handle: *const Self,
+                f: impl FnOnce(&mut $object) -> Result<R, FfiError>,
+            ) -> Result<R, FfiError> {
+                match handles::get(handle)? {
+                    Entry::$variant(mut object) => f(&mut object),
+                    _ => Err(FfiError::new(
+                        sp_result::SP_E_INVALID_HANDLE,
+                        concat!("handle is not ", $what),
+                    )),
+                }
+            }
         }
-    }
+    };
 }
 
-impl Handle for sp_completion_queue {
-    type Object = Arc<CompletionQueue>;
-    fn with<R>(
-        handle: *const Self,
-        f: impl FnOnce(&mut Arc<CompletionQueue>) -> Result<R, FfiError>,
-    ) -> Result<R, FfiError> {
-        match handles::get(handle)? {
-            Entry::Queue(mut q) => f(&mut q),
-            _ => Err(FfiError::new(
-                sp_result::SP_E_INVALID_HANDLE,
-                "handle is not a completion queue",
-            )),
-        }
-    }
-}
-
-impl Handle for sp_cancel_token {
-    type Object = CancelToken;
-    fn with<R>(
-        handle: *const Self,
-        f: impl FnOnce(&mut CancelToken) -> Result<R, FfiError>,
-    ) -> Result<R, FfiError> {
-        match handles::get(handle)? {
-            Entry::Token(mut t) => f(&mut t),
-            _ => Err(FfiError::new(
-                sp_result::SP_E_INVALID_HANDLE,
-                "handle is not a cancel token",
-            )),
-        }
-    }
-}
+shared_handle!(sp_operation, Arc<Operation>, Operation, "an operation");
+shared_handle!(sp_completion_queue, Arc<CompletionQueue>, Queue, "a completion queue");
+shared_handle!(sp_cancel_token, CancelToken, Token, "a cancel token");
 
 /// The caller's `userdata`, carried to the thread that runs the callback; the caller's
 /// contract (documented on each function) makes it usable there.
