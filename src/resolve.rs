@@ -10,6 +10,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
 use crate::origin::Origin;
+use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,15 +82,26 @@ impl Resolution {
     }
 }
 
-/// Addresses in the order a new connection tries them: as resolved, or (round robin) starting
-/// at the `turn`-th.
+/// Addresses in the order a new connection tries them: the families interleaved, starting
+/// with the first address's (RFC 8305 section 4: a dead family costs one attempt, not all of
+/// its addresses), and with round robin starting at the `turn`-th.
 pub fn connect_order(addrs: &[SocketAddr], round_robin: bool, turn: usize) -> Vec<SocketAddr> {
     let mut order = addrs.to_vec();
     if round_robin && !order.is_empty() {
         let k = turn % order.len();
         order.rotate_left(k);
     }
-    order
+    let Some(first) = order.first().map(SocketAddr::is_ipv6) else {
+        return order;
+    };
+    let (mut same, mut other): (VecDeque<_>, VecDeque<_>) =
+        order.into_iter().partition(|a| a.is_ipv6() == first);
+    let mut interleaved = Vec::with_capacity(same.len() + other.len());
+    while !same.is_empty() || !other.is_empty() {
+        interleaved.extend(same.pop_front());
+        interleaved.extend(other.pop_front());
+    }
+    interleaved
 }
 
 #[derive(Default)]
@@ -152,6 +164,23 @@ fn lookup(origin: &Origin) -> Result<Arc<[SocketAddr]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn families_interleave_and_round_robin_rotates() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let resolved = [a("[::1]:80"), a("[::2]:80"), a("127.0.0.1:80"), a("127.0.0.2:80")];
+        assert_eq!(
+            connect_order(&resolved, false, 0),
+            [a("[::1]:80"), a("127.0.0.1:80"), a("[::2]:80"), a("127.0.0.2:80")]
+        );
+        let v4 = [a("127.0.0.1:80"), a("127.0.0.2:80"), a("127.0.0.3:80")];
+        assert_eq!(connect_order(&v4, false, 5), v4);
+        assert_eq!(
+            connect_order(&v4, true, 1),
+            [a("127.0.0.2:80"), a("127.0.0.3:80"), a("127.0.0.1:80")]
+        );
+        assert!(connect_order(&[], true, 3).is_empty());
+    }
 
     #[test]
     fn caches_for_the_refresh_time_and_forgets() {
