@@ -168,10 +168,20 @@ mod tests {
     #[test]
     fn families_interleave_and_round_robin_rotates() {
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let resolved = [a("[::1]:80"), a("[::2]:80"), a("127.0.0.1:80"), a("127.0.0.2:80")];
+        let resolved = [
+            a("[::1]:80"),
+            a("[::2]:80"),
+            a("127.0.0.1:80"),
+            a("127.0.0.2:80"),
+        ];
         assert_eq!(
             connect_order(&resolved, false, 0),
-            [a("[::1]:80"), a("127.0.0.1:80"), a("[::2]:80"), a("127.0.0.2:80")]
+            [
+                a("[::1]:80"),
+                a("127.0.0.1:80"),
+                a("[::2]:80"),
+                a("127.0.0.2:80")
+            ]
         );
         let v4 = [a("127.0.0.1:80"), a("127.0.0.2:80"), a("127.0.0.3:80")];
         assert_eq!(connect_order(&v4, false, 5), v4);

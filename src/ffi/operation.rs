@@ -91,7 +91,12 @@ macro_rules! shared_handle {
 }
 
 shared_handle!(sp_operation, Arc<Operation>, Operation, "an operation");
-shared_handle!(sp_completion_queue, Arc<CompletionQueue>, Queue, "a completion queue");
+shared_handle!(
+    sp_completion_queue,
+    Arc<CompletionQueue>,
+    Queue,
+    "a completion queue"
+);
 shared_handle!(sp_cancel_token, CancelToken, Token, "a cancel token");
 
 /// The caller's `userdata`, carried to the thread that runs the callback; the caller's
