@@ -47,9 +47,6 @@ namespace Servicepoint.Bench
 {
     static class Program
     {
-        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
-        static extern void _exit(int status);
-
         static long _errors;
         static int _reported;
 
@@ -454,18 +451,7 @@ namespace Servicepoint.Bench
             }
             // As the other clients: the line is printed either way, but a run in which nothing
             // succeeded is a failure.
-            int status = n == 0 ? 1 : 0;
-            if (mode == "sp_async" || mode == "sp_apm")
-            {
-                // Returning from Main (or Environment.Exit) after the binding's asynchronous calls
-                // leaves Mono waiting forever at shutdown (main thread in a futex wait,
-                // servicepoint-rt in epoll_wait; reported as a binding problem): leave at once
-                // with _exit(2) once the result line is out.
-                Console.Out.Flush();
-                Console.Error.Flush();
-                _exit(status);
-            }
-            return status;
+            return n == 0 ? 1 : 0;
         }
     }
 }
