@@ -46,8 +46,8 @@ class _Queue:
         except BaseException:
             n.sp_completion_queue_free(self.handle)
             raise
-        # Freed with the loop (the queue holds no reference to it, so the loop can go); the
-        # callbacks still queued then run at once, later ones on a library thread, where
+        # Freed with the loop (the queue holds no reference to it, so the loop can go):
+        # freeing cancels the operations still on it and runs their callbacks at once, where
         # they only release what they hold.
         weakref.finalize(loop, n.sp_completion_queue_free, self.handle)
         self._ran = ctypes.c_size_t()
