@@ -145,6 +145,75 @@ impl Driver {
         }
     }
 
+    /// Waits until one of the connecting sockets is writable (or in error), `until` passes, or
+    /// (then failing) the request is canceled.
+    async fn wait_any_writable(
+        &self,
+        racers: &mut [(SocketAddr, Connecting)],
+        until: Option<Instant>,
+    ) -> Result<()> {
+        let canceled = || cancel::canceled_error("the connect");
+        match self {
+            Driver::Blocking => {
+                let token = cancel::watched_fd();
+                let mut fds: Vec<libc::pollfd> = racers
+                    .iter()
+                    .map(|(_, c)| libc::pollfd {
+                        fd: std::os::fd::AsRawFd::as_raw_fd(&**c.socket()),
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    })
+                    .chain(token.map(|fd| libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }))
+                    .collect();
+                let ms = until.map_or(-1, |u| {
+                    u.saturating_duration_since(Instant::now())
+                        .as_micros()
+                        .div_ceil(1000)
+                        .min(i32::MAX as u128) as libc::c_int
+                });
+                // SAFETY: `fds` holds valid pollfds for the duration of the call.
+                unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+                if cancel::watched_canceled() {
+                    return Err(canceled());
+                }
+                Ok(())
+            }
+            Driver::Async(_) => {
+                let waits = racers.iter_mut().map(|(_, c)| {
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(&**c.socket());
+                    let pending = connection::Pending {
+                        fd,
+                        events: libc::POLLOUT,
+                    };
+                    Box::pin(async move {
+                        let _ = c.reactor().ready(pending, until).await;
+                    })
+                });
+                tokio::select! {
+                    () = futures_select_all(waits) => Ok(()),
+                    () = self.canceled() => Err(canceled()),
+                }
+            }
+            Driver::Local(_, local) => {
+                let waits = racers.iter().map(|(_, c)| {
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(&**c.socket());
+                    let ready = local.ready(fd, libc::POLLOUT, until);
+                    Box::pin(async move {
+                        let _ = ready.await;
+                    })
+                });
+                tokio::select! {
+                    () = futures_select_all(waits) => Ok(()),
+                    () = self.canceled() => Err(canceled()),
+                }
+            }
+        }
+    }
+
     /// A grant from the pool: waits in its FIFO queue (the thread, or the task).
     pub async fn acquire(
         &self,
@@ -323,10 +392,19 @@ pub async fn connect(
         }
         error
     };
+    let mixed = addrs.iter().any(SocketAddr::is_ipv6) && addrs.iter().any(SocketAddr::is_ipv4);
     let mut last = None;
     let mut conn = None;
-    for (i, &addr) in addrs.iter().enumerate() {
-        let attempt = attempt_deadline(deadline, addrs.len() - i);
+    if mixed {
+        let winner = race(driver, addrs, options, deadline, track, &failed).await;
+        match winner {
+            Ok(connecting) => conn = Some(connecting.into_connection(generation)),
+            Err(e) => return Err(e),
+        }
+    }
+    let sequential = if mixed { &addrs[..0] } else { addrs };
+    for (i, &addr) in sequential.iter().enumerate() {
+        let attempt = attempt_deadline(deadline, sequential.len() - i);
         let mut connecting = match Connecting::start(addr, options) {
             Ok(c) => c,
             Err(e) => {
@@ -379,6 +457,93 @@ pub async fn connect(
             .await?;
     }
     Ok(conn)
+}
+
+/// RFC 8305's connection attempt delay: the next address starts this long after the last one
+/// if neither has connected.
+const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Happy Eyeballs (RFC 8305) for a host with IPv6 and IPv4 addresses (`addrs` interleaved by
+/// family): the attempts start one after the other, 250 ms apart or as soon as one fails, and
+/// keep running side by side; the first to connect wins and the others are closed.
+async fn race(
+    driver: &Driver,
+    addrs: &[SocketAddr],
+    options: &SocketOptions,
+    deadline: Option<Instant>,
+    track: &mut (dyn FnMut(&Arc<TcpStream>) -> bool + Send),
+    failed: &(dyn Fn(SocketAddr, &std::io::Error) -> Error + Sync),
+) -> Result<Connecting> {
+    let mut racers: Vec<(SocketAddr, Connecting)> = Vec::new();
+    let mut next = 0;
+    let mut next_start = Instant::now();
+    let mut last = None;
+    loop {
+        driver.check("the connect")?;
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            let e = std::io::Error::from(std::io::ErrorKind::TimedOut);
+            return Err(match racers.first() {
+                Some((addr, _)) => failed(*addr, &e),
+                None => last.unwrap_or_else(|| failed(addrs[0], &e)),
+            });
+        }
+        if next < addrs.len() && (racers.is_empty() || now >= next_start) {
+            let addr = addrs[next];
+            next += 1;
+            next_start = now + ATTEMPT_DELAY;
+            match Connecting::start(addr, options) {
+                Ok(c) => {
+                    if !track(c.socket()) {
+                        return Err(Error::new(
+                            ErrorKind::ManagerClosed,
+                            "the manager was freed during the connect",
+                        ));
+                    }
+                    racers.push((addr, c));
+                }
+                Err(e) => last = Some(failed(addr, &e)),
+            }
+            continue;
+        }
+        if racers.is_empty() {
+            return Err(
+                last.unwrap_or_else(|| Error::new(ErrorKind::Connect, "no address could be tried"))
+            );
+        }
+        let wake = (next < addrs.len()).then_some(next_start);
+        let until = match (wake, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        driver.wait_any_writable(&mut racers, until).await?;
+        for i in writable(&racers).into_iter().rev() {
+            let (addr, connecting) = racers.remove(i);
+            match connecting.check() {
+                Ok(()) => return Ok(connecting),
+                Err(e) => last = Some(failed(addr, &e)),
+            }
+        }
+    }
+}
+
+/// The racers whose sockets are writable (connected) or in error now (one `poll(2)`).
+fn writable(racers: &[(SocketAddr, Connecting)]) -> Vec<usize> {
+    let mut fds: Vec<libc::pollfd> = racers
+        .iter()
+        .map(|(_, c)| libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&**c.socket()),
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` holds valid pollfds for the duration of the call; zero timeout.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+    fds.iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents != 0)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Asks the proxy on `conn` for a tunnel to `origin` (`CONNECT host:port`, with the proxy's

@@ -190,3 +190,109 @@ fn dns_round_robin_spreads_new_connections() {
     assert_eq!(second.connections.load(Ordering::SeqCst), 2);
     assert_eq!(server.connection_count(), 4 + 2);
 }
+
+/// A listener on `addr` whose accept queue is full, so connects to it hang in SYN; the
+/// returned sockets keep it full.
+fn silent_listener(addr: std::net::SocketAddr) -> (socket2::Socket, Vec<socket2::Socket>) {
+    let domain = socket2::Domain::for_address(addr);
+    let listener = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    listener.bind(&addr.into()).unwrap();
+    listener.listen(0).unwrap();
+    let fillers = (0..4)
+        .filter_map(|_| {
+            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).ok()?;
+            s.set_nonblocking(true).ok()?;
+            let _ = s.connect(&addr.into());
+            Some(s)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    (listener, fillers)
+}
+
+/// Happy Eyeballs (RFC 8305): the host's IPv6 address never answers, its IPv4 one does; the
+/// IPv4 attempt starts 250 ms after the IPv6 one and wins, long before the connect timeout,
+/// through the blocking path, the runtime and a completion queue.
+#[test]
+fn happy_eyeballs_starts_the_other_family_after_250_ms() {
+    let server = TestServer::start(|_| Reply::ok("v4"));
+    let v6: std::net::SocketAddr = format!("[::1]:{}", server.port).parse().unwrap();
+    let (_listener, _fillers) = silent_listener(v6);
+    let m = Arc::new(Manager::new());
+    let pins: Vec<IpAddr> = vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    m.set_resolve_override("dual.invalid", server.port, Some(&pins))
+        .unwrap();
+    let url = format!("http://dual.invalid:{}/", server.port);
+    let point = m.find(&url).unwrap();
+    point.set_connect_timeout(5000).unwrap();
+    point.set_lease_timeout(0).unwrap(); // a new connection for each request below
+    let start = Instant::now();
+    assert_eq!(get(&m, &url).unwrap(), b"v4");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(1500),
+        "blocking: {took:?}"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    m.send_async(
+        Arc::new(Request::new("GET", &url).unwrap()),
+        servicepoint::cancel::CancelToken::new(),
+        servicepoint::operation::Deliver::Runtime,
+        move |r| {
+            let _ = tx.send(r.map(|resp| resp.status()));
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap(),
+        200
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(1500),
+        "asynchronous: {took:?}"
+    );
+    // On a completion queue: the race runs on this thread, inside `run`.
+    let queue = Arc::new(servicepoint::operation::CompletionQueue::new().unwrap());
+    let status = Arc::new(std::sync::Mutex::new(None));
+    let s = Arc::clone(&status);
+    let start = Instant::now();
+    m.send_async(
+        Arc::new(Request::new("GET", &url).unwrap()),
+        servicepoint::cancel::CancelToken::new(),
+        servicepoint::operation::Deliver::Queue(Arc::clone(&queue)),
+        move |r| *s.lock().unwrap() = Some(r.map(|resp| resp.status())),
+    )
+    .unwrap();
+    while status.lock().unwrap().is_none() && start.elapsed() < Duration::from_secs(10) {
+        queue.wait(Some(Duration::from_millis(50)));
+        queue.run(16);
+    }
+    assert_eq!(status.lock().unwrap().take().unwrap().unwrap(), 200);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(1500),
+        "on a completion queue: {took:?}"
+    );
+    assert_eq!(server.connection_count(), 3);
+}
+
+/// When the first family refuses at once, the other is tried at once (no 250 ms wait).
+#[test]
+fn happy_eyeballs_moves_on_at_once_after_a_refusal() {
+    let server = TestServer::start(|_| Reply::ok("v4"));
+    let m = Manager::new();
+    // Nothing listens on ::1 at this port: refused at once.
+    let pins: Vec<IpAddr> = vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    m.set_resolve_override("refused6.invalid", server.port, Some(&pins))
+        .unwrap();
+    let url = format!("http://refused6.invalid:{}/", server.port);
+    let start = Instant::now();
+    assert_eq!(get(&m, &url).unwrap(), b"v4");
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -183,6 +183,14 @@ impl Connecting {
         self.stream.peer_addr().map(|_| ())
     }
 
+    /// The connect's outcome once the socket reported writable (or an error): no wait.
+    pub fn check(&self) -> std::io::Result<()> {
+        if let Some(e) = SockRef::from(&*self.stream).take_error()? {
+            return Err(e);
+        }
+        self.stream.peer_addr().map(|_| ())
+    }
+
     pub fn into_connection(self, generation: u64) -> Connection {
         let mut conn = Connection::new(self.stream, self.addr, generation);
         conn.reactor = self.reactor;
