@@ -274,6 +274,7 @@ impl Local {
             }
             t.heap.peek().map(|Reverse((at, _))| *at)
         };
+        // SAFETY: itimerspec is plain integers; all zero is a valid value (a disarmed timer).
         let mut spec: libc::itimerspec = unsafe { std::mem::zeroed() };
         if let Some(at) = next {
             let left = at.saturating_duration_since(Instant::now());
