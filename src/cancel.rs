@@ -64,15 +64,8 @@ impl CancelToken {
             Some(Some((read, _))) => Some(read.as_raw_fd()),
             _ => None,
         };
-        let readable = existing.is_some_and(|fd| {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd, zero timeout.
-            unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
-        });
+        let readable =
+            existing.is_some_and(|fd| crate::connection::poll_now(fd, libc::POLLIN) != 0);
         if readable {
             self.0.canceled.store(true, Ordering::SeqCst);
         }

@@ -155,26 +155,13 @@ impl Driver {
         let canceled = || cancel::canceled_error("the connect");
         match self {
             Driver::Blocking => {
-                let token = cancel::watched_fd();
-                let mut fds: Vec<libc::pollfd> = racers
-                    .iter()
-                    .map(|(_, c)| libc::pollfd {
-                        fd: std::os::fd::AsRawFd::as_raw_fd(&**c.socket()),
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    })
-                    .chain(token.map(|fd| libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    }))
-                    .collect();
-                let ms = until.map_or(-1, |u| {
-                    u.saturating_duration_since(Instant::now())
-                        .as_micros()
-                        .div_ceil(1000)
-                        .min(i32::MAX as u128) as libc::c_int
-                });
+                let mut fds = racer_pollfds(racers);
+                fds.extend(cancel::watched_fd().map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }));
+                let ms = connection::poll_timeout_ms(until);
                 // SAFETY: `fds` holds valid pollfds for the duration of the call.
                 unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
                 if cancel::watched_canceled() {
@@ -184,9 +171,8 @@ impl Driver {
             }
             Driver::Async(_) => {
                 let waits = racers.iter_mut().map(|(_, c)| {
-                    let fd = std::os::fd::AsRawFd::as_raw_fd(&**c.socket());
                     let pending = connection::Pending {
-                        fd,
+                        fd: c.fd(),
                         events: libc::POLLOUT,
                     };
                     Box::pin(async move {
@@ -200,8 +186,7 @@ impl Driver {
             }
             Driver::Local(_, local) => {
                 let waits = racers.iter().map(|(_, c)| {
-                    let fd = std::os::fd::AsRawFd::as_raw_fd(&**c.socket());
-                    let ready = local.ready(fd, libc::POLLOUT, until);
+                    let ready = local.ready(c.fd(), libc::POLLOUT, until);
                     Box::pin(async move {
                         let _ = ready.await;
                     })
@@ -282,12 +267,16 @@ impl Driver {
                 Err(Error::new(ErrorKind::Dns, format!("name lookup failed: {e}")))
             }),
             () = self.canceled() => Err(cancel::canceled_error("the name lookup")),
-            () = sleep => Err(Error::new(
-                ErrorKind::ConnectTimeout,
-                format!("name lookup for {} timed out", point.address()),
-            )),
+            () = sleep => Err(lookup_timed_out(point)),
         }
     }
+}
+
+fn lookup_timed_out(point: &ServicePoint) -> Error {
+    Error::new(
+        ErrorKind::ConnectTimeout,
+        format!("name lookup for {} timed out", point.address()),
+    )
 }
 
 /// A lookup on the caller's thread cannot be interrupted: with a deadline (or a cancel token
@@ -322,10 +311,7 @@ fn resolve_blocking(
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Error::new(
-                        ErrorKind::ConnectTimeout,
-                        format!("name lookup for {} timed out", point.address()),
-                    ));
+                    return Err(lookup_timed_out(point));
                 }
             }
         }
@@ -345,11 +331,7 @@ fn attempt_deadline(deadline: Option<Instant>, addresses_left: usize) -> Option<
             .max(std::time::Duration::from_millis(250)),
         None => std::time::Duration::from_secs(10),
     };
-    let own = now.checked_add(share);
-    match (own, deadline) {
-        (Some(a), Some(d)) => Some(a.min(d)),
-        (a, d) => a.or(d),
-    }
+    connection::earliest(now.checked_add(share), deadline)
 }
 
 /// Resolves when the first of `futures` does.
@@ -393,56 +375,12 @@ pub async fn connect(
         error
     };
     let mixed = addrs.iter().any(SocketAddr::is_ipv6) && addrs.iter().any(SocketAddr::is_ipv4);
-    let mut last = None;
-    let mut conn = None;
-    if mixed {
-        let winner = race(driver, addrs, options, deadline, track, &failed).await;
-        match winner {
-            Ok(connecting) => conn = Some(connecting.into_connection(generation)),
-            Err(e) => return Err(e),
-        }
-    }
-    let sequential = if mixed { &addrs[..0] } else { addrs };
-    for (i, &addr) in sequential.iter().enumerate() {
-        let attempt = attempt_deadline(deadline, sequential.len() - i);
-        let mut connecting = match Connecting::start(addr, options) {
-            Ok(c) => c,
-            Err(e) => {
-                last = Some(failed(addr, &e));
-                continue;
-            }
-        };
-        if !track(connecting.socket()) {
-            return Err(Error::new(
-                ErrorKind::ManagerClosed,
-                format!("the manager of {origin} was freed"),
-            ));
-        }
-        match driver
-            .io(&mut connecting, attempt, |c| c.finish(attempt))
-            .await
-        {
-            Ok(()) => {
-                conn = Some(connecting.into_connection(generation));
-                break;
-            }
-            Err(e) => {
-                let error = failed(addr, &e);
-                if error.kind == ErrorKind::Canceled {
-                    return Err(error);
-                }
-                last = Some(error);
-            }
-        }
-    }
-    let Some(mut conn) = conn else {
-        return Err(last.unwrap_or_else(|| {
-            Error::new(
-                ErrorKind::Dns,
-                format!("no address to connect to for {origin}"),
-            )
-        }));
+    let connected = if mixed {
+        race(driver, origin, addrs, options, deadline, track, &failed).await?
+    } else {
+        in_turn(driver, origin, addrs, options, deadline, track, &failed).await?
     };
+    let mut conn = connected.into_connection(generation);
     if let Some(proxy) = tunnel {
         open_tunnel(driver, &mut conn, origin, proxy, deadline).await?;
     }
@@ -459,6 +397,61 @@ pub async fn connect(
     Ok(conn)
 }
 
+/// The error of a connect the freeing of the manager cut short (`track` said so).
+fn manager_freed(origin: &Origin) -> Error {
+    Error::new(
+        ErrorKind::ManagerClosed,
+        format!("the manager of {origin} was freed"),
+    )
+}
+
+/// Tries `addrs` one after the other (one address family), each with its share of the time
+/// left; the first that connects is returned.
+#[allow(clippy::too_many_arguments)]
+async fn in_turn(
+    driver: &Driver,
+    origin: &Origin,
+    addrs: &[SocketAddr],
+    options: &SocketOptions,
+    deadline: Option<Instant>,
+    track: &mut (dyn FnMut(&Arc<TcpStream>) -> bool + Send),
+    failed: &(dyn Fn(SocketAddr, &std::io::Error) -> Error + Sync),
+) -> Result<Connecting> {
+    let mut last = None;
+    for (i, &addr) in addrs.iter().enumerate() {
+        let attempt = attempt_deadline(deadline, addrs.len() - i);
+        let mut connecting = match Connecting::start(addr, options) {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(failed(addr, &e));
+                continue;
+            }
+        };
+        if !track(connecting.socket()) {
+            return Err(manager_freed(origin));
+        }
+        match driver
+            .io(&mut connecting, attempt, |c| c.finish(attempt))
+            .await
+        {
+            Ok(()) => return Ok(connecting),
+            Err(e) => {
+                let error = failed(addr, &e);
+                if error.kind == ErrorKind::Canceled {
+                    return Err(error);
+                }
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Error::new(
+            ErrorKind::Dns,
+            format!("no address to connect to for {origin}"),
+        )
+    }))
+}
+
 /// RFC 8305's connection attempt delay: the next address starts this long after the last one
 /// if neither has connected.
 const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -466,8 +459,10 @@ const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250)
 /// Happy Eyeballs (RFC 8305) for a host with IPv6 and IPv4 addresses (`addrs` interleaved by
 /// family): the attempts start one after the other, 250 ms apart or as soon as one fails, and
 /// keep running side by side; the first to connect wins and the others are closed.
+#[allow(clippy::too_many_arguments)]
 async fn race(
     driver: &Driver,
+    origin: &Origin,
     addrs: &[SocketAddr],
     options: &SocketOptions,
     deadline: Option<Instant>,
@@ -495,10 +490,7 @@ async fn race(
             match Connecting::start(addr, options) {
                 Ok(c) => {
                     if !track(c.socket()) {
-                        return Err(Error::new(
-                            ErrorKind::ManagerClosed,
-                            "the manager was freed during the connect",
-                        ));
+                        return Err(manager_freed(origin));
                     }
                     racers.push((addr, c));
                 }
@@ -512,10 +504,7 @@ async fn race(
             );
         }
         let wake = (next < addrs.len()).then_some(next_start);
-        let until = match (wake, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let until = connection::earliest(wake, deadline);
         driver.wait_any_writable(&mut racers, until).await?;
         for i in writable(&racers).into_iter().rev() {
             let (addr, connecting) = racers.remove(i);
@@ -527,16 +516,21 @@ async fn race(
     }
 }
 
-/// The racers whose sockets are writable (connected) or in error now (one `poll(2)`).
-fn writable(racers: &[(SocketAddr, Connecting)]) -> Vec<usize> {
-    let mut fds: Vec<libc::pollfd> = racers
+/// One pollfd per racer, waiting for it to connect (writable) or fail.
+fn racer_pollfds(racers: &[(SocketAddr, Connecting)]) -> Vec<libc::pollfd> {
+    racers
         .iter()
         .map(|(_, c)| libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&**c.socket()),
+            fd: c.fd(),
             events: libc::POLLOUT,
             revents: 0,
         })
-        .collect();
+        .collect()
+}
+
+/// The racers whose sockets are writable (connected) or in error now (one `poll(2)`).
+fn writable(racers: &[(SocketAddr, Connecting)]) -> Vec<usize> {
+    let mut fds = racer_pollfds(racers);
     // SAFETY: `fds` holds valid pollfds for the duration of the call; zero timeout.
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
     fds.iter()

@@ -13,7 +13,7 @@
 //! Framework; the body is sent anyway). A server that let the timeout pass is remembered and
 //! not asked again, nor is an HTTP/1.0 server (which cannot answer 100).
 
-use crate::connection::Connection;
+use crate::connection::{Connection, earliest};
 use crate::http1::MAX_HEAD_BYTES;
 use crate::http1::head;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::Relaxed};
@@ -80,10 +80,7 @@ impl ExpectContinue {
         let own = u64::try_from(self.timeout_ms())
             .ok()
             .and_then(|ms| now.checked_add(Duration::from_millis(ms)));
-        match (own, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(own, deadline)
     }
 }
 

@@ -79,10 +79,7 @@ pub fn idle_limit(hint: &KeepAliveHint, max_idle: Option<Duration>) -> Option<Du
         let t = t.min(MAX_SERVER_IDLE);
         t - server_idle_margin(t)
     });
-    match (max_idle, server) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    crate::connection::earliest(max_idle, server)
 }
 
 /// When an idle connection expires, if it does (saturating: `None` also for times beyond what

@@ -103,7 +103,7 @@ fn canceled() -> io::Error {
 }
 
 /// Readiness of `fd` for `events` right now (a zero-timeout poll).
-fn poll_now(fd: RawFd, events: libc::c_short) -> libc::c_short {
+pub fn poll_now(fd: RawFd, events: libc::c_short) -> libc::c_short {
     let mut pfd = libc::pollfd {
         fd,
         events,
@@ -210,17 +210,10 @@ pub fn wait(
     }
     let token_fd = cancel::watched_fd();
     loop {
-        let timeout_ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                // Round up so the poll never returns just before the deadline.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-            }
-        };
+        if deadline.is_some_and(|d| d.saturating_duration_since(Instant::now()).is_zero()) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let timeout_ms = poll_timeout_ms(deadline);
         let mut pfds = [
             libc::pollfd {
                 fd,
@@ -257,6 +250,25 @@ pub fn wait(
 /// Waits for `events` only.
 pub fn wait_fd(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> io::Result<()> {
     wait(fd, events, deadline, false).map(|_| ())
+}
+
+/// A `poll(2)` timeout that ends at `deadline` (-1: none), rounded up so the poll never returns
+/// just before it.
+pub fn poll_timeout_ms(deadline: Option<Instant>) -> libc::c_int {
+    deadline.map_or(-1, |d| {
+        d.saturating_duration_since(Instant::now())
+            .as_micros()
+            .div_ceil(1000)
+            .min(i32::MAX as u128) as libc::c_int
+    })
+}
+
+/// The earlier of two optional limits (`None` is no limit).
+pub fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Fails with `TimedOut` once the deadline has passed: loops that make progress without ever

@@ -14,7 +14,8 @@ mod tls;
 
 pub use facts::TlsFacts;
 pub use io::{
-    Canceled, Fault, Pending, Ready, check_deadline, run_step, run_step_level, wait, wait_fd,
+    Canceled, Fault, Pending, Ready, check_deadline, earliest, poll_now, poll_timeout_ms, run_step,
+    run_step_level, wait, wait_fd,
 };
 pub use options::{SocketOptions, TcpKeepAlive};
 pub use reactor::Reactor;
@@ -167,6 +168,10 @@ impl Connecting {
         &self.stream
     }
 
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -217,13 +222,10 @@ pub fn connect_error(origin: &Origin, addr: SocketAddr, e: &std::io::Error) -> E
 
 /// The deadline of a connect: the request's, shortened by the connect timeout.
 pub fn connect_deadline(options: &SocketOptions, deadline: Option<Instant>) -> Option<Instant> {
-    match options
+    let own = options
         .connect_timeout
-        .and_then(|t| Instant::now().checked_add(t))
-    {
-        Some(c) => Some(deadline.map_or(c, |d| d.min(c))),
-        None => deadline,
-    }
+        .and_then(|t| Instant::now().checked_add(t));
+    earliest(own, deadline)
 }
 
 /// Connects to the first of `addrs` that answers and, for https, completes the TLS handshake
