@@ -147,10 +147,7 @@ impl Local {
     /// left), so the descriptor does not wake the program for nothing; keeps it readable if a
     /// task is ready.
     pub fn quiesce(&self) {
-        let mut count = 0u64;
-        // SAFETY: 8 bytes into a valid local from our own non-blocking eventfd.
-        let _ = unsafe { libc::read(self.event.as_raw_fd(), (&raw mut count).cast(), 8) };
-        self.signalled.store(false, Ordering::Release);
+        self.take_signal();
         if !self.ready.lock().is_empty() {
             self.signal();
         }
@@ -210,11 +207,14 @@ impl Local {
         polled
     }
 
-    fn collect_events(&self) {
-        let mut count = 0u64;
-        // SAFETY: 8 bytes into a valid local from our own non-blocking eventfd.
-        let _ = unsafe { libc::read(self.event.as_raw_fd(), (&raw mut count).cast(), 8) };
+    /// Consumes the eventfd's wake-up: from here on, a `signal` writes it again.
+    fn take_signal(&self) {
+        drain_counter(self.event.as_raw_fd());
         self.signalled.store(false, Ordering::Release);
+    }
+
+    fn collect_events(&self) {
+        self.take_signal();
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
             // SAFETY: `events` has room for 64 entries; zero timeout.
@@ -228,11 +228,7 @@ impl Local {
                     continue;
                 }
                 if key == TIMER_KEY {
-                    let mut expirations = 0u64;
-                    // SAFETY: 8 bytes into a valid local from our own timerfd.
-                    let _ = unsafe {
-                        libc::read(self.timer.as_raw_fd(), (&raw mut expirations).cast(), 8)
-                    };
+                    drain_counter(self.timer.as_raw_fd());
                     continue;
                 }
                 let fd = key as RawFd;
@@ -326,6 +322,13 @@ impl Local {
     fn remove_timer(&self, seq: u64) {
         self.timers.lock().wakers.remove(&seq);
     }
+}
+
+/// Reads (and so resets) the 8-byte counter of a non-blocking eventfd or timerfd.
+fn drain_counter(fd: RawFd) {
+    let mut count = 0u64;
+    // SAFETY: 8 bytes into a valid local from a non-blocking descriptor of ours.
+    let _ = unsafe { libc::read(fd, (&raw mut count).cast(), 8) };
 }
 
 /// epoll bits as poll(2) bits (a peer's half-close reads as readable).

@@ -103,7 +103,7 @@ impl Log {
             let text = message.to_string();
             let queue = self.queue.lock().clone();
             match queue {
-                Some(q) => q.push_job(Box::new(move || sink.log(level, &text))),
+                Some(q) => q.push(Box::new(move || sink.log(level, &text))),
                 None => crate::callback::run(|| sink.log(level, &text)),
             }
         }

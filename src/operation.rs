@@ -23,16 +23,6 @@ pub struct Operation {
     done: Arc<AtomicBool>,
 }
 
-impl Deliver {
-    /// The driver of an operation delivered this way: the runtime's, or the queue's.
-    pub fn driver(&self, tokens: Vec<CancelToken>) -> Driver {
-        match self {
-            Deliver::Runtime => Driver::Async(tokens),
-            Deliver::Queue(queue) => queue.driver(tokens),
-        }
-    }
-}
-
 impl Operation {
     /// Ends the operation early: its completion reports `Canceled` (unless it had already
     /// completed). A canceled request that was queued leaves the queue unsent; one in flight
@@ -58,7 +48,17 @@ pub enum Deliver {
     Queue(Arc<CompletionQueue>),
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+impl Deliver {
+    /// The driver of an operation delivered this way: the runtime's, or the queue's.
+    pub fn driver(&self, tokens: Vec<CancelToken>) -> Driver {
+        match self {
+            Deliver::Runtime => Driver::Async(tokens),
+            Deliver::Queue(queue) => queue.driver(tokens),
+        }
+    }
+}
+
+pub type Job = Box<dyn FnOnce() + Send>;
 
 /// Operations that run on a program's own thread, and their completions. Its descriptor (an
 /// epoll set: the tasks' sockets and timers, and an eventfd) is readable while any task can go
@@ -112,12 +112,8 @@ impl CompletionQueue {
         self.local.spawn(task);
     }
 
-    /// Queues work to run on the thread that drains the queue (log messages use it).
-    pub fn push_job(&self, job: Box<dyn FnOnce() + Send>) {
-        self.push(job);
-    }
-
-    fn push(&self, job: Job) {
+    /// Queues work to run on the thread that drains the queue: completions, and log messages.
+    pub fn push(&self, job: Job) {
         {
             let mut jobs = self.jobs.lock();
             if !self.closed.load(Ordering::Acquire) {

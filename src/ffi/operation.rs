@@ -13,6 +13,7 @@ use super::result::sp_result;
 use crate::cancel::CancelToken;
 use crate::error::Result as CoreResult;
 use crate::operation::{self, CompletionQueue, Deliver, Operation};
+use crate::response::BodyReader;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -132,32 +133,26 @@ fn start_request(
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
 ) -> FfiResult {
-    {
-        let m = handles::manager(manager)?;
-        let req = sp_http_request::with(request, |r| Ok(Arc::clone(r)))?;
-        let callback = callback
-            .ok_or_else(|| FfiError::new(sp_result::SP_E_NULL_POINTER, "callback is NULL"))?;
-        let dst = try_out!(out_operation);
-        let deliver = deliver_to(queue)?;
-        let userdata = UserData(userdata);
-        let op = m.send_async(req, CancelToken::new(), deliver, move |result| {
-            let userdata = userdata;
-            let (code, response) = match result {
-                Ok(response) => (sp_result::SP_OK, super::request::response_handle(response)),
-                Err(e) => {
-                    let e = FfiError::from(e);
-                    record(&e);
-                    (e.code, std::ptr::null_mut())
-                }
-            };
-            // SAFETY: the caller's callback with the caller's userdata, as documented. On a
-            // runtime thread, blocking calls inside it are refused (`runtime`); on the thread
-            // draining a queue they are the program's own.
-            unsafe { callback(userdata.0, code, response) };
-        })?;
-        write(dst, handles::insert(Entry::Operation(Arc::new(op))));
-        Ok(())
-    }
+    let m = handles::manager(manager)?;
+    let req = sp_http_request::with(request, |r| Ok(Arc::clone(r)))?;
+    let callback =
+        callback.ok_or_else(|| FfiError::new(sp_result::SP_E_NULL_POINTER, "callback is NULL"))?;
+    let dst = try_out!(out_operation);
+    let deliver = deliver_to(queue)?;
+    let userdata = UserData(userdata);
+    let op = m.send_async(req, CancelToken::new(), deliver, move |result| {
+        let userdata = userdata;
+        let (code, response) = match outcome(result) {
+            Ok(response) => (sp_result::SP_OK, super::request::response_handle(response)),
+            Err(code) => (code, std::ptr::null_mut()),
+        };
+        // SAFETY: the caller's callback with the caller's userdata, as documented. On a
+        // runtime thread, blocking calls inside it are refused (`runtime`); on the thread
+        // draining a queue they are the program's own.
+        unsafe { callback(userdata.0, code, response) };
+    })?;
+    hand_out(dst, op);
+    Ok(())
 }
 
 /// Sends a request without blocking: returns at once with an operation handle, and `callback`
@@ -226,79 +221,92 @@ fn start_read(
     userdata: *mut c_void,
     out_operation: *mut *mut sp_operation,
 ) -> FfiResult {
-    {
-        let callback = callback
-            .ok_or_else(|| FfiError::new(sp_result::SP_E_NULL_POINTER, "callback is NULL"))?;
-        let dst = try_out!(out_operation);
-        if max == 0 {
-            return Err(FfiError::new(
-                sp_result::SP_E_OUT_OF_RANGE,
-                "max must be > 0",
-            ));
-        }
-        let deliver = deliver_to(queue)?;
-        let cell: Arc<ResponseCell> = handles::response(response)?;
-        let mut body = {
-            let mut entry = cell.lock()?;
-            entry.response.take_body()?
-        };
-        let token = CancelToken::new();
-        let mut tokens = vec![token.clone()];
-        tokens.extend(body.cancel_token().cloned());
-        let userdata = UserData(userdata);
-        let deliver_read = move |result: CoreResult<Vec<u8>>| {
-            let userdata = userdata;
-            let (code, bytes) = match result {
-                Ok(data) => (sp_result::SP_OK, data),
-                Err(e) => {
-                    let e = FfiError::from(e);
-                    record(&e);
-                    (e.code, Vec::new())
-                }
-            };
-            let ptr = if code == sp_result::SP_OK {
-                bytes.as_ptr()
-            } else {
-                std::ptr::null()
-            };
-            // SAFETY: the caller's callback with the caller's userdata; `ptr` is valid for
-            // `len` bytes during the call.
-            unsafe { callback(userdata.0, code, ptr, bytes.len()) };
-        };
-        // Bytes already here (a small body arrives with its head): a queued read completes
-        // without a task, so an event loop pays no hand-off to the runtime for it.
-        if let Deliver::Queue(queue) = &deliver {
-            let mut data = vec![0u8; max.min(1 << 20)];
-            if let Some(result) = body.read_now(&mut data) {
-                if let Ok(mut entry) = cell.lock() {
-                    entry.response.put_body(body);
-                }
-                let result = result.map(|n| {
-                    data.truncate(n);
-                    data
-                });
-                let op = operation::completed(token, result, queue, deliver_read);
-                write(dst, handles::insert(Entry::Operation(Arc::new(op))));
-                return Ok(());
-            }
-        }
-        let driver = deliver.driver(tokens);
-        let work = async move {
-            let mut data = vec![0u8; max.min(1 << 20)];
-            let result = body.read_with(&driver, &mut data).await;
-            // Back in its response before the callback, so the callback can read on.
-            if let Ok(mut entry) = cell.lock() {
-                entry.response.put_body(body);
-            }
-            result.map(|n| {
-                data.truncate(n);
-                data
-            })
-        };
-        let op = operation::spawn(token, work, deliver, deliver_read);
-        write(dst, handles::insert(Entry::Operation(Arc::new(op))));
-        Ok(())
+    let callback =
+        callback.ok_or_else(|| FfiError::new(sp_result::SP_E_NULL_POINTER, "callback is NULL"))?;
+    let dst = try_out!(out_operation);
+    if max == 0 {
+        return Err(FfiError::new(
+            sp_result::SP_E_OUT_OF_RANGE,
+            "max must be > 0",
+        ));
     }
+    let deliver = deliver_to(queue)?;
+    let cell: Arc<ResponseCell> = handles::response(response)?;
+    let mut body = {
+        let mut entry = cell.lock()?;
+        entry.response.take_body()?
+    };
+    let token = CancelToken::new();
+    let mut tokens = vec![token.clone()];
+    tokens.extend(body.cancel_token().cloned());
+    let userdata = UserData(userdata);
+    let deliver_read = move |result: CoreResult<Vec<u8>>| {
+        let userdata = userdata;
+        let (code, ptr, len) = match outcome(result) {
+            Ok(data) => (sp_result::SP_OK, data.as_ptr(), data.len()),
+            Err(code) => (code, std::ptr::null(), 0),
+        };
+        // SAFETY: the caller's callback with the caller's userdata; `ptr` is valid for
+        // `len` bytes during the call (`data` lives until the end of this closure).
+        unsafe { callback(userdata.0, code, ptr, len) };
+    };
+    // Bytes already here (a small body arrives with its head): a queued read completes
+    // without a task, so an event loop pays no hand-off to the runtime for it.
+    let chunk = max.min(READ_CHUNK_MAX);
+    if let Deliver::Queue(queue) = &deliver {
+        let mut data = vec![0u8; chunk];
+        if let Some(result) = body.read_now(&mut data) {
+            let result = give_back_body(&cell, body, data, result);
+            hand_out(
+                dst,
+                operation::completed(token, result, queue, deliver_read),
+            );
+            return Ok(());
+        }
+    }
+    let driver = deliver.driver(tokens);
+    let work = async move {
+        let mut data = vec![0u8; chunk];
+        let result = body.read_with(&driver, &mut data).await;
+        give_back_body(&cell, body, data, result)
+    };
+    hand_out(dst, operation::spawn(token, work, deliver, deliver_read));
+    Ok(())
+}
+
+/// Largest chunk one asynchronous read delivers.
+const READ_CHUNK_MAX: usize = 1 << 20;
+
+/// Puts a body back in its response once a read of it ended (before the callback, so the
+/// callback can read on), and turns the read into the bytes it gave.
+fn give_back_body(
+    cell: &ResponseCell,
+    body: BodyReader,
+    mut data: Vec<u8>,
+    read: CoreResult<usize>,
+) -> CoreResult<Vec<u8>> {
+    if let Ok(mut entry) = cell.lock() {
+        entry.response.put_body(body);
+    }
+    read.map(|n| {
+        data.truncate(n);
+        data
+    })
+}
+
+/// A completion's outcome as C sees it: the value, or its error code (the message recorded
+/// as the thread's last error, which the callback reads).
+fn outcome<T>(result: CoreResult<T>) -> Result<T, sp_result> {
+    result.map_err(|e| {
+        let e = FfiError::from(e);
+        record(&e);
+        e.code
+    })
+}
+
+/// Writes a new operation handle to the caller's out-parameter.
+fn hand_out(dst: *mut *mut sp_operation, op: Operation) {
+    write(dst, handles::insert(Entry::Operation(Arc::new(op))));
 }
 
 /// Reads up to `max` (> 0) body bytes without blocking: `callback` fires exactly once, on a
