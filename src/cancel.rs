@@ -140,11 +140,11 @@ pub fn canceled_error(what: &str) -> Error {
     Error::new(ErrorKind::Canceled, format!("{what} was canceled"))
 }
 
-/// Runs a blocking call watching `tokens` (none: no cost beyond an empty check).
-pub fn watching<T>(tokens: &[&CancelToken], f: impl FnOnce() -> T) -> T {
-    if tokens.is_empty() {
+/// Runs a blocking call watching `token` (none: no cost beyond the check).
+pub fn watching<T>(token: Option<&CancelToken>, f: impl FnOnce() -> T) -> T {
+    let Some(token) = token else {
         return f();
-    }
+    };
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -154,7 +154,7 @@ pub fn watching<T>(tokens: &[&CancelToken], f: impl FnOnce() -> T) -> T {
     let before = WATCHED.with(|w| {
         let mut w = w.borrow_mut();
         let before = w.len();
-        w.extend(tokens.iter().map(|&t| t.clone()));
+        w.push(token.clone());
         before
     });
     let _restore = Restore(before);
@@ -202,7 +202,7 @@ mod tests {
         let t = CancelToken::new();
         t.cancel();
         assert!(!watched_canceled());
-        assert!(watching(&[&t], watched_canceled));
+        assert!(watching(Some(&t), watched_canceled));
         assert!(!watched_canceled());
     }
 }

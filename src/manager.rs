@@ -244,10 +244,9 @@ impl Manager {
         runtime::ensure_blocking_allowed()?;
         let point = self.point_for(req)?;
         let keep_alive = self.keep_alive_default();
-        let mut resp = match &req.cancel {
-            None => exchange::send(&point, req, keep_alive)?,
-            Some(t) => cancel::watching(&[t], || exchange::send(&point, req, keep_alive))?,
-        };
+        let mut resp = cancel::watching(req.cancel.as_ref(), || {
+            exchange::send(&point, req, keep_alive)
+        })?;
         resp.set_cancel(req.cancel.clone());
         Ok(resp)
     }

@@ -242,10 +242,10 @@ impl BodyReader {
         }
         crate::runtime::ensure_blocking_allowed()?;
         let driver = Driver::Blocking;
-        match self.cancel.clone() {
-            None => driver.block(self.read_with(&driver, buf)),
-            Some(t) => cancel::watching(&[&t], || driver.block(self.read_with(&driver, buf))),
-        }
+        let token = self.cancel.clone();
+        cancel::watching(token.as_ref(), || {
+            driver.block(self.read_with(&driver, buf))
+        })
     }
 
     /// The cancel token of the request this body answers, if any.
