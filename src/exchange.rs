@@ -354,17 +354,12 @@ async fn attempt(
         expect,
         &mut buf,
     );
-    let mut progress = 0;
     let sent = {
         let parts: &[&[u8]] = match &req.body {
             Body::Bytes(b) if !expect => &[&buf, b],
             _ => &[&buf],
         };
-        driver
-            .io(conn, deadline, |c| {
-                send_watching(c, parts, &mut progress, deadline)
-            })
-            .await
+        send_all(driver, conn, parts, deadline).await
     };
     HEAD_BUF.with(|b| *b.borrow_mut() = buf);
     let io_err =
@@ -396,24 +391,14 @@ async fn attempt(
         Ok(true) => match (&req.body, stream) {
             (_, Some(source)) => send_stream(driver, conn, source, deadline).await,
             (Body::Bytes(b), None) if expect => {
-                let mut progress = 0;
-                driver
-                    .io(conn, deadline, |c| {
-                        send_watching(c, &[b], &mut progress, deadline)
-                    })
-                    .await
-                    .map_err(io_err)
+                send_all(driver, conn, &[b], deadline).await.map_err(io_err)
             }
             _ => Ok(true),
         },
         // Refused before the body: a chunked body is ended empty so the connection's framing
         // holds (a Content-Length one cannot be, and the connection closes after the answer).
         Ok(false) if body_withheld && stream.is_some() => {
-            let mut progress = 0;
-            driver
-                .io(conn, deadline, |c| {
-                    send_watching(c, &[b"0\r\n\r\n"], &mut progress, deadline)
-                })
+            send_all(driver, conn, &[b"0\r\n\r\n"], deadline)
                 .await
                 .map_err(io_err)
         }
@@ -537,6 +522,21 @@ fn read_final_head(
     Ok((head, framing, facts))
 }
 
+/// Sends `parts` in the style of `driver` (see `send_watching`).
+async fn send_all(
+    driver: &Driver,
+    conn: &mut Connection,
+    parts: &[&[u8]],
+    deadline: Option<Instant>,
+) -> std::io::Result<bool> {
+    let mut progress = 0;
+    driver
+        .io(conn, deadline, |c| {
+            send_watching(c, parts, &mut progress, deadline)
+        })
+        .await
+}
+
 /// Sends request bytes from `progress` on; returns false when the server answered (or closed)
 /// before taking them all, so the caller stops sending and reads the answer. Interim 1xx
 /// answers that arrive meanwhile are skipped and sending goes on.
@@ -588,13 +588,10 @@ async fn send_stream(
         } else {
             &[header.as_bytes(), &buf[..n], b"\r\n"]
         };
-        let mut progress = 0;
-        let all = driver
-            .io(conn, deadline, |c| {
-                send_watching(c, parts, &mut progress, deadline)
-            })
-            .await;
-        if !all.map_err(io_err)? {
+        if !send_all(driver, conn, parts, deadline)
+            .await
+            .map_err(io_err)?
+        {
             return Ok(false);
         }
         if n == 0 {
