@@ -242,12 +242,14 @@ fn start_read(
     let userdata = UserData(userdata);
     let deliver_read = move |result: CoreResult<Vec<u8>>| {
         let userdata = userdata;
-        let (code, ptr, len) = match outcome(result) {
+        // Kept in `result`: the bytes must outlive the callback.
+        let result = outcome(result);
+        let (code, ptr, len) = match &result {
             Ok(data) => (sp_result::SP_OK, data.as_ptr(), data.len()),
-            Err(code) => (code, std::ptr::null(), 0),
+            Err(code) => (*code, std::ptr::null(), 0),
         };
         // SAFETY: the caller's callback with the caller's userdata; `ptr` is valid for
-        // `len` bytes during the call (`data` lives until the end of this closure).
+        // `len` bytes during the call (`result` owns them until the end of this closure).
         unsafe { callback(userdata.0, code, ptr, len) };
     };
     // Bytes already here (a small body arrives with its head): a queued read completes
