@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 
 typedef struct {
     atomic_int calls;
@@ -31,12 +30,6 @@ static int wait_calls(completion *c, int n, int timeout_ms) {
     for (int waited = 0; atomic_load(&c->calls) < n && waited < timeout_ms; waited += 2)
         sleep_ms(2);
     return atomic_load(&c->calls) >= n;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* An async GET on a runtime thread, then a blocking GET that reuses its connection. */

@@ -76,6 +76,12 @@ int body_is(const fetched *f, const char *text) {
     return f->len == strlen(text) && memcmp(f->body, text, f->len) == 0;
 }
 
+double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);

@@ -107,6 +107,9 @@ int body_is(const fetched *f, const char *text);
 
 void sleep_ms(int ms);
 
+/* Milliseconds on the monotonic clock, for measuring how long a call took. */
+double now_ms(void);
+
 /* Waits (polling every 10 ms, at most timeout_ms) until the server sees connection `i`
  * closed. Returns 1 if it did. */
 int wait_conn_closed(lb_server *srv, int i, int timeout_ms);
