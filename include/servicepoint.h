@@ -467,6 +467,12 @@ typedef struct sp_statistics {
    * Since ABI 2.
    */
   uint64_t closed_in_flight;
+  /**
+   * Idle connections closed because their address left the host's DNS answer (looked up
+   * again after the DNS refresh timeout) or its resolve override. Added in ABI 2's second
+   * release: an older caller's smaller struct_size never receives it.
+   */
+  uint64_t closed_address_gone;
 } sp_statistics;
 
 /**
@@ -673,6 +679,9 @@ sp_result sp_manager_get_service_point_count(const struct sp_manager *manager, i
  * Sets DnsRefreshTimeout in ms: how long a service point reuses the addresses it resolved
  * for new connections (default 120000, as in .NET; -1 no expiry; 0 resolve for every new
  * connection). A failed connect drops the cached addresses. Applies to every service point.
+ * Once an answer is older than this (at least 1 s), a point with idle connections looks its
+ * name up again in the background and closes the idle connections whose address left the
+ * answer (`closed_address_gone`); a failed lookup keeps the old answer.
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (below -1).
  */
@@ -1449,7 +1458,8 @@ sp_result sp_manager_get_enable_dns_round_robin(const struct sp_manager *manager
  * Pins `host`:`port` to `addresses` for every new connection of this manager, without a
  * lookup (curl's CURLOPT_RESOLVE): a comma-separated list of IP literals (IPv6 without
  * brackets), tried in that order; NULL removes the pin. `host` is matched
- * case-insensitively against the URL's host (without brackets).
+ * case-insensitively against the URL's host (without brackets). Idle connections to an
+ * address a new pin leaves out are closed within a second (`closed_address_gone`).
  *
  * Ownership: the strings are borrowed for the call. Thread safety: any thread.
  * Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (host), SP_E_INVALID_UTF8,

@@ -421,6 +421,14 @@ impl Manager {
         self.inner.resolution.round_robin.load(Relaxed)
     }
 
+    /// Replaces `getaddrinfo` for this manager's name lookups (`None` restores it): a
+    /// service-discovery client, or a test's scripted answers. It runs on a blocking thread
+    /// (the caller's, or the runtime's blocking pool when a deadline or cancel applies) and
+    /// is not bounded by anything but the request deadline. Resolve overrides still come first.
+    pub fn set_resolver(&self, resolver: Option<Arc<crate::resolve::Resolver>>) {
+        self.inner.resolution.set_resolver(resolver);
+    }
+
     /// Pins `host:port` to `addresses` (IP literals) for every new connection of this manager,
     /// without a lookup (curl's CURLOPT_RESOLVE); `None` removes the pin.
     pub fn set_resolve_override(
@@ -588,7 +596,12 @@ fn reap_pass(inner: &Inner) -> Option<Option<Instant>> {
 
 fn reap_points(inner: &Inner, expired: &mut Vec<crate::connection::Connection>) -> Option<Instant> {
     let mut points = inner.points.lock();
-    let next = points.values().filter_map(|p| p.reap(expired)).min();
+    let now = Instant::now();
+    let next = points
+        .values()
+        .flat_map(|p| [p.reap(expired), p.retire_moved(expired, now)])
+        .flatten()
+        .min();
     if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
         points.retain(|p| {
             let gone = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;

@@ -400,8 +400,11 @@ impl ServicePoint {
         if let Some(addrs) = self.resolution.pinned(&self.dial) {
             return Ok(addrs);
         }
-        self.addresses
-            .resolve(&self.dial, self.resolution.refresh_ms.load(Relaxed))
+        self.addresses.resolve(
+            &self.resolution,
+            &self.dial,
+            self.resolution.refresh_ms.load(Relaxed),
+        )
     }
 
     /// The addresses a new connection tries, in order (rotated per connection with DNS round
@@ -433,6 +436,59 @@ impl ServicePoint {
     /// Drops the cached addresses (a connect to them failed).
     pub fn forget_addresses(&self) {
         self.addresses.forget();
+    }
+
+    /// Keeps idle connections on the addresses the name resolves to now: closes (into
+    /// `expired`, for the caller to drop outside any lock) those whose address left the
+    /// pinned addresses or the last answer, and starts a background lookup once that answer is
+    /// older than the DNS refresh timeout. Returns when the next lookup is due. Points without
+    /// idle connections look nothing up.
+    pub fn retire_moved(
+        self: &Arc<Self>,
+        expired: &mut Vec<crate::connection::Connection>,
+        now: Instant,
+    ) -> Option<Instant> {
+        let pools = self.pools();
+        if crate::resolve::is_ip_literal(&self.dial) || !pools.iter().any(|p| p.has_idle()) {
+            return None;
+        }
+        let (answer, due) = match self.resolution.pinned(&self.dial) {
+            Some(pins) => (pins, None),
+            None => {
+                let (fetched, answer) = self.addresses.latest()?;
+                let refresh_ms = self.resolution.refresh_ms.load(Relaxed);
+                (
+                    answer,
+                    crate::resolve::background_refresh_at(fetched, refresh_ms),
+                )
+            }
+        };
+        for pool in &pools {
+            pool.close_idle_if(CloseReason::AddressGone, expired, |conn| {
+                crate::resolve::address_left(conn.peer, &answer)
+            });
+        }
+        match due {
+            Some(at) if at <= now => {
+                self.refresh_addresses();
+                None
+            }
+            due => due,
+        }
+    }
+
+    /// Looks the name up again on the runtime's blocking pool (one lookup at a time), then
+    /// wakes the reaper to act on the answer.
+    fn refresh_addresses(self: &Arc<Self>) {
+        if !self.addresses.start_refresh() {
+            return;
+        }
+        let point = Arc::clone(self);
+        crate::runtime::handle().spawn_blocking(move || {
+            let found = point.resolution.lookup(&point.dial);
+            point.addresses.end_refresh(found);
+            point.reaper.wake();
+        });
     }
 
     /// True once the point was evicted or its manager freed.

@@ -428,6 +428,35 @@ impl Pool {
         next
     }
 
+    /// Takes out idle connections that `retire` picks, counted as closed for `reason` (into
+    /// `expired`, for the caller to close outside any lock).
+    pub fn close_idle_if(
+        &self,
+        reason: CloseReason,
+        expired: &mut Vec<Connection>,
+        retire: impl Fn(&Connection) -> bool,
+    ) {
+        let mut st = self.lock();
+        let before = expired.len();
+        let mut i = 0;
+        while i < st.idle.len() {
+            if retire(&st.idle[i]) {
+                let conn = st.idle.remove(i);
+                self.stats.closed(&conn, reason);
+                expired.push(conn);
+            } else {
+                i += 1;
+            }
+        }
+        let closed = expired.len() - before;
+        st.open = st.open.saturating_sub(closed);
+    }
+
+    /// True when the pool holds an idle connection.
+    pub fn has_idle(&self) -> bool {
+        !self.lock().idle.is_empty()
+    }
+
     /// Closes idle connections now and marks busy ones to close when released (a connection
     /// group closed: they keep their slots until then, so the limit still holds). With
     /// `terminal` (the manager was freed) the pool closes for good: waiting requests fail at

@@ -6,6 +6,11 @@
 //! The manager's [`Resolution`] settings apply to all its points at once: the refresh timeout,
 //! `EnableDnsRoundRobin` (new connections start at successive addresses) and resolve
 //! overrides (curl's `CURLOPT_RESOLVE`: host and port pinned to addresses, no lookup).
+//!
+//! Idle connections follow the answer: once it is older than the refresh timeout, the reaper
+//! looks the name up again in the background, and an idle connection whose address left the
+//! answer (or the pinned addresses) is closed, so that new back ends get traffic without a
+//! lease timeout cutting every connection.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fork::Lock;
@@ -18,6 +23,14 @@ use std::time::{Duration, Instant};
 /// .NET's default DnsRefreshTimeout.
 pub const DEFAULT_DNS_REFRESH_MS: i32 = 120_000;
 
+/// Shortest time between two background refreshes of one name (a refresh timeout of 0 caches
+/// nothing for new connections, yet must not make the reaper look the name up at every pass).
+pub const MIN_BACKGROUND_REFRESH: Duration = Duration::from_secs(1);
+
+/// A name lookup: host and port to addresses (`getaddrinfo` unless the manager was given
+/// another, e.g. a service-discovery client or a test's scripted answers).
+pub type Resolver = dyn Fn(&str, u16) -> std::io::Result<Vec<SocketAddr>> + Send + Sync;
+
 /// Pinned addresses by (lower-case host, port).
 type Pins = std::collections::HashMap<(String, u16), Arc<[SocketAddr]>>;
 
@@ -26,6 +39,7 @@ pub struct Resolution {
     pub refresh_ms: std::sync::atomic::AtomicI32,
     pub round_robin: std::sync::atomic::AtomicBool,
     overrides: Lock<Pins>,
+    resolver: Lock<Option<Arc<Resolver>>>,
 }
 
 impl Default for Resolution {
@@ -34,6 +48,7 @@ impl Default for Resolution {
             refresh_ms: std::sync::atomic::AtomicI32::new(DEFAULT_DNS_REFRESH_MS),
             round_robin: std::sync::atomic::AtomicBool::new(false),
             overrides: Lock::new(std::collections::HashMap::new()),
+            resolver: Lock::new(None),
         }
     }
 }
@@ -65,6 +80,30 @@ impl Resolution {
         }
         map.get(&(origin.connect_host().to_string(), origin.port))
             .cloned()
+    }
+
+    /// Replaces `getaddrinfo` for every lookup of this manager (`None` restores it).
+    pub fn set_resolver(&self, resolver: Option<Arc<Resolver>>) {
+        *self.resolver.lock() = resolver;
+    }
+
+    /// Looks an origin up with the manager's resolver.
+    pub fn lookup(&self, origin: &Origin) -> Result<Arc<[SocketAddr]>> {
+        let custom = self.resolver.lock().clone();
+        let host = origin.connect_host();
+        let found = match custom {
+            Some(resolve) => resolve(host, origin.port),
+            None => (host, origin.port).to_socket_addrs().map(Iterator::collect),
+        };
+        let addrs: Vec<SocketAddr> = found
+            .map_err(|e| Error::new(ErrorKind::Dns, format!("cannot resolve '{host}': {e}")))?;
+        if addrs.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Dns,
+                format!("'{host}' resolved to no address"),
+            ));
+        }
+        Ok(addrs.into())
     }
 
     /// The pins as `host:port=addr,addr` lines (for a getter).
@@ -104,9 +143,31 @@ pub fn connect_order(addrs: &[SocketAddr], round_robin: bool, turn: usize) -> Ve
     interleaved
 }
 
+/// When an answer fetched at `fetched` is looked up again in the background (for idle
+/// connections to follow it): after the refresh timeout, at least [`MIN_BACKGROUND_REFRESH`]
+/// after the last lookup; never with -1 (no expiry).
+pub fn background_refresh_at(fetched: Instant, refresh_ms: i32) -> Option<Instant> {
+    if refresh_ms < 0 {
+        return None;
+    }
+    let wait = Duration::from_millis(refresh_ms as u64).max(MIN_BACKGROUND_REFRESH);
+    fetched.checked_add(wait)
+}
+
+/// True when a connection to `peer` no longer matches the name's `answer`.
+pub fn address_left(peer: SocketAddr, answer: &[SocketAddr]) -> bool {
+    !answer
+        .iter()
+        .any(|a| a.ip() == peer.ip() && a.port() == peer.port())
+}
+
 #[derive(Default)]
 pub struct AddressCache {
+    /// The last answer, kept after it went stale (idle connections are checked against it)
+    /// and when it was fetched.
     entry: Lock<Option<(Instant, Arc<[SocketAddr]>)>>,
+    /// A background refresh is under way.
+    refreshing: std::sync::atomic::AtomicBool,
     /// Held by an asynchronous lookup, so that requests opening connections at once share one
     /// lookup (and one blocking-pool thread) instead of one each.
     pub lookup: tokio::sync::Mutex<()>,
@@ -120,13 +181,40 @@ pub fn is_ip_literal(origin: &Origin) -> bool {
 impl AddressCache {
     /// The origin's addresses: cached ones younger than `refresh_ms` (-1: no expiry, 0: no
     /// caching), else a fresh lookup.
-    pub fn resolve(&self, origin: &Origin, refresh_ms: i32) -> Result<Arc<[SocketAddr]>> {
+    pub fn resolve(
+        &self,
+        resolution: &Resolution,
+        origin: &Origin,
+        refresh_ms: i32,
+    ) -> Result<Arc<[SocketAddr]>> {
         if let Some(addrs) = self.cached(refresh_ms) {
             return Ok(addrs);
         }
-        let addrs = lookup(origin)?;
+        let addrs = resolution.lookup(origin)?;
         *self.entry.lock() = Some((Instant::now(), Arc::clone(&addrs)));
         Ok(addrs)
+    }
+
+    /// The last answer, fresh or stale, and when it was fetched.
+    pub fn latest(&self) -> Option<(Instant, Arc<[SocketAddr]>)> {
+        self.entry.lock().clone()
+    }
+
+    /// Claims the one background refresh (false: one is under way).
+    pub fn start_refresh(&self) -> bool {
+        !self
+            .refreshing
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Ends a background refresh; a failed lookup keeps the last answer (a resolver outage
+    /// must not close every idle connection).
+    pub fn end_refresh(&self, found: Result<Arc<[SocketAddr]>>) {
+        if let Ok(addrs) = found {
+            *self.entry.lock() = Some((Instant::now(), addrs));
+        }
+        self.refreshing
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// The cached addresses, if still fresh (no lookup).
@@ -144,21 +232,6 @@ impl AddressCache {
     pub fn forget(&self) {
         *self.entry.lock() = None;
     }
-}
-
-fn lookup(origin: &Origin) -> Result<Arc<[SocketAddr]>> {
-    let host = origin.connect_host();
-    let addrs: Vec<SocketAddr> = (host, origin.port)
-        .to_socket_addrs()
-        .map_err(|e| Error::new(ErrorKind::Dns, format!("cannot resolve '{host}': {e}")))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Dns,
-            format!("'{host}' resolved to no address"),
-        ));
-    }
-    Ok(addrs.into())
 }
 
 #[cfg(test)]
@@ -199,15 +272,67 @@ mod tests {
             .origin
             .clone();
         let cache = AddressCache::default();
-        let a = cache.resolve(&origin, 60_000).unwrap();
-        let b = cache.resolve(&origin, 60_000).unwrap();
+        let dns = Resolution::default();
+        let a = cache.resolve(&dns, &origin, 60_000).unwrap();
+        let b = cache.resolve(&dns, &origin, 60_000).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "second lookup served from the cache");
-        let c = cache.resolve(&origin, 0).unwrap();
+        let c = cache.resolve(&dns, &origin, 0).unwrap();
         assert!(!Arc::ptr_eq(&b, &c), "refresh 0 never caches");
         cache.forget();
-        let d = cache.resolve(&origin, -1).unwrap();
+        let d = cache.resolve(&dns, &origin, -1).unwrap();
         assert!(!Arc::ptr_eq(&c, &d));
         assert_eq!(&*d, &["127.0.0.1:9".parse().unwrap()]);
+    }
+
+    #[test]
+    fn background_refreshes_follow_the_refresh_timeout() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(background_refresh_at(t0, 120_000), Some(t0 + s(120)));
+        assert_eq!(
+            background_refresh_at(t0, 0),
+            Some(t0 + MIN_BACKGROUND_REFRESH)
+        );
+        assert_eq!(
+            background_refresh_at(t0, 10),
+            Some(t0 + MIN_BACKGROUND_REFRESH)
+        );
+        assert_eq!(background_refresh_at(t0, -1), None);
+    }
+
+    #[test]
+    fn a_connection_matches_an_answer_by_address_and_port() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let answer = [a("127.0.0.1:80"), a("[::1]:80")];
+        assert!(!address_left(a("127.0.0.1:80"), &answer));
+        assert!(!address_left(a("[::1]:80"), &answer));
+        assert!(address_left(a("127.0.0.2:80"), &answer));
+        assert!(address_left(a("127.0.0.1:81"), &answer));
+        assert!(address_left(a("127.0.0.1:80"), &[]));
+    }
+
+    #[test]
+    fn a_custom_resolver_answers_and_its_errors_are_dns_errors() {
+        let origin = crate::origin::parse("http://backend.test:8080/")
+            .unwrap()
+            .origin
+            .clone();
+        let dns = Resolution::default();
+        dns.set_resolver(Some(Arc::new(|host: &str, port| {
+            assert_eq!((host, port), ("backend.test", 8080));
+            Ok(vec![SocketAddr::from(([127, 0, 0, 9], port))])
+        })));
+        assert_eq!(
+            &*dns.lookup(&origin).unwrap(),
+            &["127.0.0.9:8080".parse().unwrap()]
+        );
+        dns.set_resolver(Some(Arc::new(|_: &str, _| Ok(Vec::new()))));
+        assert_eq!(dns.lookup(&origin).unwrap_err().kind, ErrorKind::Dns);
+        dns.set_resolver(Some(Arc::new(|_: &str, _| {
+            Err(std::io::Error::other("SERVFAIL"))
+        })));
+        let e = dns.lookup(&origin).unwrap_err();
+        assert!(e.message.contains("SERVFAIL"), "{}", e.message);
     }
 
     #[test]
@@ -216,7 +341,9 @@ mod tests {
             .unwrap()
             .origin
             .clone();
-        let e = AddressCache::default().resolve(&origin, 1000).unwrap_err();
+        let e = AddressCache::default()
+            .resolve(&Resolution::default(), &origin, 1000)
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Dns);
         assert!(e.message.contains("no-such-host.invalid"));
     }

@@ -111,6 +111,7 @@ pub fn reason_text(reason: CloseReason) -> &'static str {
         CloseReason::ManagerClosed => "its manager was freed",
         CloseReason::Abandoned => "its response was freed with much of the body unread",
         CloseReason::InFlight => "the server closed it as a request arrived",
+        CloseReason::AddressGone => "its address left the host's DNS answer",
     }
 }
 
@@ -242,12 +243,13 @@ pub struct Snapshot {
     pub closed_abandoned: u64,
     pub tls_full_handshakes: u64,
     pub tls_resumed_handshakes: u64,
+    pub closed_address_gone: u64,
 }
 
 impl Snapshot {
     /// Adds another point's figures (for manager-wide totals).
     pub fn add(&mut self, o: &Snapshot) {
-        let fields: [(&mut u64, u64); 20] = [
+        let fields: [(&mut u64, u64); 21] = [
             (&mut self.open, o.open),
             (&mut self.idle, o.idle),
             (&mut self.busy, o.busy),
@@ -268,6 +270,7 @@ impl Snapshot {
             (&mut self.closed_abandoned, o.closed_abandoned),
             (&mut self.tls_full_handshakes, o.tls_full_handshakes),
             (&mut self.tls_resumed_handshakes, o.tls_resumed_handshakes),
+            (&mut self.closed_address_gone, o.closed_address_gone),
         ];
         for (a, b) in fields {
             *a = a.saturating_add(b);
@@ -300,6 +303,7 @@ impl Stats {
             closed_abandoned: self.closes(CloseReason::Abandoned),
             tls_full_handshakes: self.tls_full_handshakes.load(Relaxed),
             tls_resumed_handshakes: self.tls_resumed_handshakes.load(Relaxed),
+            closed_address_gone: self.closes(CloseReason::AddressGone),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A host's addresses: resolve overrides (curl's CURLOPT_RESOLVE), falling back from a dead
-//! address within the connect timeout, and DNS round robin, checked by which listener
-//! (127.0.0.1 or 127.0.0.2, same port) saw the connections.
+//! address within the connect timeout, DNS round robin, Happy Eyeballs, idle connections that
+//! follow a changed answer and a slow resolver, checked by which listener (127.0.0.1 or
+//! 127.0.0.2, same port) saw the connections.
 
 mod support;
 
@@ -294,5 +295,176 @@ fn happy_eyeballs_moves_on_at_once_after_a_refusal() {
         start.elapsed() < Duration::from_millis(200),
         "{:?}",
         start.elapsed()
+    );
+}
+
+/// A manager whose name lookups answer from `answer` (a scripted DNS), counting lookups.
+fn scripted_dns(answer: &Arc<std::sync::Mutex<Vec<IpAddr>>>) -> (Manager, Arc<AtomicUsize>) {
+    let m = Manager::new();
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let (a, n) = (Arc::clone(answer), Arc::clone(&lookups));
+    m.set_resolver(Some(Arc::new(move |host: &str, port| {
+        assert_eq!(host, "backend.test");
+        n.fetch_add(1, Ordering::SeqCst);
+        let ips = a.lock().unwrap().clone();
+        if ips.is_empty() {
+            return Err(std::io::Error::other("SERVFAIL (scripted)"));
+        }
+        Ok(ips.into_iter().map(|ip| (ip, port).into()).collect())
+    })));
+    (m, lookups)
+}
+
+/// After the DNS refresh timeout the name is looked up again in the background, and the idle
+/// connection to an address that left the answer is closed (the server sees the client close
+/// it, with no request); the next request goes to the new address. Before the refresh, the
+/// idle connection is reused.
+#[test]
+fn an_idle_connection_whose_address_left_the_answer_is_closed_after_the_refresh() {
+    let server = TestServer::start(|_| Reply::ok("first"));
+    let second = Second::start(server.port);
+    let answer = Arc::new(std::sync::Mutex::new(vec![IpAddr::from([127, 0, 0, 1])]));
+    let (m, lookups) = scripted_dns(&answer);
+    m.set_dns_refresh_timeout(1500).unwrap();
+    let url = format!("http://backend.test:{}/", server.port);
+    let start = Instant::now();
+    assert_eq!(get(&m, &url).unwrap(), b"first");
+    *answer.lock().unwrap() = vec![LOOPBACK_2];
+    assert_eq!(
+        get(&m, &url).unwrap(),
+        b"first",
+        "reused before the refresh"
+    );
+    assert_eq!(server.connection_count(), 1);
+    assert!(
+        server.wait_until(Duration::from_secs(5), |s| {
+            s.connections()[0].closed_by_client
+        }),
+        "the idle connection to the old address was closed"
+    );
+    let closed_after = start.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(1400) && closed_after < Duration::from_millis(3500),
+        "closed {closed_after:?} after the first lookup (refresh timeout 1.5 s)"
+    );
+    assert_eq!(lookups.load(Ordering::SeqCst), 2, "one background refresh");
+    let stats = m.find(&url).unwrap().statistics();
+    assert_eq!(stats.closed_address_gone, 1);
+    assert_eq!(stats.open, 0);
+    assert_eq!(get(&m, &url).unwrap(), b"second");
+    assert_eq!(second.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "the old address got no further request"
+    );
+}
+
+/// A refresh that keeps the address, or that fails (a resolver outage), keeps the idle
+/// connection: only an answer without its address retires it.
+#[test]
+fn a_refresh_that_keeps_the_address_or_fails_keeps_the_idle_connection() {
+    let server = TestServer::start(|_| Reply::ok("first"));
+    let answer = Arc::new(std::sync::Mutex::new(vec![
+        LOOPBACK_2,
+        IpAddr::from([127, 0, 0, 1]),
+    ]));
+    let (m, lookups) = scripted_dns(&answer);
+    m.set_dns_refresh_timeout(0).unwrap(); // background refreshes at most once a second
+    let url = format!("http://backend.test:{}/", server.port);
+    // 127.0.0.2 refuses (nothing listens there on this port): connected to 127.0.0.1.
+    assert_eq!(get(&m, &url).unwrap(), b"first");
+    *answer.lock().unwrap() = vec![IpAddr::from([127, 0, 0, 1])];
+    let end = Instant::now() + Duration::from_secs(10);
+    while lookups.load(Ordering::SeqCst) < 3 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    answer.lock().unwrap().clear(); // lookups fail from now on
+    let failed = lookups.load(Ordering::SeqCst);
+    while lookups.load(Ordering::SeqCst) < failed + 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lookups.load(Ordering::SeqCst) >= failed + 2,
+        "refreshes went on"
+    );
+    assert_eq!(server.open_now(), 1, "the idle connection stayed open");
+    assert_eq!(m.find(&url).unwrap().statistics().closed_address_gone, 0);
+    assert_eq!(get(&m, &url).unwrap(), b"first");
+    assert_eq!(server.connection_count(), 1, "and served the next request");
+}
+
+/// Changing a resolve override retires idle connections to the addresses it dropped at the
+/// reaper's next pass (an override is the user's word: no refresh timeout applies).
+#[test]
+fn an_override_that_drops_an_address_closes_its_idle_connections() {
+    let server = TestServer::start(|_| Reply::ok("first"));
+    let second = Second::start(server.port);
+    let m = Manager::new();
+    let url = format!("http://moved.invalid:{}/", server.port);
+    m.set_resolve_override(
+        "moved.invalid",
+        server.port,
+        Some(&["127.0.0.1".parse().unwrap()]),
+    )
+    .unwrap();
+    assert_eq!(get(&m, &url).unwrap(), b"first");
+    m.set_resolve_override("moved.invalid", server.port, Some(&[LOOPBACK_2]))
+        .unwrap();
+    let start = Instant::now();
+    assert!(server.wait_until(Duration::from_secs(5), |s| {
+        s.connections()[0].closed_by_client
+    }));
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(m.find(&url).unwrap().statistics().closed_address_gone, 1);
+    assert_eq!(get(&m, &url).unwrap(), b"second");
+    assert_eq!(second.connections.load(Ordering::SeqCst), 1);
+}
+
+/// A resolver slower than the request's timeout: the request fails at its deadline with a
+/// timeout that says the lookup was the cause, blocking and asynchronous alike.
+#[test]
+fn a_slow_resolver_does_not_hold_a_request_past_its_deadline() {
+    let m = Manager::new();
+    m.set_resolver(Some(Arc::new(|_: &str, port| {
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(vec![(IpAddr::from([127, 0, 0, 1]), port).into()])
+    })));
+    let mut req = Request::new("GET", "http://slow-dns.test:9/").unwrap();
+    req.timeout = Some(Duration::from_millis(300));
+    let start = Instant::now();
+    let e = m.send(&req).err().expect("the lookup outlasts the timeout");
+    let took = start.elapsed();
+    assert!(e.message.contains("name lookup"), "{}", e.message);
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(1000),
+        "blocking: {took:?}"
+    );
+    let mut req = Request::new("GET", "http://slow-dns-2.test:9/").unwrap();
+    req.timeout = Some(Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    m.send_async(
+        Arc::new(req),
+        servicepoint::cancel::CancelToken::new(),
+        servicepoint::operation::Deliver::Runtime,
+        move |r| {
+            let _ = tx.send(r.map(|resp| resp.status()));
+        },
+    )
+    .unwrap();
+    let e = rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(e.message.contains("name lookup"), "{}", e.message);
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(1000),
+        "asynchronous: {took:?}"
     );
 }

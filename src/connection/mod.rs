@@ -64,9 +64,11 @@ pub enum CloseReason {
     /// it as the request arrived (the request is retried if it may be). `Stale` is a dead
     /// connection found before reuse, at no cost.
     InFlight = 10,
+    /// Idle while its address left the host's DNS answer (or pinned addresses).
+    AddressGone = 11,
 }
 
-pub const CLOSE_REASONS: usize = 11;
+pub const CLOSE_REASONS: usize = 12;
 
 /// How far a send got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -233,6 +233,9 @@ pub extern "C" fn sp_manager_get_service_point_count(
 /// Sets DnsRefreshTimeout in ms: how long a service point reuses the addresses it resolved
 /// for new connections (default 120000, as in .NET; -1 no expiry; 0 resolve for every new
 /// connection). A failed connect drops the cached addresses. Applies to every service point.
+/// Once an answer is older than this (at least 1 s), a point with idle connections looks its
+/// name up again in the background and closes the idle connections whose address left the
+/// answer (`closed_address_gone`); a failed lookup keeps the old answer.
 ///
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE (below -1).
 #[unsafe(no_mangle)]

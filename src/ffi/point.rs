@@ -78,11 +78,15 @@ pub struct sp_statistics {
     /// connection if allowed (see `retries`). Unlike `closed_stale`, a request paid for it.
     /// Since ABI 2.
     pub closed_in_flight: u64,
+    /// Idle connections closed because their address left the host's DNS answer (looked up
+    /// again after the DNS refresh timeout) or its resolve override. Added in ABI 2's second
+    /// release: an older caller's smaller struct_size never receives it.
+    pub closed_address_gone: u64,
 }
 
 // No padding anywhere: a u32 pair, then u64 counters only.
 const _: () = assert!(
-    std::mem::size_of::<sp_statistics>() == 8 + 20 * 8
+    std::mem::size_of::<sp_statistics>() == 8 + 21 * 8
         && std::mem::align_of::<sp_statistics>() == 8
 );
 
@@ -290,6 +294,7 @@ pub(crate) fn write_statistics(
             tls_full_handshakes: s.tls_full_handshakes,
             tls_resumed_handshakes: s.tls_resumed_handshakes,
             closed_in_flight: s.closed_in_flight,
+            closed_address_gone: s.closed_address_gone,
         }
     })
 }

@@ -42,7 +42,8 @@ pub extern "C" fn sp_manager_get_enable_dns_round_robin(
 /// Pins `host`:`port` to `addresses` for every new connection of this manager, without a
 /// lookup (curl's CURLOPT_RESOLVE): a comma-separated list of IP literals (IPv6 without
 /// brackets), tried in that order; NULL removes the pin. `host` is matched
-/// case-insensitively against the URL's host (without brackets).
+/// case-insensitively against the URL's host (without brackets). Idle connections to an
+/// address a new pin leaves out are closed within a second (`closed_address_gone`).
 ///
 /// Ownership: the strings are borrowed for the call. Thread safety: any thread.
 /// Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER (host), SP_E_INVALID_UTF8,

@@ -4,7 +4,7 @@
  *   - one name, one concept: sp_manager_set/get_max_service_point_idle_time;
  *   - a getter for every setter: the TLS options and the request description;
  *   - sp_strerror from the enum: every code has its own text, unknown numbers one text;
- *   - sp_statistics without undefined bytes, closed_in_flight appended;
+ *   - sp_statistics without undefined bytes, closed_in_flight and closed_address_gone appended;
  *   - mutable handles where a function changes state (a compile-time check: the calls
  *     below pass `sp_X *`, and the getters accept `const sp_X *`).
  *
@@ -155,10 +155,11 @@ static void test_statistics_bytes(void) {
     uint32_t size = (uint32_t)sizeof(sp_statistics);
     int all_zero = 1;
 
-    /* No padding: the u32 pair, then 8-byte counters, closed_in_flight last. */
+    /* No padding: the u32 pair, then 8-byte counters, closed_address_gone last. */
     CHECK(offsetof(sp_statistics, reserved) == 4);
     CHECK(offsetof(sp_statistics, open) == 8);
-    CHECK(offsetof(sp_statistics, closed_in_flight) + 8 == sizeof(sp_statistics));
+    CHECK(offsetof(sp_statistics, closed_in_flight) == 160);
+    CHECK(offsetof(sp_statistics, closed_address_gone) + 8 == sizeof(sp_statistics));
 
     CHECK_OK(sp_manager_new(&m));
     CHECK_OK(sp_find(m, "http://127.0.0.1:9/", &p));
@@ -170,7 +171,8 @@ static void test_statistics_bytes(void) {
     CHECK(all_zero); /* reserved and every counter of a new service point */
     for (i = sizeof(sp_statistics); i < sizeof raw; i++) CHECK(raw[i] == 0xA5);
     memcpy(&st, raw, sizeof st);
-    CHECK(st.struct_size == sizeof(sp_statistics) && st.closed_in_flight == 0);
+    CHECK(st.struct_size == sizeof(sp_statistics) && st.closed_in_flight == 0 &&
+          st.closed_address_gone == 0);
     sp_point_free(p);
     sp_manager_free(m);
 }

@@ -123,6 +123,35 @@ cleanup:
 }
 
 
+/* A resolve override pins a name to the loopback server; re-pinning it elsewhere closes the
+ * idle connection to the dropped address within about a second, and the statistics say why. */
+static void test_resolve_override_moves_idle_connections(void) {
+    lb_server *srv = start_server();
+    sp_manager *m = NULL;
+    sp_point *point = NULL;
+    sp_statistics st;
+    char url[256];
+    snprintf(url, sizeof url, "http://pinned.invalid:%d/hello", lb_port(srv));
+    REQUIRE_OK(sp_manager_new(&m));
+    CHECK_OK(sp_manager_set_resolve(m, "pinned.invalid", lb_port(srv), "127.0.0.1"));
+    fetched f;
+    CHECK_OK(fetch(m, "GET", url, NULL, 0, &f));
+    CHECK(body_is(&f, LB_HELLO_BODY));
+    fetched_free(&f);
+    CHECK(lb_connections(srv) == 1 && lb_conn_is_open(srv, 0));
+    /* Nothing listens on 127.0.0.2 at this port: only the close matters here. */
+    CHECK_OK(sp_manager_set_resolve(m, "pinned.invalid", lb_port(srv), "127.0.0.2"));
+    double start = now_ms();
+    CHECK(wait_conn_closed(srv, 0, 5000));
+    CHECK(now_ms() - start < 2500);
+    REQUIRE_OK(sp_find(m, url, &point));
+    CHECK_OK(get_stats(point, &st));
+    CHECK(st.closed_address_gone == 1 && st.open == 0);
+cleanup:
+    sp_point_free(point);
+    sp_manager_free(m);
+    lb_stop(srv);
+}
 
 /* Expect100Continue: off by default, validated, copied from the manager at creation; against
  * the loopback server (which never sends 100) the first POST waits the continue timeout, then
@@ -174,6 +203,7 @@ int main(int argc, char **argv) {
         {"seed_000", test_seed_000},
         {"nagle_keepalive_and_validation", test_nagle_keepalive_and_validation},
         {"local_address", test_local_address},
+        {"resolve_override_moves_idle_connections", test_resolve_override_moves_idle_connections},
         {"expect_100_continue", test_expect_100_continue},
     };
     return RUN_TESTS("socket", tests, argc, argv);

@@ -38,6 +38,7 @@ namespace Servicepoint
             TlsFullHandshakes = s.tls_full_handshakes;
             TlsResumedHandshakes = s.tls_resumed_handshakes;
             ClosedInFlight = s.closed_in_flight;
+            ClosedAddressGone = s.closed_address_gone;
         }
 
         /// <summary>Open connections (idle + busy).</summary>
@@ -83,16 +84,20 @@ namespace Servicepoint
         /// allowed. Unlike ClosedStale (found dead before reuse), a request paid for it.</summary>
         public ulong ClosedInFlight { get; private set; }
 
+        /// <summary>Idle connections closed because their address left the host's DNS answer
+        /// (looked up again after DnsRefreshTimeout) or its resolve override.</summary>
+        public ulong ClosedAddressGone { get; private set; }
+
         public override string ToString()
         {
             return string.Format(
                 "open={0} idle={1} busy={2} waiting={3} opened={4} requests={5} reuses={6} retries={7} " +
                 "closed: lease={8} idle={9} keep_alive_off={10} server={11} stale={12} error={13} " +
-                "max_requests={14} group={15} abandoned={16} in_flight={19} tls: full={17} resumed={18}",
+                "max_requests={14} group={15} abandoned={16} in_flight={19} address_gone={20} tls: full={17} resumed={18}",
                 Open, Idle, Busy, Waiting, ConnectionsOpened, Requests, Reuses, Retries, ClosedLease,
                 ClosedIdle, ClosedKeepAliveOff, ClosedServer, ClosedStale, ClosedError,
                 ClosedMaxRequests, ClosedGroup, ClosedAbandoned, TlsFullHandshakes, TlsResumedHandshakes,
-                ClosedInFlight);
+                ClosedInFlight, ClosedAddressGone);
         }
     }
 

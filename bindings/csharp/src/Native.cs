@@ -123,6 +123,7 @@ namespace Servicepoint
             public ulong tls_full_handshakes;
             public ulong tls_resumed_handshakes;
             public ulong closed_in_flight;
+            public ulong closed_address_gone;
         }
 
         // Manager.

@@ -907,10 +907,11 @@ namespace Servicepoint.Tests
                 Assert(ServicePointLibrary.Version.StartsWith("servicepoint/"), "version " + ServicePointLibrary.Version);
                 Equal(2u, ServicePointLibrary.AbiVersion, "ABI version");
                 Assert(!string.IsNullOrEmpty(ServicePointException.StrError(ErrorCode.Connect)), "strerror text");
-                Equal(168, Marshal.SizeOf(typeof(Native.sp_statistics)), "sizeof(sp_statistics)");
+                Equal(176, Marshal.SizeOf(typeof(Native.sp_statistics)), "sizeof(sp_statistics)");
                 Equal(4, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "reserved"), "offsetof(reserved)");
                 Equal(152, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "tls_resumed_handshakes"), "offsetof(tls_resumed_handshakes)");
                 Equal(160, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "closed_in_flight"), "offsetof(closed_in_flight)");
+                Equal(168, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "closed_address_gone"), "offsetof(closed_address_gone)");
                 Equal("connection reset by the server", ServicePointException.StrError(ErrorCode.ConnectionReset), "strerror(ConnectionReset)");
                 Equal("unknown result code", ServicePointException.StrError((ErrorCode)33), "strerror(33)");
                 var reset = ServicePointException.Create(ErrorCode.ConnectionReset, "reset", true, "f", null);
@@ -1529,6 +1530,16 @@ namespace Servicepoint.Tests
                     Throws<InvalidArgumentException>(() => m.SetResolve("pinned.invalid", port, "not-an-ip"), "not an IP");
                     m.SetResolve("pinned.invalid", port, "127.0.0.1");
                     Equal("hello world\n", GetText(m, "http://pinned.invalid:" + port + "/hello"), "through the pin");
+                    using (HttpServicePoint p = m.FindServicePoint("http://pinned.invalid:" + port + "/"))
+                    {
+                        Equal(1UL, p.Statistics.Idle, "idle before re-pinning");
+                        m.SetResolve("pinned.invalid", port, "127.0.0.2");
+                        var deadline = DateTime.UtcNow.AddSeconds(5);
+                        while (p.Statistics.ClosedAddressGone == 0 && DateTime.UtcNow < deadline)
+                            Thread.Sleep(50);
+                        Equal(1UL, p.Statistics.ClosedAddressGone, "idle connection to the dropped address closed");
+                        Equal(0UL, p.Statistics.Open, "open after re-pinning");
+                    }
                     m.SetResolve("pinned.invalid", port, null);
                 }
             });

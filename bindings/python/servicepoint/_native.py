@@ -201,6 +201,7 @@ class sp_statistics(ctypes.Structure):
         ("tls_full_handshakes", ctypes.c_uint64),
         ("tls_resumed_handshakes", ctypes.c_uint64),
         ("closed_in_flight", ctypes.c_uint64),
+        ("closed_address_gone", ctypes.c_uint64),
     ]
 
 

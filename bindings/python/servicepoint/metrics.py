@@ -62,6 +62,9 @@ class Statistics:
     #: Reused connections that failed under a request before any response byte (the server
     #: closed or reset them as the request arrived); the request was retried if allowed.
     closed_in_flight: int
+    #: Idle connections closed because their address left the host's DNS answer (looked up
+    #: again after the DNS refresh timeout) or its resolve override.
+    closed_address_gone: int
 
     @property
     def active(self) -> int:

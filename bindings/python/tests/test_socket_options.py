@@ -4,6 +4,7 @@ ReceiveBufferSize 2048 and an infinite lease timeout before the request)."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -93,5 +94,14 @@ def test_resolve_override_and_round_robin_settings(server, manager) -> None:  # 
     with manager.request("GET", f"http://pinned.invalid:{port}/hello") as resp:
         assert resp.status == 200
     assert server.requests_to("/hello")[-1].header("Host") == f"pinned.invalid:{port}"
+    # Re-pinned elsewhere: the idle connection to 127.0.0.1 is closed within about a second.
+    point = manager.find_service_point(f"http://pinned.invalid:{port}/")
+    assert point.statistics.idle == 1
+    manager.set_resolve("pinned.invalid", port, ["127.0.0.2"])
+    deadline = time.monotonic() + 5
+    while point.statistics.closed_address_gone == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert point.statistics.closed_address_gone == 1
+    assert point.statistics.open == 0
     manager.set_resolve("pinned.invalid", port, None)
     assert manager.resolve_overrides == {}
