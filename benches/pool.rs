@@ -63,7 +63,7 @@ fn acquire_release(c: &mut Criterion) {
     let pool = point.group("");
     let (limit, settings) = (point.connection_limit(), point.reuse_settings());
     // Warm the pool with one real loopback connection.
-    let (grant, ticket) = pool.acquire(limit, &settings, None).ok().unwrap();
+    let (grant, ticket) = pool.acquire(limit, &settings, None, None).ok().unwrap();
     assert!(matches!(grant, Grant::Open));
     let conn = servicepoint::connection::connect(
         &point.origin,
@@ -80,12 +80,12 @@ fn acquire_release(c: &mut Criterion) {
         "pool/acquire_release_warm (includes the liveness check)",
         |b| {
             b.iter(|| {
-                let (grant, ticket) = pool.acquire(limit, &settings, None).ok().unwrap();
+                let (grant, ticket) = pool.acquire(limit, &settings, None, None).ok().unwrap();
                 match grant {
                     Grant::Idle(conn) => {
                         pool.release(Some(conn), Ok(()), &ticket, limit, &settings)
                     }
-                    Grant::Open => unreachable!("the warm connection is idle"),
+                    Grant::Open | Grant::Turn(_) => unreachable!("the warm connection is idle"),
                 }
             })
         },

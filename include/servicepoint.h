@@ -268,6 +268,7 @@ typedef struct sp_completion_queue sp_completion_queue;
  * sp_http_request_set_/get_keep_alive, sp_http_request_set_/get_timeout,
  * sp_http_request_set_/get_read_timeout, sp_http_request_set_/get_connection_group,
  * sp_http_request_set_/get_retryable, sp_http_request_set_/get_proxy,
+ * sp_http_request_set_/get_pipelined,
  * sp_http_request_get_method, sp_http_request_get_url;
  * sp_request sends it.
  */
@@ -323,7 +324,7 @@ typedef struct sp_operation sp_operation;
  * sp_get_certificate; socket settings sp_set_/get_receive_buffer_size,
  * sp_set_/get_send_buffer_size, sp_set_/get_use_nagle_algorithm, sp_set_/get_tcp_keep_alive,
  * sp_set_/get_local_address, sp_set_/get_connect_timeout; sp_set_/get_expect_100_continue,
- * sp_set_/get_expect_100_continue_timeout.
+ * sp_set_/get_expect_100_continue_timeout; sp_set_/get_pipelining, sp_set_/get_pipeline_depth.
  */
 typedef struct sp_point sp_point;
 
@@ -470,9 +471,18 @@ typedef struct sp_statistics {
   /**
    * Idle connections closed because their address left the host's DNS answer (looked up
    * again after the DNS refresh timeout) or its resolve override. Added in ABI 2's second
-   * release: an older caller's smaller struct_size never receives it.
+   * release, as the two below: an older caller's smaller struct_size never receives them.
    */
   uint64_t closed_address_gone;
+  /**
+   * Requests written on a busy connection behind another (sp_set_pipelining()).
+   */
+  uint64_t pipelined;
+  /**
+   * Pipelined requests sent again on another connection because theirs ended before their
+   * response (each at most once).
+   */
+  uint64_t pipeline_replays;
 } sp_statistics;
 
 /**
@@ -980,6 +990,67 @@ sp_result sp_cancel_token_wakeup_fd(const struct sp_cancel_token *token, int32_t
  * handle is ignored.
  */
 void sp_cancel_token_free(struct sp_cancel_token *token);
+
+/**
+ * Turns pipelining on (1) or off (0, the default) for the service point. With it on, a
+ * request that finds the connection limit reached and may be pipelined (an idempotent method
+ * such as GET or HEAD, a body given as bytes, no Expect: 100-continue, keep-alive on, not a
+ * resend) is written on a busy connection behind the request being answered, up to the
+ * pipeline depth, instead of waiting for the connection to be free; responses come in order.
+ * Requests are pipelined only to a server that answered HTTP/1.1 and has not shown that it
+ * does not pipeline (sp_get_supports_pipelining()).
+ *
+ * The next response on a connection is read only after the previous one's body was read to
+ * the end or its response freed: holding a response delays those behind it, and their
+ * timeout (sp_http_request_set_timeout()) fires with a message that says they waited for
+ * their turn. When a connection ends after response k, every request behind k is sent again,
+ * once, on another connection (counted in sp_statistics.pipeline_replays). Off by default
+ * because most servers gain little from it and some mishandle it; see docs/tuning.md.
+ *
+ * Thread safety: any thread; applies to requests queued from now on.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (not 0 or 1).
+ */
+sp_result sp_set_pipelining(struct sp_point *point, int32_t on);
+
+/**
+ * Reads whether pipelining is on (1) or off (0) into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_pipelining(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Sets the pipeline depth: the most requests in flight on one connection, the one being
+ * answered included (1..64, default 8; 1 pipelines nothing).
+ *
+ * Thread safety: any thread.
+ * Errors: SP_E_INVALID_HANDLE, SP_E_MANAGER_CLOSED, SP_E_OUT_OF_RANGE (nothing changed).
+ */
+sp_result sp_set_pipeline_depth(struct sp_point *point, int32_t depth);
+
+/**
+ * Reads the pipeline depth into *out_value.
+ *
+ * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
+ */
+sp_result sp_get_pipeline_depth(const struct sp_point *point, int32_t *out_value);
+
+/**
+ * Sets whether this request may be pipelined (.NET's HttpWebRequest.Pipelined): 1 yes, even
+ * on a service point with pipelining off; 0 never; -1 as its service point says (the
+ * default). The rules of sp_set_pipelining() still apply (a POST is never pipelined).
+ *
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_OUT_OF_RANGE.
+ */
+sp_result sp_http_request_set_pipelined(struct sp_http_request *request, int32_t on);
+
+/**
+ * Reads this request's pipelining choice into *out_value: 1 yes, 0 never, -1 as its service
+ * point says.
+ *
+ * Thread safety: see sp_http_request. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER.
+ */
+sp_result sp_http_request_get_pipelined(const struct sp_http_request *request, int32_t *out_value);
 
 /**
  * Frees a service point handle. The service point stays in its manager. NULL, a freed
@@ -1647,9 +1718,11 @@ sp_result sp_get_protocol_version(const struct sp_point *point, int32_t *out_ver
 sp_result sp_get_connection_name(const struct sp_point *point, const char **out_name);
 
 /**
- * Reads SupportsPipelining into *out_value: 1 until a response of the server says HTTP/1.0,
- * then 0 for the service point's life (as .NET Framework). The library sends one request at
- * a time per connection either way; this reports what the server allows.
+ * Reads SupportsPipelining into *out_value: 1 until the server shows it does not pipeline
+ * (a response says HTTP/1.0, a connection ends unannounced after the first pipelined batch,
+ * or a pipelined request gets an answer out of protocol), then 0 for the service point's
+ * life (as .NET Framework). Requests are pipelined (sp_set_pipelining()) only while this is
+ * 1 and after a response said HTTP/1.1.
  *
  * Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
  */

@@ -206,33 +206,34 @@ impl Driver {
         limit: usize,
         settings: Settings,
         deadline: Option<Instant>,
+        offer: Option<crate::pipeline::Offer>,
     ) -> std::result::Result<(Grant, Ticket), AcquireError> {
         if matches!(self, Driver::Blocking) {
-            return pool.acquire(limit, &settings, deadline);
+            return pool.acquire(limit, &settings, deadline, offer);
         }
         if self.is_canceled() {
             return Err(AcquireError::Canceled);
         }
         let sleep = self.sleep_until(deadline);
-        tokio::select! {
-            biased;
-            () = self.canceled() => return Err(AcquireError::Canceled),
-            granted = pool.acquire_async(limit, settings) => {
-                // A grant that reached a request canceled meanwhile goes to the next one.
-                if granted.is_ok() && self.is_canceled() {
-                    pool.give_back(granted, limit, &settings);
-                    return Err(AcquireError::Canceled);
+        let turn_on = {
+            let mut acquire = std::pin::pin!(pool.acquire_async(limit, settings, offer));
+            tokio::select! {
+                biased;
+                () = self.canceled() => return Err(AcquireError::Canceled),
+                granted = &mut acquire => {
+                    // A grant that reached a request canceled meanwhile goes to the next one.
+                    if granted.is_ok() && self.is_canceled() {
+                        pool.give_back(granted, limit, &settings);
+                        return Err(AcquireError::Canceled);
+                    }
+                    return granted;
                 }
-                return granted;
+                () = sleep => {}
             }
-            () = sleep => {}
-        }
-        // The queued future was dropped (and left the queue) before this runs.
-        let (open, idle, waiting) = pool.counts();
-        Err(AcquireError::Timeout {
-            busy: open.saturating_sub(idle),
-            waiting,
-        })
+            acquire.turn_on()
+        };
+        // Out of time: the request left the queue (or its line) as `acquire` dropped.
+        Err(pool.timeout(turn_on))
     }
 
     /// The point's addresses. An asynchronous request looks them up on the runtime's blocking

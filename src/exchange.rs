@@ -2,6 +2,11 @@
 //! `Connection` header (keep-alive, lease timeout, request caps), send, read the head, and retry once
 //! on a fresh connection when a reused one turns out stale before any response byte.
 //!
+//! With pipelining (see `pipeline`), a request queued at the limit may instead be written by
+//! a busy connection's holder (`top_up`) and get that connection when its turn comes
+//! (`turn_attempt`: nothing to send, read the response); one whose connection ended before
+//! its response is replayed, once, on a new connection.
+//!
 //! Written once for blocking and asynchronous requests, as async code over a `Driver` (see
 //! `drive`): `send` runs it on the caller's thread, `send_with` on the runtime.
 
@@ -14,8 +19,9 @@ use crate::http1::body::{self, Framing};
 use crate::http1::head::{self, ResponseHead};
 use crate::http1::request::{self as encode, BodyFraming, RequestHead};
 use crate::origin::Scheme;
+use crate::pipeline::{self, Offer};
 use crate::point::ServicePoint;
-use crate::pool::{AcquireError, Grant};
+use crate::pool::{AcquireError, Grant, Pool, Ticket};
 use crate::proxy::Route;
 use crate::request::{Body, BodySource, Request};
 use crate::response::{Checkout, Delivery, Response};
@@ -102,7 +108,10 @@ async fn exchange<P: Placement>(
     let deadline = req.timeout.and_then(|t| start.checked_add(t));
     let pool = point.group(&req.group);
     let keep_alive = req.keep_alive.unwrap_or(keep_alive_default);
+    // Sent once before: after a stale connection (`fresh`: on a new connection) or as a
+    // replay of a pipelined request (on any connection). Either way, never again.
     let mut retried = false;
+    let mut fresh = false;
     // Set after a 417: the request goes again without `Expect: 100-continue`.
     let mut no_expect = false;
     // Whether an earlier attempt (before a retry) may have reached the server.
@@ -112,31 +121,38 @@ async fn exchange<P: Placement>(
         // Read once per attempt: the pool's idle checks and the Connection header agree.
         let settings = point.reuse_settings();
         let queued_at = Instant::now();
-        let (grant, ticket) = driver
-            .acquire(&pool, limit, settings, deadline)
+        let offer = pipeline_offer(point, req, keep_alive, retried || no_expect);
+        let (grant, ticket) = match driver
+            .acquire(&pool, limit, settings, deadline, offer)
             .await
-            .map_err(|e| match e {
-                    AcquireError::Closed => point.closed_error(),
-                    AcquireError::Canceled => cancel::canceled_error("the request (waiting for a connection)"),
-                    AcquireError::Timeout { busy, waiting } => Error::new(
-                        ErrorKind::QueueTimeout,
-                        format!(
-                            "connection limit queue wait exceeded {} ms for {} ({busy} busy, {waiting} waiting)",
-                            start.elapsed().as_millis(),
-                            point.address(),
-                        ),
-                    ),
-                })?;
+        {
+            Ok(granted) => granted,
+            Err(AcquireError::Replay) => {
+                // Written behind a response after which the connection ended: once more, on a
+                // new connection, not pipelined.
+                point.stats.replayed(&req.method);
+                retried = true;
+                sent_before_retry = true;
+                continue;
+            }
+            Err(e) => return Err(acquire_error(point, e, start)),
+        };
         // The Checkout first: from here on, any early return (or a panic) hands the slot back.
         let mut checkout = Checkout::new(Arc::clone(point), Arc::clone(&pool), ticket);
         point.stats.queued(queued_at.elapsed(), limit);
-        // A retry never reuses: `open_or_reuse` opens a new connection for it.
-        let reused = matches!(grant, Grant::Idle(_)) && !retried;
+        // A retry after a stale connection never reuses: `open_or_reuse` opens a new
+        // connection for it. A turn is on a connection that served others.
+        let turn = matches!(grant, Grant::Turn(_));
+        let reused = turn || (matches!(grant, Grant::Idle(_)) && !fresh);
         // Opening a connection (connect, TLS) is the largest state of the exchange (placed by
         // `P`); a warm request reuses without it.
         let opened = match grant {
-            Grant::Idle(conn) if !retried => {
+            Grant::Idle(conn) if !fresh => {
                 point.stats.reused(&conn);
+                checkout.adopt(conn);
+                Ok(())
+            }
+            Grant::Turn(conn) => {
                 checkout.adopt(conn);
                 Ok(())
             }
@@ -146,13 +162,24 @@ async fn exchange<P: Placement>(
                     point,
                     &mut checkout,
                     grant,
-                    retried,
+                    fresh,
                     deadline,
                 ))
                 .await
             }
         };
         let attempt = match opened {
+            Ok(()) if turn => {
+                P::place(turn_attempt(
+                    driver,
+                    point,
+                    req,
+                    &settings,
+                    &mut checkout,
+                    deadline,
+                ))
+                .await
+            }
             Ok(()) => {
                 P::place(attempt(
                     driver,
@@ -193,6 +220,9 @@ async fn exchange<P: Placement>(
                 ));
             }
             Err(e) => {
+                if turn && e.error.kind == ErrorKind::Protocol {
+                    refuse_pipelining(point, "it answered a pipelined request out of protocol");
+                }
                 let failure = reuse::Failure {
                     reused,
                     response_started: e.response_started,
@@ -215,6 +245,7 @@ async fn exchange<P: Placement>(
                     error.may_have_reached_server = sent;
                 } else if reuse::may_retry(&failure, &req.replay(), retried) {
                     retried = true;
+                    fresh = true;
                     sent_before_retry = error.may_have_reached_server;
                     point.stats.retried(&req.method, &error.message);
                     continue;
@@ -230,6 +261,215 @@ async fn exchange<P: Placement>(
             }
         }
     }
+}
+
+/// The error of a request that got no connection.
+fn acquire_error(point: &ServicePoint, e: AcquireError, start: Instant) -> Error {
+    let waited = start.elapsed().as_millis();
+    match e {
+        AcquireError::Closed => point.closed_error(),
+        AcquireError::Canceled | AcquireError::Replay => {
+            cancel::canceled_error("the request (waiting for a connection)")
+        }
+        AcquireError::Timeout {
+            turn_on: Some(id), ..
+        } => Error::new(
+            ErrorKind::ResponseTimeout,
+            format!(
+                "timed out after {waited} ms waiting for its turn on pipelined connection {id} to {}: \
+                 a response ahead of it was not read to the end or freed in time (the request was sent)",
+                point.address(),
+            ),
+        )
+        .sent(),
+        AcquireError::Timeout { busy, waiting, .. } => Error::new(
+            ErrorKind::QueueTimeout,
+            format!(
+                "connection limit queue wait exceeded {waited} ms for {} ({busy} busy, {waiting} waiting)",
+                point.address(),
+            ),
+        ),
+    }
+}
+
+/// The server does not pipeline: it is not sent pipelined requests again.
+fn refuse_pipelining(point: &ServicePoint, why: &str) {
+    if point.server.refuse_pipelining() {
+        point.stats.pipelining_refused(why);
+    }
+}
+
+/// The encoded request a queued request carries when it may be pipelined (see
+/// `reuse::may_offer`); nothing is encoded when pipelining is off.
+fn pipeline_offer(
+    point: &ServicePoint,
+    req: &Request,
+    keep_alive: bool,
+    resent: bool,
+) -> Option<Offer> {
+    let wanted = req.pipelined.unwrap_or_else(|| point.pipelining());
+    if !wanted {
+        return None;
+    }
+    let (framing, body): (_, &[u8]) = match &req.body {
+        Body::Empty => (BodyFraming::None, &[]),
+        Body::Bytes(b) => (BodyFraming::Length(b.len() as u64), b),
+        Body::Stream(_) => return None,
+    };
+    let rule = reuse::PipelineRequest {
+        wanted,
+        replay: req.replay(),
+        expect_continue: point.expect.applies(req.expect_continue, !body.is_empty()),
+        keep_alive,
+        resent,
+        server_qualified: point.server.pipelining_qualified(),
+    };
+    if !reuse::may_offer(&rule) {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(256 + body.len());
+    encode_head(point, req, framing, false, false, false, &mut bytes);
+    bytes.extend_from_slice(body);
+    (bytes.len() <= pipeline::MAX_OFFER_BYTES).then(|| Offer {
+        bytes,
+        head_only: req.method == "HEAD",
+    })
+}
+
+/// The holder of a connection writes the heads of queued requests that may be pipelined
+/// behind its own (see `Pool::take_into_line`): after its request went out, and again when
+/// its response head arrived (requests queued meanwhile). A failed write leaves the connection
+/// unusable after the holder's response: the close reason it returns.
+async fn top_up(
+    driver: &Driver,
+    point: &ServicePoint,
+    holder: (&Pool, &Ticket),
+    conn: &mut Connection,
+    settings: &reuse::Settings,
+    deadline: Option<Instant>,
+) -> Option<CloseReason> {
+    if !holder.0.has_offers() {
+        return None;
+    }
+    write_places(driver, point, holder, conn, settings, deadline)
+        .await
+        .err()
+        .map(|_| CloseReason::Error)
+}
+
+async fn write_places(
+    driver: &Driver,
+    point: &ServicePoint,
+    (pool, ticket): (&Pool, &Ticket),
+    conn: &mut Connection,
+    settings: &reuse::Settings,
+    deadline: Option<Instant>,
+) -> std::io::Result<()> {
+    let depth = point.pipeline_depth();
+    let now = Instant::now();
+    let mut facts = conn.facts();
+    let taken = pool.take_into_line(conn, ticket, |in_flight| {
+        let ok = reuse::may_pipeline_on(&facts, settings, in_flight, depth, now);
+        facts.requests += u32::from(ok);
+        ok
+    });
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let n = taken.len() as u32;
+    conn.requests = conn.requests.saturating_add(n);
+    conn.line.sent = conn.line.sent.saturating_add(n);
+    point
+        .stats
+        .pipelined(conn, taken.len(), 1 + conn.line.waiting());
+    let parts: Vec<&[u8]> = taken
+        .iter()
+        .filter_map(|w| w.offer().map(|o| o.bytes.as_slice()))
+        .collect();
+    let mut progress = 0;
+    driver
+        .io(conn, deadline, |c| {
+            c.send(&parts, &mut progress, deadline, false).map(|_| ())
+        })
+        .await
+}
+
+/// A pipelined request's turn: its head is on the wire; the responses of places that went
+/// away are read and dropped, more queued requests are written behind, and its own response
+/// head is read. A connection that ends before that response is a stale one (the request is
+/// replayed once).
+async fn turn_attempt(
+    driver: &Driver,
+    point: &ServicePoint,
+    req: &Request,
+    settings: &reuse::Settings,
+    checkout: &mut Checkout,
+    deadline: Option<Instant>,
+) -> std::result::Result<Attempt, AttemptError> {
+    let (conn, holder) = checkout.parts();
+    let lost = |error: Error| AttemptError {
+        error,
+        response_started: false,
+    };
+    while let Some(head_only) = conn.line.skip.pop_front() {
+        let keeps = skip_response(driver, conn, head_only, deadline)
+            .await
+            .map_err(lost)?;
+        if !keeps {
+            return Err(lost(Error::new(
+                ErrorKind::ConnectionClosed,
+                "the server ended the pipelined connection before this request's response",
+            )));
+        }
+    }
+    let close = top_up(driver, point, holder, conn, settings, deadline).await;
+    let mut received_any = false;
+    let (head, framing, facts) = driver
+        .io(conn, deadline, |c| {
+            read_final_head(c, req, deadline, &mut received_any)
+        })
+        .await
+        .map_err(|(e, response_started)| AttemptError {
+            error: e.sent(),
+            response_started,
+        })?;
+    conn.hint = facts.hint;
+    conn.line.answered = conn.line.answered.saturating_add(1);
+    let mut close = close.or_else(|| reuse::close_after_response(&facts));
+    if close.is_none() {
+        close = top_up(driver, point, holder, conn, settings, deadline).await;
+    }
+    Ok((head, framing, close, false))
+}
+
+/// Reads and drops the response of a pipelined request that went away; false when the
+/// connection ends after it.
+async fn skip_response(
+    driver: &Driver,
+    conn: &mut Connection,
+    head_only: bool,
+    deadline: Option<Instant>,
+) -> Result<bool> {
+    let method = if head_only { "HEAD" } else { "GET" };
+    let mut received_any = false;
+    let (head, framing) = driver
+        .io(conn, deadline, |c| {
+            let head = head::read_head(c, deadline, &mut received_any)?;
+            let framing = body::framing(method, &head)?;
+            Ok((head, framing))
+        })
+        .await?;
+    let facts = head.reuse_facts(framing == Framing::Close);
+    conn.hint = facts.hint;
+    conn.line.answered = conn.line.answered.saturating_add(1);
+    let mut decoder = body::BodyDecoder::new(framing);
+    let mut scratch = vec![0u8; 16 * 1024];
+    while !decoder.is_done() {
+        driver
+            .io(conn, deadline, |c| decoder.read(c, &mut scratch, deadline))
+            .await?;
+    }
+    Ok(reuse::close_after_response(&facts).is_none())
 }
 
 /// Puts a connection in the checkout: the idle one granted, or a new one (the checkout returns the
@@ -253,7 +493,7 @@ async fn open_or_reuse(
         other => other,
     };
     let conn = match grant {
-        Grant::Idle(conn) => {
+        Grant::Idle(conn) | Grant::Turn(conn) => {
             point.stats.reused(&conn);
             checkout.adopt(conn);
             return Ok(());
@@ -311,7 +551,7 @@ async fn attempt(
     no_expect: bool,
     deadline: Option<Instant>,
 ) -> std::result::Result<Attempt, AttemptError> {
-    let conn = checkout.conn();
+    let (conn, holder) = checkout.parts();
     let facts = conn.facts();
     let close = reuse::close_before_send(&facts, settings, keep_alive, Instant::now());
     let announce = reuse::announce_keep_alive(&facts, close.is_some());
@@ -442,6 +682,11 @@ async fn attempt(
             }
         }
     };
+    // Queued requests that may be pipelined go out behind this one, before its answer is read.
+    let mut close = close;
+    if complete && close.is_none() {
+        close = top_up(driver, point, holder, conn, settings, deadline).await;
+    }
     let mut received_any = false;
     let (head, framing, facts) = driver
         .io(conn, deadline, |c| {
@@ -453,7 +698,7 @@ async fn attempt(
             response_started,
         })?;
     conn.hint = facts.hint;
-    let close = if complete {
+    let mut close = if complete {
         close.or_else(|| reuse::close_after_response(&facts))
     } else {
         // The server answered before taking the whole request: the rest of it would be read
@@ -461,6 +706,9 @@ async fn attempt(
         Some(CloseReason::ServerClose)
     };
     let refused = body_withheld && head.status == 417;
+    if close.is_none() && !refused {
+        close = top_up(driver, point, holder, conn, settings, deadline).await;
+    }
     Ok((head, framing, close, refused))
 }
 

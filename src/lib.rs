@@ -21,6 +21,7 @@ pub mod log;
 pub mod manager;
 pub mod operation;
 pub mod origin;
+pub mod pipeline;
 pub mod point;
 pub mod pool;
 pub mod proxy;

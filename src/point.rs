@@ -47,6 +47,9 @@ pub struct ServicePoint {
     lease_timeout_ms: AtomicI32,
     max_idle_ms: AtomicI32,
     max_requests_per_connection: AtomicI32,
+    /// Pipelining (off by default) and its depth per connection.
+    pipelining: AtomicBool,
+    pipeline_depth: AtomicI32,
     /// Socket settings for new connections (read once per connect).
     socket_options: Lock<SocketOptions>,
     default_group: Arc<Pool>,
@@ -158,6 +161,8 @@ impl ServicePoint {
             lease_timeout_ms: AtomicI32::new(-1),
             max_idle_ms: AtomicI32::new(defaults.max_idle_ms),
             max_requests_per_connection: AtomicI32::new(0),
+            pipelining: AtomicBool::new(false),
+            pipeline_depth: AtomicI32::new(crate::pipeline::DEFAULT_DEPTH),
             socket_options: Lock::new(SocketOptions {
                 nagle: defaults.nagle,
                 keep_alive: defaults.tcp_keep_alive,
@@ -257,6 +262,34 @@ impl ServicePoint {
         }
         self.max_requests_per_connection.store(n, Relaxed);
         Ok(())
+    }
+
+    /// Pipelining: requests queued at the connection limit may be written on a busy
+    /// connection behind the one being answered (see `pipeline`). Off by default.
+    pub fn set_pipelining(&self, on: bool) {
+        self.pipelining.store(on, Relaxed);
+    }
+
+    pub fn pipelining(&self) -> bool {
+        self.pipelining.load(Relaxed)
+    }
+
+    /// Most requests in flight on one connection, the one being answered included (1..=64;
+    /// 1 pipelines nothing).
+    pub fn set_pipeline_depth(&self, depth: i32) -> Result<()> {
+        if !(1..=crate::pipeline::MAX_DEPTH).contains(&depth) {
+            return Err(out_of_range(
+                "pipeline depth",
+                depth,
+                &format!("must be 1..={}", crate::pipeline::MAX_DEPTH),
+            ));
+        }
+        self.pipeline_depth.store(depth, Relaxed);
+        Ok(())
+    }
+
+    pub fn pipeline_depth(&self) -> usize {
+        self.pipeline_depth.load(Relaxed) as usize
     }
 
     /// The socket settings new connections get.

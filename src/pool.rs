@@ -4,11 +4,16 @@
 //! [`Ticket`] that it must hand back through `release` (which `response::Checkout` guarantees,
 //! even on a panic).
 //!
+//! With pipelining (see `pipeline`), a queued request that carries an offer can instead be
+//! taken into a busy connection's line by that connection's holder, and gets the connection
+//! later, when its turn comes (`pass_turn`).
+//!
 //! Sections under the pool's lock do no I/O and cannot panic: the liveness check of an idle
 //! connection runs after the lock is released, and deadline arithmetic saturates.
 
 use crate::connection::{CloseReason, Connection};
 use crate::fork::{self, Lock, LockGuard};
+use crate::pipeline::{Offer, Place, Places};
 use crate::reaper::Reaper;
 use crate::reuse::{self, Settings};
 use crate::stats::Stats;
@@ -16,6 +21,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{Shutdown, TcpStream};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -28,6 +34,9 @@ pub enum Grant {
     Idle(Connection),
     /// Permission to open a new connection (the slot is counted as open).
     Open,
+    /// A pipelined request's turn: its head was written on this connection, and its response
+    /// is the next one to read (after those in the line's `skip`).
+    Turn(Connection),
 }
 
 /// A checked-out slot: which group generation and process it was granted in, and its key in
@@ -42,12 +51,19 @@ pub struct Ticket {
 
 /// Why `acquire` gave up.
 pub enum AcquireError {
-    /// The deadline passed in the queue.
-    Timeout { busy: usize, waiting: usize },
+    /// The deadline passed in the queue, or (`turn_on`: the connection's id) while waiting
+    /// for its turn on a pipelined connection.
+    Timeout {
+        busy: usize,
+        waiting: usize,
+        turn_on: Option<u64>,
+    },
     /// The pool was closed for good (its manager was freed).
     Closed,
     /// The request was canceled while it waited.
     Canceled,
+    /// Pipelined behind a response after which its connection ended: send it again.
+    Replay,
 }
 
 type Granted = Result<(Grant, Ticket), AcquireError>;
@@ -56,24 +72,71 @@ type Granted = Result<(Grant, Ticket), AcquireError>;
 /// hands it a grant and wakes it (its thread, or its task's waker). Its mutex is a plain one:
 /// the waiting thread holds it across the condition variable wait, which no fork-safe section
 /// may do; a forked child drops every waiter without touching it.
-struct Waiter {
+pub struct Waiter {
     grant: Mutex<Option<Granted>>,
     ready: Arc<Condvar>,
     waker: Mutex<Option<Waker>>,
+    /// Its encoded request, if it may be pipelined.
+    offer: Option<Offer>,
+    /// It gave up (set under `grant`'s lock): a turn must not be handed to it.
+    gone: AtomicBool,
+    /// The id of the connection whose line it is in (0: in the queue).
+    placed_on: AtomicU64,
 }
 
 impl Waiter {
-    fn new() -> Arc<Self> {
+    fn new(offer: Option<Offer>) -> Arc<Self> {
         Arc::new(Waiter {
             grant: Mutex::new(None),
             ready: Arc::new(Condvar::new()),
             waker: Mutex::new(None),
+            offer,
+            gone: AtomicBool::new(false),
+            placed_on: AtomicU64::new(0),
         })
     }
 
     fn take(&self) -> Option<Granted> {
         self.grant.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+
+    /// Takes a grant that arrived, or marks the waiter gone so that none arrives later.
+    fn leave(&self) -> Option<Granted> {
+        let mut slot = self.grant.lock().unwrap_or_else(|e| e.into_inner());
+        let granted = slot.take();
+        if granted.is_none() {
+            self.gone.store(true, Ordering::Release);
+        }
+        granted
+    }
+
+    /// The encoded request it carries (for the holder that takes it into a line).
+    pub fn offer(&self) -> Option<&Offer> {
+        self.offer.as_ref()
+    }
+
+    /// The connection whose line it waits in, if any.
+    fn turn_on(&self) -> Option<u64> {
+        Some(self.placed_on.load(Ordering::Acquire)).filter(|&id| id != 0)
+    }
+}
+
+/// Hands a grant to a waiter unless it is gone (then the grant comes back: moved, not boxed,
+/// as the grant itself is).
+#[allow(clippy::result_large_err)]
+fn try_give(w: &Waiter, result: Granted) -> std::result::Result<(), Granted> {
+    {
+        let mut slot = w.grant.lock().unwrap_or_else(|e| e.into_inner());
+        if w.gone.load(Ordering::Acquire) || slot.is_some() {
+            return Err(result);
+        }
+        *slot = Some(result);
+    }
+    w.ready.notify_one();
+    if let Some(waker) = w.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        waker.wake();
+    }
+    Ok(())
 }
 
 struct State {
@@ -82,9 +145,9 @@ struct State {
     /// Open connections: idle, busy, and being opened.
     open: usize,
     waiters: VecDeque<Arc<Waiter>>,
-    /// Sockets of checked-out connections, by ticket, so a closing manager can shut them down
-    /// and wake the threads blocked on them.
-    busy: Vec<(u64, Arc<TcpStream>)>,
+    /// Checked-out connections by ticket: their sockets, so a closing manager can shut them
+    /// down and wake the threads blocked on them, and their pipelines' places.
+    busy: Vec<Busy>,
     next_ticket: u64,
     /// Bumped by `close_all`; busy connections of older generations close on release.
     generation: u64,
@@ -94,17 +157,27 @@ struct State {
     closed: bool,
 }
 
+struct Busy {
+    ticket: u64,
+    socket: Arc<TcpStream>,
+    places: Option<Arc<Places>>,
+}
+
 impl State {
     /// A ticket for an idle connection handed out, its socket recorded as busy in the same
     /// section (one lock per checkout, not two).
     fn ticket_for(&mut self, conn: &Connection) -> Ticket {
         let ticket = self.ticket();
-        self.busy.push((ticket.id, Arc::clone(conn.socket())));
+        self.busy.push(Busy {
+            ticket: ticket.id,
+            socket: Arc::clone(conn.socket()),
+            places: None,
+        });
         ticket
     }
 
     fn untrack(&mut self, ticket: &Ticket) {
-        if let Some(i) = self.busy.iter().position(|(id, _)| *id == ticket.id) {
+        if let Some(i) = self.busy.iter().position(|b| b.ticket == ticket.id) {
             self.busy.swap_remove(i);
         }
     }
@@ -123,6 +196,9 @@ pub struct Pool {
     state: Lock<State>,
     stats: Arc<Stats>,
     reaper: Arc<Reaper>,
+    /// A request with an offer has queued here: holders look for requests to pipeline (a
+    /// pool that never saw one costs its holders no lock).
+    offered: AtomicBool,
 }
 
 impl Pool {
@@ -140,6 +216,7 @@ impl Pool {
             }),
             stats,
             reaper,
+            offered: AtomicBool::new(false),
         }
     }
 
@@ -167,8 +244,9 @@ impl Pool {
         limit: usize,
         settings: &Settings,
         deadline: Option<Instant>,
+        offer: Option<Offer>,
     ) -> Result<(Grant, Ticket), AcquireError> {
-        let waiter = match self.take_or_enqueue(limit, settings)? {
+        let waiter = match self.take_or_enqueue(limit, settings, offer)? {
             Ok(granted) => return Ok(granted),
             Err(waiter) => waiter,
         };
@@ -190,13 +268,7 @@ impl Pool {
                     // A grant arrived between the timeout (or cancel) and taking the pool lock.
                     Some(result) => result,
                     None if canceled => Err(AcquireError::Canceled),
-                    None => {
-                        let st = self.lock();
-                        Err(AcquireError::Timeout {
-                            busy: st.open.saturating_sub(st.idle.len()),
-                            waiting: st.waiters.len(),
-                        })
-                    }
+                    None => Err(self.timeout(waiter.turn_on())),
                 };
             }
             // A cancel's wake-up can slip in between the check above and the wait: with a
@@ -222,11 +294,17 @@ impl Pool {
     /// `acquire` for an asynchronous request: the same FIFO queue, a waker instead of a
     /// thread. Dropping the future (a timeout, a cancel) leaves the queue, or hands back a
     /// grant that arrived meanwhile, so no slot is lost.
-    pub fn acquire_async(&self, limit: usize, settings: Settings) -> Acquire<'_> {
+    pub fn acquire_async(
+        &self,
+        limit: usize,
+        settings: Settings,
+        offer: Option<Offer>,
+    ) -> Acquire<'_> {
         Acquire {
             pool: self,
             limit,
             settings,
+            offer,
             waiter: None,
             done: false,
         }
@@ -237,6 +315,7 @@ impl Pool {
         &self,
         limit: usize,
         settings: &Settings,
+        offer: Option<Offer>,
     ) -> Result<Result<(Grant, Ticket), Arc<Waiter>>, AcquireError> {
         loop {
             let mut st = self.lock();
@@ -245,7 +324,6 @@ impl Pool {
             }
             if st.waiters.is_empty() {
                 match self.take_now(&mut st, limit, settings) {
-                    Some(Grant::Open) => return Ok(Ok((Grant::Open, st.ticket()))),
                     Some(Grant::Idle(mut conn)) => {
                         let ticket = st.ticket_for(&conn);
                         drop(st);
@@ -263,24 +341,39 @@ impl Pool {
                         }
                         continue;
                     }
+                    // An opening slot (a turn never comes from the queue's front).
+                    Some(grant) => return Ok(Ok((grant, st.ticket()))),
                     None => {}
                 }
             }
-            let w = Waiter::new();
+            if offer.is_some() && !self.offered.load(Ordering::Relaxed) {
+                self.offered.store(true, Ordering::Relaxed);
+            }
+            let w = Waiter::new(offer);
             st.waiters.push_back(Arc::clone(&w));
             return Ok(Err(w));
         }
     }
 
-    /// A waiter gives up: it leaves the queue, unless its grant already arrived, which is
-    /// returned.
+    /// A waiter gives up: it leaves the queue (or the line it was taken into), unless its
+    /// grant already arrived, which is returned.
     fn abandon(&self, waiter: &Arc<Waiter>) -> Option<Granted> {
         let mut st = self.lock();
-        if let Some(result) = waiter.take() {
-            return Some(result);
+        let granted = waiter.leave();
+        if granted.is_none() {
+            st.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
         }
-        st.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
-        None
+        granted
+    }
+
+    /// The error of a wait that ran out of time (in the queue, or in a connection's line).
+    pub fn timeout(&self, turn_on: Option<u64>) -> AcquireError {
+        let st = self.lock();
+        AcquireError::Timeout {
+            busy: st.open.saturating_sub(st.idle.len()),
+            waiting: st.waiters.len(),
+            turn_on,
+        }
     }
 
     /// Hands back a grant nobody will use (its request went away).
@@ -292,8 +385,112 @@ impl Pool {
             Ok((Grant::Open, ticket)) => {
                 self.release(None, Err(CloseReason::Error), &ticket, limit, settings)
             }
+            Ok((Grant::Turn(mut conn), ticket)) => {
+                // Its response is on the way: the next turn reads and drops it.
+                let head_only = conn.line.turn_head_only;
+                conn.line.skip.push_back(head_only);
+                self.pass_turn(conn, Ok(()), &ticket, limit, settings);
+            }
             Err(_) => {}
         }
+    }
+
+    /// Ends a turn on a connection with a pipeline: `Ok` hands the connection to the next
+    /// place still waiting (places that went away leave their responses to skip); with none
+    /// left, it is released as `release` does, or closed if responses remain unread. `Err`
+    /// ends the connection: every place gets a replay verdict.
+    pub fn pass_turn(
+        &self,
+        mut conn: Connection,
+        outcome: Result<(), CloseReason>,
+        ticket: &Ticket,
+        limit: usize,
+        settings: &Settings,
+    ) {
+        if ticket.fork_generation != fork::generation() {
+            // The places belong to the parent's threads: never touched here.
+            return self.release(Some(conn), outcome, ticket, limit, settings);
+        }
+        let places = conn.line.places.clone();
+        let next = || places.as_ref().and_then(|p| p.lock().pop_front());
+        if let Err(reason) = outcome {
+            while let Some(place) = next() {
+                let _ = try_give(&place.waiter, Err(AcquireError::Replay));
+            }
+            conn.line.skip.clear();
+            return self.release(Some(conn), Err(reason), ticket, limit, settings);
+        }
+        while let Some(place) = next() {
+            conn.line.turn_head_only = place.head_only;
+            match try_give(&place.waiter, Ok((Grant::Turn(conn), *ticket))) {
+                Ok(()) => return,
+                Err(Ok((Grant::Turn(back), _))) => {
+                    conn = back;
+                    conn.line.skip.push_back(place.head_only);
+                }
+                Err(_) => unreachable!("try_give returns what it was given"),
+            }
+        }
+        let outcome = if conn.line.skip.is_empty() {
+            Ok(())
+        } else {
+            Err(CloseReason::Abandoned)
+        };
+        self.release(Some(conn), outcome, ticket, limit, settings)
+    }
+
+    /// True once a request that may be pipelined has queued here.
+    pub fn has_offers(&self) -> bool {
+        self.offered.load(Ordering::Relaxed)
+    }
+
+    /// Takes requests that carry offers from the front of the queue into `conn`'s line (the
+    /// holder writes their heads next), while `may` allows one more with that many in flight
+    /// and the line is no longer than another pipelining connection's of the pool, so that
+    /// requests go to the shortest line. Stops at the first request that may not be
+    /// pipelined: the queue stays in order.
+    pub fn take_into_line(
+        &self,
+        conn: &mut Connection,
+        ticket: &Ticket,
+        mut may: impl FnMut(usize) -> bool,
+    ) -> Vec<Arc<Waiter>> {
+        let mut st = self.lock();
+        if st.waiters.front().is_none_or(|w| w.offer.is_none())
+            || ticket.fork_generation != st.fork_generation
+        {
+            return Vec::new();
+        }
+        let places = conn.line.places();
+        let shortest_other = st
+            .busy
+            .iter()
+            .filter(|b| b.ticket != ticket.id)
+            .filter_map(|b| b.places.as_ref().map(|p| p.lock().len()))
+            .min();
+        if let Some(b) = st.busy.iter_mut().find(|b| b.ticket == ticket.id) {
+            b.places.get_or_insert_with(|| Arc::clone(&places));
+        }
+        let mut taken = Vec::new();
+        let mut line = places.lock();
+        while let Some(front) = st.waiters.front() {
+            let Some(offer) = front.offer.as_ref() else {
+                break;
+            };
+            let in_flight = 1 + line.len();
+            if shortest_other.is_some_and(|s| line.len() > s) || !may(in_flight) {
+                break;
+            }
+            let head_only = offer.head_only;
+            let w = st.waiters.pop_front().expect("front exists");
+            w.placed_on.store(conn.id, Ordering::Release);
+            line.push_back(Place {
+                waiter: Arc::clone(&w),
+                head_only,
+            });
+            taken.push(w);
+        }
+        taken
     }
 
     /// Hands out the most recently used idle connection that the rules allow (not yet checked
@@ -325,9 +522,13 @@ impl Pool {
         if st.closed || ticket.fork_generation != st.fork_generation {
             return false;
         }
-        match st.busy.iter_mut().find(|(id, _)| *id == ticket.id) {
-            Some(entry) => entry.1 = Arc::clone(socket),
-            None => st.busy.push((ticket.id, Arc::clone(socket))),
+        match st.busy.iter_mut().find(|b| b.ticket == ticket.id) {
+            Some(entry) => entry.socket = Arc::clone(socket),
+            None => st.busy.push(Busy {
+                ticket: ticket.id,
+                socket: Arc::clone(socket),
+                places: None,
+            }),
         }
         true
     }
@@ -473,8 +674,16 @@ impl Pool {
         }
         if terminal {
             st.closed = true;
-            for (_, socket) in &st.busy {
-                let _ = socket.shutdown(Shutdown::Both);
+            for b in &st.busy {
+                let _ = b.socket.shutdown(Shutdown::Both);
+                let places: Vec<Place> = b
+                    .places
+                    .iter()
+                    .flat_map(|p| p.lock().drain(..).collect::<Vec<_>>())
+                    .collect();
+                for place in places {
+                    let _ = try_give(&place.waiter, Err(AcquireError::Closed));
+                }
             }
             for w in st.waiters.drain(..) {
                 give(&w, Err(AcquireError::Closed));
@@ -508,8 +717,21 @@ pub struct Acquire<'a> {
     pool: &'a Pool,
     limit: usize,
     settings: Settings,
+    offer: Option<Offer>,
     waiter: Option<Arc<Waiter>>,
     done: bool,
+}
+
+impl Acquire<'_> {
+    fn take_or_enqueue(&mut self) -> Result<Result<(Grant, Ticket), Arc<Waiter>>, AcquireError> {
+        let offer = self.offer.take();
+        self.pool.take_or_enqueue(self.limit, &self.settings, offer)
+    }
+
+    /// The connection whose line the request waits in, if it was taken into one.
+    pub fn turn_on(&self) -> Option<u64> {
+        self.waiter.as_ref().and_then(|w| w.turn_on())
+    }
 }
 
 impl Future for Acquire<'_> {
@@ -518,7 +740,7 @@ impl Future for Acquire<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Granted> {
         let waiter = match &self.waiter {
             Some(w) => Arc::clone(w),
-            None => match self.pool.take_or_enqueue(self.limit, &self.settings) {
+            None => match self.take_or_enqueue() {
                 Ok(Ok(granted)) => {
                     self.done = true;
                     return Poll::Ready(Ok(granted));

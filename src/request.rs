@@ -64,6 +64,8 @@ pub struct Request {
     pub cancel: Option<CancelToken>,
     /// Wait for `100 Continue` before the body: `None` as the service point says.
     pub expect_continue: Option<bool>,
+    /// May be pipelined: `None` as the service point says.
+    pub pipelined: Option<bool>,
     /// Its own proxy choice (default: the manager's). Set with `set_proxy`.
     pub proxy: Override,
     /// The service point it was last sent through, by manager id: a repeated send skips the
@@ -103,6 +105,7 @@ impl Request {
             retryable: false,
             cancel: None,
             expect_continue: None,
+            pipelined: None,
             proxy: Override::Manager,
             point_cache: Arc::default(),
         })

@@ -71,6 +71,13 @@ impl Checkout {
         self.conn.as_mut().expect("checkout holds a connection")
     }
 
+    /// The connection with the pool and ticket it belongs to (for a holder that takes queued
+    /// requests into its line while it uses the connection).
+    pub fn parts(&mut self) -> (&mut Connection, (&Pool, &Ticket)) {
+        let conn = self.conn.as_mut().expect("checkout holds a connection");
+        (conn, (&*self.pool, &self.ticket))
+    }
+
     /// The connection, if it holds one.
     pub fn connection(&self) -> Option<&Connection> {
         self.conn.as_ref()
@@ -81,7 +88,9 @@ impl Checkout {
         self.conn.as_ref().is_some_and(Connection::is_inherited)
     }
 
-    /// Returns the connection to the pool (`Ok`) or closes it for the given reason.
+    /// Returns the connection to the pool (`Ok`) or closes it for the given reason. A
+    /// connection with pipelined requests behind goes to the next one's turn instead (or, when
+    /// it ends, they are replayed).
     pub fn finish(&mut self, outcome: std::result::Result<(), CloseReason>) {
         if std::mem::replace(&mut self.finished, true) {
             return;
@@ -93,8 +102,22 @@ impl Checkout {
         if let Some(c) = conn.as_mut() {
             c.last_used = Instant::now();
         }
-        self.pool
-            .release(conn, outcome, &self.ticket, limit, &settings);
+        match conn {
+            Some(c) if !c.line.is_empty() || c.line.sent > c.line.answered => {
+                if let Err(reason) = outcome {
+                    if c.line.disqualifies(reason) && self.point.server.refuse_pipelining() {
+                        self.point.stats.pipelining_refused(
+                            "a connection ended before answering any of its pipelined requests",
+                        );
+                    }
+                }
+                self.pool
+                    .pass_turn(c, outcome, &self.ticket, limit, &settings)
+            }
+            conn => self
+                .pool
+                .release(conn, outcome, &self.ticket, limit, &settings),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Every rule that decides whether a connection serves another request, in one place: the
 //! lease timeout (0 and N), keep-alive off, the server's `Connection: close` and
 //! `Keep-Alive: timeout, max`, the requests-per-connection cap, idle expiry (for the reaper and
-//! at reuse), the stale-connection verdict and retry eligibility.
+//! at reuse), the stale-connection verdict and retry eligibility, and which requests may be
+//! pipelined on which connections.
 //!
 //! They are pure functions over facts about a connection or a response, the service point's
 //! settings and the time `now` passed in by the caller, so they are tested as tables with a
@@ -195,6 +196,53 @@ pub struct Replay {
 /// body: a POST is never resent on its own.
 pub fn may_retry(f: &Failure, r: &Replay, already_retried: bool) -> bool {
     is_stale(f) && !already_retried && r.replayable_body && (r.idempotent || r.marked_retryable)
+}
+
+/// What decides whether a request may be pipelined at all (before it queues).
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineRequest {
+    /// The service point's setting, or the request's own choice.
+    pub wanted: bool,
+    pub replay: Replay,
+    /// It waits for `100 Continue` before its body.
+    pub expect_continue: bool,
+    pub keep_alive: bool,
+    /// Sent before (a retry or a replay): a request is never pipelined twice.
+    pub resent: bool,
+    /// The server answered HTTP/1.1 and has not shown that it does not pipeline.
+    pub server_qualified: bool,
+}
+
+/// A request may be written behind another only if asked for, idempotent with a body that
+/// can be sent again (a replay must be possible), without `Expect` (its body waits for the
+/// server), with keep-alive, not already resent, to a server that qualified.
+pub fn may_offer(r: &PipelineRequest) -> bool {
+    r.wanted
+        && r.replay.idempotent
+        && r.replay.replayable_body
+        && !r.expect_continue
+        && r.keep_alive
+        && !r.resent
+        && r.server_qualified
+}
+
+/// May one more request be written on a connection with `in_flight` unanswered requests (the
+/// one being answered included)? Below the depth, and only if the new request would not have
+/// to close the connection (lease, requests cap, the server's `Keep-Alive: max`, counted from
+/// the last response read).
+pub fn may_pipeline_on(
+    conn: &ConnectionFacts,
+    settings: &Settings,
+    in_flight: usize,
+    depth: usize,
+    now: Instant,
+) -> bool {
+    let after_last_answer = u32::try_from(in_flight)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    in_flight < depth
+        && close_before_send(conn, settings, true, now).is_none()
+        && conn.hint.max.is_none_or(|m| after_last_answer < m)
 }
 
 #[cfg(test)]
@@ -476,5 +524,100 @@ mod tests {
                 "{f:?} {r:?} retried {retried}"
             );
         }
+    }
+
+    #[test]
+    fn only_idempotent_replayable_keep_alive_requests_to_a_qualified_server_are_pipelined() {
+        let ok = PipelineRequest {
+            wanted: true,
+            replay: Replay {
+                idempotent: true,
+                replayable_body: true,
+                marked_retryable: false,
+            },
+            expect_continue: false,
+            keep_alive: true,
+            resent: false,
+            server_qualified: true,
+        };
+        assert!(may_offer(&ok));
+        let variants: [(&str, fn(&mut PipelineRequest)); 7] = [
+            ("not wanted", |r| r.wanted = false),
+            ("POST", |r| r.replay.idempotent = false),
+            ("streamed body", |r| r.replay.replayable_body = false),
+            ("expect", |r| r.expect_continue = true),
+            ("keep-alive off", |r| r.keep_alive = false),
+            ("resent", |r| r.resent = true),
+            ("server not qualified", |r| r.server_qualified = false),
+        ];
+        for (what, change) in variants {
+            let mut r = ok;
+            change(&mut r);
+            assert!(!may_offer(&r), "{what}");
+        }
+        let mut retryable_post = ok;
+        retryable_post.replay.idempotent = false;
+        retryable_post.replay.marked_retryable = true;
+        assert!(
+            !may_offer(&retryable_post),
+            "a retryable POST still is not pipelined"
+        );
+    }
+
+    #[test]
+    fn pipelining_on_a_connection_respects_depth_lease_caps_and_keep_alive_max() {
+        let c = Clock::new();
+        let forever = Settings {
+            lease_timeout_ms: -1,
+            max_idle: None,
+            max_requests_per_connection: 0,
+        };
+        let conn = |requests: u32, max: Option<u32>| ConnectionFacts {
+            created: c.at(0),
+            last_used: c.at(0),
+            requests,
+            hint: KeepAliveHint { timeout: None, max },
+        };
+        let now = c.at(1000);
+        assert!(may_pipeline_on(&conn(1, None), &forever, 1, 8, now));
+        assert!(may_pipeline_on(&conn(7, None), &forever, 7, 8, now));
+        assert!(
+            !may_pipeline_on(&conn(8, None), &forever, 8, 8, now),
+            "depth"
+        );
+        assert!(
+            !may_pipeline_on(&conn(1, None), &forever, 1, 1, now),
+            "depth 1 is off"
+        );
+        let lease = Settings {
+            lease_timeout_ms: 500,
+            ..forever
+        };
+        assert!(
+            !may_pipeline_on(&conn(1, None), &lease, 1, 8, now),
+            "lease over"
+        );
+        let zero = Settings {
+            lease_timeout_ms: 0,
+            ..forever
+        };
+        assert!(
+            !may_pipeline_on(&conn(1, None), &zero, 1, 8, now),
+            "lease 0"
+        );
+        let cap = Settings {
+            max_requests_per_connection: 4,
+            ..forever
+        };
+        assert!(may_pipeline_on(&conn(2, None), &cap, 2, 8, now));
+        assert!(
+            !may_pipeline_on(&conn(3, None), &cap, 3, 8, now),
+            "the 4th closes"
+        );
+        // The server allows 3 more after its last response: 2 in flight leave room for none
+        // that would not be the last.
+        assert!(may_pipeline_on(&conn(1, Some(3)), &forever, 1, 8, now));
+        assert!(!may_pipeline_on(&conn(2, Some(3)), &forever, 2, 8, now));
+        assert!(!may_pipeline_on(&conn(1, Some(1)), &forever, 1, 8, now));
     }
 }

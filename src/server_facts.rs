@@ -6,8 +6,10 @@
 //!
 //! ProtocolVersion is HTTP/1.1 until a response arrives (as .NET Framework and .NET Core say;
 //! Mono says null), then the version of the last response. SupportsPipelining is true until a
-//! response says HTTP/1.0, then false for the point's life (as .NET Framework, which never
-//! goes back from HTTP/1.0 behaviour).
+//! response says HTTP/1.0 or the server shows otherwise that it does not pipeline (it closes
+//! after the first pipelined batch, or answers out of protocol), then false for the point's
+//! life (as .NET Framework, which never goes back from HTTP/1.0 behaviour). Requests are
+//! pipelined only once an HTTP/1.1 response arrived ([`ServerFacts::pipelining_qualified`]).
 
 use crate::connection::Connection;
 use crate::fork::Lock;
@@ -17,8 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 pub struct ServerFacts {
     /// Minor HTTP version of the last response; 1 before any.
     http_minor: AtomicU8,
-    /// Cleared for good by an HTTP/1.0 response.
+    /// Cleared for good by an HTTP/1.0 response or a failed pipeline.
     pipelining: AtomicBool,
+    /// An HTTP/1.1 response arrived.
+    answered_http11: AtomicBool,
     /// The server's end-entity certificate (DER) on the last TLS connection opened.
     certificate: Lock<Option<Arc<[u8]>>>,
 }
@@ -28,6 +32,7 @@ impl Default for ServerFacts {
         ServerFacts {
             http_minor: AtomicU8::new(1),
             pipelining: AtomicBool::new(true),
+            answered_http11: AtomicBool::new(false),
             certificate: Lock::new(None),
         }
     }
@@ -43,6 +48,20 @@ impl ServerFacts {
         if minor_version == 0 && self.pipelining.load(Relaxed) {
             self.pipelining.store(false, Relaxed);
         }
+        if minor_version == 1 && !self.answered_http11.load(Relaxed) {
+            self.answered_http11.store(true, Relaxed);
+        }
+    }
+
+    /// The server showed that it does not pipeline: no request is pipelined to it again.
+    /// True if this changed the verdict.
+    pub fn refuse_pipelining(&self) -> bool {
+        self.pipelining.swap(false, Relaxed)
+    }
+
+    /// Requests may be pipelined: an HTTP/1.1 response arrived and nothing showed otherwise.
+    pub fn pipelining_qualified(&self) -> bool {
+        self.answered_http11.load(Relaxed) && self.pipelining.load(Relaxed)
     }
 
     /// A new connection was opened: a TLS one's server certificate becomes the point's.
@@ -63,7 +82,7 @@ impl ServerFacts {
         (1, self.http_minor.load(Relaxed))
     }
 
-    /// SupportsPipelining: false once the server answered with HTTP/1.0.
+    /// SupportsPipelining: false once the server answered with HTTP/1.0 or refused a pipeline.
     pub fn supports_pipelining(&self) -> bool {
         self.pipelining.load(Relaxed)
     }
@@ -95,5 +114,18 @@ mod tests {
         assert_eq!(f.protocol_version(), (1, 1));
         assert!(!f.supports_pipelining());
         assert_eq!(f.certificate(), None);
+    }
+
+    #[test]
+    fn pipelining_qualifies_after_an_http11_answer_until_refused() {
+        let f = ServerFacts::default();
+        assert!(!f.pipelining_qualified(), "nothing known before a response");
+        f.responded(1);
+        assert!(f.pipelining_qualified());
+        assert!(f.refuse_pipelining(), "the verdict changed");
+        assert!(!f.refuse_pipelining(), "once");
+        assert!(!f.pipelining_qualified() && !f.supports_pipelining());
+        f.responded(1);
+        assert!(!f.pipelining_qualified(), "for the point's life");
     }
 }

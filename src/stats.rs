@@ -85,6 +85,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     pub tls_full_handshakes: AtomicU64,
     pub tls_resumed_handshakes: AtomicU64,
+    pub pipelined: AtomicU64,
+    pub replays: AtomicU64,
     closes: [AtomicU64; CLOSE_REASONS],
     /// Time requests spent waiting for a connection (every request, 0 included).
     pub queue_wait: Histogram,
@@ -204,6 +206,41 @@ impl Stats {
         );
     }
 
+    /// `n` queued requests were written behind others on connection `conn`.
+    pub fn pipelined(&self, conn: &Connection, n: usize, in_flight: usize) {
+        self.pipelined.fetch_add(n as u64, Relaxed);
+        self.log.emit(
+            Level::Debug,
+            format_args!(
+                "connection {} to {}: {n} request(s) pipelined, {in_flight} in flight",
+                conn.id, self.origin
+            ),
+        );
+    }
+
+    /// A pipelined request is sent again: its connection ended before its response.
+    pub fn replayed(&self, method: &str) {
+        Stats::bump(&self.replays);
+        self.log.emit(
+            Level::Info,
+            format_args!(
+                "{method} {} replayed on another connection: its pipelined connection ended before its response",
+                self.origin
+            ),
+        );
+    }
+
+    /// The server showed that it does not pipeline; `why` says how.
+    pub fn pipelining_refused(&self, why: &str) {
+        self.log.emit(
+            Level::Warn,
+            format_args!(
+                "{} is no longer sent pipelined requests: {why}",
+                self.origin
+            ),
+        );
+    }
+
     /// A request waited `waited` for a connection.
     pub fn queued(&self, waited: Duration, busy_limit: usize) {
         self.queue_wait.record(waited);
@@ -244,12 +281,14 @@ pub struct Snapshot {
     pub tls_full_handshakes: u64,
     pub tls_resumed_handshakes: u64,
     pub closed_address_gone: u64,
+    pub pipelined: u64,
+    pub pipeline_replays: u64,
 }
 
 impl Snapshot {
     /// Adds another point's figures (for manager-wide totals).
     pub fn add(&mut self, o: &Snapshot) {
-        let fields: [(&mut u64, u64); 21] = [
+        let fields: [(&mut u64, u64); 23] = [
             (&mut self.open, o.open),
             (&mut self.idle, o.idle),
             (&mut self.busy, o.busy),
@@ -271,6 +310,8 @@ impl Snapshot {
             (&mut self.tls_full_handshakes, o.tls_full_handshakes),
             (&mut self.tls_resumed_handshakes, o.tls_resumed_handshakes),
             (&mut self.closed_address_gone, o.closed_address_gone),
+            (&mut self.pipelined, o.pipelined),
+            (&mut self.pipeline_replays, o.pipeline_replays),
         ];
         for (a, b) in fields {
             *a = a.saturating_add(b);
@@ -304,6 +345,8 @@ impl Stats {
             tls_full_handshakes: self.tls_full_handshakes.load(Relaxed),
             tls_resumed_handshakes: self.tls_resumed_handshakes.load(Relaxed),
             closed_address_gone: self.closes(CloseReason::AddressGone),
+            pipelined: self.pipelined.load(Relaxed),
+            pipeline_replays: self.replays.load(Relaxed),
         }
     }
 }

@@ -394,12 +394,12 @@ fn const_only_on_functions_that_change_nothing() {
 }
 
 /// The statistics are copied without uninitialised bytes: the padding after struct_size is
-/// an explicit zero field, and the newest counter (closed_address_gone) is at the end.
+/// an explicit zero field, and the newest counter (pipeline_replays) is at the end.
 #[test]
 fn statistics_have_no_undefined_bytes() {
     assert_eq!(
         std::mem::size_of::<sp_statistics>(),
-        std::mem::offset_of!(sp_statistics, closed_address_gone) + 8
+        std::mem::offset_of!(sp_statistics, pipeline_replays) + 8
     );
     assert_eq!(std::mem::offset_of!(sp_statistics, reserved), 4);
     let m = new_manager();

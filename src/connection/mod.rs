@@ -108,6 +108,8 @@ pub struct Connection {
     fork_generation: u64,
     /// The client-side port (what the server sees as the peer port), read once.
     pub local_port: u16,
+    /// Requests written behind the one being answered (pipelining).
+    pub line: crate::pipeline::Line,
     /// The server's address it connected to.
     pub peer: SocketAddr,
     /// Bytes the kernel accepted for sending over the connection's life.
@@ -294,6 +296,7 @@ impl Connection {
             generation,
             fork_generation: fork::generation(),
             local_port,
+            line: crate::pipeline::Line::default(),
             peer,
             bytes_sent: 0,
             tls: None,

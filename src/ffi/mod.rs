@@ -16,6 +16,7 @@ pub mod handles;
 pub mod manager;
 pub mod observe;
 pub mod operation;
+pub mod pipelining;
 pub mod point;
 pub mod proxy;
 pub mod request;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// sp_get_certificate; socket settings sp_set_/get_receive_buffer_size,
 /// sp_set_/get_send_buffer_size, sp_set_/get_use_nagle_algorithm, sp_set_/get_tcp_keep_alive,
 /// sp_set_/get_local_address, sp_set_/get_connect_timeout; sp_set_/get_expect_100_continue,
-/// sp_set_/get_expect_100_continue_timeout.
+/// sp_set_/get_expect_100_continue_timeout; sp_set_/get_pipelining, sp_set_/get_pipeline_depth.
 pub struct sp_point {
     _opaque: [u8; 0],
 }
@@ -80,13 +80,18 @@ pub struct sp_statistics {
     pub closed_in_flight: u64,
     /// Idle connections closed because their address left the host's DNS answer (looked up
     /// again after the DNS refresh timeout) or its resolve override. Added in ABI 2's second
-    /// release: an older caller's smaller struct_size never receives it.
+    /// release, as the two below: an older caller's smaller struct_size never receives them.
     pub closed_address_gone: u64,
+    /// Requests written on a busy connection behind another (sp_set_pipelining()).
+    pub pipelined: u64,
+    /// Pipelined requests sent again on another connection because theirs ended before their
+    /// response (each at most once).
+    pub pipeline_replays: u64,
 }
 
 // No padding anywhere: a u32 pair, then u64 counters only.
 const _: () = assert!(
-    std::mem::size_of::<sp_statistics>() == 8 + 21 * 8
+    std::mem::size_of::<sp_statistics>() == 8 + 23 * 8
         && std::mem::align_of::<sp_statistics>() == 8
 );
 
@@ -295,6 +300,8 @@ pub(crate) fn write_statistics(
             tls_resumed_handshakes: s.tls_resumed_handshakes,
             closed_in_flight: s.closed_in_flight,
             closed_address_gone: s.closed_address_gone,
+            pipelined: s.pipelined,
+            pipeline_replays: s.pipeline_replays,
         }
     })
 }

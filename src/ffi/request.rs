@@ -22,6 +22,7 @@ use std::sync::Arc;
 /// sp_http_request_set_/get_keep_alive, sp_http_request_set_/get_timeout,
 /// sp_http_request_set_/get_read_timeout, sp_http_request_set_/get_connection_group,
 /// sp_http_request_set_/get_retryable, sp_http_request_set_/get_proxy,
+/// sp_http_request_set_/get_pipelined,
 /// sp_http_request_get_method, sp_http_request_get_url;
 /// sp_request sends it.
 pub struct sp_http_request {
@@ -42,7 +43,7 @@ impl Handle for sp_http_request {
 }
 
 /// Changes a description: a send under way keeps the one it started with (copy on write).
-fn edit<E: Into<FfiError>>(
+pub(super) fn edit<E: Into<FfiError>>(
     request: *mut sp_http_request,
     change: impl FnOnce(&mut Request) -> Result<(), E>,
 ) -> FfiResult {

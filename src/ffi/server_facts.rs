@@ -50,9 +50,11 @@ pub extern "C" fn sp_get_connection_name(
     })
 }
 
-/// Reads SupportsPipelining into *out_value: 1 until a response of the server says HTTP/1.0,
-/// then 0 for the service point's life (as .NET Framework). The library sends one request at
-/// a time per connection either way; this reports what the server allows.
+/// Reads SupportsPipelining into *out_value: 1 until the server shows it does not pipeline
+/// (a response says HTTP/1.0, a connection ends unannounced after the first pipelined batch,
+/// or a pipelined request gets an answer out of protocol), then 0 for the service point's
+/// life (as .NET Framework). Requests are pipelined (sp_set_pipelining()) only while this is
+/// 1 and after a response said HTTP/1.1.
 ///
 /// Thread safety: any thread. Errors: SP_E_INVALID_HANDLE, SP_E_NULL_POINTER, SP_E_MANAGER_CLOSED.
 #[unsafe(no_mangle)]

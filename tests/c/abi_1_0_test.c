@@ -4,7 +4,8 @@
  *   - one name, one concept: sp_manager_set/get_max_service_point_idle_time;
  *   - a getter for every setter: the TLS options and the request description;
  *   - sp_strerror from the enum: every code has its own text, unknown numbers one text;
- *   - sp_statistics without undefined bytes, closed_in_flight and closed_address_gone appended;
+ *   - sp_statistics without undefined bytes, closed_in_flight, closed_address_gone, pipelined
+ *     and pipeline_replays appended;
  *   - mutable handles where a function changes state (a compile-time check: the calls
  *     below pass `sp_X *`, and the getters accept `const sp_X *`).
  *
@@ -155,11 +156,12 @@ static void test_statistics_bytes(void) {
     uint32_t size = (uint32_t)sizeof(sp_statistics);
     int all_zero = 1;
 
-    /* No padding: the u32 pair, then 8-byte counters, closed_address_gone last. */
+    /* No padding: the u32 pair, then 8-byte counters, pipeline_replays last. */
     CHECK(offsetof(sp_statistics, reserved) == 4);
     CHECK(offsetof(sp_statistics, open) == 8);
     CHECK(offsetof(sp_statistics, closed_in_flight) == 160);
-    CHECK(offsetof(sp_statistics, closed_address_gone) + 8 == sizeof(sp_statistics));
+    CHECK(offsetof(sp_statistics, closed_address_gone) == 168);
+    CHECK(offsetof(sp_statistics, pipeline_replays) + 8 == sizeof(sp_statistics));
 
     CHECK_OK(sp_manager_new(&m));
     CHECK_OK(sp_find(m, "http://127.0.0.1:9/", &p));
@@ -172,7 +174,7 @@ static void test_statistics_bytes(void) {
     for (i = sizeof(sp_statistics); i < sizeof raw; i++) CHECK(raw[i] == 0xA5);
     memcpy(&st, raw, sizeof st);
     CHECK(st.struct_size == sizeof(sp_statistics) && st.closed_in_flight == 0 &&
-          st.closed_address_gone == 0);
+          st.closed_address_gone == 0 && st.pipelined == 0 && st.pipeline_replays == 0);
     sp_point_free(p);
     sp_manager_free(m);
 }

@@ -2,8 +2,9 @@
  * C API tests, topic "async": sp_request_async and sp_response_read_async complete exactly
  * once (on a runtime thread, or through a completion queue drained with poll(2) on the
  * test's thread), share connections and the FIFO queue with blocking requests, end with
- * SP_E_CANCELED after sp_operation_cancel (a queued request is never sent), and a cancel
- * token stops a blocking sp_request from another thread.
+ * SP_E_CANCELED after sp_operation_cancel (a queued request is never sent), a cancel
+ * token stops a blocking sp_request from another thread, and asynchronous requests queued at
+ * the limit are pipelined when the service point allows it.
  */
 #include "test_support.h"
 
@@ -574,6 +575,78 @@ cleanup:
     g_stress = NULL;
 }
 
+/* Pipelining: settings validated; at limit 1, five GETs queued behind a slow one are written
+ * on its connection when its answer arrives (the server sees one connection), and each gets
+ * its own response, in order. */
+static void test_pipelining(void) {
+    lb_server *srv = start_server();
+    sp_manager *m = NULL;
+    sp_point *p = NULL;
+    sp_http_request *slow = NULL, *hello = NULL;
+    sp_operation *ops[6] = {0};
+    completion c[6];
+    memset(c, 0, sizeof c);
+    char url[256], slow_url[256];
+    make_url(url, sizeof url, srv, "/hello");
+    make_url(slow_url, sizeof slow_url, srv, "/slow?ms=200");
+    REQUIRE_OK(sp_manager_new(&m));
+    REQUIRE_OK(sp_find(m, url, &p));
+    int32_t v = -5;
+    CHECK_OK(sp_get_pipelining(p, &v));
+    CHECK(v == 0);
+    CHECK_OK(sp_get_pipeline_depth(p, &v));
+    CHECK(v == 8);
+    CHECK_RC(sp_set_pipelining(p, 2), SP_E_OUT_OF_RANGE);
+    CHECK_RC(sp_set_pipeline_depth(p, 0), SP_E_OUT_OF_RANGE);
+    CHECK_RC(sp_set_pipeline_depth(p, 65), SP_E_OUT_OF_RANGE);
+    CHECK_OK(sp_get_pipeline_depth(p, &v));
+    CHECK(v == 8); /* a rejected value changes nothing */
+    CHECK_OK(sp_set_pipeline_depth(p, 6));
+    CHECK_OK(sp_set_pipelining(p, 1));
+    CHECK_OK(sp_get_pipelining(p, &v));
+    CHECK(v == 1);
+    REQUIRE_OK(sp_set_connection_limit(p, 1));
+    REQUIRE_OK(sp_http_request_new("GET", slow_url, &slow));
+    REQUIRE_OK(sp_http_request_new("GET", url, &hello));
+    CHECK_OK(sp_http_request_get_pipelined(hello, &v));
+    CHECK(v == -1);
+    CHECK_RC(sp_http_request_set_pipelined(hello, 3), SP_E_OUT_OF_RANGE);
+    CHECK_OK(sp_http_request_set_pipelined(hello, 1));
+    CHECK_OK(sp_http_request_get_pipelined(hello, &v));
+    CHECK(v == 1);
+    fetched f;
+    CHECK_OK(fetch(m, "GET", url, NULL, 0, &f)); /* the server answers HTTP/1.1: it qualifies */
+    fetched_free(&f);
+    REQUIRE_OK(sp_request_async(m, slow, on_response, &c[0], &ops[0]));
+    for (int waited = 0; lb_requests(srv) < 2 && waited < 5000; waited += 2) sleep_ms(2);
+    for (int i = 1; i < 6; i++) REQUIRE_OK(sp_request_async(m, hello, on_response, &c[i], &ops[i]));
+    for (int i = 0; i < 6; i++) {
+        CHECK(wait_calls(&c[i], 1, 5000));
+        CHECK_RC(c[i].result, SP_OK);
+        if (!c[i].response) continue;
+        const uint8_t *body = NULL;
+        size_t len = 0;
+        CHECK_OK(sp_response_read_all(c[i].response, &body, &len));
+        const char *want = i == 0 ? "slow\n" : LB_HELLO_BODY;
+        CHECK(len == strlen(want) && memcmp(body, want, len) == 0);
+        sp_response_free(c[i].response);
+        c[i].response = NULL;
+    }
+    sp_statistics st;
+    CHECK_OK(get_stats(p, &st));
+    CHECK(st.pipelined == 5 && st.pipeline_replays == 0);
+    CHECK(lb_connections(srv) == 1 && lb_requests(srv) == 7);
+    CHECK_OK(sp_get_supports_pipelining(p, &v));
+    CHECK(v == 1);
+cleanup:
+    for (int i = 0; i < 6; i++) sp_operation_free(ops[i]);
+    sp_http_request_free(slow);
+    sp_http_request_free(hello);
+    sp_point_free(p);
+    sp_manager_free(m);
+    lb_stop(srv);
+}
+
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"async_then_blocking_share_a_connection", test_async_then_blocking_share_a_connection},
@@ -585,6 +658,7 @@ int main(int argc, char **argv) {
         {"cancel_token_stops_a_blocking_request", test_cancel_token_stops_a_blocking_request},
         {"async_body_read", test_async_body_read},
         {"manager_free_ends_pending_requests", test_manager_free_ends_pending_requests},
+        {"pipelining", test_pipelining},
         {"stress_blocking_and_async_with_cancels_and_manager_free",
          test_stress_blocking_and_async_with_cancels_and_manager_free},
     };

@@ -3,6 +3,7 @@
 //! replies, including broken ones. Every wait in it is bounded.
 #![allow(dead_code)]
 
+pub mod pipe;
 pub mod pki;
 pub mod proxy;
 pub mod script;
