@@ -34,6 +34,8 @@ typedef struct outcome {
 
 /* Step 4: one thread, 100 asynchronous requests, a completion queue polled with poll(2). */
 #define ASYNC_N 100
+/* Step 5: requests pipelined behind a slow one. */
+#define PIPE_N 15
 typedef struct async_tally {
     int ok, canceled, failed, callbacks;
 } async_tally;
@@ -179,6 +181,8 @@ static void print_statistics(const sp_point *p) {
            st.closed_lease, st.closed_idle, st.closed_keep_alive_off, st.closed_server,
            st.closed_stale, st.closed_error, st.closed_max_requests, st.closed_group,
            st.closed_abandoned);
+    printf("  pipelining   requests pipelined %" PRIu64 ", replayed %" PRIu64 "\n", st.pipelined,
+           st.pipeline_replays);
 }
 
 static int tour(void) {
@@ -372,6 +376,69 @@ static int tour(void) {
                "the server saw at most 4 new connections for 99 requests");
         for (int i = 0; i < ASYNC_N; i++) sp_operation_free(ops[i]);
         sp_http_request_free(req);
+        sp_completion_queue_free(queue);
+    }
+
+    /* 5. Pipelining: limit 1, requests queued behind a slow one are written on its connection
+     * before its answer arrives, and answered in order. A connection group of their own keeps
+     * the idle connections of step 4 out of it (each group has its own connections). */
+    printf("\n5) pipelining on, connection limit 1, connection group \"pipelined\": /slow?ms=30, "
+           "then %d GETs of /hello queued behind it\n",
+           PIPE_N);
+    if ((rc = sp_set_connection_limit(p, 1)) != SP_OK || (rc = sp_set_pipelining(p, 1)) != SP_OK) {
+        print_error("sp_set_pipelining", rc);
+        goto done;
+    }
+    {
+        sp_completion_queue *queue = NULL;
+        sp_http_request *first = NULL, *next = NULL;
+        sp_operation *ops[PIPE_N + 1] = {0};
+        async_tally tally = {0, 0, 0, 0};
+        sp_statistics before;
+        memset(&before, 0, sizeof before);
+        before.struct_size = sizeof before;
+        sp_get_statistics(p, &before);
+        int conns_before = lb_connections(srv), requests_before = lb_requests(srv);
+        if ((rc = sp_completion_queue_new(&queue)) != SP_OK ||
+            (rc = sp_http_request_new("GET", slow, &first)) != SP_OK ||
+            (rc = sp_http_request_new("GET", hello, &next)) != SP_OK ||
+            (rc = sp_http_request_set_connection_group(first, "pipelined")) != SP_OK ||
+            (rc = sp_http_request_set_connection_group(next, "pipelined")) != SP_OK ||
+            (rc = sp_request_async_queued(m, first, queue, on_async_response, &tally, &ops[0])) !=
+                SP_OK) {
+            print_error("setup of step 5", rc);
+        } else {
+            size_t started = 0;
+            sp_completion_queue_run(queue, 0, &started); /* the slow one takes the connection */
+            for (int i = 1; i <= PIPE_N && rc == SP_OK; i++)
+                rc = sp_request_async_queued(m, next, queue, on_async_response, &tally, &ops[i]);
+            int fd = -1;
+            sp_completion_queue_fd(queue, &fd);
+            for (int spins = 0; tally.callbacks < PIPE_N + 1 && spins < 2000; spins++) {
+                struct pollfd pfd = {fd, POLLIN, 0};
+                if (poll(&pfd, 1, 10) > 0) {
+                    size_t ran = 0;
+                    sp_completion_queue_run(queue, PIPE_N + 1, &ran);
+                }
+            }
+        }
+        sp_statistics after;
+        memset(&after, 0, sizeof after);
+        after.struct_size = sizeof after;
+        sp_get_statistics(p, &after);
+        printf("  completed: %d OK, %d failed; %" PRIu64 " written behind another request on "
+               "one connection, %" PRIu64 " replayed\n",
+               tally.ok, tally.failed, after.pipelined - before.pipelined,
+               after.pipeline_replays - before.pipeline_replays);
+        expect(tally.ok == PIPE_N + 1, "every pipelined request got its response");
+        expect(after.pipelined - before.pipelined == PIPE_N,
+               "the queued requests were all pipelined (sp_statistics.pipelined)");
+        expect(lb_connections(srv) - conns_before == 1 &&
+                   lb_requests(srv) - requests_before == PIPE_N + 1,
+               "the server saw one connection for the group and each request once");
+        for (int i = 0; i <= PIPE_N; i++) sp_operation_free(ops[i]);
+        sp_http_request_free(first);
+        sp_http_request_free(next);
         sp_completion_queue_free(queue);
     }
 
