@@ -153,6 +153,7 @@ async fn exchange<P: Placement>(
                 Ok(())
             }
             Grant::Turn(conn) => {
+                point.stats.reused(&conn);
                 checkout.adopt(conn);
                 Ok(())
             }

@@ -188,6 +188,12 @@ namespace Servicepoint
         /// methods with a replayable body are always retried so.</summary>
         public bool Retryable { get; set; }
 
+        /// <summary>HttpWebRequest.Pipelined: whether this request may be pipelined. true even on
+        /// a service point with Pipelining off; false never; null (the default) as its service
+        /// point's Pipelining says. The other conditions still apply (a POST or a BodyStream is
+        /// never pipelined).</summary>
+        public bool? Pipelined { get; set; }
+
         /// <summary>HttpWebRequest.Proxy: this request's own proxy. null (the default) takes the
         /// manager's (HttpServicePointManager.Proxy); a WebProxy without an Address, or one
         /// whose IsBypassed(Url) is true, is a direct connection; otherwise GetProxy(Url) with

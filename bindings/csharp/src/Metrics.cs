@@ -39,6 +39,8 @@ namespace Servicepoint
             TlsResumedHandshakes = s.tls_resumed_handshakes;
             ClosedInFlight = s.closed_in_flight;
             ClosedAddressGone = s.closed_address_gone;
+            Pipelined = s.pipelined;
+            PipelineReplays = s.pipeline_replays;
         }
 
         /// <summary>Open connections (idle + busy).</summary>
@@ -88,16 +90,25 @@ namespace Servicepoint
         /// (looked up again after DnsRefreshTimeout) or its resolve override.</summary>
         public ulong ClosedAddressGone { get; private set; }
 
+        /// <summary>Requests written on a busy connection behind another
+        /// (HttpServicePoint.Pipelining, HttpRequest.Pipelined).</summary>
+        public ulong Pipelined { get; private set; }
+
+        /// <summary>Pipelined requests sent again on another connection because theirs ended
+        /// before their response (each at most once).</summary>
+        public ulong PipelineReplays { get; private set; }
+
         public override string ToString()
         {
             return string.Format(
                 "open={0} idle={1} busy={2} waiting={3} opened={4} requests={5} reuses={6} retries={7} " +
                 "closed: lease={8} idle={9} keep_alive_off={10} server={11} stale={12} error={13} " +
-                "max_requests={14} group={15} abandoned={16} in_flight={19} address_gone={20} tls: full={17} resumed={18}",
+                "max_requests={14} group={15} abandoned={16} in_flight={19} address_gone={20} tls: full={17} resumed={18} " +
+                "pipelined={21} pipeline_replays={22}",
                 Open, Idle, Busy, Waiting, ConnectionsOpened, Requests, Reuses, Retries, ClosedLease,
                 ClosedIdle, ClosedKeepAliveOff, ClosedServer, ClosedStale, ClosedError,
                 ClosedMaxRequests, ClosedGroup, ClosedAbandoned, TlsFullHandshakes, TlsResumedHandshakes,
-                ClosedInFlight, ClosedAddressGone);
+                ClosedInFlight, ClosedAddressGone, Pipelined, PipelineReplays);
         }
     }
 

@@ -96,8 +96,8 @@ namespace Servicepoint
             public fixed ulong buckets[SP_HISTOGRAM_BUCKETS];
         }
 
-        /// <summary>struct sp_statistics: uint32 struct_size, uint32 reserved (0), then 20
-        /// uint64; 168 bytes, no padding.</summary>
+        /// <summary>struct sp_statistics: uint32 struct_size, uint32 reserved (0), then 23
+        /// uint64; 192 bytes, no padding.</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct sp_statistics
         {
@@ -124,6 +124,8 @@ namespace Servicepoint
             public ulong tls_resumed_handshakes;
             public ulong closed_in_flight;
             public ulong closed_address_gone;
+            public ulong pipelined;
+            public ulong pipeline_replays;
         }
 
         // Manager.
@@ -236,6 +238,14 @@ namespace Servicepoint
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_get_expect_100_continue_timeout(IntPtr point, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_pipelining(IntPtr point, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_pipelining(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_set_pipeline_depth(IntPtr point, int depth);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_get_pipeline_depth(IntPtr point, out int outValue);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_set_expect_100_continue(IntPtr manager, int on);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_manager_get_expect_100_continue(IntPtr manager, out int outValue);
@@ -298,6 +308,11 @@ namespace Servicepoint
         internal static extern int sp_http_request_get_read_timeout(IntPtr request, out int outValue);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_http_request_get_retryable(IntPtr request, out int outValue);
+        // 1 may be pipelined, 0 never, -1 as the service point says (the default).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_set_pipelined(IntPtr request, int on);
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern int sp_http_request_get_pipelined(IntPtr request, out int outValue);
         // The copy-out text getters, snprintf-style: (request, char *buf, size_t cap, size_t *out_len).
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_http_request_get_connection_group(IntPtr request, byte[] buf, UIntPtr cap, out UIntPtr outLen);

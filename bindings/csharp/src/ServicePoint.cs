@@ -138,6 +138,32 @@ namespace Servicepoint
             set { Set(Native.sp_set_expect_100_continue_timeout, value, "sp_set_expect_100_continue_timeout"); }
         }
 
+        /// <summary>Pipelining (false by default): with it on, a request that finds the
+        /// connection limit reached and may be pipelined (an idempotent method such as GET or
+        /// HEAD, no body or a Body array, no Expect: 100-continue, keep-alive on) is written on
+        /// a busy connection behind the request being answered, up to PipelineDepth, instead of
+        /// waiting for the connection to be free; responses come in order. Only to a server
+        /// that answered HTTP/1.1 and has not shown it does not pipeline (SupportsPipelining).
+        /// The next response on a connection is read only once the previous one's body was read
+        /// to the end or its response disposed: holding a response delays those behind it. When
+        /// a connection ends early, the requests behind the last answered one are sent again,
+        /// once, on another connection. Applies to requests queued from now on;
+        /// HttpRequest.Pipelined overrides it per request.</summary>
+        public bool Pipelining
+        {
+            get { return Get(Native.sp_get_pipelining, "sp_get_pipelining") != 0; }
+            set { Set(Native.sp_set_pipelining, value ? 1 : 0, "sp_set_pipelining"); }
+        }
+
+        /// <summary>The most requests in flight on one connection when Pipelining is on, the
+        /// one being answered included: 1..64 (default 8; 1 pipelines nothing). Out of range
+        /// throws OutOfRangeException, nothing changed.</summary>
+        public int PipelineDepth
+        {
+            get { return Get(Native.sp_get_pipeline_depth, "sp_get_pipeline_depth"); }
+            set { Set(Native.sp_set_pipeline_depth, value, "sp_set_pipeline_depth"); }
+        }
+
         /// <summary>How long connecting (and the TLS handshake) may take, in ms;
         /// Timeout.Infinite (-1, the default) leaves it to the request timeout.</summary>
         public int ConnectTimeout
@@ -248,9 +274,11 @@ namespace Servicepoint
             }
         }
 
-        /// <summary>SupportsPipelining: true until a response of the server says HTTP/1.0, then
-        /// false for good (as .NET Framework). Requests go one at a time per connection either
-        /// way.</summary>
+        /// <summary>SupportsPipelining: true until the server shows it does not pipeline (a
+        /// response says HTTP/1.0, a connection ends unannounced after the first pipelined batch,
+        /// or a pipelined request gets an answer out of protocol), then false for good (as .NET
+        /// Framework). Requests are pipelined (Pipelining) only while it is true and after a
+        /// response said HTTP/1.1.</summary>
         public bool SupportsPipelining
         {
             get { return Get(Native.sp_get_supports_pipelining, "sp_get_supports_pipelining") != 0; }

@@ -718,6 +718,10 @@ namespace Servicepoint
                 {
                     Native.Check(Native.sp_http_request_set_retryable(req, 1), "sp_http_request_set_retryable");
                 }
+                if (request.Pipelined.HasValue)
+                {
+                    Native.Check(Native.sp_http_request_set_pipelined(req, request.Pipelined.Value ? 1 : 0), "sp_http_request_set_pipelined");
+                }
                 if (request.Proxy != null)
                 {
                     string proxy = HttpRequest.ProxyText(request.Proxy, new Uri(request.Url));

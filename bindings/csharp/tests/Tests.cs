@@ -778,6 +778,94 @@ namespace Servicepoint.Tests
             }
         }
 
+        /// <summary>Sends request asynchronously and reads its body (ReadAsync) once its head
+        /// has arrived.</summary>
+        static async Task<byte[]> FetchAsync(HttpServicePointManager m, HttpRequest request)
+        {
+            using (Response r = await m.GetResponseAsync(request))
+            {
+                Stream s = r.GetResponseStream();
+                var body = new MemoryStream();
+                var buf = new byte[4096];
+                for (int i = 0; i < 100000; i++)
+                {
+                    int n = await s.ReadAsync(buf, 0, buf.Length);
+                    if (n == 0) return body.ToArray();
+                    body.Write(buf, 0, n);
+                }
+                throw new TestFailure("the body did not end");
+            }
+        }
+
+        /// <summary>At ConnectionLimit 1: a GET of /slow (answered after 300 ms), then, once the
+        /// server has it, <paramref name="count"/> GETs of /whoami?TAG-i from as many threads
+        /// (or asynchronously), each with Pipelined = <paramref name="pipelined"/>. Checks that
+        /// every response is its own request's (the handler answers with the target).</summary>
+        static void PipelineBatch(HttpServicePointManager m, TestServer server, string tag, bool? pipelined, bool async, int count = 5)
+        {
+            int slowBefore = server.Requests.FindAll(r => r.Path == "/slow").Count;
+            string slowBody = null;
+            Exception slowError = null;
+            var slow = new Thread(() =>
+            {
+                try
+                {
+                    using (Response r = m.GetResponse(new HttpRequest("GET", server.Url("/slow?" + tag))))
+                        slowBody = Encoding.ASCII.GetString(r.ReadAll());
+                }
+                catch (Exception e)
+                {
+                    slowError = e;
+                }
+            });
+            slow.Start();
+            for (int i = 0; i < 1000 && server.Requests.FindAll(r => r.Path == "/slow").Count == slowBefore; i++) Thread.Sleep(5);
+            Assert(server.Requests.FindAll(r => r.Path == "/slow").Count > slowBefore, tag + ": the server did not see the slow request");
+            var targets = new string[count];
+            var bodies = new string[count];
+            var errors = new Exception[count];
+            for (int i = 0; i < count; i++) targets[i] = "/whoami?" + tag + "-" + i;
+            if (async)
+            {
+                var tasks = new Task<byte[]>[count];
+                for (int i = 0; i < count; i++)
+                    tasks[i] = FetchAsync(m, new HttpRequest("GET", server.Url(targets[i])) { Pipelined = pipelined, Timeout = 20000 });
+                Assert(Task.WaitAll(tasks, 30000), tag + ": not all requests completed within 30 s");
+                for (int i = 0; i < count; i++) bodies[i] = Encoding.UTF8.GetString(tasks[i].Result);
+            }
+            else
+            {
+                var threads = new Thread[count];
+                for (int i = 0; i < count; i++)
+                {
+                    int k = i;
+                    threads[k] = new Thread(() =>
+                    {
+                        try
+                        {
+                            var req = new HttpRequest("GET", server.Url(targets[k])) { Pipelined = pipelined, Timeout = 20000 };
+                            using (Response r = m.GetResponse(req))
+                                bodies[k] = Encoding.UTF8.GetString(r.ReadAll());
+                        }
+                        catch (Exception e)
+                        {
+                            errors[k] = e;
+                        }
+                    });
+                    threads[k].Start();
+                }
+                foreach (Thread t in threads) Assert(t.Join(30000), tag + ": a request did not complete within 30 s");
+            }
+            Assert(slow.Join(30000), tag + ": the slow request did not complete within 30 s");
+            if (slowError != null) throw new TestFailure(tag + ": slow request: " + slowError);
+            Equal("slow", slowBody, tag + ": the slow request's body");
+            for (int i = 0; i < count; i++)
+            {
+                if (errors[i] != null) throw new TestFailure(targets[i] + ": " + errors[i]);
+                Equal(targets[i], bodies[i], "the body of " + targets[i]);
+            }
+        }
+
         static Exception Unwrap(Exception e)
         {
             var a = e as AggregateException;
@@ -907,11 +995,13 @@ namespace Servicepoint.Tests
                 Assert(ServicePointLibrary.Version.StartsWith("servicepoint/"), "version " + ServicePointLibrary.Version);
                 Equal(2u, ServicePointLibrary.AbiVersion, "ABI version");
                 Assert(!string.IsNullOrEmpty(ServicePointException.StrError(ErrorCode.Connect)), "strerror text");
-                Equal(176, Marshal.SizeOf(typeof(Native.sp_statistics)), "sizeof(sp_statistics)");
+                Equal(192, Marshal.SizeOf(typeof(Native.sp_statistics)), "sizeof(sp_statistics)");
                 Equal(4, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "reserved"), "offsetof(reserved)");
                 Equal(152, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "tls_resumed_handshakes"), "offsetof(tls_resumed_handshakes)");
                 Equal(160, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "closed_in_flight"), "offsetof(closed_in_flight)");
                 Equal(168, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "closed_address_gone"), "offsetof(closed_address_gone)");
+                Equal(176, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "pipelined"), "offsetof(pipelined)");
+                Equal(184, (int)Marshal.OffsetOf(typeof(Native.sp_statistics), "pipeline_replays"), "offsetof(pipeline_replays)");
                 Equal("connection reset by the server", ServicePointException.StrError(ErrorCode.ConnectionReset), "strerror(ConnectionReset)");
                 Equal("unknown result code", ServicePointException.StrError((ErrorCode)33), "strerror(33)");
                 var reset = ServicePointException.Create(ErrorCode.ConnectionReset, "reset", true, "f", null);
@@ -1515,6 +1605,98 @@ namespace Servicepoint.Tests
                         p.Expect100Continue = false;
                         Equal(false, p.Expect100Continue, "Expect100Continue");
                     }
+                }
+            });
+
+            Check("Pipelining and PipelineDepth: defaults, validation, HttpRequest.Pipelined reaches the description", () =>
+            {
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint("http://a.example/"))
+                {
+                    Equal(false, p.Pipelining, "Pipelining default: off");
+                    Equal(8, p.PipelineDepth, "PipelineDepth default");
+                    var e = Throws<OutOfRangeException>(() => p.PipelineDepth = 0, "PipelineDepth = 0");
+                    Equal(ErrorCode.OutOfRange, e.NativeCode, "code of PipelineDepth = 0");
+                    Throws<OutOfRangeException>(() => p.PipelineDepth = 65, "PipelineDepth = 65");
+                    Throws<OutOfRangeException>(() => p.PipelineDepth = -1, "PipelineDepth = -1");
+                    Equal(8, p.PipelineDepth, "unchanged after rejected values");
+                    p.PipelineDepth = 64;
+                    Equal(64, p.PipelineDepth, "PipelineDepth = 64");
+                    p.PipelineDepth = 1;
+                    Equal(1, p.PipelineDepth, "PipelineDepth = 1");
+                    p.Pipelining = true;
+                    Equal(true, p.Pipelining, "Pipelining on");
+                    using (HttpServicePoint again = m.FindServicePoint("http://a.example/other"))
+                        Equal(true, again.Pipelining, "a setting of the service point, not of the handle");
+                    p.Pipelining = false;
+                    Equal(false, p.Pipelining, "Pipelining off");
+                    Equal<bool?>(null, new HttpRequest("GET", "http://a.example/").Pipelined, "HttpRequest.Pipelined default");
+                }
+                IntPtr req;
+                Native.Check(Native.sp_http_request_new(Native.Utf8Z("GET", "method"), Native.Utf8Z("http://a.example/", "url"), out req), "sp_http_request_new");
+                try
+                {
+                    int v;
+                    Native.Check(Native.sp_http_request_get_pipelined(req, out v), "get_pipelined");
+                    Equal(-1, v, "pipelined: as the service point says");
+                    Native.Check(Native.sp_http_request_set_pipelined(req, 0), "set_pipelined(0)");
+                    Native.Check(Native.sp_http_request_get_pipelined(req, out v), "get_pipelined");
+                    Equal(0, v, "pipelined: never");
+                    Equal((int)ErrorCode.OutOfRange, Native.sp_http_request_set_pipelined(req, 2), "set_pipelined(2)");
+                    Native.Check(Native.sp_http_request_get_pipelined(req, out v), "get_pipelined");
+                    Equal(0, v, "unchanged after a rejected value");
+                }
+                finally
+                {
+                    Native.sp_http_request_free(req);
+                }
+            });
+
+            Check("Pipelining: GETs queued behind a slow one at limit 1 go on its connection, each with its own response; Pipelined = false opts out, true opts in", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    server.Handler = rq => rq.Path == "/slow"
+                        ? new Reply { Body = Encoding.ASCII.GetBytes("slow"), DelayMs = 300 }
+                        : new Reply { Body = Encoding.UTF8.GetBytes(rq.Target) };
+                    p.ConnectionLimit = 1;
+                    p.Pipelining = true;
+                    // The server qualifies for pipelining by answering HTTP/1.1.
+                    Equal("/whoami?warm-up", GetText(m, server.Url("/whoami?warm-up")), "warm-up");
+                    Equal(0UL, p.Statistics.Pipelined, "nothing pipelined yet");
+
+                    PipelineBatch(m, server, "on", null, false);
+                    ServicePointStatistics s = p.Statistics;
+                    Assert(s.Pipelined >= 1, "blocking GETs were not pipelined: " + s);
+                    Equal(0UL, s.PipelineReplays, "PipelineReplays");
+                    Equal(1, server.ConnectionCount, "connections the server saw");
+                    Equal(1 + 1 + 5, server.Requests.Count, "requests the server saw (each once)");
+                    Assert(p.SupportsPipelining, "SupportsPipelining after a pipelined batch");
+                    Equal(s.Pipelined, m.Statistics.Pipelined, "the manager's sum");
+
+                    PipelineBatch(m, server, "async", null, true);
+                    ulong afterAsync = p.Statistics.Pipelined;
+                    Assert(afterAsync > s.Pipelined, "asynchronous GETs were not pipelined: " + p.Statistics);
+
+                    PipelineBatch(m, server, "never", false, false);
+                    Equal(afterAsync, p.Statistics.Pipelined, "Pipelined = false: nothing more pipelined");
+
+                    p.Pipelining = false;
+                    PipelineBatch(m, server, "asked", true, false);
+                    ulong afterAsked = p.Statistics.Pipelined;
+                    Assert(afterAsked > afterAsync, "Pipelined = true on a service point with Pipelining off: not pipelined: " + p.Statistics);
+
+                    PipelineBatch(m, server, "off", null, true);
+                    Equal(afterAsked, p.Statistics.Pipelined, "Pipelining off: nothing more pipelined");
+                    Equal(0UL, p.Statistics.PipelineReplays, "PipelineReplays");
+                    Equal(1, server.ConnectionCount, "connections the server saw");
+                    foreach (RecordedRequest r in server.Requests)
+                        Equal(server.ConnectionPorts[0], r.ClientPort, "the client port of " + r.Target);
+                    string text = p.Statistics.ToString();
+                    Assert(text.Contains("pipelined=" + afterAsked) && text.Contains("pipeline_replays=0"), "ToString: " + text);
+                    Console.WriteLine("     {0}", text);
                 }
             });
 

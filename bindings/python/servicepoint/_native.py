@@ -202,6 +202,8 @@ class sp_statistics(ctypes.Structure):
         ("tls_resumed_handshakes", ctypes.c_uint64),
         ("closed_in_flight", ctypes.c_uint64),
         ("closed_address_gone", ctypes.c_uint64),
+        ("pipelined", ctypes.c_uint64),
+        ("pipeline_replays", ctypes.c_uint64),
     ]
 
 
@@ -460,6 +462,10 @@ sp_set_expect_100_continue_timeout = _declare(
 sp_get_expect_100_continue_timeout = _declare(
     "sp_get_expect_100_continue_timeout", [point_p, c_int32_p]
 )
+sp_set_pipelining = _declare("sp_set_pipelining", [point_p, ctypes.c_int32])
+sp_get_pipelining = _declare("sp_get_pipelining", [point_p, c_int32_p])
+sp_set_pipeline_depth = _declare("sp_set_pipeline_depth", [point_p, ctypes.c_int32])
+sp_get_pipeline_depth = _declare("sp_get_pipeline_depth", [point_p, c_int32_p])
 sp_manager_set_enable_dns_round_robin = _declare(
     "sp_manager_set_enable_dns_round_robin", [manager_p, ctypes.c_int32]
 )
@@ -552,6 +558,11 @@ sp_http_request_get_read_timeout = _declare(
     "sp_http_request_get_read_timeout", [request_p, c_int32_p]
 )
 sp_http_request_get_retryable = _declare("sp_http_request_get_retryable", [request_p, c_int32_p])
+#: 1 may be pipelined, 0 never, -1 as the service point says (the default).
+sp_http_request_set_pipelined = _declare(
+    "sp_http_request_set_pipelined", [request_p, ctypes.c_int32]
+)
+sp_http_request_get_pipelined = _declare("sp_http_request_get_pipelined", [request_p, c_int32_p])
 #: The copy-out text getters: (request, char *buf, size_t cap, size_t *out_len), snprintf-style.
 sp_http_request_get_connection_group = _declare(
     "sp_http_request_get_connection_group",

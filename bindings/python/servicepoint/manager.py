@@ -28,7 +28,8 @@ from .response import Response
 __all__ = ["ServicePointManager"]
 
 #: Key of a cached request description: (method, url) for every option at its default, else
-#: (method, url, timeout_ms, read_timeout_ms, keep_alive, connection_group, retryable, proxy).
+#: (method, url, timeout_ms, read_timeout_ms, keep_alive, connection_group, retryable, proxy,
+#: pipelined).
 _CacheKey = Tuple[Any, ...]
 
 
@@ -450,6 +451,7 @@ class ServicePointManager(NativeObject):
         retryable: bool = False,
         cancel_token: Optional[CancelToken] = None,
         proxy: Optional[str] = None,
+        pipelined: Optional[bool] = None,
     ) -> Response:
         """Sends a request on a pooled connection of the URL's service point and waits for
         the response head (the body is read from the returned :class:`Response`).
@@ -478,7 +480,7 @@ class ServicePointManager(NativeObject):
             if (
                 timeout == DEFAULT_TIMEOUT and read_timeout == DEFAULT_READ_TIMEOUT
                 and keep_alive is None and not connection_group and not retryable
-                and proxy is None
+                and proxy is None and pipelined is None
             ):
                 key = (method, url)
             else:
@@ -487,6 +489,7 @@ class ServicePointManager(NativeObject):
                     n.to_ms(read_timeout, "read_timeout"),
                     None if keep_alive is None else bool(keep_alive),
                     connection_group or "", bool(retryable), proxy,
+                    None if pipelined is None else bool(pipelined),
                 )
             cache: Optional[_RequestCache] = getattr(self._local, "requests", None)
             if cache is None:
@@ -507,7 +510,7 @@ class ServicePointManager(NativeObject):
             return Response(n.out_handle(resp, "sp_request"), self)
         with Request(
             method, url, headers, body, timeout, read_timeout, keep_alive,
-            connection_group, retryable, cancel_token, proxy,
+            connection_group, retryable, cancel_token, proxy, pipelined,
         ) as req:
             return self.send(req)
 
@@ -552,6 +555,7 @@ class ServicePointManager(NativeObject):
         retryable: bool = False,
         cancel_token: Optional[CancelToken] = None,
         proxy: Optional[str] = None,
+        pipelined: Optional[bool] = None,
     ) -> Response:
         """:meth:`request` for asyncio (same arguments): ``resp = await
         manager.request_async("GET", url)``. See :meth:`send_async`. The body must be
@@ -560,7 +564,7 @@ class ServicePointManager(NativeObject):
             raise ValueError("request_async takes a bytes-like or str body, not a stream")
         with Request(
             method, url, headers, body, timeout, read_timeout, keep_alive,
-            connection_group, retryable, cancel_token, proxy,
+            connection_group, retryable, cancel_token, proxy, pipelined,
         ) as req:
             return await self.send_async(req)
 

@@ -65,6 +65,11 @@ class Statistics:
     #: Idle connections closed because their address left the host's DNS answer (looked up
     #: again after the DNS refresh timeout) or its resolve override.
     closed_address_gone: int
+    #: Requests written on a busy connection behind another (:attr:`ServicePoint.pipelining`).
+    pipelined: int
+    #: Pipelined requests sent again on another connection because theirs ended before their
+    #: response (each at most once).
+    pipeline_replays: int
 
     @property
     def active(self) -> int:

@@ -200,6 +200,36 @@ class ServicePoint(NativeObject):
         )
 
     @property
+    def pipelining(self) -> bool:
+        """Pipelining (False by default): with it on, a request that finds the connection
+        limit reached and may be pipelined (an idempotent method such as GET or HEAD, no body
+        or a bytes body, no Expect: 100-continue, keep-alive on) is written on a busy
+        connection behind the request being answered, up to :attr:`pipeline_depth`, instead
+        of waiting for the connection to be free; responses come in order. Only to a server
+        that answered HTTP/1.1 and has not shown it does not pipeline
+        (:attr:`supports_pipelining`). The next response on a connection is read only once
+        the previous one's body was read to the end or its response closed: holding a
+        response delays those behind it. When a connection ends early, the requests behind
+        the last answered one are sent again, once, on another connection. Applies to
+        requests queued from now on; a request may override it (``pipelined=``)."""
+        return bool(self._get(n.sp_get_pipelining))
+
+    @pipelining.setter
+    def pipelining(self, on: bool) -> None:
+        n.sp_set_pipelining(self._live(), 1 if on else 0)
+
+    @property
+    def pipeline_depth(self) -> int:
+        """The most requests in flight on one connection when :attr:`pipelining` is on, the
+        one being answered included: 1..64 (default 8; 1 pipelines nothing). Out of range:
+        OutOfRangeError, nothing changed."""
+        return self._get(n.sp_get_pipeline_depth)
+
+    @pipeline_depth.setter
+    def pipeline_depth(self, value: int) -> None:
+        self._set(n.sp_set_pipeline_depth, value, "pipeline depth")
+
+    @property
     def current_connections(self) -> int:
         """CurrentConnections: open connections, all groups."""
         return self._get(n.sp_get_current_connections)
@@ -228,9 +258,11 @@ class ServicePoint(NativeObject):
 
     @property
     def supports_pipelining(self) -> bool:
-        """SupportsPipelining: True until a response of the server says HTTP/1.0, then False
-        for good (as .NET Framework). Requests are sent one at a time per connection either
-        way."""
+        """SupportsPipelining: True until the server shows it does not pipeline (a response
+        says HTTP/1.0, a connection ends unannounced after the first pipelined batch, or a
+        pipelined request gets an answer out of protocol), then False for good (as .NET
+        Framework). Requests are pipelined (:attr:`pipelining`) only while it is True and
+        after a response said HTTP/1.1."""
         return bool(self._get(n.sp_get_supports_pipelining))
 
     @property

@@ -127,6 +127,7 @@ def new_native(
     connection_group: Optional[str],
     retryable: bool,
     proxy: Optional[str] = None,
+    pipelined: Optional[bool] = None,
 ) -> int:
     """Creates and fills an sp_http_request; returns its handle (freed on error)."""
     req = ctypes.c_void_p()
@@ -158,6 +159,8 @@ def new_native(
             n.sp_http_request_set_retryable(handle, 1)
         if proxy is not None:
             n.sp_http_request_set_proxy(handle, n.encode(proxy, "proxy"))
+        if pipelined is not None:
+            n.sp_http_request_set_pipelined(handle, 1 if pipelined else 0)
     except BaseException:
         n.sp_http_request_free(handle)
         raise
@@ -204,6 +207,10 @@ class Request(NativeObject):
         proxy: this request's own proxy (HttpWebRequest.Proxy): None for the manager's
             :attr:`~ServicePointManager.proxy` settings, ``""`` for a direct connection, else
             a proxy URL (the manager's bypass list still applies).
+        pipelined: whether this request may be pipelined (HttpWebRequest.Pipelined): True
+            even on a service point with :attr:`~ServicePoint.pipelining` off, False never,
+            None (the default) as its service point says. The other conditions still apply
+            (a POST or a streamed body is never pipelined).
 
     Durations are seconds (int or float, millisecond resolution, rounded up); negative
     ones raise OutOfRangeError. Close it (or use ``with``) to free the native description
@@ -223,6 +230,7 @@ class Request(NativeObject):
         retryable: bool = False,
         cancel_token: Optional[CancelToken] = None,
         proxy: Optional[str] = None,
+        pipelined: Optional[bool] = None,
     ) -> None:
         self._handle: Optional[int] = None
         self._reader: Optional[BodyReader] = None
@@ -239,9 +247,11 @@ class Request(NativeObject):
         self._connection_group = connection_group or ""
         self._retryable = bool(retryable)
         self._proxy = proxy
+        self._pipelined = None if pipelined is None else bool(pipelined)
         handle = new_native(
             method, url, self._headers, data, self._timeout_ms, self._read_timeout_ms,
             self._keep_alive, self._connection_group, self._retryable, proxy,
+            self._pipelined,
         )
         self._handle = handle
         # The CancelToken object (the description keeps the native token alive itself).
@@ -342,6 +352,12 @@ class Request(NativeObject):
     def proxy(self) -> Optional[str]:
         """Its own proxy as given: None (the manager's settings), "" (direct) or a URL."""
         return self._proxy
+
+    @property
+    def pipelined(self) -> Optional[bool]:
+        """Whether it may be pipelined as given: True, False, or None (as its service point
+        says)."""
+        return self._pipelined
 
     @property
     def cancel_token(self) -> Optional[CancelToken]:

@@ -139,6 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.in_handler -= 1
         self._send(200, b"slept")
 
+    def route_whoami(self, query: dict, rec: RecordedRequest) -> None:
+        """Answers with the request's path and query: tells each request's response apart."""
+        self._send(200, rec.path.encode("utf-8"), [("Content-Type", "text/plain")])
+
     def route_big(self, query: dict, rec: RecordedRequest) -> None:
         data = pattern(int(query.get("size", "1048576")))
         self.send_response(200)

@@ -357,7 +357,9 @@ def test_connection_reset_has_its_own_class() -> None:
 
 
 def test_statistics_layout_matches_the_header() -> None:
-    assert ctypes.sizeof(_native.sp_statistics) == 8 + 21 * 8
+    assert ctypes.sizeof(_native.sp_statistics) == 8 + 23 * 8
     assert _native.sp_statistics.reserved.offset == 4
     assert _native.sp_statistics.closed_in_flight.offset == 8 + 19 * 8
-    assert _native.sp_statistics.closed_address_gone.offset == ctypes.sizeof(_native.sp_statistics) - 8
+    assert _native.sp_statistics.closed_address_gone.offset == 8 + 20 * 8
+    assert _native.sp_statistics.pipelined.offset == 8 + 21 * 8
+    assert _native.sp_statistics.pipeline_replays.offset == ctypes.sizeof(_native.sp_statistics) - 8
