@@ -170,8 +170,9 @@ async fn exchange<P: Placement>(
             }
         };
         let attempt = match opened {
+            // Boxed whatever the placement: only pipelined requests pay for its state.
             Ok(()) if turn => {
-                P::place(turn_attempt(
+                Box::pin(turn_attempt(
                     driver,
                     point,
                     req,
@@ -352,10 +353,13 @@ async fn top_up(
     if !holder.0.has_offers() {
         return None;
     }
-    write_places(driver, point, holder, conn, settings, deadline)
-        .await
-        .err()
-        .map(|_| CloseReason::Error)
+    // Boxed: the attempt future of every request would otherwise carry the write's state.
+    Box::pin(write_places(
+        driver, point, holder, conn, settings, deadline,
+    ))
+    .await
+    .err()
+    .map(|_| CloseReason::Error)
 }
 
 async fn write_places(
@@ -379,10 +383,10 @@ async fn write_places(
     }
     let n = taken.len() as u32;
     conn.requests = conn.requests.saturating_add(n);
-    conn.line.sent = conn.line.sent.saturating_add(n);
-    point
-        .stats
-        .pipelined(conn, taken.len(), 1 + conn.line.waiting());
+    let line = conn.line();
+    line.sent = line.sent.saturating_add(n);
+    let in_flight = 1 + conn.line().waiting();
+    point.stats.pipelined(conn, taken.len(), in_flight);
     let parts: Vec<&[u8]> = taken
         .iter()
         .filter_map(|w| w.offer().map(|o| o.bytes.as_slice()))
@@ -412,7 +416,7 @@ async fn turn_attempt(
         error,
         response_started: false,
     };
-    while let Some(head_only) = conn.line.skip.pop_front() {
+    while let Some(head_only) = conn.line().skip.pop_front() {
         let keeps = skip_response(driver, conn, head_only, deadline)
             .await
             .map_err(lost)?;
@@ -435,7 +439,8 @@ async fn turn_attempt(
             response_started,
         })?;
     conn.hint = facts.hint;
-    conn.line.answered = conn.line.answered.saturating_add(1);
+    let line = conn.line();
+    line.answered = line.answered.saturating_add(1);
     let mut close = close.or_else(|| reuse::close_after_response(&facts));
     if close.is_none() {
         close = top_up(driver, point, holder, conn, settings, deadline).await;
@@ -462,7 +467,8 @@ async fn skip_response(
         .await?;
     let facts = head.reuse_facts(framing == Framing::Close);
     conn.hint = facts.hint;
-    conn.line.answered = conn.line.answered.saturating_add(1);
+    let line = conn.line();
+    line.answered = line.answered.saturating_add(1);
     let mut decoder = body::BodyDecoder::new(framing);
     let mut scratch = vec![0u8; 16 * 1024];
     while !decoder.is_done() {

@@ -74,6 +74,12 @@ impl Line {
         self.waiting() == 0 && self.skip.is_empty()
     }
 
+    /// Requests wait behind the turn holder, or a pipelined request is unanswered: ending a
+    /// turn on this connection is `Pool::pass_turn`'s business.
+    pub fn in_use(&self) -> bool {
+        !self.is_empty() || self.sent > self.answered
+    }
+
     /// The shared list, created on first use.
     pub fn places(&mut self) -> Arc<Places> {
         Arc::clone(self.places.get_or_insert_with(Arc::default))

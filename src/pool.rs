@@ -387,8 +387,8 @@ impl Pool {
             }
             Ok((Grant::Turn(mut conn), ticket)) => {
                 // Its response is on the way: the next turn reads and drops it.
-                let head_only = conn.line.turn_head_only;
-                conn.line.skip.push_back(head_only);
+                let head_only = conn.line().turn_head_only;
+                conn.line().skip.push_back(head_only);
                 self.pass_turn(conn, Ok(()), &ticket, limit, settings);
             }
             Err(_) => {}
@@ -411,27 +411,27 @@ impl Pool {
             // The places belong to the parent's threads: never touched here.
             return self.release(Some(conn), outcome, ticket, limit, settings);
         }
-        let places = conn.line.places.clone();
+        let places = conn.line().places.clone();
         let next = || places.as_ref().and_then(|p| p.lock().pop_front());
         if let Err(reason) = outcome {
             while let Some(place) = next() {
                 let _ = try_give(&place.waiter, Err(AcquireError::Replay));
             }
-            conn.line.skip.clear();
+            conn.line().skip.clear();
             return self.release(Some(conn), Err(reason), ticket, limit, settings);
         }
         while let Some(place) = next() {
-            conn.line.turn_head_only = place.head_only;
+            conn.line().turn_head_only = place.head_only;
             match try_give(&place.waiter, Ok((Grant::Turn(conn), *ticket))) {
                 Ok(()) => return,
                 Err(Ok((Grant::Turn(back), _))) => {
                     conn = back;
-                    conn.line.skip.push_back(place.head_only);
+                    conn.line().skip.push_back(place.head_only);
                 }
                 Err(_) => unreachable!("try_give returns what it was given"),
             }
         }
-        let outcome = if conn.line.skip.is_empty() {
+        let outcome = if conn.line().skip.is_empty() {
             Ok(())
         } else {
             Err(CloseReason::Abandoned)
@@ -461,7 +461,7 @@ impl Pool {
         {
             return Vec::new();
         }
-        let places = conn.line.places();
+        let places = conn.line().places();
         let shortest_other = st
             .busy
             .iter()

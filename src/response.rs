@@ -10,6 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http1::Fields;
 use crate::http1::body::{BodyDecoder, Framing};
 use crate::http1::head::ResponseHead;
+use crate::pipeline::Line;
 use crate::point::ServicePoint;
 use crate::pool::{Pool, Ticket};
 use std::sync::Arc;
@@ -103,9 +104,10 @@ impl Checkout {
             c.last_used = Instant::now();
         }
         match conn {
-            Some(c) if !c.line.is_empty() || c.line.sent > c.line.answered => {
+            Some(c) if c.pipelined().is_some_and(Line::in_use) => {
                 if let Err(reason) = outcome {
-                    if c.line.disqualifies(reason) && self.point.server.refuse_pipelining() {
+                    let refused = c.pipelined().is_some_and(|l| l.disqualifies(reason));
+                    if refused && self.point.server.refuse_pipelining() {
                         self.point.stats.pipelining_refused(
                             "a connection ended before answering any of its pipelined requests",
                         );

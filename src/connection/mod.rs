@@ -108,8 +108,9 @@ pub struct Connection {
     fork_generation: u64,
     /// The client-side port (what the server sees as the peer port), read once.
     pub local_port: u16,
-    /// Requests written behind the one being answered (pipelining).
-    pub line: crate::pipeline::Line,
+    /// Requests written behind the one being answered (pipelining): boxed and made on first
+    /// use, so a connection that never pipelines stays small (connections move by value).
+    pipeline: Option<Box<crate::pipeline::Line>>,
     /// The server's address it connected to.
     pub peer: SocketAddr,
     /// Bytes the kernel accepted for sending over the connection's life.
@@ -296,13 +297,23 @@ impl Connection {
             generation,
             fork_generation: fork::generation(),
             local_port,
-            line: crate::pipeline::Line::default(),
+            pipeline: None,
             peer,
             bytes_sent: 0,
             tls: None,
             resumed: false,
             handshake_read: false,
         }
+    }
+
+    /// Its pipeline, made on first use.
+    pub fn line(&mut self) -> &mut crate::pipeline::Line {
+        self.pipeline.get_or_insert_with(Box::default)
+    }
+
+    /// Its pipeline, if it ever had one.
+    pub fn pipelined(&self) -> Option<&crate::pipeline::Line> {
+        self.pipeline.as_deref()
     }
 
     /// What the reuse rules need to know about it.
