@@ -428,17 +428,7 @@ async fn turn_attempt(
         }
     }
     let close = top_up(driver, point, holder, conn, settings, deadline).await;
-    let mut received_any = false;
-    let (head, framing, facts) = driver
-        .io(conn, deadline, |c| {
-            read_final_head(c, req, deadline, &mut received_any)
-        })
-        .await
-        .map_err(|(e, response_started)| AttemptError {
-            error: e.sent(),
-            response_started,
-        })?;
-    conn.hint = facts.hint;
+    let (head, framing, facts) = await_final_head(driver, conn, req, deadline).await?;
     let line = conn.line();
     line.answered = line.answered.saturating_add(1);
     let mut close = close.or_else(|| reuse::close_after_response(&facts));
@@ -669,24 +659,15 @@ async fn attempt(
                     response_started: false,
                 });
             }
-            let mut received_any = false;
-            let answer = driver
-                .io(conn, deadline, |c| {
-                    read_final_head(c, req, deadline, &mut received_any)
-                })
-                .await;
-            match answer {
-                Ok((head, framing, facts)) => {
-                    conn.hint = facts.hint;
-                    return Ok((head, framing, Some(CloseReason::ServerClose), false));
+            return match await_final_head(driver, conn, req, deadline).await {
+                Ok((head, framing, _)) => {
+                    Ok((head, framing, Some(CloseReason::ServerClose), false))
                 }
-                Err((_, response_started)) => {
-                    return Err(AttemptError {
-                        error: error.sent(),
-                        response_started,
-                    });
-                }
-            }
+                Err(e) => Err(AttemptError {
+                    error: error.sent(),
+                    response_started: e.response_started,
+                }),
+            };
         }
     };
     // Queued requests that may be pipelined go out behind this one, before its answer is read.
@@ -694,17 +675,7 @@ async fn attempt(
     if complete && close.is_none() {
         close = top_up(driver, point, holder, conn, settings, deadline).await;
     }
-    let mut received_any = false;
-    let (head, framing, facts) = driver
-        .io(conn, deadline, |c| {
-            read_final_head(c, req, deadline, &mut received_any)
-        })
-        .await
-        .map_err(|(e, response_started)| AttemptError {
-            error: e.sent(),
-            response_started,
-        })?;
-    conn.hint = facts.hint;
+    let (head, framing, facts) = await_final_head(driver, conn, req, deadline).await?;
     let mut close = if complete {
         close.or_else(|| reuse::close_after_response(&facts))
     } else {
@@ -774,6 +745,28 @@ fn read_final_head(
     let head = head::read_head(conn, deadline, received_any).map_err(|e| (e, *received_any))?;
     let framing = body::framing(&req.method, &head).map_err(|e| (e, true))?;
     let facts = head.reuse_facts(framing == Framing::Close);
+    Ok((head, framing, facts))
+}
+
+/// Reads the final response head of a request that was sent (see `read_final_head`) in the
+/// style of `driver`, and keeps its Keep-Alive hint on the connection.
+async fn await_final_head(
+    driver: &Driver,
+    conn: &mut Connection,
+    req: &Request,
+    deadline: Option<Instant>,
+) -> std::result::Result<FinalHead, AttemptError> {
+    let mut received_any = false;
+    let (head, framing, facts) = driver
+        .io(conn, deadline, |c| {
+            read_final_head(c, req, deadline, &mut received_any)
+        })
+        .await
+        .map_err(|(e, response_started)| AttemptError {
+            error: e.sent(),
+            response_started,
+        })?;
+    conn.hint = facts.hint;
     Ok((head, framing, facts))
 }
 

@@ -7,7 +7,7 @@ mod support;
 
 use servicepoint::cancel::CancelToken;
 use servicepoint::operation::Deliver;
-use servicepoint::{ErrorKind, Manager, Request, ServicePoint};
+use servicepoint::{ErrorKind, Manager, Request, Response, ServicePoint};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use support::pipe::{PipeServer, Policy};
@@ -42,29 +42,42 @@ fn fetch(m: &Manager, url: &str) -> servicepoint::Result<String> {
 /// here in the order they complete; returns each request's body (or error) in request order.
 fn send_all(m: &Manager, requests: Vec<Request>) -> Vec<servicepoint::Result<String>> {
     let n = requests.len();
-    let (tx, rx) = mpsc::channel();
-    for (i, req) in requests.into_iter().enumerate() {
-        let tx = tx.clone();
-        m.send_async(
-            Arc::new(req),
-            CancelToken::new(),
-            Deliver::Runtime,
-            move |r| {
-                let _ = tx.send((i, r));
-            },
-        )
-        .unwrap();
-    }
+    let tokens = (0..n).map(|_| CancelToken::new()).collect();
+    let rx = start_all(m, requests, tokens);
     let mut out: Vec<Option<servicepoint::Result<String>>> = (0..n).map(|_| None).collect();
     for _ in 0..n {
         let (i, r) = rx.recv_timeout(WAIT).expect("every request completes");
-        out[i] = Some(r.and_then(|mut resp| {
-            let mut body = Vec::new();
-            resp.read_to_end(&mut body)?;
-            Ok(String::from_utf8_lossy(&body).into_owned())
-        }));
+        out[i] = Some(body_text(r));
     }
     out.into_iter().map(Option::unwrap).collect()
+}
+
+type Completion = (usize, servicepoint::Result<Response>);
+
+/// Sends each request asynchronously with its cancel token; each completion arrives on the
+/// channel with the request's index.
+fn start_all(
+    m: &Manager,
+    requests: Vec<Request>,
+    tokens: Vec<CancelToken>,
+) -> mpsc::Receiver<Completion> {
+    let (tx, rx) = mpsc::channel();
+    for (i, (req, token)) in requests.into_iter().zip(tokens).enumerate() {
+        let tx = tx.clone();
+        m.send_async(Arc::new(req), token, Deliver::Runtime, move |r| {
+            let _ = tx.send((i, r));
+        })
+        .unwrap();
+    }
+    rx
+}
+
+/// A response's body, read here, as text.
+fn body_text(r: servicepoint::Result<Response>) -> servicepoint::Result<String> {
+    let mut resp = r?;
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body)?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 fn gets(server: &PipeServer, paths: impl IntoIterator<Item = String>) -> Vec<Request> {
@@ -379,18 +392,9 @@ fn a_canceled_pipelined_request_is_skipped() {
         ..Policy::default()
     });
     let (m, point) = pipelined(&server, 8);
-    let (tx, rx) = mpsc::channel();
-    let mut tokens = Vec::new();
-    for i in 0..6 {
-        let token = CancelToken::new();
-        tokens.push(token.clone());
-        let tx = tx.clone();
-        let req = Request::new("GET", &server.url(&format!("/c{i}"))).unwrap();
-        m.send_async(Arc::new(req), token, Deliver::Runtime, move |r| {
-            let _ = tx.send((i, r));
-        })
-        .unwrap();
-    }
+    let tokens: Vec<CancelToken> = (0..6).map(|_| CancelToken::new()).collect();
+    let names = (0..6).map(|i| format!("/c{i}"));
+    let rx = start_all(&m, gets(&server, names), tokens.clone());
     assert!(
         server.wait_until_arrived("/c5", WAIT),
         "all six were written"
@@ -400,12 +404,7 @@ fn a_canceled_pipelined_request_is_skipped() {
     let mut bodies = std::collections::BTreeMap::new();
     for _ in 0..6 {
         let (i, r) = rx.recv_timeout(WAIT).unwrap();
-        let body = r.and_then(|mut resp| {
-            let mut b = Vec::new();
-            resp.read_to_end(&mut b)?;
-            Ok(String::from_utf8_lossy(&b).into_owned())
-        });
-        bodies.insert(i, body);
+        bodies.insert(i, body_text(r));
     }
     for (i, body) in bodies {
         match i {
@@ -427,21 +426,11 @@ fn a_held_response_delays_the_ones_behind_and_their_timeout_says_why() {
         ..Policy::default()
     });
     let (m, _point) = pipelined(&server, 8);
-    let (tx, rx) = mpsc::channel();
-    for i in 0..3 {
-        let mut req = Request::new("GET", &server.url(&format!("/h{i}"))).unwrap();
+    let mut requests = gets(&server, (0..3).map(|i| format!("/h{i}")));
+    for req in &mut requests {
         req.timeout = Some(Duration::from_millis(400));
-        let tx = tx.clone();
-        m.send_async(
-            Arc::new(req),
-            CancelToken::new(),
-            Deliver::Runtime,
-            move |r| {
-                let _ = tx.send((i, r));
-            },
-        )
-        .unwrap();
     }
+    let rx = start_all(&m, requests, (0..3).map(|_| CancelToken::new()).collect());
     // Whichever got the connection first answers after 100 ms and is held, not read.
     let (_, held) = rx.recv_timeout(WAIT).unwrap();
     let held = held.unwrap();
@@ -467,20 +456,12 @@ fn freeing_the_manager_fails_waiting_places() {
         ..Policy::default()
     });
     let (m, _point) = pipelined(&server, 8);
-    let (tx, rx) = mpsc::channel();
-    for i in 0..4 {
-        let tx = tx.clone();
-        let req = Request::new("GET", &server.url(&format!("/f{i}"))).unwrap();
-        m.send_async(
-            Arc::new(req),
-            CancelToken::new(),
-            Deliver::Runtime,
-            move |r| {
-                let _ = tx.send((i, r));
-            },
-        )
-        .unwrap();
-    }
+    let names = (0..4).map(|i| format!("/f{i}"));
+    let rx = start_all(
+        &m,
+        gets(&server, names),
+        (0..4).map(|_| CancelToken::new()).collect(),
+    );
     let (_, held) = rx.recv_timeout(WAIT).unwrap();
     let held = held.unwrap();
     assert!(server.wait_until_arrived("/f3", WAIT));

@@ -101,7 +101,16 @@ impl Nginx {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// The access log (nginx writes each line when the request ends).
+    /// The access log once it has `lines` lines (nginx writes each when its request ends),
+    /// or after 5 s.
+    fn log_of(&self, lines: usize) -> Vec<Logged> {
+        let start = Instant::now();
+        while self.log().len() < lines && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log()
+    }
+
     fn log(&self) -> Vec<Logged> {
         std::fs::read_to_string(self.dir.join("access.log"))
             .unwrap_or_default()
@@ -179,11 +188,7 @@ fn nginx_answers_pipelined_requests_in_order() {
     for (i, body) in fetch_all(&m, &nginx).iter().enumerate() {
         assert_eq!(body, &format!("file {i}\n"));
     }
-    let start = Instant::now();
-    while nginx.log().len() < FILES + 1 && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = nginx.log();
+    let log = nginx.log_of(FILES + 1);
     assert_eq!(log.len(), FILES + 1, "{log:?}");
     assert!(
         log.iter().all(|l| l.connection == log[0].connection),
@@ -209,11 +214,7 @@ fn nginx_keepalive_requests_cap_replays_without_duplicates() {
     for (i, body) in fetch_all(&m, &nginx).iter().enumerate() {
         assert_eq!(body, &format!("file {i}\n"));
     }
-    let start = Instant::now();
-    while nginx.log().len() < FILES + 1 && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = nginx.log();
+    let log = nginx.log_of(FILES + 1);
     for i in 0..FILES {
         let uri = format!("/f{i}");
         let answered = log.iter().filter(|l| l.uri == uri).count();
