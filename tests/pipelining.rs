@@ -474,3 +474,62 @@ fn freeing_the_manager_fails_waiting_places() {
     assert!(start.elapsed() < Duration::from_secs(2));
     drop(held);
 }
+
+/// A pipelined request answered out of protocol fails (its answer is garbage), the requests
+/// behind it are replayed, and the server is not pipelined to again.
+#[test]
+fn an_answer_out_of_protocol_ends_pipelining_for_the_point() {
+    let server = PipeServer::start(Policy {
+        delay: Duration::from_millis(3),
+        // The warm-up, then the batch's first (its holder), then the first pipelined one.
+        garbage_at: Some(3),
+        ..Policy::default()
+    });
+    let (m, point) = pipelined(&server, 8);
+    let results = send_all(&m, gets(&server, paths(8)));
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert_eq!(failed[0].kind, ErrorKind::Protocol);
+    for (path, r) in paths(8).iter().zip(&results) {
+        if let Ok(body) = r {
+            assert_eq!(body, &format!("answer {path}"));
+        }
+    }
+    assert!(!point.server.supports_pipelining());
+    let before = server.pipelined();
+    for r in send_all(&m, gets(&server, (0..6).map(|i| format!("/later{i}")))) {
+        r.unwrap();
+    }
+    assert_eq!(server.pipelined(), before, "not pipelined again");
+}
+
+/// A lease of N: a connection past it serves one more request with `Connection: close` and
+/// takes nothing behind it; the queued requests go to a new connection and pipeline there.
+#[test]
+fn a_connection_past_its_lease_takes_nothing_behind_it() {
+    let server = PipeServer::start(Policy {
+        delay: Duration::from_millis(20),
+        ..Policy::default()
+    });
+    let (m, point) = pipelined(&server, 8);
+    point.set_lease_timeout(300).unwrap();
+    std::thread::sleep(Duration::from_millis(350));
+    let names = paths(6);
+    for (path, r) in names.iter().zip(send_all(&m, gets(&server, names.clone()))) {
+        assert_eq!(r.unwrap(), format!("answer {path}"));
+    }
+    let arrivals = server.arrivals();
+    let on_old: Vec<_> = arrivals.iter().filter(|a| a.conn == 0).collect();
+    assert_eq!(
+        on_old.len(),
+        2,
+        "the warm-up and one request past the lease: {arrivals:?}"
+    );
+    assert!(on_old.iter().all(|a| a.behind() == 0));
+    assert!(
+        arrivals.iter().any(|a| a.conn == 1 && a.behind() > 0),
+        "pipelined on the new one"
+    );
+    assert_eq!(point.statistics().pipeline_replays, 0);
+    assert_eq!(point.statistics().closed_lease, 1);
+}

@@ -43,7 +43,7 @@ fn through_pool(hint: KeepAliveHint, max_idle: Option<Duration>) {
         max_requests_per_connection: 0,
     };
     // The slot the connection occupies, then its release as after a complete response.
-    let ticket = match pool.acquire(2, &settings, None) {
+    let ticket = match pool.acquire(2, &settings, None, None) {
         Ok((Grant::Open, ticket)) => ticket,
         _ => panic!("an empty pool grants an opening slot"),
     };
@@ -51,7 +51,7 @@ fn through_pool(hint: KeepAliveHint, max_idle: Option<Duration>) {
     let _ = pool.reap(&settings, &mut Vec::new());
     let (open, idle, waiting) = pool.counts();
     assert_eq!((open, waiting), (idle, 0));
-    match pool.acquire(2, &settings, None) {
+    match pool.acquire(2, &settings, None, None) {
         Ok((Grant::Idle(conn), _)) => *slot = Some((conn, server)),
         Ok((Grant::Open, _)) => {
             // Closed for its idle limit: only a server timeout of 0 leaves none (1 s still
@@ -61,6 +61,7 @@ fn through_pool(hint: KeepAliveHint, max_idle: Option<Duration>) {
                 .expect("only a server timeout expires it this fast");
             assert!(t.is_zero(), "closed with timeout {t:?}");
         }
+        Ok((Grant::Turn(_), _)) => panic!("a turn with nothing pipelined"),
         Err(_) => panic!("no grant with the pool empty"),
     }
 }

@@ -34,6 +34,9 @@ pub struct Policy {
     /// `Keep-Alive: max=N` on the first response of every connection, counting down; the
     /// connection closes after N responses.
     pub keep_alive_max: Option<usize>,
+    /// On the first connection only: the k-th response is not HTTP (out of protocol), then
+    /// the connection closes.
+    pub garbage_at: Option<usize>,
 }
 
 /// One request as the server saw it.
@@ -283,13 +286,17 @@ fn serve(
             if !next.head_only {
                 out.extend_from_slice(body.as_bytes());
             }
+            let garbage = conn == 0 && policy.garbage_at == Some(answered);
+            if garbage {
+                out = b"NOT HTTP AT ALL\r\n\r\n".to_vec();
+            }
             // Recorded first: the client may check as soon as the answer reaches it.
             seen.lock().unwrap().arrivals[next.record].answered = true;
             if stream.write_all(&out).is_err() {
                 seen.lock().unwrap().arrivals[next.record].answered = false;
                 return;
             }
-            if closing {
+            if closing || garbage {
                 // Let the client see the response before the close.
                 std::thread::sleep(Duration::from_millis(20));
                 return;
