@@ -71,12 +71,25 @@ impl Driver {
 
     /// Resolves when a token is canceled (never for a blocking driver).
     async fn canceled(&self) {
-        match self {
-            Driver::Async(tokens) | Driver::Local(tokens, _) if !tokens.is_empty() => {
-                let waits = tokens.iter().map(|t| Box::pin(t.canceled()));
-                futures_select_all(waits).await
-            }
-            _ => std::future::pending().await,
+        let tokens = match self {
+            Driver::Async(tokens) | Driver::Local(tokens, _) => tokens.as_slice(),
+            Driver::Blocking => &[],
+        };
+        // An operation watches two or three tokens (its own, its description's, its queue's),
+        // and this runs for every wait: those are watched in place, without an allocation.
+        match tokens {
+            [] => std::future::pending().await,
+            [a] => a.canceled().await,
+            [a, b] => tokio::select! {
+                () = a.canceled() => {}
+                () = b.canceled() => {}
+            },
+            [a, b, c] => tokio::select! {
+                () = a.canceled() => {}
+                () = b.canceled() => {}
+                () = c.canceled() => {}
+            },
+            more => futures_select_all(more.iter().map(|t| Box::pin(t.canceled()))).await,
         }
     }
 
@@ -109,15 +122,18 @@ impl Driver {
             drop(out);
             let ready = async {
                 match self {
-                    Driver::Local(_, local) => local
-                        .ready(pending.fd, pending.events, deadline)
-                        .await
-                        .map(|bits| {
-                            bits.map(|events| connection::Pending {
-                                fd: pending.fd,
-                                events,
+                    Driver::Local(_, local) => {
+                        let known = socket.reactor().registered_with(local.id(), pending.fd);
+                        local
+                            .ready(pending.fd, pending.events, deadline, known)
+                            .await
+                            .map(|bits| {
+                                bits.map(|events| connection::Pending {
+                                    fd: pending.fd,
+                                    events,
+                                })
                             })
-                        }),
+                    }
                     _ => socket
                         .reactor()
                         .ready(pending, deadline)
@@ -186,7 +202,7 @@ impl Driver {
             }
             Driver::Local(_, local) => {
                 let waits = racers.iter().map(|(_, c)| {
-                    let ready = local.ready(c.fd(), libc::POLLOUT, until);
+                    let ready = local.ready(c.fd(), libc::POLLOUT, until, false);
                     Box::pin(async move {
                         let _ = ready.await;
                     })

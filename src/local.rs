@@ -21,6 +21,8 @@ use std::time::Instant;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+static NEXT_LOCAL_ID: AtomicU64 = AtomicU64::new(1);
+
 /// epoll data of the eventfd and the timerfd (socket registrations carry their descriptor).
 const EVENT_KEY: u64 = u64::MAX;
 const TIMER_KEY: u64 = u64::MAX - 1;
@@ -29,12 +31,17 @@ pub struct Local {
     epoll: OwnedFd,
     event: OwnedFd,
     timer: OwnedFd,
-    /// Task slots (a slot is empty while its task is being polled, or free).
+    /// Task slots (a slot is empty while its task is being polled, or free), each with the
+    /// waker made for it once (a task is polled several times per request).
     tasks: Lock<Vec<Option<Task>>>,
+    wakers: Lock<Vec<Option<Waker>>>,
+    /// Unique among the queues of the process: which executor a socket is registered with.
+    id: u64,
     free: Lock<Vec<usize>>,
     live: AtomicU64,
     ready: Lock<VecDeque<usize>>,
-    io_waiters: Lock<HashMap<RawFd, Waker>>,
+    /// The task waiting on a descriptor, and for what (poll(2) bits, errors included).
+    io_waiters: Lock<HashMap<RawFd, (Waker, libc::c_short)>>,
     /// What epoll reported for a descriptor (as poll(2) bits), for its waiter to take.
     seen: Lock<HashMap<RawFd, libc::c_short>>,
     timers: Lock<Timers>,
@@ -93,6 +100,8 @@ impl Local {
             event,
             timer,
             tasks: Lock::new(Vec::new()),
+            wakers: Lock::new(Vec::new()),
+            id: NEXT_LOCAL_ID.fetch_add(1, Ordering::Relaxed),
             free: Lock::new(Vec::new()),
             live: AtomicU64::new(0),
             ready: Lock::new(VecDeque::new()),
@@ -189,10 +198,7 @@ impl Local {
             let Some(mut task) = self.tasks.lock().get_mut(id).and_then(Option::take) else {
                 continue;
             };
-            let waker = Waker::from(Arc::new(TaskWaker {
-                local: Arc::downgrade(self),
-                id,
-            }));
+            let waker = self.waker(id);
             polled += 1;
             match task.as_mut().poll(&mut Context::from_waker(&waker)) {
                 Poll::Pending => self.tasks.lock()[id] = Some(task),
@@ -205,6 +211,28 @@ impl Local {
         }
         self.arm_timer();
         polled
+    }
+
+    /// The waker of task slot `id`, made on its first use (slots are reused, and a waker only
+    /// names its slot).
+    fn waker(self: &Arc<Self>, id: usize) -> Waker {
+        let mut wakers = self.wakers.lock();
+        if wakers.len() <= id {
+            wakers.resize(id + 1, None);
+        }
+        wakers[id]
+            .get_or_insert_with(|| {
+                Waker::from(Arc::new(TaskWaker {
+                    local: Arc::downgrade(self),
+                    id,
+                }))
+            })
+            .clone()
+    }
+
+    /// Which executor this is (see `Reactor::registered_with`).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Consumes the eventfd's wake-up: from here on, a `signal` writes it again.
@@ -231,10 +259,22 @@ impl Local {
                     drain_counter(self.timer.as_raw_fd());
                     continue;
                 }
+                // Sockets stay registered (edge-triggered): what arrives with nobody waiting is
+                // kept for the next wait on the descriptor.
                 let fd = key as RawFd;
-                if let Some(w) = self.io_waiters.lock().remove(&fd) {
-                    self.seen.lock().insert(fd, poll_bits(ev.events));
-                    w.wake();
+                let bits = poll_bits(ev.events);
+                *self.seen.lock().entry(fd).or_insert(0) |= bits;
+                // Only what the waiter waits for wakes it (a write-space edge does not wake a
+                // reader).
+                let mut waiters = self.io_waiters.lock();
+                if waiters
+                    .get(&fd)
+                    .is_some_and(|(_, wanted)| bits & wanted != 0)
+                {
+                    if let Some((w, _)) = waiters.remove(&fd) {
+                        drop(waiters);
+                        w.wake();
+                    }
                 }
             }
             if (n as usize) < events.len() {
@@ -285,20 +325,40 @@ impl Local {
         }
     }
 
-    /// Waits until `fd` is ready for `events` (poll(2) bits) or `deadline` passes.
+    /// Waits until `fd` is ready for `events` (poll(2) bits) or `deadline` passes. The socket
+    /// is registered with this executor's epoll set on its first wait here and stays so
+    /// (edge-triggered, for reading and writing): `registered` says it already is, which
+    /// saves an `epoll_ctl` per wait. Every wait follows a step that found the socket not
+    /// ready, so the edge it waits for is still to come (or already kept in `seen`).
     pub fn ready(
         self: &Arc<Self>,
         fd: RawFd,
         events: libc::c_short,
         deadline: Option<Instant>,
+        registered: bool,
     ) -> Ready {
         Ready {
             local: Arc::clone(self),
             fd,
             events,
             deadline,
+            known: registered,
             registered: None,
         }
+    }
+
+    /// Adds a socket to the epoll set for good (edge-triggered); one registered before (the
+    /// same socket, used by this queue earlier) is updated instead.
+    fn register(&self, fd: RawFd) -> io::Result<()> {
+        let bits = libc::EPOLLET as u32
+            | libc::EPOLLIN as u32
+            | libc::EPOLLOUT as u32
+            | libc::EPOLLRDHUP as u32;
+        self.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64)
+            .or_else(|e| match e.raw_os_error() {
+                Some(libc::EEXIST) => self.ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64),
+                _ => Err(e),
+            })
     }
 
     /// Resolves at `deadline`.
@@ -356,6 +416,8 @@ pub struct Ready {
     fd: RawFd,
     events: libc::c_short,
     deadline: Option<Instant>,
+    /// The socket is registered with the epoll set already.
+    known: bool,
     registered: Option<Option<u64>>,
 }
 
@@ -367,22 +429,28 @@ impl Future for Ready {
             let seen = self.local.seen.lock().remove(&self.fd);
             return Poll::Ready(Ok(seen));
         }
-        let mut bits = libc::EPOLLONESHOT as u32 | libc::EPOLLRDHUP as u32;
-        if self.events & libc::POLLIN != 0 {
-            bits |= libc::EPOLLIN as u32;
-        }
-        if self.events & libc::POLLOUT != 0 {
-            bits |= libc::EPOLLOUT as u32;
-        }
         let (local, fd) = (Arc::clone(&self.local), self.fd);
-        local.io_waiters.lock().insert(fd, cx.waker().clone());
-        let armed = local
-            .ctl(libc::EPOLL_CTL_MOD, fd, bits, fd as u64)
-            .or_else(|_| local.ctl(libc::EPOLL_CTL_ADD, fd, bits, fd as u64));
-        if let Err(e) = armed {
-            local.io_waiters.lock().remove(&fd);
-            return Poll::Ready(Err(e));
+        if !self.known {
+            if let Err(e) = local.register(fd) {
+                return Poll::Ready(Err(e));
+            }
         }
+        // An edge that came while nobody waited: ready now (if it was stale, the step finds
+        // nothing and waits again, for an edge still to come).
+        let wanted = self.events | libc::POLLERR | libc::POLLHUP;
+        {
+            let mut seen = local.seen.lock();
+            if let Some(&bits) = seen.get(&fd) {
+                if bits & wanted != 0 {
+                    seen.remove(&fd);
+                    return Poll::Ready(Ok(Some(bits)));
+                }
+            }
+        }
+        local
+            .io_waiters
+            .lock()
+            .insert(fd, (cx.waker().clone(), wanted));
         let timer = self
             .deadline
             .map(|d| local.add_timer(d, cx.waker().clone()));

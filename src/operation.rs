@@ -226,10 +226,12 @@ pub fn completed<T: Send + 'static>(
     queue: &Arc<CompletionQueue>,
     complete: impl FnOnce(Result<T>) + Send + 'static,
 ) -> Operation {
+    static DONE: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     queue.push(Box::new(move || complete(result)));
     Operation {
         token,
-        done: Arc::new(AtomicBool::new(true)),
+        // Never changes again: one shared flag, no allocation per completed operation.
+        done: Arc::clone(DONE.get_or_init(|| Arc::new(AtomicBool::new(true)))),
     }
 }
 

@@ -405,6 +405,11 @@ impl BodyReader {
         self.decoder.is_done()
     }
 
+    /// Body bytes still to come when the framing says (Content-Length); `None` otherwise.
+    pub fn known_remaining(&self) -> Option<u64> {
+        self.decoder.known_remaining()
+    }
+
     fn point_closed(&self) -> bool {
         self.checkout.as_ref().is_some_and(|l| l.point.is_closed())
     }

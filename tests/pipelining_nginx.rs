@@ -7,6 +7,7 @@
 use servicepoint::cancel::CancelToken;
 use servicepoint::operation::Deliver;
 use servicepoint::{Manager, Request};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -48,53 +49,35 @@ impl Nginx {
         for i in 0..FILES {
             std::fs::write(www.join(format!("f{i}")), format!("file {i}\n")).unwrap();
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.display();
-        let user = if unsafe { libc::geteuid() } == 0 {
-            "user root;"
-        } else {
-            ""
-        };
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "{user}\nworker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
-                 error_log {d}/error.log warn;\nevents {{ worker_connections 64; }}\nhttp {{\n\
-                 log_format pipe '$connection $connection_requests $pipe $request_uri';\n\
-                 access_log {d}/access.log pipe;\nkeepalive_requests {keepalive_requests};\n\
-                 client_body_temp_path {d}/tmp;\nproxy_temp_path {d}/tmp;\nfastcgi_temp_path {d}/tmp;\n\
-                 uwsgi_temp_path {d}/tmp;\nscgi_temp_path {d}/tmp;\n\
-                 server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n}}\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let nginx = Nginx { child, port, dir };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nginx did not listen: {}",
-                std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        // Only this nginx has it: the readiness probe cannot be answered by another test's.
+        let marker = format!("ready {}-{name}", std::process::id());
+        std::fs::write(www.join("ready"), &marker).unwrap();
+        // The port is picked free, then nginx binds it: another test may take it in between
+        // (nginx then exits), so a few attempts, each checked by asking this nginx itself.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = spawn_nginx(bin, &dir, port, keepalive_requests);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if answers(port, &marker) {
+                    return Some(Nginx { child, port, dir });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        Some(nginx)
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
     }
 
     fn url(&self, path: &str) -> String {
@@ -126,8 +109,56 @@ impl Nginx {
                     uri: f.next()?.to_string(),
                 })
             })
+            .filter(|l| l.uri != "/ready")
             .collect()
     }
+}
+
+/// Writes the configuration for `port` into `dir` and starts nginx in the foreground.
+fn spawn_nginx(bin: &str, dir: &std::path::Path, port: u16, keepalive_requests: u32) -> Child {
+    let d = dir.display();
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "user root;"
+    } else {
+        ""
+    };
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "{user}\nworker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\nevents {{ worker_connections 64; }}\nhttp {{\n\
+             log_format pipe '$connection $connection_requests $pipe $request_uri';\n\
+             access_log {d}/access.log pipe;\nkeepalive_requests {keepalive_requests};\n\
+             client_body_temp_path {d}/tmp;\nproxy_temp_path {d}/tmp;\nfastcgi_temp_path {d}/tmp;\n\
+             uwsgi_temp_path {d}/tmp;\nscgi_temp_path {d}/tmp;\n\
+             server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx")
+}
+
+/// True when the nginx on `port` serves `marker` as /ready (which the logs leave out).
+fn answers(port: u16, marker: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut text = String::new();
+    s.write_all(b"GET /ready HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_to_string(&mut text).is_ok()
+        && text.ends_with(marker)
 }
 
 impl Drop for Nginx {

@@ -20,10 +20,20 @@ impl AsRawFd for Fd {
 }
 
 /// Declared before the socket in its owner, so it deregisters before the descriptor closes.
+/// Also remembers which completion queue's epoll set holds the socket (see `Local::ready`):
+/// that registration goes when the descriptor closes.
 #[derive(Default)]
-pub struct Reactor(Option<AsyncFd<Fd>>);
+pub struct Reactor(Option<AsyncFd<Fd>>, Option<(u64, RawFd)>);
 
 impl Reactor {
+    /// True when the socket (`fd`) is registered with completion queue `local` already; else
+    /// records that it is about to be.
+    pub fn registered_with(&mut self, local: u64, fd: RawFd) -> bool {
+        let known = self.1 == Some((local, fd));
+        self.1 = Some((local, fd));
+        known
+    }
+
     /// Waits until `pending` is ready or `deadline` passes (the step that runs next reports a
     /// timeout itself). Must run on the runtime.
     pub async fn ready(&mut self, pending: Pending, deadline: Option<Instant>) -> io::Result<()> {
@@ -67,5 +77,6 @@ impl Reactor {
         if let Some(fd) = self.0.take() {
             std::mem::forget(fd);
         }
+        self.1 = None;
     }
 }

@@ -237,8 +237,6 @@ fn start_read(
         entry.response.take_body()?
     };
     let token = CancelToken::new();
-    let mut tokens = vec![token.clone()];
-    tokens.extend(body.cancel_token().cloned());
     let userdata = UserData(userdata);
     let deliver_read = move |result: CoreResult<Vec<u8>>| {
         let userdata = userdata;
@@ -254,7 +252,14 @@ fn start_read(
     };
     // Bytes already here (a small body arrives with its head): a queued read completes
     // without a task, so an event loop pays no hand-off to the runtime for it.
-    let chunk = max.min(READ_CHUNK_MAX);
+    // No larger than what is left of a body of known length: the buffer is zeroed, and a
+    // 64 KiB one for a 100-byte body cost more than the rest of the request.
+    let chunk = body
+        .known_remaining()
+        .map_or(max, |left| {
+            usize::try_from(left).unwrap_or(usize::MAX).min(max)
+        })
+        .min(READ_CHUNK_MAX);
     if let Deliver::Queue(queue) = &deliver {
         let mut data = vec![0u8; chunk];
         if let Some(result) = body.read_now(&mut data) {
@@ -266,6 +271,8 @@ fn start_read(
             return Ok(());
         }
     }
+    let mut tokens = vec![token.clone()];
+    tokens.extend(body.cancel_token().cloned());
     let driver = deliver.driver(tokens);
     let work = async move {
         let mut data = vec![0u8; chunk];
