@@ -249,6 +249,9 @@ fn start_read(
         // SAFETY: the caller's callback with the caller's userdata; `ptr` is valid for
         // `len` bytes during the call (`result` owns them until the end of this closure).
         unsafe { callback(userdata.0, code, ptr, len) };
+        if let Ok(data) = result {
+            read_buffers::recycle(data);
+        }
     };
     // Bytes already here (a small body arrives with its head): a queued read completes
     // without a task, so an event loop pays no hand-off to the runtime for it.
@@ -261,7 +264,7 @@ fn start_read(
         })
         .min(READ_CHUNK_MAX);
     if let Deliver::Queue(queue) = &deliver {
-        let mut data = vec![0u8; chunk];
+        let mut data = read_buffers::take(chunk);
         if let Some(result) = body.read_now(&mut data) {
             let result = give_back_body(&cell, body, data, result);
             hand_out(
@@ -275,12 +278,55 @@ fn start_read(
     tokens.extend(body.cancel_token().cloned());
     let driver = deliver.driver(tokens);
     let work = async move {
-        let mut data = vec![0u8; chunk];
+        let mut data = read_buffers::take(chunk);
         let result = body.read_with(&driver, &mut data).await;
         give_back_body(&cell, body, data, result)
     };
     hand_out(dst, operation::spawn(token, work, deliver, deliver_read));
     Ok(())
+}
+
+/// Buffers of asynchronous reads, kept per thread once their callback returned: a buffer must
+/// be initialized memory, and zeroing a fresh 64 KiB one for every read of a large body cost
+/// more than the read. A recycled buffer is zeroed only where it grows.
+mod read_buffers {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread, and the largest kept.
+    const KEPT: usize = 8;
+    const KEPT_MAX: usize = 1 << 20;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` initialized bytes.
+    pub fn take(len: usize) -> Vec<u8> {
+        if len == 0 {
+            // The read at the end of a body: it keeps nothing, so it takes nothing.
+            return Vec::new();
+        }
+        let mut buf = SPARE
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// Keeps a delivered buffer for the thread's next read.
+    pub fn recycle(buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > KEPT_MAX {
+            return;
+        }
+        let _ = SPARE.try_with(|s| {
+            let mut spare = s.borrow_mut();
+            if spare.len() < KEPT {
+                spare.push(buf);
+            }
+        });
+    }
 }
 
 /// Largest chunk one asynchronous read delivers.
