@@ -471,18 +471,22 @@ impl Pool {
         if let Some(b) = st.busy.iter_mut().find(|b| b.ticket == ticket.id) {
             b.places.get_or_insert_with(|| Arc::clone(&places));
         }
+        // Responses of requests that went away are on the wire too.
+        let skipped = conn.line().skip.len();
         let mut taken = Vec::new();
         let mut line = places.lock();
         while let Some(front) = st.waiters.front() {
             let Some(offer) = front.offer.as_ref() else {
                 break;
             };
-            let in_flight = 1 + line.len();
+            let in_flight = 1 + skipped + line.len();
             if shortest_other.is_some_and(|s| line.len() > s) || !may(in_flight) {
                 break;
             }
             let head_only = offer.head_only;
-            let w = st.waiters.pop_front().expect("front exists");
+            let Some(w) = st.waiters.pop_front() else {
+                break;
+            };
             w.placed_on.store(conn.id, Ordering::Release);
             line.push_back(Place {
                 waiter: Arc::clone(&w),
@@ -573,12 +577,15 @@ impl Pool {
                 }
             }
             (conn, outcome, retired) => {
-                if let Some(conn) = &conn {
+                if let Some(conn) = conn {
                     let reason = match (retired, outcome) {
                         (Some(r), _) | (None, Err(r)) => r,
                         (None, Ok(())) => CloseReason::Error,
                     };
-                    self.stats.closed(conn, reason);
+                    self.stats.closed(&conn, reason);
+                    // Closed before its slot goes to a waiter: the server sees this connection
+                    // end before the next one opens, so it never counts more than the limit.
+                    drop(conn);
                 }
                 st.open = st.open.saturating_sub(1);
                 self.wake_openers(&mut st, limit);
