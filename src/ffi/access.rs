@@ -61,6 +61,19 @@ pub fn flag(v: i32, what: &str) -> Result<bool, FfiError> {
     }
 }
 
+/// A C flag that may defer to a default: 1, 0, or -1 (`None`: as the default says).
+pub fn flag_or_default(v: i32, what: &str) -> Result<Option<bool>, FfiError> {
+    match v {
+        -1 => Ok(None),
+        v => flag(v, &format!("{what} (or -1)")).map(Some),
+    }
+}
+
+/// An optional flag as C reads it: 1, 0, or -1 for the default.
+pub fn flag_or_default_value(v: Option<bool>) -> i32 {
+    v.map_or(-1, i32::from)
+}
+
 /// A C duration in ms (-1 infinite, `None`); below -1 is SP_E_OUT_OF_RANGE.
 pub fn duration(ms: i32, what: &str) -> Result<Option<Duration>, FfiError> {
     if ms < -1 {

@@ -1,7 +1,7 @@
 //! Pipelining in the C ABI: per service point (on/off and depth) and per request. The policy
 //! is the core's `pipeline` and `reuse` modules.
 
-use super::access::{flag, get, set};
+use super::access::{flag, flag_or_default, flag_or_default_value, get, set};
 use super::boundary::{FfiError, call, try_out};
 use super::point::sp_point;
 use super::request::{edit, sp_http_request};
@@ -76,10 +76,7 @@ pub extern "C" fn sp_http_request_set_pipelined(
     on: i32,
 ) -> sp_result {
     call(|| {
-        let on = match on {
-            -1 => None,
-            v => Some(flag(v, "pipelined (or -1)")?),
-        };
+        let on = flag_or_default(on, "pipelined")?;
         edit(request, |r| {
             r.pipelined = on;
             Ok::<_, FfiError>(())
@@ -98,7 +95,7 @@ pub extern "C" fn sp_http_request_get_pipelined(
 ) -> sp_result {
     call(|| {
         get(request, try_out!(out_value), |r| {
-            r.pipelined.map_or(-1, i32::from)
+            flag_or_default_value(r.pipelined)
         })
     })
 }

@@ -1,6 +1,9 @@
 //! The request description (`sp_http_request_*`) and `sp_request`, which sends one.
 
-use super::access::{Handle, copy_text, duration, flag, get, millis, set, text_buffer};
+use super::access::{
+    Handle, copy_text, duration, flag, flag_or_default, flag_or_default_value, get, millis, set,
+    text_buffer,
+};
 use super::boundary::{FfiError, FfiResult, call, guard, try_out, try_slice, try_str, write};
 use super::handles::{self, Entry, ResponseCell, ResponseEntry};
 use super::manager::sp_manager;
@@ -214,10 +217,7 @@ pub extern "C" fn sp_http_request_set_keep_alive(
     on: i32,
 ) -> sp_result {
     call(|| {
-        let on = match on {
-            -1 => None,
-            v => Some(flag(v, "keep-alive (or -1)")?),
-        };
+        let on = flag_or_default(on, "keep-alive")?;
         edit(request, |r| {
             r.keep_alive = on;
             Ok::<_, FfiError>(())
@@ -235,7 +235,7 @@ pub extern "C" fn sp_http_request_get_keep_alive(
 ) -> sp_result {
     call(|| {
         get(request, try_out!(out_value), |r| {
-            r.keep_alive.map_or(-1, i32::from)
+            flag_or_default_value(r.keep_alive)
         })
     })
 }
