@@ -23,6 +23,7 @@ use crate::reuse::Settings;
 use rustls::ClientConfig;
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -69,27 +70,36 @@ impl Driver {
         Ok(())
     }
 
-    /// Resolves when a token is canceled (never for a blocking driver).
-    async fn canceled(&self) {
+    /// Resolves when a token is canceled (never for a blocking driver). Boxed, one allocation
+    /// per wait: inline, the watch of three tokens would enlarge every pending operation's
+    /// state (memory per pending request is bounded); one box per token and a list of them,
+    /// as before, cost three or four allocations per wait.
+    fn canceled(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let tokens = match self {
             Driver::Async(tokens) | Driver::Local(tokens, _) => tokens.as_slice(),
             Driver::Blocking => &[],
         };
-        // An operation watches two or three tokens (its own, its description's, its queue's),
-        // and this runs for every wait: those are watched in place, without an allocation.
+        // An operation watches one to three tokens (its own, its description's, its queue's).
         match tokens {
-            [] => std::future::pending().await,
-            [a] => a.canceled().await,
-            [a, b] => tokio::select! {
-                () = a.canceled() => {}
-                () = b.canceled() => {}
-            },
-            [a, b, c] => tokio::select! {
-                () = a.canceled() => {}
-                () = b.canceled() => {}
-                () = c.canceled() => {}
-            },
-            more => futures_select_all(more.iter().map(|t| Box::pin(t.canceled()))).await,
+            // A zero-sized future: no allocation.
+            [] => Box::pin(std::future::pending()),
+            [a] => Box::pin(a.canceled()),
+            [a, b] => Box::pin(async move {
+                tokio::select! {
+                    () = a.canceled() => {}
+                    () = b.canceled() => {}
+                }
+            }),
+            [a, b, c] => Box::pin(async move {
+                tokio::select! {
+                    () = a.canceled() => {}
+                    () = b.canceled() => {}
+                    () = c.canceled() => {}
+                }
+            }),
+            more => Box::pin(futures_select_all(
+                more.iter().map(|t| Box::pin(t.canceled())),
+            )),
         }
     }
 
