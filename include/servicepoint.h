@@ -337,7 +337,7 @@ typedef struct sp_point sp_point;
  * Functions: sp_request (creates it), sp_response_free, sp_response_status,
  * sp_response_http_version, sp_response_reason, sp_response_header,
  * sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
- * sp_response_read, sp_response_read_all, sp_response_connection_id,
+ * sp_response_read, sp_response_read_now, sp_response_read_all, sp_response_connection_id,
  * sp_response_connection_reused, sp_response_retried, sp_response_local_port,
  * sp_response_tls_version, sp_response_tls_cipher_suite, sp_response_tls_resumed.
  */
@@ -1654,6 +1654,24 @@ sp_result sp_response_trailer(const struct sp_response *response,
  * callback of the library).
  */
 sp_result sp_response_read(struct sp_response *response, uint8_t *buf, size_t cap, size_t *out_n);
+
+/**
+ * Reads up to `cap` (> 0) body bytes that have already arrived, without ever waiting:
+ * *out_n receives the count (0 when nothing has arrived yet), and *out_done 1 once the end
+ * of the body has been reached (then the connection has gone back to the pool), else 0. A
+ * small body usually arrives with its head, so an event loop reads it here at once, in the
+ * response callback or later, and starts sp_response_read_async only while *out_done is 0
+ * and *out_n is 0. After an error the connection is closed.
+ *
+ * Ownership: `buf` is borrowed for the call.
+ * Blocking: never (also allowed inside callbacks, on any thread).
+ * Errors: as sp_response_read(), except SP_E_READ_TIMEOUT and SP_E_WRONG_THREAD.
+ */
+sp_result sp_response_read_now(struct sp_response *response,
+                               uint8_t *buf,
+                               size_t cap,
+                               size_t *out_n,
+                               int32_t *out_done);
 
 /**
  * Reads the rest of the body into memory owned by the response: *out_data and *out_len

@@ -231,6 +231,13 @@ impl Response {
         self.body_mut()?.read_to_end(out)
     }
 
+    /// Reads body bytes that have already arrived, never waiting: `Ok(None)` when none have
+    /// (a read would wait), `Ok(Some(0))` at the end of the body. Lets an event loop take a
+    /// body that came with its head without a round trip through a completion.
+    pub fn read_now(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.body_mut()?.read_now(buf).transpose()
+    }
+
     /// The token that cancels reads of this body (its request's).
     pub fn set_cancel(&mut self, token: Option<CancelToken>) {
         if let Some(body) = self.body.as_mut() {
@@ -309,6 +316,10 @@ impl BodyReader {
             Ok(None) => return Some(Ok(0)),
             Err(e) => return Some(Err(e)),
         };
+        // A canceled request's body is not read on, as a waiting read would not be.
+        if self.cancel.as_ref().is_some_and(CancelToken::is_canceled) {
+            return Some(self.after_read(Err(cancel::canceled_error("the body read"))));
+        }
         let checkout = self.checkout.as_mut()?;
         let (conn, decoder) = (checkout.conn(), &mut self.decoder);
         let (read, pending) =

@@ -288,3 +288,69 @@ fn a_body_lent_to_an_asynchronous_read_refuses_other_reads() {
     resp.read_to_end(&mut out).unwrap();
     assert_eq!(out, b"body");
 }
+
+/// `read_now` takes the body bytes that have arrived and never waits: the part sent with the
+/// head at once, nothing while the server holds the rest (the read would wait), the rest once
+/// it is sent, then the end; the connection then goes back to the pool and serves the next
+/// request.
+#[test]
+fn read_now_takes_what_has_arrived_and_never_waits() {
+    use support::script::{ScriptServer, script};
+    let _serial = serial();
+    let (send_rest, rest) = mpsc::channel::<()>();
+    let rest = Mutex::new(rest);
+    let server = ScriptServer::start(vec![script(move |p| {
+        let Some(_) = p.read_head() else { return };
+        p.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234");
+        let _ = rest.lock().unwrap().recv_timeout(Duration::from_secs(5));
+        p.write(b"56789");
+        p.serve_good();
+    })]);
+    let m = Manager::new();
+    let mut resp = m
+        .send(&Request::new("GET", &server.url("/held")).unwrap())
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let mut body = Vec::new();
+    // The first part: with the head, or moments after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while body.len() < 5 && Instant::now() < deadline {
+        match resp.read_now(&mut buf).unwrap() {
+            Some(n) => body.extend_from_slice(&buf[..n]),
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!(body, b"01234");
+    let started = Instant::now();
+    assert!(
+        resp.read_now(&mut buf).unwrap().is_none(),
+        "nothing more has arrived"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "read_now waited"
+    );
+    assert!(!resp.is_complete());
+    send_rest.send(()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !resp.is_complete() && Instant::now() < deadline {
+        match resp.read_now(&mut buf).unwrap() {
+            Some(n) => body.extend_from_slice(&buf[..n]),
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    assert_eq!(body, b"0123456789");
+    assert!(resp.is_complete());
+    assert_eq!(resp.read_now(&mut buf).unwrap(), Some(0), "the end, again");
+    let mut next = m
+        .send(&Request::new("GET", &server.url("/next")).unwrap())
+        .unwrap();
+    let mut out = Vec::new();
+    next.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"good /next");
+    assert_eq!(
+        server.connections(),
+        1,
+        "the connection went back to the pool"
+    );
+}

@@ -367,6 +367,7 @@ fn const_only_on_functions_that_change_nothing() {
                 "_free",
                 "_read",
                 "_read_all",
+                "_read_now",
                 "_read_async",
                 "_read_async_queued",
                 "_cancel",

@@ -15,7 +15,7 @@ use std::ffi::{CString, c_char};
 /// Functions: sp_request (creates it), sp_response_free, sp_response_status,
 /// sp_response_http_version, sp_response_reason, sp_response_header,
 /// sp_response_header_count, sp_response_header_at, sp_response_head, sp_response_trailer,
-/// sp_response_read, sp_response_read_all, sp_response_connection_id,
+/// sp_response_read, sp_response_read_now, sp_response_read_all, sp_response_connection_id,
 /// sp_response_connection_reused, sp_response_retried, sp_response_local_port,
 /// sp_response_tls_version, sp_response_tls_cipher_suite, sp_response_tls_resumed.
 pub struct sp_response {
@@ -287,6 +287,39 @@ pub extern "C" fn sp_response_read(
         }
         sp_response::with(response, |e| {
             write(dst, e.response.read(buf)?);
+            Ok(())
+        })
+    })
+}
+
+/// Reads up to `cap` (> 0) body bytes that have already arrived, without ever waiting:
+/// *out_n receives the count (0 when nothing has arrived yet), and *out_done 1 once the end
+/// of the body has been reached (then the connection has gone back to the pool), else 0. A
+/// small body usually arrives with its head, so an event loop reads it here at once, in the
+/// response callback or later, and starts sp_response_read_async only while *out_done is 0
+/// and *out_n is 0. After an error the connection is closed.
+///
+/// Ownership: `buf` is borrowed for the call.
+/// Blocking: never (also allowed inside callbacks, on any thread).
+/// Errors: as sp_response_read(), except SP_E_READ_TIMEOUT and SP_E_WRONG_THREAD.
+#[unsafe(no_mangle)]
+pub extern "C" fn sp_response_read_now(
+    response: *mut sp_response,
+    buf: *mut u8,
+    cap: usize,
+    out_n: *mut usize,
+    out_done: *mut i32,
+) -> sp_result {
+    call(|| {
+        let (dn, dd) = (try_out!(out_n), try_out!(out_done));
+        let buf = try_slice_mut!(buf, cap);
+        if buf.is_empty() {
+            return Err(FfiError::new(sp_result::SP_E_INVALID_ARGUMENT, "cap is 0"));
+        }
+        sp_response::with(response, |e| {
+            let n = e.response.read_now(buf)?.unwrap_or(0);
+            write(dn, n);
+            write(dd, i32::from(e.response.is_complete()));
             Ok(())
         })
     })

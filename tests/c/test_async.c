@@ -333,6 +333,65 @@ cleanup:
     lb_stop(srv);
 }
 
+/* sp_response_read_now never waits: a 1 MiB body read the way an event loop reads it (what has
+ * arrived with sp_response_read_now, sp_response_read_async only while nothing has) matches
+ * the server's bytes, *out_done says when it ended (then a read gives 0 and done again), and
+ * the connection goes back to the pool: the next request reuses it. */
+static void test_read_now_then_async(void) {
+    lb_server *srv = start_server();
+    sp_manager *m = NULL;
+    sp_http_request *req = NULL;
+    sp_response *resp = NULL;
+    char url[256];
+    make_url(url, sizeof url, srv, "/big?n=1048576");
+    REQUIRE_OK(sp_manager_new(&m));
+    REQUIRE_OK(sp_http_request_new("GET", url, &req));
+    REQUIRE_OK(sp_request(m, req, &resp));
+    static uint8_t buf[65536];
+    size_t total = 0;
+    int done = 0, waits = 0, mismatch = 0;
+    for (int round = 0; round < 100000 && !done; round++) {
+        size_t n = 0;
+        REQUIRE_OK(sp_response_read_now(resp, buf, sizeof buf, &n, &done));
+        for (size_t i = 0; i < n; i++)
+            if (buf[i] != (uint8_t)lb_big_byte(total + i)) mismatch = 1;
+        total += n;
+        if (n == 0 && !done) {
+            /* Nothing has arrived: wait for it without blocking the thread. */
+            reading r;
+            memset(&r, 0, sizeof r);
+            atomic_store(&r.bytes, total);
+            sp_operation *op = NULL;
+            REQUIRE_OK(sp_response_read_async(resp, sizeof buf, on_read, &r, &op));
+            for (int i = 0; i < 2500 && atomic_load(&r.calls) == 0; i++) sleep_ms(2);
+            sp_operation_free(op);
+            CHECK(r.last == SP_OK);
+            if (r.last != SP_OK) goto cleanup;
+            total = atomic_load(&r.bytes);
+            waits++;
+        }
+    }
+    CHECK(done == 1);
+    CHECK(mismatch == 0);
+    CHECK(total == 1048576);
+    size_t n = 7;
+    done = 0;
+    CHECK_OK(sp_response_read_now(resp, buf, sizeof buf, &n, &done));
+    CHECK(n == 0 && done == 1);
+    CHECK_RC(sp_response_read_now(resp, buf, 0, &n, &done), SP_E_INVALID_ARGUMENT);
+    fetched f;
+    REQUIRE_OK(fetch(m, "GET", url, NULL, 0, &f));
+    CHECK(f.reused == 1);
+    fetched_free(&f);
+    CHECK(lb_connections(srv) == 1);
+    printf("  (1 MiB: %d asynchronous reads while nothing had arrived)\n", waits);
+cleanup:
+    sp_response_free(resp);
+    sp_http_request_free(req);
+    sp_manager_free(m);
+    lb_stop(srv);
+}
+
 /* Freeing the manager ends pending async requests with SP_E_MANAGER_CLOSED, exactly once. */
 static void test_manager_free_ends_pending_requests(void) {
     lb_server *srv = start_server();
@@ -657,6 +716,7 @@ int main(int argc, char **argv) {
         {"cancel_in_flight_closes_the_connection", test_cancel_in_flight_closes_the_connection},
         {"cancel_token_stops_a_blocking_request", test_cancel_token_stops_a_blocking_request},
         {"async_body_read", test_async_body_read},
+        {"read_now_then_async", test_read_now_then_async},
         {"manager_free_ends_pending_requests", test_manager_free_ends_pending_requests},
         {"pipelining", test_pipelining},
         {"stress_blocking_and_async_with_cancels_and_manager_free",

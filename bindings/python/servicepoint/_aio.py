@@ -23,11 +23,14 @@ from typing import Any, Dict, Optional
 from . import _native as n
 from . import errors
 
-__all__ = ["send", "read"]
+__all__ = ["send", "read", "read_now"]
 
 #: How many queued callbacks one wake-up of the reader runs (the descriptor stays readable
 #: while more remain, so the loop comes back for the rest after other ready callbacks).
 _RUN_BATCH = 256
+
+#: Size of each event loop's buffer for body bytes that have already arrived.
+_NOW_BUFFER = 64 * 1024
 
 
 class _Queue:
@@ -51,6 +54,13 @@ class _Queue:
         # they only release what they hold.
         weakref.finalize(loop, n.sp_completion_queue_free, self.handle)
         self._ran = ctypes.c_size_t()
+        # What read_now reads into, reused (only the loop's thread reads through its queue).
+        self.buffer = ctypes.create_string_buffer(_NOW_BUFFER)
+        self.address = ctypes.addressof(self.buffer)
+        self.got = ctypes.c_size_t()
+        self.done = ctypes.c_int32()
+        self.got_p = ctypes.pointer(self.got)
+        self.done_p = ctypes.pointer(self.done)
 
     def drain(self) -> None:
         n.sp_completion_queue_run(self.handle, _RUN_BATCH, ctypes.byref(self._ran))
@@ -61,10 +71,23 @@ _QUEUES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue]" = (
 )
 
 
+#: The loop last asked for and its queue (a program usually runs one loop): spares the
+#: weak dictionary's lookup on every call.
+_LAST: "tuple[weakref.ref[asyncio.AbstractEventLoop], Optional[_Queue]]" = (
+    weakref.ref(_Queue),  # type: ignore[arg-type]  # a reference that is never a loop
+    None,
+)
+
+
 def _queue(loop: asyncio.AbstractEventLoop) -> _Queue:
+    global _LAST
+    last_loop, last_queue = _LAST
+    if last_loop() is loop and last_queue is not None:
+        return last_queue
     queue = _QUEUES.get(loop)
     if queue is None:
         queue = _QUEUES[loop] = _Queue(loop)
+    _LAST = (weakref.ref(loop), queue)
     return queue
 
 
@@ -118,12 +141,23 @@ def _discard(op: Optional[_Op], response: int) -> None:
     if op is not None and future is not None and op.thread == threading.get_ident():
         loop = future.get_loop()
         if not loop.is_closed():
-            from .response import Response
-
             # A Response: freed by the garbage collector should the loop drop the call.
-            loop.call_soon(Response(response, op.owner).close)
+            loop.call_soon(_response_class()(response, op.owner).close)
             return
     n.sp_response_free(response)
+
+
+_RESPONSE: Any = None
+
+
+def _response_class() -> Any:
+    """response.Response (imported on first use: that module imports this one)."""
+    global _RESPONSE
+    if _RESPONSE is None:
+        from .response import Response
+
+        _RESPONSE = Response
+    return _RESPONSE
 
 
 def _on_response(userdata: Optional[int], result: int, response: Optional[int]) -> None:
@@ -139,11 +173,10 @@ def _on_response(userdata: Optional[int], result: int, response: Optional[int]) 
         if result != n.SP_OK:
             future.set_exception(_error(result, "sp_request_async_queued"))
             return
-        from .response import Response
-
         try:
-            handle = n.out_handle(ctypes.c_void_p(response), "sp_request_async_queued")
-            resp = Response(handle, op.owner)
+            if not response:
+                raise errors.PanicError(22, "sp_request_async_queued gave SP_OK but no response")
+            resp = _response_class()(response, op.owner)
         except BaseException as exc:  # Response() frees the handle when it fails
             future.set_exception(exc)
             return
@@ -218,6 +251,26 @@ async def send(owner: Any, manager: int, request: int) -> Any:
     if key not in _PENDING:  # pragma: no cover - the callback already ran
         _finish(op)
     return await _wait(key, op, future)
+
+
+def read_now(response: int, size: int) -> "tuple[bytes, bool]":
+    """sp_response_read_now of up to ``size`` bytes: the bytes that have already arrived
+    (b"" if none) and whether the body has ended. Never waits, so a body that came with its
+    head costs no completion."""
+    queue = _queue(asyncio.get_running_loop())
+    cap = min(size, _NOW_BUFFER)
+    total = 0
+    # Reads on while bytes keep coming (the rest of a segment, then the socket), into one
+    # buffer, so the bytes object is the only copy.
+    while True:
+        n.sp_response_read_now(
+            response, queue.address + total, cap - total, queue.got_p, queue.done_p
+        )
+        got = queue.got.value
+        total += got
+        if queue.done.value or not got or total == cap:
+            break
+    return (ctypes.string_at(queue.address, total) if total else b""), bool(queue.done.value)
 
 
 async def read(owner: Any, response: int, size: int) -> bytes:

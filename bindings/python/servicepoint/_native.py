@@ -604,6 +604,10 @@ sp_response_read = _declare(
 sp_response_read_all = _declare(
     "sp_response_read_all", [response_p, c_void_p_p, c_size_t_p]
 )
+sp_response_read_now = _declare(
+    "sp_response_read_now",
+    [response_p, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p, c_int32_p],
+)
 sp_response_connection_id = _declare("sp_response_connection_id", [response_p, c_uint64_p])
 sp_response_local_port = _declare("sp_response_local_port", [response_p, c_int32_p])
 sp_response_connection_reused = _declare(

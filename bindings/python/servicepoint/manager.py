@@ -69,9 +69,11 @@ class ServicePointManager(NativeObject):
 
     def _detach(self) -> None:
         # This thread's cached request descriptions (other threads' go with those threads).
-        cache = getattr(self.__dict__.get("_local"), "requests", None)
-        if cache is not None:
-            cache.clear()
+        local = self.__dict__.get("_local")
+        for name in ("requests", "async_requests"):
+            cache = getattr(local, name, None)
+            if cache is not None:
+                cache.clear()
 
     # --- settings ------------------------------------------------------------------------
 
@@ -476,21 +478,10 @@ class ServicePointManager(NativeObject):
         """
         manager = self._live()
         if headers is None and body is None and cancel_token is None:
-            key: _CacheKey
-            if (
-                timeout == DEFAULT_TIMEOUT and read_timeout == DEFAULT_READ_TIMEOUT
-                and keep_alive is None and not connection_group and not retryable
-                and proxy is None and pipelined is None
-            ):
-                key = (method, url)
-            else:
-                key = (
-                    method, url, n.to_ms(timeout, "timeout"),
-                    n.to_ms(read_timeout, "read_timeout"),
-                    None if keep_alive is None else bool(keep_alive),
-                    connection_group or "", bool(retryable), proxy,
-                    None if pipelined is None else bool(pipelined),
-                )
+            key = _cache_key(
+                method, url, timeout, read_timeout, keep_alive, connection_group, retryable,
+                proxy, pipelined,
+            )
             cache: Optional[_RequestCache] = getattr(self._local, "requests", None)
             if cache is None:
                 cache = self._local.requests = _RequestCache(_cancel.interrupt_token())
@@ -562,6 +553,14 @@ class ServicePointManager(NativeObject):
         bytes-like or str."""
         if body is not None and body_bytes(body) is None:
             raise ValueError("request_async takes a bytes-like or str body, not a stream")
+        if headers is None and body is None and cancel_token is None:
+            manager = self._live()
+            key = _cache_key(
+                method, url, timeout, read_timeout, keep_alive, connection_group, retryable,
+                proxy, pipelined,
+            )
+            response: Response = await _aio.send(self, manager, self._async_request(key))
+            return response
         with Request(
             method, url, headers, body, timeout, read_timeout, keep_alive,
             connection_group, retryable, cancel_token, proxy, pipelined,
@@ -570,7 +569,20 @@ class ServicePointManager(NativeObject):
 
     async def get_async(self, url: str, **kwargs: Any) -> Response:
         """Shorthand for ``await request_async("GET", url, **kwargs)``."""
+        if not kwargs:  # the common case, without the detour
+            manager = self._live()
+            response: Response = await _aio.send(self, manager, self._async_request(("GET", url)))
+            return response
         return await self.request_async("GET", url, **kwargs)
+
+    def _async_request(self, key: _CacheKey) -> int:
+        """This thread's cached description for asynchronous sends of ``key``. Without the
+        interrupt token: an event loop handles Ctrl-C by cancelling tasks, whose operations
+        are then cancelled."""
+        cache: Optional[_RequestCache] = getattr(self._local, "async_requests", None)
+        if cache is None:
+            cache = self._local.async_requests = _RequestCache()
+        return cache.get(key)
 
     async def post_async(self, url: str, body: BodyArg = None, **kwargs: Any) -> Response:
         """Shorthand for ``await request_async("POST", url, body=body, **kwargs)``."""
@@ -580,6 +592,31 @@ class ServicePointManager(NativeObject):
 
     def __repr__(self) -> str:
         return "<ServicePointManager{}>".format(" closed" if self._handle is None else "")
+
+
+def _cache_key(
+    method: str,
+    url: str,
+    timeout: Optional[float],
+    read_timeout: Optional[float],
+    keep_alive: Optional[bool],
+    connection_group: Optional[str],
+    retryable: bool,
+    proxy: Optional[str],
+    pipelined: Optional[bool],
+) -> _CacheKey:
+    """The key of a request without headers and body in a :class:`_RequestCache`."""
+    if (
+        timeout == DEFAULT_TIMEOUT and read_timeout == DEFAULT_READ_TIMEOUT
+        and keep_alive is None and not connection_group and not retryable
+        and proxy is None and pipelined is None
+    ):
+        return (method, url)
+    return (
+        method, url, n.to_ms(timeout, "timeout"), n.to_ms(read_timeout, "read_timeout"),
+        None if keep_alive is None else bool(keep_alive), connection_group or "",
+        bool(retryable), proxy, None if pipelined is None else bool(pipelined),
+    )
 
 
 class _RequestCache:

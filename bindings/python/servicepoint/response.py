@@ -314,10 +314,21 @@ class Response(NativeObject):
         handle = self._live()
         if size == 0 or self._eof:
             return b""
+        chunk = self._arrived(handle, size)
+        if chunk is not None:
+            return chunk
         chunk = await _aio.read(self, handle, size)
         if not chunk:
             self._eof = True
         return chunk
+
+    def _arrived(self, handle: int, size: int) -> Optional[bytes]:
+        """Up to ``size`` body bytes that have already arrived (b"" at the end), or None
+        when none have: then an asynchronous read waits for them."""
+        chunk, done = _aio.read_now(handle, size)
+        if done:
+            self._eof = True
+        return chunk if chunk or done else None
 
     async def aread(self, size: int = -1) -> bytes:
         """:meth:`read` for asyncio: ``size < 0`` (the default) reads up to the end of the
@@ -327,9 +338,10 @@ class Response(NativeObject):
         if size is None or size < 0:
             while True:
                 chunk = await self.aread1(DEFAULT_CHUNK_SIZE)
-                if not chunk:
+                if chunk:
+                    parts.append(chunk)
+                if self._eof:
                     return b"".join(parts)
-                parts.append(chunk)
         left = size
         while left > 0:
             chunk = await self.aread1(left)

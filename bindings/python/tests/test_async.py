@@ -33,10 +33,12 @@ def run(coro: "Coroutine[Any, Any, T]", timeout: float = 30.0) -> T:
 
 
 class SilentServer:
-    """Accepts connections and reads requests but never answers; records each connection
-    and whether (and when) the client closed it."""
+    """Accepts connections and reads requests but never answers (or, given ``reply``,
+    answers each request head with those bytes in one write); records each connection and
+    whether (and when) the client closed it."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply: bytes = b"") -> None:
+        self.reply = reply
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -79,7 +81,11 @@ class SilentServer:
                     if not data:
                         self.closed[index] = time.monotonic()
                         return
+                    heads = (self.received[index] + data).count(b"\r\n\r\n")
+                    heads -= self.received[index].count(b"\r\n\r\n")
                     self.received[index] += data
+                if self.reply:
+                    conn.sendall(self.reply * heads)
 
     def wait(self, predicate: Any, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -314,6 +320,49 @@ def test_async_body_iteration_of_chunked_and_large_bodies(
     assert trailer == hashlib.sha256(pattern(10000)).hexdigest()
     assert big == pattern(size) and max(sizes) <= 10000
     assert exact == (pattern(100000)[:70000], pattern(100000)[70000:], b"")
+
+
+def test_a_body_that_came_with_its_head_costs_no_asynchronous_read(
+    manager: servicepoint.ServicePointManager,
+    server: RecordingServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aread takes what has arrived (sp_response_read_now) and waits through an
+    asynchronous read only while nothing has: none for a small body sent with its head,
+    one for a body whose rest never comes (the server stalls, then closes)."""
+    waits = []
+    real_read = _aio.read
+
+    async def counted(*args: Any) -> bytes:
+        waits.append(args[2])
+        return await real_read(*args)
+
+    monkeypatch.setattr(_aio, "read", counted)
+
+    answering = SilentServer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+
+    async def main() -> Any:
+        bodies = []
+        for _ in range(5):
+            async with await manager.get_async(answering.url("/hello")) as resp:
+                bodies.append(await resp.aread())
+        small_waits = len(waits)
+        async with await manager.get_async(server.url("/stall_body?ms=300")) as resp:
+            first = await resp.aread1()
+            with pytest.raises(servicepoint.ConnectionClosedError):
+                await resp.aread()
+        return bodies, small_waits, first
+
+    try:
+        bodies, small_waits, first = run(main())
+    finally:
+        answering.stop()
+    assert bodies == [b"hello"] * 5
+    assert small_waits == 0
+    assert first == b"ab" and len(waits) == 1
+    assert len(answering.received) == 1, "one connection served the five requests"
+    assert answering.received[0].count(b"GET /hello ") == 5
+    assert len(server.requests_to("/stall_body")) == 1
 
 
 def test_a_connection_opened_by_an_async_request_is_reused_by_a_blocking_one(
