@@ -86,12 +86,14 @@ impl Driver {
             [a] => Box::pin(a.canceled()),
             [a, b] => Box::pin(async move {
                 tokio::select! {
+                    biased;
                     () = a.canceled() => {}
                     () = b.canceled() => {}
                 }
             }),
             [a, b, c] => Box::pin(async move {
                 tokio::select! {
+                    biased;
                     () = a.canceled() => {}
                     () = b.canceled() => {}
                     () = c.canceled() => {}
@@ -152,6 +154,7 @@ impl Driver {
                 }
             };
             tokio::select! {
+                biased;
                 ready = ready => match ready {
                     Ok(bits) => seen = bits,
                     Err(_) => fault = Some(Fault::NoReactor),
@@ -206,6 +209,7 @@ impl Driver {
                     })
                 });
                 tokio::select! {
+                    biased;
                     () = futures_select_all(waits) => Ok(()),
                     () = self.canceled() => Err(canceled()),
                 }
@@ -218,6 +222,7 @@ impl Driver {
                     })
                 });
                 tokio::select! {
+                    biased;
                     () = futures_select_all(waits) => Ok(()),
                     () = self.canceled() => Err(canceled()),
                 }
@@ -280,6 +285,7 @@ impl Driver {
         }
         // One lookup at a time per point; the others find its result in the cache.
         let _lookup = tokio::select! {
+            biased;
             guard = point.address_cache().lookup.lock() => guard,
             () = self.canceled() => return Err(cancel::canceled_error("the name lookup")),
         };
@@ -290,6 +296,7 @@ impl Driver {
         let lookup = crate::runtime::handle().spawn_blocking(move || p.resolve());
         let sleep = self.sleep_until(deadline);
         tokio::select! {
+            biased;
             found = lookup => found.unwrap_or_else(|e| {
                 Err(Error::new(ErrorKind::Dns, format!("name lookup failed: {e}")))
             }),

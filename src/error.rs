@@ -82,6 +82,11 @@ impl Error {
 
     /// Maps an I/O error during an exchange; timeouts become `timeout_kind`.
     pub fn from_io(err: &io::Error, what: &str, timeout_kind: ErrorKind) -> Self {
+        // A step's wait that would block: the error is dropped and the step runs again, and
+        // formatting a message for it was the largest single cost of an asynchronous request.
+        if err.kind() == io::ErrorKind::WouldBlock && crate::connection::step_would_block() {
+            return Error::new(timeout_kind, String::new());
+        }
         // A TLS failure after the handshake (an alert, a bad record) travels as an io::Error.
         if err
             .get_ref()

@@ -36,10 +36,19 @@ struct Stripe(AtomicUsize);
 static ACTIVE: [Stripe; STRIPES] = [const { Stripe(AtomicUsize::new(0)) }; STRIPES];
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
+/// A thread whose stripe is not chosen yet.
+const NO_STRIPE: usize = usize::MAX;
+
 thread_local! {
-    /// Nesting depth of this thread's critical sections; only the outermost one counts.
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
+    /// Nesting depth of this thread's critical sections (only the outermost one counts) and
+    /// the thread's stripe, in one cell: a section reads it once as it starts and once as it
+    /// ends (each access to a library's thread-local costs a call).
+    static SECTION: Cell<(u32, usize)> = const { Cell::new((0, NO_STRIPE)) };
+}
+
+/// This thread's section depth.
+fn depth() -> u32 {
+    SECTION.get().0
 }
 
 /// The process's fork generation: 0 in the process that loaded the library, bumped in each
@@ -58,7 +67,7 @@ pub fn install() {
 }
 
 extern "C" fn prepare() {
-    if DEPTH.with(Cell::get) > 0 {
+    if depth() > 0 {
         // Forking from inside a section (a callback run under a lock would be a bug): do not
         // wait for ourselves.
         return;
@@ -80,13 +89,9 @@ extern "C" fn parent() {
 extern "C" fn child() {
     GENERATION.fetch_add(1, AcqRel);
     // Only this thread exists now; counts left by other threads are stale.
-    let own = STRIPE.with(|s| *s);
+    let (depth, own) = SECTION.get();
     for (i, s) in ACTIVE.iter().enumerate() {
-        let mine = if i == own && DEPTH.with(Cell::get) > 0 {
-            1
-        } else {
-            0
-        };
+        let mine = if i == own && depth > 0 { 1 } else { 0 };
         s.0.store(mine, SeqCst);
     }
     FORKING.store(false, SeqCst);
@@ -97,13 +102,12 @@ pub struct Section(());
 
 impl Section {
     pub fn enter() -> Section {
-        let depth = DEPTH.with(|d| {
-            let v = d.get() + 1;
-            d.set(v);
-            v
-        });
-        if depth == 1 {
-            let stripe = STRIPE.with(|s| *s);
+        let (depth, mut stripe) = SECTION.get();
+        if stripe == NO_STRIPE {
+            stripe = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
+        }
+        SECTION.set((depth + 1, stripe));
+        if depth == 0 {
             loop {
                 ACTIVE[stripe].0.fetch_add(1, SeqCst);
                 if !FORKING.load(SeqCst) {
@@ -121,13 +125,10 @@ impl Section {
 
 impl Drop for Section {
     fn drop(&mut self) {
-        let depth = DEPTH.with(|d| {
-            let v = d.get() - 1;
-            d.set(v);
-            v
-        });
-        if depth == 0 {
-            ACTIVE[STRIPE.with(|s| *s)].0.fetch_sub(1, SeqCst);
+        let (depth, stripe) = SECTION.get();
+        SECTION.set((depth - 1, stripe));
+        if depth == 1 {
+            ACTIVE[stripe].0.fetch_sub(1, SeqCst);
         }
     }
 }
@@ -233,7 +234,8 @@ mod tests {
 
     #[test]
     fn sections_nest_and_balance() {
-        let stripe = STRIPE.with(|s| *s);
+        drop(Section::enter()); // chooses this thread's stripe
+        let stripe = SECTION.get().1;
         let before = ACTIVE[stripe].0.load(SeqCst);
         {
             let a = Lock::new(1);
@@ -248,6 +250,6 @@ mod tests {
             );
         }
         assert_eq!(ACTIVE[stripe].0.load(SeqCst), before);
-        assert_eq!(DEPTH.with(Cell::get), 0);
+        assert_eq!(depth(), 0);
     }
 }

@@ -9,7 +9,9 @@
 
 use crate::fork::Lock;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+// Keyed by descriptors and sequence numbers the library owns: no collision-resistant hash.
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -105,8 +107,8 @@ impl Local {
             free: Lock::new(Vec::new()),
             live: AtomicU64::new(0),
             ready: Lock::new(VecDeque::new()),
-            io_waiters: Lock::new(HashMap::new()),
-            seen: Lock::new(HashMap::new()),
+            io_waiters: Lock::new(HashMap::default()),
+            seen: Lock::new(HashMap::default()),
             timers: Lock::new(Timers::default()),
             signalled: AtomicBool::new(false),
         };

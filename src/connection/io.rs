@@ -44,6 +44,13 @@ thread_local! {
     static STEP: Cell<Option<Step>> = const { Cell::new(None) };
 }
 
+/// True while a step of an asynchronous operation runs on this thread and one of its waits
+/// would have blocked: the step's result is then discarded (it runs again when the socket is
+/// ready), so its error needs no message.
+pub fn step_would_block() -> bool {
+    STEP.get().is_some_and(|s| s.pending.is_some())
+}
+
 /// Runs `f` as a step of an asynchronous operation: no wait blocks. Returns its result and,
 /// when a wait would have blocked (the result is then that wait's `WouldBlock` error, to be
 /// discarded), what to await before running the step again. With a `fault`, every wait fails

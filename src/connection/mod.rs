@@ -15,7 +15,7 @@ mod tls;
 pub use facts::TlsFacts;
 pub use io::{
     Canceled, Fault, Pending, Ready, check_deadline, earliest, poll_now, poll_timeout_ms, run_step,
-    run_step_level, wait, wait_fd,
+    run_step_level, step_would_block, wait, wait_fd,
 };
 pub use options::{SocketOptions, TcpKeepAlive};
 pub use reactor::Reactor;

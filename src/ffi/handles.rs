@@ -99,25 +99,8 @@ impl Entry {
 const SHARDS: usize = 64;
 
 /// Keys are issued by this table (sequential, unique), never chosen by a caller, so they need
-/// no collision-resistant hash: the key itself, shifted past its zero bits, spreads well.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_usize(&mut self, key: usize) {
-        self.0 = (key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type Table = HashMap<usize, Entry, std::hash::BuildHasherDefault<KeyHasher>>;
+/// no collision-resistant hash: Fx is a multiply per key.
+type Table = HashMap<usize, Entry, rustc_hash::FxBuildHasher>;
 
 static TABLE: Lazy<[RwLock<Table>; SHARDS]> =
     Lazy::new(|| std::array::from_fn(|_| RwLock::new(Table::default())));
