@@ -54,13 +54,6 @@ class _Queue:
         # they only release what they hold.
         weakref.finalize(loop, n.sp_completion_queue_free, self.handle)
         self._ran = ctypes.c_size_t()
-        # What read_now reads into, reused (only the loop's thread reads through its queue).
-        self.buffer = ctypes.create_string_buffer(_NOW_BUFFER)
-        self.address = ctypes.addressof(self.buffer)
-        self.got = ctypes.c_size_t()
-        self.done = ctypes.c_int32()
-        self.got_p = ctypes.pointer(self.got)
-        self.done_p = ctypes.pointer(self.done)
 
     def drain(self) -> None:
         n.sp_completion_queue_run(self.handle, _RUN_BATCH, ctypes.byref(self._ran))
@@ -253,24 +246,39 @@ async def send(owner: Any, manager: int, request: int) -> Any:
     return await _wait(key, op, future)
 
 
+class _NowBuffer(threading.local):
+    """What read_now reads into, one per thread, reused."""
+
+    def __init__(self) -> None:
+        self.buffer = ctypes.create_string_buffer(_NOW_BUFFER)
+        self.address = ctypes.addressof(self.buffer)
+        self.got = ctypes.c_size_t()
+        self.done = ctypes.c_int32()
+        self.got_p = ctypes.pointer(self.got)
+        self.done_p = ctypes.pointer(self.done)
+
+
+_NOW = _NowBuffer()
+
+
 def read_now(response: int, size: int) -> "tuple[bytes, bool]":
     """sp_response_read_now of up to ``size`` bytes: the bytes that have already arrived
     (b"" if none) and whether the body has ended. Never waits, so a body that came with its
     head costs no completion."""
-    queue = _queue(asyncio.get_running_loop())
+    now = _NOW
     cap = min(size, _NOW_BUFFER)
     total = 0
     # Reads on while bytes keep coming (the rest of a segment, then the socket), into one
     # buffer, so the bytes object is the only copy.
     while True:
         n.sp_response_read_now(
-            response, queue.address + total, cap - total, queue.got_p, queue.done_p
+            response, now.address + total, cap - total, now.got_p, now.done_p
         )
-        got = queue.got.value
+        got = now.got.value
         total += got
-        if queue.done.value or not got or total == cap:
+        if now.done.value or not got or total == cap:
             break
-    return (ctypes.string_at(queue.address, total) if total else b""), bool(queue.done.value)
+    return (ctypes.string_at(now.address, total) if total else b""), bool(now.done.value)
 
 
 async def read(owner: Any, response: int, size: int) -> bytes:
