@@ -416,16 +416,41 @@ namespace Servicepoint
     /// .NET Framework's HttpWebRequest.BeginGetResponse and Stream.BeginRead.</summary>
     internal static class Apm
     {
+        /// <summary>Callbacks nested on one thread before the next goes to the thread pool.</summary>
+        const int MaxInlineDepth = 16;
+
+        /// <summary>Callbacks running on this thread, each inside the one before.</summary>
+        [ThreadStatic]
+        static int _inlineDepth;
+
         internal static IAsyncResult Begin<T>(Task<T> task, AsyncCallback callback, object state)
         {
             var tcs = new TaskCompletionSource<T>(state, TaskCreationOptions.RunContinuationsAsynchronously);
+            // A task that is complete already (a body read of bytes that had arrived) runs the
+            // callback on this thread before Begin returns. A caller that begins the next read
+            // inside its callback (the usual BeginRead loop) then nests one callback in the other
+            // for as long as the bytes keep arriving first, and Mono inlines such continuations
+            // without a stack check (a long body ended in a stack overflow): past MaxInlineDepth
+            // nested callbacks, the callback goes to the thread pool instead.
+            TaskContinuationOptions options = task.IsCompleted && _inlineDepth >= MaxInlineDepth
+                ? TaskContinuationOptions.None
+                : TaskContinuationOptions.ExecuteSynchronously;
             task.ContinueWith(t =>
             {
                 if (t.IsFaulted) tcs.TrySetException(t.Exception.InnerExceptions);
                 else if (t.IsCanceled) tcs.TrySetCanceled();
                 else tcs.TrySetResult(t.Result);
-                if (callback != null) callback(tcs.Task);
-            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                if (callback == null) return;
+                _inlineDepth++;
+                try
+                {
+                    callback(tcs.Task);
+                }
+                finally
+                {
+                    _inlineDepth--;
+                }
+            }, CancellationToken.None, options, TaskScheduler.Default);
             return tcs.Task;
         }
 

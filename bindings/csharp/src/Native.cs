@@ -399,6 +399,12 @@ namespace Servicepoint
         /// caller's own array with `fixed` for the call: no copy, no marshalling).</summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern unsafe int sp_response_read(IntPtr response, byte* buf, UIntPtr cap, out UIntPtr outN);
+        /// <summary>sp_response_read_now into a pointer the caller pinned: the body bytes that
+        /// have already arrived, never waiting (outN 0 when none have), outDone 1 once the end of
+        /// the body has been reached. Allowed on any thread (Response.ReadAsync takes a body that
+        /// came with its head here, without a round trip through the completion pump).</summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
+        internal static extern unsafe int sp_response_read_now(IntPtr response, byte* buf, UIntPtr cap, out UIntPtr outN, out int outDone);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]
         internal static extern int sp_response_read_all(IntPtr response, out IntPtr outData, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, ExactSpelling = true)]

@@ -53,6 +53,9 @@ namespace Servicepoint
         // that delivers the last of them ends the body without a second native call (the
         // library has already given the connection back to the pool).
         long _remaining = -1;
+        /// <summary>ReadAsync calls of this response that had to wait (went through
+        /// sp_response_read_async_queued) rather than take bytes that had arrived; for the tests.</summary>
+        internal int _waitingReads;
         ResponseStream _stream;
         // The CancellationToken given to GetResponse, bridged to the native token that this
         // response's body reads watch too (null without one); disposed with the response.
@@ -463,13 +466,21 @@ namespace Servicepoint
             }
         }
 
-        /// <summary>Reads up to count body bytes without blocking a thread
-        /// (sp_response_read_async_queued): the Task gives the count (at least one, 0 at the end
-        /// of the body). The bytes are copied into buffer on the binding's pump thread;
-        /// continuations run on the thread pool. Canceling <paramref name="cancellationToken"/> ends the read (the Task is
+        /// <summary>The completed Task of a read at the end of the body (shared: a completed
+        /// Task cannot change).</summary>
+        static readonly Task<int> Zero = Task.FromResult(0);
+
+        /// <summary>Reads up to count body bytes without blocking a thread: the Task gives the
+        /// count (at least one, 0 at the end of the body). Bytes that have already arrived (a
+        /// small body comes with its head) are taken at once with sp_response_read_now, straight
+        /// into the caller's array, and the Task returned is already complete (the continuation
+        /// of an await then runs on, on this thread). Only when nothing has arrived yet does the
+        /// read wait, through sp_response_read_async_queued: the bytes are then copied into
+        /// buffer on the binding's pump thread, and continuations run on the thread pool.
+        /// Canceling <paramref name="cancellationToken"/> ends a waiting read (the Task is
         /// canceled: TaskCanceledException) and closes the connection. One read at a time per
         /// response (a second concurrent read faults with InvalidArgumentException).</summary>
-        public Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken = default(CancellationToken))
+        public unsafe Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken = default(CancellationToken))
         {
             if (buffer == null) throw new ArgumentNullException("buffer");
             if (offset < 0 || count < 0 || offset > buffer.Length - count)
@@ -478,17 +489,49 @@ namespace Servicepoint
             IntPtr h = _h.Enter(Name);
             try
             {
-                if (_eof || count == 0) return Task.FromResult(0);
+                if (_eof || count == 0) return Zero;
                 if (_remaining == 0)
                 {
                     _eof = true;
-                    return Task.FromResult(0);
+                    return Zero;
                 }
+                // The fast path: what has already arrived, without waiting and without the
+                // pump thread and thread-pool hops of a completion.
+                UIntPtr got;
+                int done;
+                int rc;
+                fixed (byte* p = &buffer[offset])
+                {
+                    rc = Native.sp_response_read_now(h, p, new UIntPtr((uint)count), out got, out done);
+                }
+                if (rc != 0)
+                {
+                    // As the completion of an asynchronous read maps its failure.
+                    Exception error = ReadError(rc, "sp_response_read_now");
+                    if (rc == (int)ErrorCode.Canceled && cancellationToken.IsCancellationRequested)
+                        return Task.FromCanceled<int>(cancellationToken);
+                    return Task.FromException<int>(error);
+                }
+                ulong n64 = got.ToUInt64();
+                if (n64 > (ulong)count) return Task.FromException<int>(new InvalidOperationException("the library returned more bytes than asked for"));
+                int n = (int)n64;
+                if (n > 0)
+                {
+                    Consumed(n);
+                    if (done != 0) _eof = true;
+                    return Task.FromResult(n);
+                }
+                if (done != 0)
+                {
+                    Consumed(0);
+                    return Zero;
+                }
+                // Nothing yet: wait for the bytes without blocking a thread.
                 IntPtr queue = CompletionPump.Queue;
                 var state = new AsyncRead(this, buffer, offset, count, cancellationToken);
                 GCHandle self = GCHandle.Alloc(state);
                 IntPtr op;
-                int rc = Native.sp_response_read_async_queued(h, queue, new UIntPtr((uint)count), AsyncRead.Callback, GCHandle.ToIntPtr(self), out op);
+                rc = Native.sp_response_read_async_queued(h, queue, new UIntPtr((uint)count), AsyncRead.Callback, GCHandle.ToIntPtr(self), out op);
                 if (rc != 0)
                 {
                     Exception error = ReadError(rc, "sp_response_read_async");
@@ -496,6 +539,7 @@ namespace Servicepoint
                     return Task.FromException<int>(error);
                 }
                 state.Started(op);
+                _waitingReads++;
                 return state.Completion.Task;
             }
             finally

@@ -53,7 +53,9 @@ namespace Servicepoint
             return _response.Read(buffer, offset, count);
         }
 
-        /// <summary>Reads without blocking a thread (sp_response_read_async); see Response.ReadAsync.</summary>
+        /// <summary>Reads without blocking a thread: bytes that have arrived at once
+        /// (sp_response_read_now, the Task already complete), else through
+        /// sp_response_read_async; see Response.ReadAsync.</summary>
         public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
         {
             return _response.ReadAsync(buffer, offset, count, cancellationToken);
@@ -80,7 +82,9 @@ namespace Servicepoint
         }
 #endif
 
-        /// <summary>BeginRead over ReadAsync (no thread blocked while the read waits).</summary>
+        /// <summary>BeginRead over ReadAsync (no thread blocked while the read waits). When the
+        /// bytes had arrived, the callback runs on the calling thread before BeginRead returns
+        /// (past a few nested callbacks on one thread, on the thread pool).</summary>
         public override IAsyncResult BeginRead(byte[] buffer, int offset, int count, AsyncCallback callback, object state)
         {
             return Apm.Begin(_response.ReadAsync(buffer, offset, count, CancellationToken.None), callback, state);

@@ -77,6 +77,8 @@ namespace Servicepoint.Tests
         public int StallMs;
         public bool Close;
         public int CloseSilentlyAfterMs = -1; // keep-alive reply, then the server drops the connection
+        public int HoldAfterBytes = -1; // send the head and this many body bytes (as sent, chunked or not) in one write,
+        public int HoldMs;              // wait this long, then send the rest (the connection stays usable)
 
         public Reply Header(string name, string value)
         {
@@ -473,6 +475,16 @@ namespace Servicepoint.Tests
                 output.Write(r.Body, 0, r.Body.Length);
             }
             byte[] all = output.ToArray();
+            if (r.HoldAfterBytes >= 0)
+            {
+                int first = Math.Min(all.Length, headBytes.Length + r.HoldAfterBytes);
+                stream.Write(all, 0, first);
+                stream.Flush();
+                Thread.Sleep(r.HoldMs);
+                stream.Write(all, first, all.Length - first);
+                stream.Flush();
+                return true;
+            }
             stream.Write(all, 0, all.Length);
             stream.Flush();
             return true;
@@ -2731,6 +2743,220 @@ namespace Servicepoint.Tests
                         Assert(waiting.IsCanceled, "read status " + waiting.Status);
                         Assert(sw.ElapsedMilliseconds < 500, "read cancel took " + sw.ElapsedMilliseconds + " ms");
                     }
+                }
+            });
+
+            Check("async: ReadAsync of a small body that came with its head completes before it returns (sp_response_read_now), and the connection is free at the end", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    // One connection: each request below is sent while the response before it
+                    // is still undisposed, so it gets the connection only if reading that body to
+                    // its end gave the connection back.
+                    p.ConnectionLimit = 1;
+                    var expected = new byte[100];
+                    for (int i = 0; i < expected.Length; i++) expected[i] = (byte)(i * 7 + (i >> 8));
+                    Response previous = null;
+                    try
+                    {
+                        // Content-Length, then chunked (4 chunks and the last one, all in the
+                        // server's one write of head and body).
+                        foreach (string chunk in new[] { null, null, "30", "30" })
+                        {
+                            var request = new HttpRequest(server.Url("/sized?chunk=" + (chunk ?? "none"))) { Headers = { { "X-Size", "100" } } };
+                            if (chunk != null) request.Headers.Add("X-Chunk-Size", chunk);
+                            Task<Response> t = m.GetResponseAsync(request);
+                            Assert(t.Wait(10000), "the request did not complete (the connection was not given back?)");
+                            if (previous != null) previous.Dispose();
+                            previous = t.Result;
+                            Stream s = previous.GetResponseStream();
+                            var buf = new byte[4096];
+                            var body = new MemoryStream();
+                            int reads = 0;
+                            for (; reads < 20; reads++)
+                            {
+                                Task<int> read = s.ReadAsync(buf, 0, buf.Length);
+                                Assert(read.IsCompleted, (chunk ?? "Content-Length") + ": ReadAsync " + reads + " was not complete when it returned: " + read.Status);
+                                int n = read.Result;
+                                if (n == 0) break;
+                                body.Write(buf, 0, n);
+                            }
+                            Assert(reads < 20, "the body did not end");
+                            Assert(BytesEqual(expected, body.ToArray()), (chunk ?? "Content-Length") + ": body differs (" + body.Length + " bytes)");
+                            // The end stays the end, without another library call.
+                            Task<int> again = s.ReadAsync(buf, 0, buf.Length);
+                            Assert(again.IsCompleted && again.Result == 0, "a read after the end: " + again.Status);
+                            Equal(0, previous._waitingReads, (chunk ?? "Content-Length") + ": reads that waited for a completion");
+                        }
+                    }
+                    finally
+                    {
+                        if (previous != null) previous.Dispose();
+                    }
+                    Equal(4, server.Requests.Count, "requests the server saw");
+                    Equal(1, server.ConnectionCount, "connections the server saw");
+                }
+            });
+
+            Check("async: ReadAsync of a body whose rest the server holds 300 ms: the arrived part at once, then a read that waits", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (HttpServicePoint p = m.FindServicePoint(server.Url("/")))
+                {
+                    p.ConnectionLimit = 1;
+                    var expected = new byte[1000];
+                    for (int i = 0; i < expected.Length; i++) expected[i] = (byte)(i * 13 + 5);
+                    Func<RecordedRequest, Reply> routes = server.Handler;
+                    server.Handler = req => req.Path == "/held"
+                        ? new Reply { Body = expected, HoldAfterBytes = 100, HoldMs = 300, Chunked = req.Header("X-Chunked") == "1", ChunkSize = 400 }
+                        : routes(req);
+                    foreach (bool chunked in new[] { false, true })
+                    {
+                        string what = chunked ? "chunked" : "Content-Length";
+                        var request = new HttpRequest(server.Url("/held")) { Headers = { { "X-Chunked", chunked ? "1" : "0" } } };
+                        var sw = Stopwatch.StartNew();
+                        Task<Response> t = m.GetResponseAsync(request);
+                        Assert(t.Wait(10000), what + ": the request did not complete");
+                        using (Response r = t.Result)
+                        {
+                            Stream s = r.GetResponseStream();
+                            var buf = new byte[4096];
+                            var body = new MemoryStream();
+                            // The part sent with the head: at once.
+                            Task<int> first = s.ReadAsync(buf, 0, buf.Length);
+                            Assert(first.IsCompleted, what + ": the first ReadAsync was not complete when it returned: " + first.Status);
+                            Assert(first.Result > 0 && first.Result <= 100, what + ": first read " + first.Result + " bytes");
+                            body.Write(buf, 0, first.Result);
+                            int waited = 0;
+                            for (int reads = 0; ; reads++)
+                            {
+                                Assert(reads < 100, what + ": the body did not end");
+                                Task<int> read = s.ReadAsync(buf, 0, buf.Length);
+                                if (!read.IsCompleted)
+                                {
+                                    waited++;
+                                    if (waited == 1)
+                                    {
+                                        // One read at a time: a second one while this one waits fails.
+                                        Task<int> second = s.ReadAsync(new byte[10], 0, 10);
+                                        Assert(second.IsFaulted, what + ": a concurrent ReadAsync: " + second.Status);
+                                        Assert(Unwrap(second.Exception) is InvalidArgumentException, what + ": concurrent ReadAsync: " + Unwrap(second.Exception).GetType().Name);
+                                    }
+                                    Assert(((IAsyncResult)read).AsyncWaitHandle.WaitOne(5000), what + ": the waiting read did not complete");
+                                    Assert(sw.ElapsedMilliseconds >= 250, what + ": the waiting read completed after " + sw.ElapsedMilliseconds + " ms, before the server sent the rest");
+                                }
+                                int n = read.Result;
+                                if (n == 0) break;
+                                body.Write(buf, 0, n);
+                            }
+                            Equal(1, waited, what + ": reads that were not complete when they returned");
+                            Equal(1, r._waitingReads, what + ": reads that waited for a completion");
+                            Assert(BytesEqual(expected, body.ToArray()), what + ": body differs (" + body.Length + " bytes)");
+                            // At the end of the body the connection is back: the next request
+                            // gets it although this response is not disposed yet.
+                            Assert(m.GetAsync(server.Url("/hello?after=" + what)).ContinueWith(a => { a.Result.Dispose(); return true; }).Wait(5000), what + ": the next request did not get the connection");
+                        }
+                    }
+                    Equal(4, server.Requests.Count, "requests the server saw");
+                    Equal(1, server.ConnectionCount, "connections the server saw");
+                }
+            });
+
+            Check("async: ReadAsync of a body the server cut short: the same exception whether the cut had arrived (at once) or comes while the read waits", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                {
+                    Func<RecordedRequest, Reply> routes = server.Handler;
+                    // Head and 10 of 100 body bytes, then the server waits X-Ms and closes.
+                    server.Handler = req => req.Path == "/cut"
+                        ? new Reply { Body = new byte[100], StallAfterBytes = 10, StallMs = int.Parse(req.Header("X-Ms") ?? "0") }
+                        : routes(req);
+                    var errors = new ServicePointException[2];
+                    for (int k = 0; k < 2; k++)
+                    {
+                        bool arrived = k == 0;
+                        string what = arrived ? "cut arrived" : "cut while waiting";
+                        var request = new HttpRequest(server.Url("/cut")) { Headers = { { "X-Ms", arrived ? "0" : "300" } } };
+                        using (Response r = m.GetResponseAsync(request).Result)
+                        {
+                            if (arrived) Thread.Sleep(200);
+                            Stream s = r.GetResponseStream();
+                            var buf = new byte[100];
+                            int got = 0;
+                            Task<int> read = null;
+                            for (int i = 0; i < 10; i++)
+                            {
+                                read = s.ReadAsync(buf, 0, buf.Length);
+                                bool atOnce = read.IsCompleted;
+                                Assert(((IAsyncResult)read).AsyncWaitHandle.WaitOne(5000), what + ": a read did not end");
+                                if (read.IsFaulted)
+                                {
+                                    Assert(atOnce == arrived, what + ": the failing read " + (atOnce ? "was" : "was not") + " complete when it returned");
+                                    break;
+                                }
+                                Assert(read.Result > 0, what + ": the body ended without an error");
+                                got += read.Result;
+                            }
+                            Equal(10, got, what + ": bytes before the error");
+                            Assert(read.IsFaulted, what + ": no read failed");
+                            Exception e = Unwrap(read.Exception);
+                            Assert(e is ConnectionClosedException, what + ": " + e.GetType().Name + ": " + e.Message);
+                            errors[k] = (ServicePointException)e;
+                            Equal(arrived ? "sp_response_read_now" : "sp_response_read_async", errors[k].Function, what + ": Function");
+                        }
+                    }
+                    Equal(errors[1].NativeCode, errors[0].NativeCode, "NativeCode");
+                    Equal(errors[1].Status, errors[0].Status, "Status");
+                    Equal(errors[1].Message, errors[0].Message, "Message");
+                }
+            });
+
+            Check("async: a BeginRead loop (the next BeginRead in the callback) over a 1 MiB body in 64-byte reads: no stack overflow, bytes right", () =>
+            {
+                using (var server = new TestServer())
+                using (var m = new HttpServicePointManager())
+                using (Response r = m.Get(server.Url("/big")))
+                {
+                    Stream s = r.GetResponseStream();
+                    var body = new MemoryStream();
+                    var buf = new byte[64];
+                    var done = new ManualResetEventSlim();
+                    Exception error = null;
+                    int reads = 0, inline = 0;
+                    int thread = Thread.CurrentThread.ManagedThreadId;
+                    AsyncCallback next = null;
+                    next = ar =>
+                    {
+                        try
+                        {
+                            int n = s.EndRead(ar);
+                            reads++;
+                            if (Thread.CurrentThread.ManagedThreadId == thread) inline++;
+                            if (n == 0)
+                            {
+                                done.Set();
+                                return;
+                            }
+                            body.Write(buf, 0, n);
+                            s.BeginRead(buf, 0, buf.Length, next, null);
+                        }
+                        catch (Exception e)
+                        {
+                            error = e;
+                            done.Set();
+                        }
+                    };
+                    // Let the whole body arrive first, so that nearly every read is synchronous.
+                    Thread.Sleep(200);
+                    s.BeginRead(buf, 0, buf.Length, next, null);
+                    Assert(done.Wait(20000), "the reads did not end");
+                    if (error != null) throw error;
+                    Assert(BytesEqual(TestServer.BigBody, body.ToArray()), "body differs (" + body.Length + " bytes)");
+                    Console.WriteLine("     {0} reads, {1} of them completed on the starting thread", reads, inline);
                 }
             });
 
