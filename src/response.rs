@@ -160,6 +160,9 @@ pub struct BodyReader {
     read_timeout: Option<Duration>,
     /// The request's cancel token, watched by every read.
     cancel: Option<CancelToken>,
+    /// A failure met after a read had already taken bytes: those bytes went out first, and
+    /// the next read gives the failure.
+    deferred: Option<Error>,
 }
 
 static NO_TRAILERS: Fields = Fields::new();
@@ -181,6 +184,7 @@ impl Response {
             close,
             read_timeout,
             cancel: None,
+            deferred: None,
         };
         body.release_if_done();
         Response {
@@ -231,11 +235,26 @@ impl Response {
         self.body_mut()?.read_to_end(out)
     }
 
-    /// Reads body bytes that have already arrived, never waiting: `Ok(None)` when none have
-    /// (a read would wait), `Ok(Some(0))` at the end of the body. Lets an event loop take a
-    /// body that came with its head without a round trip through a completion.
+    /// Reads body bytes that have already arrived, as many as fit in `buf` (what came with the
+    /// head, then what the socket holds), never waiting: `Ok(None)` when none have (a read
+    /// would wait), `Ok(Some(0))` at the end of the body. Lets an event loop take a body that
+    /// came with its head without a round trip through a completion.
     pub fn read_now(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
-        self.body_mut()?.read_now(buf).transpose()
+        let body = self.body_mut()?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match body.read_now(&mut buf[filled..]) {
+                None if filled == 0 => return Ok(None),
+                None | Some(Ok(0)) => break,
+                Some(Ok(n)) => filled += n,
+                Some(Err(e)) if filled == 0 => return Err(e),
+                Some(Err(e)) => {
+                    body.deferred = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(Some(filled))
     }
 
     /// The token that cancels reads of this body (its request's).
@@ -332,6 +351,9 @@ impl BodyReader {
 
     /// Checks that the body can be read: `Ok(None)` at its end, else the read's deadline.
     fn before_read(&mut self, buf: &[u8]) -> Result<Option<Option<Instant>>> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         if self.decoder.is_done() || buf.is_empty() {
             return Ok(None);
         }

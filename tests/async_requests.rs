@@ -354,3 +354,49 @@ fn read_now_takes_what_has_arrived_and_never_waits() {
         "the connection went back to the pool"
     );
 }
+
+/// `read_now` fills the caller's buffer from what came with the head and what the socket
+/// holds; a body cut short gives its bytes first and the failure on the next read, so nothing
+/// that arrived is lost.
+#[test]
+fn read_now_gives_the_bytes_before_a_cut_then_the_failure() {
+    use support::script::{ScriptServer, script};
+    let _serial = serial();
+    let server = ScriptServer::start(vec![script(move |p| {
+        let Some(_) = p.read_head() else { return };
+        p.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+        p.write(&[b'x'; 30000]);
+        p.fin();
+    })]);
+    let m = Manager::new();
+    let mut resp = m
+        .send(&Request::new("GET", &server.url("/cut")).unwrap())
+        .unwrap();
+    let mut buf = vec![0u8; 200_000];
+    // Once everything (the FIN too) has arrived, one read takes all of it, and the cut waits
+    // for the next read.
+    assert!(server.wait_until(Duration::from_secs(5), |s| s.finished() == 1));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(resp.read_now(&mut buf).unwrap(), Some(30000));
+    let mut got = 30000;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let failure = loop {
+        assert!(Instant::now() < deadline, "no failure after {got} bytes");
+        match resp.read_now(&mut buf) {
+            Ok(Some(n)) => {
+                assert!(n > 0, "not the end: the body was cut");
+                assert!(buf[..n].iter().all(|&b| b == b'x'));
+                got += n;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, 30000, "every byte that arrived was given");
+    assert_eq!(
+        failure.kind,
+        ErrorKind::ConnectionClosed,
+        "{}",
+        failure.message
+    );
+}

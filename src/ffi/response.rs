@@ -292,9 +292,11 @@ pub extern "C" fn sp_response_read(
     })
 }
 
-/// Reads up to `cap` (> 0) body bytes that have already arrived, without ever waiting:
-/// *out_n receives the count (0 when nothing has arrived yet), and *out_done 1 once the end
-/// of the body has been reached (then the connection has gone back to the pool), else 0. A
+/// Reads the body bytes that have already arrived, up to `cap` (> 0), without ever waiting:
+/// what came with the head, then what the socket holds. *out_n receives the count (0 when
+/// nothing has arrived yet), and *out_done 1 once the end of the body has been reached (then
+/// the connection has gone back to the pool), else 0. A failure met after some bytes were
+/// taken is returned by the next read, so the bytes that arrived before it are not lost. A
 /// small body usually arrives with its head, so an event loop reads it here at once, in the
 /// response callback or later, and starts sp_response_read_async only while *out_done is 0
 /// and *out_n is 0. After an error the connection is closed.

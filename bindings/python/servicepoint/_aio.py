@@ -266,19 +266,11 @@ def read_now(response: int, size: int) -> "tuple[bytes, bool]":
     (b"" if none) and whether the body has ended. Never waits, so a body that came with its
     head costs no completion."""
     now = _NOW
-    cap = min(size, _NOW_BUFFER)
-    total = 0
-    # Reads on while bytes keep coming (the rest of a segment, then the socket), into one
-    # buffer, so the bytes object is the only copy.
-    while True:
-        n.sp_response_read_now(
-            response, now.address + total, cap - total, now.got_p, now.done_p
-        )
-        got = now.got.value
-        total += got
-        if now.done.value or not got or total == cap:
-            break
-    return (ctypes.string_at(now.address, total) if total else b""), bool(now.done.value)
+    n.sp_response_read_now(
+        response, now.address, min(size, _NOW_BUFFER), now.got_p, now.done_p
+    )
+    got = now.got.value
+    return (ctypes.string_at(now.address, got) if got else b""), bool(now.done.value)
 
 
 async def read(owner: Any, response: int, size: int) -> bytes:
