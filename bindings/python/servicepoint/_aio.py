@@ -29,7 +29,7 @@ __all__ = ["send", "read", "read_now"]
 #: while more remain, so the loop comes back for the rest after other ready callbacks).
 _RUN_BATCH = 256
 
-#: Size of each event loop's buffer for body bytes that have already arrived.
+#: Size of each thread's buffer for body bytes that have already arrived.
 _NOW_BUFFER = 64 * 1024
 
 
@@ -64,19 +64,16 @@ _QUEUES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue]" = (
 )
 
 
-#: The loop last asked for and its queue (a program usually runs one loop): spares the
-#: weak dictionary's lookup on every call.
-_LAST: "tuple[weakref.ref[asyncio.AbstractEventLoop], Optional[_Queue]]" = (
-    weakref.ref(_Queue),  # type: ignore[arg-type]  # a reference that is never a loop
-    None,
-)
+#: The loop last asked for (weakly) and its queue (a program usually runs one loop): spares
+#: the weak dictionary's lookup on every call.
+_LAST: "Optional[tuple[weakref.ref[asyncio.AbstractEventLoop], _Queue]]" = None
 
 
 def _queue(loop: asyncio.AbstractEventLoop) -> _Queue:
     global _LAST
-    last_loop, last_queue = _LAST
-    if last_loop() is loop and last_queue is not None:
-        return last_queue
+    last = _LAST
+    if last is not None and last[0]() is loop:
+        return last[1]
     queue = _QUEUES.get(loop)
     if queue is None:
         queue = _QUEUES[loop] = _Queue(loop)
