@@ -17,18 +17,17 @@
  * run with fewer in flight. Prints bench_common.h's RESULT line; CPU is the whole process's
  * (this thread and the library's runtime threads). */
 #include "bench_common.h"
+#include "async_body.h"
 #include <poll.h>
 #include <servicepoint.h>
 #include <stdint.h>
 #include <string.h>
 
 #define MAX_SLOTS 256
-#define READ_MAX 65536
 
 typedef struct {
+    async_body body; /* first: a callback's async_body * is its slot */
     sp_http_request *request;
-    sp_response *response;
-    sp_operation *op;
 } slot;
 
 static sp_manager *manager;
@@ -49,7 +48,7 @@ static void start(slot *s) {
         current->errors++;
         return;
     }
-    if (sp_request_async_queued(manager, s->request, queue, on_response, s, &s->op) != SP_OK) {
+    if (sp_request_async_queued(manager, s->request, queue, on_response, s, &s->body.op) != SP_OK) {
         current->errors++;
         if (!reuse) sp_http_request_free(s->request);
         return;
@@ -60,70 +59,36 @@ static void start(slot *s) {
 /* The request in slot s is over (done or failed): free it and, before the stop time, send the
  * next one from the same slot. */
 static void finish(slot *s) {
-    if (s->response) sp_response_free(s->response);
-    s->response = NULL;
     if (!reuse) sp_http_request_free(s->request);
     s->request = NULL;
     in_flight--;
     if (now_s() < current->stop_at) start(s);
 }
 
-static void on_read(void *userdata, sp_result rc, const uint8_t *data, size_t len);
-
-/* Takes what has arrived of slot s's body (sp_response_read_now never waits); at the end of the
- * body the request is done, and while nothing has arrived an asynchronous read waits for it. */
-static void take_body(slot *s) {
-    static uint8_t buf[READ_MAX];
-    for (;;) {
-        size_t n = 0;
-        int32_t done = 0;
-        if (sp_response_read_now(s->response, buf, sizeof buf, &n, &done) != SP_OK) {
-            if (current->errors++ == 0) fprintf(stderr, "read: %s\n", sp_last_error());
-            finish(s);
-            return;
-        }
-        body_bytes += (long long)n;
-        if (done) {
-            current->requests++;
-            finish(s);
-            return;
-        }
-        if (n == 0) break;
-    }
-    if (sp_response_read_async_queued(s->response, queue, READ_MAX, on_read, s, &s->op) != SP_OK) {
-        current->errors++;
-        finish(s);
-    }
-}
-
-static void on_read(void *userdata, sp_result rc, const uint8_t *data, size_t len) {
-    slot *s = userdata;
-    (void)data;
-    sp_operation_free(s->op);
-    s->op = NULL;
-    if (rc != SP_OK) {
-        if (current->errors++ == 0) fprintf(stderr, "read: %s\n", sp_last_error());
-        finish(s);
-    } else if (len == 0) {
+static void body_done(async_body *body, sp_result rc) {
+    slot *s = (slot *)body;
+    body_bytes += body->bytes;
+    body->bytes = 0;
+    if (rc == SP_OK)
         current->requests++;
-        finish(s);
-    } else {
-        body_bytes += (long long)len;
-        take_body(s);
-    }
+    else
+        current->errors++;
+    finish(s);
 }
 
 static void on_response(void *userdata, sp_result rc, sp_response *response) {
     slot *s = userdata;
-    sp_operation_free(s->op);
-    s->op = NULL;
+    sp_operation_free(s->body.op);
+    s->body.op = NULL;
     if (rc != SP_OK) {
         if (current->errors++ == 0) fprintf(stderr, "request: %s\n", sp_last_error());
         finish(s);
         return;
     }
-    s->response = response;
-    take_body(s);
+    s->body.response = response;
+    s->body.queue = queue;
+    s->body.done = body_done;
+    async_body_take(&s->body);
 }
 
 static int slot_count;

@@ -1,12 +1,13 @@
 /* servicepoint from C over a slow link: sp_pipeline_bench URL COUNT DEPTH
  * One thread, one manager, one service point with connection limit 1, COUNT GETs sent at
  * once the way an event loop would (sp_request_async_queued on one completion queue whose
- * descriptor is polled; each body read with sp_response_read_async_queued). DEPTH 0 leaves
+ * descriptor is polled; each body read as async_body.h reads it). DEPTH 0 leaves
  * pipelining off (the default); DEPTH N turns it on with that depth. A warm-up request first
  * opens the connection (and shows the server answers HTTP/1.1). Prints one line:
  *   PIPELINE requests=<n> seconds=<wall> rps=<n/s> pipelined=<n> replays=<n> connections=<n>
  *            errors=<n>
  * (bench/pipeline.sh runs it through bench/delay_proxy.py). */
+#include "async_body.h"
 #include <poll.h>
 #include <servicepoint.h>
 #include <stdint.h>
@@ -16,15 +17,9 @@
 #include <time.h>
 
 #define MAX_COUNT 4096
-#define READ_MAX 65536
-
-typedef struct {
-    sp_response *response;
-    sp_operation *op;
-} slot;
 
 static sp_completion_queue *queue;
-static slot slots[MAX_COUNT];
+static async_body slots[MAX_COUNT];
 static int pending;
 static long errors;
 
@@ -34,43 +29,25 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void finish(slot *s) {
-    if (s->response) sp_response_free(s->response);
-    s->response = NULL;
+static void body_done(async_body *b, sp_result rc) {
+    (void)b;
+    if (rc != SP_OK) errors++;
     pending--;
 }
 
-static void on_read(void *userdata, sp_result rc, const uint8_t *data, size_t len) {
-    slot *s = userdata;
-    (void)data;
-    sp_operation_free(s->op);
-    s->op = NULL;
-    if (rc != SP_OK) {
-        if (errors++ == 0) fprintf(stderr, "read: %s\n", sp_last_error());
-        finish(s);
-    } else if (len == 0) {
-        finish(s);
-    } else if (sp_response_read_async_queued(s->response, queue, READ_MAX, on_read, s, &s->op) !=
-               SP_OK) {
-        errors++;
-        finish(s);
-    }
-}
-
 static void on_response(void *userdata, sp_result rc, sp_response *response) {
-    slot *s = userdata;
-    sp_operation_free(s->op);
-    s->op = NULL;
+    async_body *b = userdata;
+    sp_operation_free(b->op);
+    b->op = NULL;
     if (rc != SP_OK) {
         if (errors++ == 0) fprintf(stderr, "request: %s\n", sp_last_error());
-        finish(s);
+        pending--;
         return;
     }
-    s->response = response;
-    if (sp_response_read_async_queued(response, queue, READ_MAX, on_read, s, &s->op) != SP_OK) {
-        errors++;
-        finish(s);
-    }
+    b->response = response;
+    b->queue = queue;
+    b->done = body_done;
+    async_body_take(b);
 }
 
 static int drain(void) {
