@@ -597,11 +597,7 @@ fn reap_pass(inner: &Inner) -> Option<Option<Instant>> {
 fn reap_points(inner: &Inner, expired: &mut Vec<crate::connection::Connection>) -> Option<Instant> {
     let mut points = inner.points.lock();
     let now = Instant::now();
-    let next = points
-        .values()
-        .flat_map(|p| [p.reap(expired), p.retire_moved(expired, now)])
-        .flatten()
-        .min();
+    let next = points.values().filter_map(|p| p.tend(expired, now)).min();
     if let Some(max_idle) = ms_to_duration(inner.max_point_idle_ms.load(Relaxed)) {
         points.retain(|p| {
             let gone = unused(p) && p.current_connections() == 0 && p.idle_for() >= max_idle;

@@ -471,17 +471,30 @@ impl ServicePoint {
         self.addresses.forget();
     }
 
-    /// Keeps idle connections on the addresses the name resolves to now: closes (into
-    /// `expired`, for the caller to drop outside any lock) those whose address left the
-    /// pinned addresses or the last answer, and starts a background lookup once that answer is
-    /// older than the DNS refresh timeout. Returns when the next lookup is due. Points without
-    /// idle connections look nothing up.
-    pub fn retire_moved(
+    /// The reaper's pass over the point: takes out expired idle connections and those whose
+    /// address the name no longer resolves to (into `expired`, closed by the caller outside
+    /// any lock); returns when the point next needs a pass.
+    pub fn tend(
         self: &Arc<Self>,
         expired: &mut Vec<crate::connection::Connection>,
         now: Instant,
     ) -> Option<Instant> {
         let pools = self.pools();
+        let next_expiry = self.reap(&pools, expired);
+        let next_lookup = self.retire_moved(&pools, expired, now);
+        crate::connection::earliest(next_expiry, next_lookup)
+    }
+
+    /// Keeps idle connections on the addresses the name resolves to now: closes (into
+    /// `expired`) those whose address left the pinned addresses or the last answer, and starts
+    /// a background lookup once that answer is older than the DNS refresh timeout. Returns when
+    /// the next lookup is due. Points without idle connections look nothing up.
+    fn retire_moved(
+        self: &Arc<Self>,
+        pools: &[Arc<Pool>],
+        expired: &mut Vec<crate::connection::Connection>,
+        now: Instant,
+    ) -> Option<Instant> {
         if crate::resolve::is_ip_literal(&self.dial) || !pools.iter().any(|p| p.has_idle()) {
             return None;
         }
@@ -496,7 +509,7 @@ impl ServicePoint {
                 )
             }
         };
-        for pool in &pools {
+        for pool in pools {
             pool.close_idle_if(CloseReason::AddressGone, expired, |conn| {
                 crate::resolve::address_left(conn.peer, &answer)
             });
@@ -547,11 +560,14 @@ impl ServicePoint {
         )
     }
 
-    /// Takes out expired idle connections (into `expired`, closed by the caller outside any
-    /// lock); returns the earliest next expiry.
-    pub fn reap(&self, expired: &mut Vec<crate::connection::Connection>) -> Option<Instant> {
+    /// Takes out expired idle connections (into `expired`); returns the earliest next expiry.
+    fn reap(
+        &self,
+        pools: &[Arc<Pool>],
+        expired: &mut Vec<crate::connection::Connection>,
+    ) -> Option<Instant> {
         let settings = self.reuse_settings();
-        self.pools()
+        pools
             .iter()
             .filter_map(|p| p.reap(&settings, expired))
             .min()
