@@ -3,16 +3,16 @@
 //! replies, including broken ones. Every wait in it is bounded.
 #![allow(dead_code)]
 
+pub mod acceptor;
 pub mod pipe;
 pub mod pki;
 pub mod proxy;
 pub mod script;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a connection thread blocks in one read before checking for shutdown.
@@ -134,9 +134,7 @@ impl Default for Options {
 pub struct TestServer {
     pub port: u16,
     observed: Arc<Mutex<Observed>>,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    _acceptor: acceptor::Acceptor,
 }
 
 impl TestServer {
@@ -148,62 +146,40 @@ impl TestServer {
         options: Options,
         handler: impl Fn(&RequestRecord) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let observed = Arc::new(Mutex::new(Observed::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let options = Arc::new(options);
         let acceptor = {
-            let (observed, stop, workers) = (observed.clone(), stop.clone(), workers.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, peer)) => {
-                            stream.set_nonblocking(false).unwrap();
-                            let index = {
-                                let mut o = observed.lock().unwrap();
-                                o.conns.push(ConnRecord {
-                                    peer_port: peer.port(),
-                                    opened: Instant::now(),
-                                    closed: None,
-                                    requests: 0,
-                                    closed_by_client: false,
-                                    tls_resumed: None,
-                                    alpn: None,
-                                    sni: None,
-                                    client_cert: false,
-                                    tls_version: None,
-                                    tls_suite: None,
-                                });
-                                o.open_now += 1;
-                                o.max_open = o.max_open.max(o.open_now);
-                                o.conns.len() - 1
-                            };
-                            let (observed, stop, handler, options) = (
-                                observed.clone(),
-                                stop.clone(),
-                                handler.clone(),
-                                options.clone(),
-                            );
-                            let h = std::thread::spawn(move || {
-                                serve(stream, index, &observed, &stop, &*handler, &options)
-                            });
-                            workers.lock().unwrap().push(h);
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                    }
-                }
+            let observed = observed.clone();
+            acceptor::Acceptor::start(move |stream, peer| {
+                let index = {
+                    let mut o = observed.lock().unwrap();
+                    o.conns.push(ConnRecord {
+                        peer_port: peer.port(),
+                        opened: Instant::now(),
+                        closed: None,
+                        requests: 0,
+                        closed_by_client: false,
+                        tls_resumed: None,
+                        alpn: None,
+                        sni: None,
+                        client_cert: false,
+                        tls_version: None,
+                        tls_suite: None,
+                    });
+                    o.open_now += 1;
+                    o.max_open = o.max_open.max(o.open_now);
+                    o.conns.len() - 1
+                };
+                let (observed, handler, options) =
+                    (observed.clone(), handler.clone(), options.clone());
+                Box::new(move |stop| serve(stream, index, &observed, stop, &*handler, &options))
             })
         };
         TestServer {
-            port,
+            port: acceptor.port,
             observed,
-            stop,
-            acceptor: Some(acceptor),
-            workers,
+            _acceptor: acceptor,
         }
     }
 
@@ -246,19 +222,6 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(5));
         }
         cond(self)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-        let workers = std::mem::take(&mut *self.workers.lock().unwrap());
-        for w in workers {
-            let _ = w.join();
-        }
     }
 }
 

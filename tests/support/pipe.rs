@@ -11,10 +11,9 @@
 //! connection); Drop stops and joins every thread.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Default)]
@@ -70,48 +69,29 @@ struct Seen {
 
 pub struct PipeServer {
     pub port: u16,
-    stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Seen>>,
-    acceptor: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    _acceptor: super::acceptor::Acceptor,
 }
 
 impl PipeServer {
     pub fn start(policy: Policy) -> PipeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let workers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let acceptor = {
-            let (stop, seen, workers) = (stop.clone(), seen.clone(), workers.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let conn = {
-                                let mut s = seen.lock().unwrap();
-                                s.connections += 1;
-                                s.connections - 1
-                            };
-                            let (stop, seen, policy) = (stop.clone(), seen.clone(), policy.clone());
-                            let h = std::thread::spawn(move || {
-                                serve(stream, conn, &policy, &seen, &stop)
-                            });
-                            workers.lock().unwrap().push(h);
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                    }
-                }
+            let seen = seen.clone();
+            super::acceptor::Acceptor::start(move |stream, _| {
+                let conn = {
+                    let mut s = seen.lock().unwrap();
+                    s.connections += 1;
+                    s.connections - 1
+                };
+                let (seen, policy) = (seen.clone(), policy.clone());
+                Box::new(move |stop| serve(stream, conn, &policy, &seen, stop))
             })
         };
         PipeServer {
-            port,
-            stop,
+            port: acceptor.port,
             seen,
-            acceptor: Some(acceptor),
-            workers,
+            _acceptor: acceptor,
         }
     }
 
@@ -164,18 +144,6 @@ impl PipeServer {
     /// How many times `path` arrived.
     pub fn arrived(&self, path: &str) -> usize {
         self.arrivals().iter().filter(|a| a.path == path).count()
-    }
-}
-
-impl Drop for PipeServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-        for w in std::mem::take(&mut *self.workers.lock().unwrap()) {
-            let _ = w.join();
-        }
     }
 }
 

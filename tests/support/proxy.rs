@@ -5,10 +5,9 @@
 //! is bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(20);
@@ -44,48 +43,34 @@ struct Observed {
 pub struct TestProxy {
     pub port: u16,
     observed: Arc<Mutex<Observed>>,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+    _acceptor: super::acceptor::Acceptor,
 }
 
 impl TestProxy {
     pub fn start(options: ProxyOptions) -> TestProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let observed = Arc::new(Mutex::new(Observed::default()));
-        let stop = Arc::new(AtomicBool::new(false));
         let options = Arc::new(options);
         let acceptor = {
-            let (observed, stop) = (observed.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok((stream, _)) = listener.accept() else {
-                        std::thread::sleep(Duration::from_millis(2));
-                        continue;
-                    };
-                    stream.set_nonblocking(false).unwrap();
-                    let index = {
-                        let mut o = observed.lock().unwrap();
-                        o.connections += 1;
-                        o.open_now += 1;
-                        o.max_open = o.max_open.max(o.open_now);
-                        o.connections - 1
-                    };
-                    let (observed, stop, options) =
-                        (observed.clone(), stop.clone(), options.clone());
-                    std::thread::spawn(move || {
-                        let _ = serve(stream, index, &observed, &stop, &options);
-                        observed.lock().unwrap().open_now -= 1;
-                    });
-                }
+            let observed = observed.clone();
+            super::acceptor::Acceptor::start(move |stream, _| {
+                let index = {
+                    let mut o = observed.lock().unwrap();
+                    o.connections += 1;
+                    o.open_now += 1;
+                    o.max_open = o.max_open.max(o.open_now);
+                    o.connections - 1
+                };
+                let (observed, options) = (observed.clone(), options.clone());
+                Box::new(move |stop| {
+                    let _ = serve(stream, index, &observed, stop, &options);
+                    observed.lock().unwrap().open_now -= 1;
+                })
             })
         };
         TestProxy {
-            port,
+            port: acceptor.port,
             observed,
-            stop,
-            acceptor: Some(acceptor),
+            _acceptor: acceptor,
         }
     }
 
@@ -108,15 +93,6 @@ impl TestProxy {
 
     pub fn max_simultaneous(&self) -> usize {
         self.observed.lock().unwrap().max_open
-    }
-}
-
-impl Drop for TestProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
     }
 }
 

@@ -12,10 +12,9 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind as IoKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Longest a socket call blocks before the stop flag is checked again.
@@ -95,8 +94,8 @@ impl Shared {
 pub struct ScriptServer {
     pub port: u16,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Dropped after `Drop::drop` has set the stop flag: joins every thread.
+    _acceptor: super::acceptor::Acceptor,
 }
 
 impl ScriptServer {
@@ -113,58 +112,43 @@ impl ScriptServer {
     }
 
     fn start_with(scripts: Vec<Script>, fallback: Option<EachScript>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             observed: Mutex::new(Observed::default()),
             scripts: Mutex::new(scripts.into()),
             fallback,
         });
-        let workers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
-            let (shared, workers) = (shared.clone(), workers.clone());
-            std::thread::spawn(move || {
-                while !shared.stopping() {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let index = {
-                                let mut o = shared.lock();
-                                o.connections += 1;
-                                o.body_bytes.push(0);
-                                o.connections - 1
-                            };
-                            let next = shared
-                                .scripts
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .pop_front();
-                            let shared = shared.clone();
-                            let h = std::thread::spawn(move || {
-                                let mut peer = Peer::new(stream, index, shared.clone());
-                                match (next, shared.fallback.clone()) {
-                                    (Some(s), _) => s(&mut peer),
-                                    (None, Some(each)) => each(&mut peer),
-                                    (None, None) => peer.serve_good(),
-                                }
-                                drop(peer);
-                                shared.lock().finished += 1;
-                            });
-                            workers.lock().unwrap_or_else(|e| e.into_inner()).push(h);
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            let shared = shared.clone();
+            super::acceptor::Acceptor::start(move |stream, _| {
+                let index = {
+                    let mut o = shared.lock();
+                    o.connections += 1;
+                    o.body_bytes.push(0);
+                    o.connections - 1
+                };
+                let next = shared
+                    .scripts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                let shared = shared.clone();
+                Box::new(move |_| {
+                    let mut peer = Peer::new(stream, index, shared.clone());
+                    match (next, shared.fallback.clone()) {
+                        (Some(s), _) => s(&mut peer),
+                        (None, Some(each)) => each(&mut peer),
+                        (None, None) => peer.serve_good(),
                     }
-                }
+                    drop(peer);
+                    shared.lock().finished += 1;
+                })
             })
         };
         ScriptServer {
-            port,
+            port: acceptor.port,
             shared,
-            acceptor: Some(acceptor),
-            workers,
+            _acceptor: acceptor,
         }
     }
 
@@ -221,14 +205,8 @@ impl ScriptServer {
 
 impl Drop for ScriptServer {
     fn drop(&mut self) {
+        // The scripts watch this flag; the acceptor then stops and joins them.
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
-        for w in workers {
-            let _ = w.join();
-        }
     }
 }
 
