@@ -40,13 +40,30 @@ pub fn get<H: Handle, T>(
     Ok(())
 }
 
-/// Changes the object behind a handle: the body of every setter. The core's errors and the
-/// FFI layer's own both convert.
-pub fn set<H: Handle, E: Into<FfiError>>(
+/// What a setter's change gives back: nothing (it cannot fail), or a result whose error,
+/// the core's or the FFI layer's own, converts.
+pub trait Outcome {
+    fn into_result(self) -> FfiResult;
+}
+
+impl Outcome for () {
+    fn into_result(self) -> FfiResult {
+        Ok(())
+    }
+}
+
+impl<E: Into<FfiError>> Outcome for Result<(), E> {
+    fn into_result(self) -> FfiResult {
+        self.map_err(Into::into)
+    }
+}
+
+/// Changes the object behind a handle: the body of every setter.
+pub fn set<H: Handle, O: Outcome>(
     handle: *mut H,
-    change: impl FnOnce(&mut H::Object) -> Result<(), E>,
+    change: impl FnOnce(&mut H::Object) -> O,
 ) -> FfiResult {
-    H::with(handle, |o| change(o).map_err(Into::into))
+    H::with(handle, |o| change(o).into_result())
 }
 
 /// A C flag (0 or 1).

@@ -24,7 +24,6 @@ pub extern "C" fn sp_set_expect_100_continue(point: *mut sp_point, on: i32) -> s
         let on = flag(on, "Expect100Continue")?;
         set(point, |e| {
             e.point.expect.set_enabled(on);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -61,7 +60,6 @@ pub extern "C" fn sp_set_expect_100_continue_timeout(point: *mut sp_point, ms: i
         }
         set(point, |e| {
             e.point.expect.set_timeout_ms(ms);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -90,7 +88,6 @@ pub extern "C" fn sp_manager_set_expect_100_continue(
         let on = flag(on, "Expect100Continue")?;
         set(manager, |m| {
             m.set_expect_100_continue(on);
-            Ok::<_, FfiError>(())
         })
     })
 }

@@ -195,7 +195,6 @@ pub extern "C" fn sp_manager_set_keep_alive_default(
         let on = flag(on, "keep-alive default")?;
         set(manager, |m| {
             m.set_keep_alive_default(on);
-            Ok::<_, FfiError>(())
         })
     })
 }

@@ -77,7 +77,6 @@ pub extern "C" fn sp_manager_set_log_callback(
         };
         set(manager, |m| {
             m.log().set(sink);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -104,7 +103,6 @@ pub extern "C" fn sp_manager_set_log_queue(
         };
         set(manager, |m| {
             m.log().set_queue(queue);
-            Ok::<_, FfiError>(())
         })
     })
 }

@@ -2,7 +2,7 @@
 //! is the core's `pipeline` and `reuse` modules.
 
 use super::access::{flag, flag_or_default, flag_or_default_value, get, set};
-use super::boundary::{FfiError, call, try_out};
+use super::boundary::{call, try_out};
 use super::point::sp_point;
 use super::request::{edit, sp_http_request};
 use super::result::sp_result;
@@ -30,7 +30,6 @@ pub extern "C" fn sp_set_pipelining(point: *mut sp_point, on: i32) -> sp_result 
         let on = flag(on, "pipelining")?;
         set(point, |e| {
             e.point.set_pipelining(on);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -79,7 +78,6 @@ pub extern "C" fn sp_http_request_set_pipelined(
         let on = flag_or_default(on, "pipelined")?;
         edit(request, |r| {
             r.pipelined = on;
-            Ok::<_, FfiError>(())
         })
     })
 }

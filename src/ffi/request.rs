@@ -46,9 +46,9 @@ impl Handle for sp_http_request {
 }
 
 /// Changes a description: a send under way keeps the one it started with (copy on write).
-pub(super) fn edit<E: Into<FfiError>>(
+pub(super) fn edit<O: super::access::Outcome>(
     request: *mut sp_http_request,
-    change: impl FnOnce(&mut Request) -> Result<(), E>,
+    change: impl FnOnce(&mut Request) -> O,
 ) -> FfiResult {
     set(request, |r| change(Arc::make_mut(r)))
 }
@@ -151,7 +151,6 @@ pub extern "C" fn sp_http_request_set_body(
         let bytes = try_slice!(data, len).to_vec();
         edit(request, |r| {
             r.body = Body::Bytes(bytes);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -201,7 +200,6 @@ pub extern "C" fn sp_http_request_set_body_reader(
         };
         edit(request, |r| {
             r.body = Body::stream(Box::new(CallbackBody { cb, userdata }));
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -220,7 +218,6 @@ pub extern "C" fn sp_http_request_set_keep_alive(
         let on = flag_or_default(on, "keep-alive")?;
         edit(request, |r| {
             r.keep_alive = on;
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -250,7 +247,6 @@ pub extern "C" fn sp_http_request_set_timeout(request: *mut sp_http_request, ms:
         let t = duration(ms, "timeout")?;
         edit(request, |r| {
             r.timeout = t;
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -278,7 +274,6 @@ pub extern "C" fn sp_http_request_set_read_timeout(
         let t = duration(ms, "read timeout")?;
         edit(request, |r| {
             r.read_timeout = t;
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -308,7 +303,6 @@ pub extern "C" fn sp_http_request_set_connection_group(
         let name = try_str!(name).to_string();
         edit(request, |r| {
             r.group = name;
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -349,7 +343,6 @@ pub extern "C" fn sp_http_request_set_cancel_token(
         };
         edit(request, |r| {
             r.cancel = token;
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -368,7 +361,6 @@ pub extern "C" fn sp_http_request_set_retryable(
         let on = flag(on, "retryable")?;
         edit(request, |r| {
             r.retryable = on;
-            Ok::<_, FfiError>(())
         })
     })
 }

@@ -23,7 +23,6 @@ pub extern "C" fn sp_manager_set_enable_dns_round_robin(
         let on = flag(on, "EnableDnsRoundRobin")?;
         set(manager, |m| {
             m.set_dns_round_robin(on);
-            Ok::<_, FfiError>(())
         })
     })
 }

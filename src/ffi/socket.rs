@@ -70,7 +70,6 @@ pub extern "C" fn sp_set_use_nagle_algorithm(point: *mut sp_point, on: i32) -> s
         let on = flag(on, "use Nagle algorithm")?;
         set(point, |e| {
             e.point.set_use_nagle_algorithm(on);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -174,7 +173,6 @@ pub extern "C" fn sp_set_local_address(point: *mut sp_point, address: *const c_c
         };
         set(point, |e| {
             e.point.set_local_address(local);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -238,7 +236,6 @@ pub extern "C" fn sp_manager_set_use_nagle_algorithm(
         let on = flag(on, "use Nagle algorithm")?;
         set(manager, |m| {
             m.set_use_nagle_algorithm(on);
-            Ok::<_, FfiError>(())
         })
     })
 }

@@ -89,7 +89,6 @@ pub extern "C" fn sp_manager_set_system_roots(manager: *mut sp_manager, on: i32)
         let on = flag(on, "system roots")?;
         set(manager, |m| {
             m.tls().set_system_roots(on);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -166,7 +165,6 @@ pub extern "C" fn sp_manager_set_min_tls_version(
         };
         set(manager, |m| {
             m.tls().set_min_version(v);
-            Ok::<_, FfiError>(())
         })
     })
 }
@@ -251,7 +249,6 @@ pub extern "C" fn sp_manager_set_certificate_validator(
             .map(|cb| Arc::new(CallbackValidator { cb, userdata }) as Arc<dyn CertValidator>);
         set(manager, |m| {
             m.tls().set_validator(v);
-            Ok::<_, FfiError>(())
         })
     })
 }
