@@ -294,26 +294,58 @@ static void on_read(void *userdata, sp_result result, const uint8_t *data, size_
     atomic_fetch_add(&r->calls, 1);
 }
 
+/* A 1 MiB GET, answered, its body unread: the body-reading tests read it, then check that the
+ * next request reuses the connection. */
+typedef struct {
+    lb_server *srv;
+    sp_manager *m;
+    sp_http_request *req;
+    sp_response *resp;
+    char url[256];
+} big_get;
+
+static sp_result big_get_open(big_get *g) {
+    memset(g, 0, sizeof *g);
+    g->srv = start_server();
+    make_url(g->url, sizeof g->url, g->srv, "/big?n=1048576");
+    sp_result rc = sp_manager_new(&g->m);
+    if (rc == SP_OK) rc = sp_http_request_new("GET", g->url, &g->req);
+    if (rc == SP_OK) rc = sp_request(g->m, g->req, &g->resp);
+    return rc;
+}
+
+/* The body was read to the end: the server sees the next request on the same connection. */
+static void big_get_check_reuse(big_get *g) {
+    fetched f;
+    sp_result rc = fetch(g->m, "GET", g->url, NULL, 0, &f);
+    CHECK_OK(rc);
+    if (rc == SP_OK) {
+        CHECK(f.reused == 1);
+        fetched_free(&f);
+    }
+    CHECK(lb_connections(g->srv) == 1);
+}
+
+static void big_get_close(big_get *g) {
+    sp_response_free(g->resp);
+    sp_http_request_free(g->req);
+    sp_manager_free(g->m);
+    lb_stop(g->srv);
+}
+
 /* A 1 MiB body read with sp_response_read_async, chunk by chunk, matches the server's bytes;
  * the connection then goes back to the pool. (One read at a time per response: the core's
  * tests check that a second one is refused.) */
 static void test_async_body_read(void) {
-    lb_server *srv = start_server();
-    sp_manager *m = NULL;
-    sp_http_request *req = NULL;
-    sp_response *resp = NULL;
-    char url[256];
-    make_url(url, sizeof url, srv, "/big?n=1048576");
-    REQUIRE_OK(sp_manager_new(&m));
-    REQUIRE_OK(sp_http_request_new("GET", url, &req));
-    REQUIRE_OK(sp_request(m, req, &resp));
+    big_get g;
+    REQUIRE_OK(big_get_open(&g));
     reading r;
     memset(&r, 0, sizeof r);
     for (int round = 0; round < 10000; round++) {
         int before = atomic_load(&r.calls);
         size_t had = atomic_load(&r.bytes);
         sp_operation *op = NULL;
-        REQUIRE_OK(sp_response_read_async(resp, 65536, on_read, &r, &op));
+        REQUIRE_OK(sp_response_read_async(g.resp, 65536, on_read, &r, &op));
         for (int i = 0; i < 2500 && atomic_load(&r.calls) <= before; i++) sleep_ms(2);
         sp_operation_free(op);
         if (r.last != SP_OK) break;
@@ -321,16 +353,9 @@ static void test_async_body_read(void) {
     }
     CHECK(r.last == SP_OK);
     CHECK(atomic_load(&r.bytes) == 1048576);
-    fetched f;
-    REQUIRE_OK(fetch(m, "GET", url, NULL, 0, &f));
-    CHECK(f.reused == 1);
-    fetched_free(&f);
-    CHECK(lb_connections(srv) == 1);
+    big_get_check_reuse(&g);
 cleanup:
-    sp_response_free(resp);
-    sp_http_request_free(req);
-    sp_manager_free(m);
-    lb_stop(srv);
+    big_get_close(&g);
 }
 
 /* sp_response_read_now never waits: a 1 MiB body read the way an event loop reads it (what has
@@ -338,15 +363,9 @@ cleanup:
  * the server's bytes, *out_done says when it ended (then a read gives 0 and done again), and
  * the connection goes back to the pool: the next request reuses it. */
 static void test_read_now_then_async(void) {
-    lb_server *srv = start_server();
-    sp_manager *m = NULL;
-    sp_http_request *req = NULL;
-    sp_response *resp = NULL;
-    char url[256];
-    make_url(url, sizeof url, srv, "/big?n=1048576");
-    REQUIRE_OK(sp_manager_new(&m));
-    REQUIRE_OK(sp_http_request_new("GET", url, &req));
-    REQUIRE_OK(sp_request(m, req, &resp));
+    big_get g;
+    REQUIRE_OK(big_get_open(&g));
+    sp_response *resp = g.resp;
     static uint8_t buf[65536];
     size_t total = 0;
     int done = 0, waits = 0, mismatch = 0;
@@ -379,17 +398,10 @@ static void test_read_now_then_async(void) {
     CHECK_OK(sp_response_read_now(resp, buf, sizeof buf, &n, &done));
     CHECK(n == 0 && done == 1);
     CHECK_RC(sp_response_read_now(resp, buf, 0, &n, &done), SP_E_INVALID_ARGUMENT);
-    fetched f;
-    REQUIRE_OK(fetch(m, "GET", url, NULL, 0, &f));
-    CHECK(f.reused == 1);
-    fetched_free(&f);
-    CHECK(lb_connections(srv) == 1);
+    big_get_check_reuse(&g);
     printf("  (1 MiB: %d asynchronous reads while nothing had arrived)\n", waits);
 cleanup:
-    sp_response_free(resp);
-    sp_http_request_free(req);
-    sp_manager_free(m);
-    lb_stop(srv);
+    big_get_close(&g);
 }
 
 /* Freeing the manager ends pending async requests with SP_E_MANAGER_CLOSED, exactly once. */
