@@ -115,6 +115,14 @@ impl Waiter {
         self.offer.as_ref()
     }
 
+    /// Wakes it to take the grant just put in its slot: its thread, or its task.
+    fn wake(&self) {
+        self.ready.notify_one();
+        if let Some(waker) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            waker.wake();
+        }
+    }
+
     /// The connection whose line it waits in, if any.
     fn turn_on(&self) -> Option<u64> {
         Some(self.placed_on.load(Ordering::Acquire)).filter(|&id| id != 0)
@@ -132,10 +140,7 @@ fn try_give(w: &Waiter, result: Granted) -> std::result::Result<(), Granted> {
         }
         *slot = Some(result);
     }
-    w.ready.notify_one();
-    if let Some(waker) = w.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        waker.wake();
-    }
+    w.wake();
     Ok(())
 }
 
@@ -710,10 +715,7 @@ impl Pool {
 
 fn give(w: &Waiter, result: Granted) {
     *w.grant.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-    w.ready.notify_one();
-    if let Some(waker) = w.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        waker.wake();
-    }
+    w.wake();
 }
 
 /// How often a blocking wait in the queue looks at its cancel tokens, at most.
