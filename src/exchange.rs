@@ -147,12 +147,7 @@ async fn exchange<P: Placement>(
         // Opening a connection (connect, TLS) is the largest state of the exchange (placed by
         // `P`); a warm request reuses without it.
         let opened = match grant {
-            Grant::Idle(conn) if !fresh => {
-                point.stats.reused(&conn);
-                checkout.adopt(conn);
-                Ok(())
-            }
-            Grant::Turn(conn) => {
+            Grant::Idle(conn) | Grant::Turn(conn) if turn || !fresh => {
                 point.stats.reused(&conn);
                 checkout.adopt(conn);
                 Ok(())
@@ -223,7 +218,7 @@ async fn exchange<P: Placement>(
             }
             Err(e) => {
                 if turn && e.error.kind == ErrorKind::Protocol {
-                    refuse_pipelining(point, "it answered a pipelined request out of protocol");
+                    point.refuse_pipelining("it answered a pipelined request out of protocol");
                 }
                 let failure = reuse::Failure {
                     reused,
@@ -291,13 +286,6 @@ fn acquire_error(point: &ServicePoint, e: AcquireError, start: Instant) -> Error
                 point.address(),
             ),
         ),
-    }
-}
-
-/// The server does not pipeline: it is not sent pipelined requests again.
-fn refuse_pipelining(point: &ServicePoint, why: &str) {
-    if point.server.refuse_pipelining() {
-        point.stats.pipelining_refused(why);
     }
 }
 

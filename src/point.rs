@@ -274,6 +274,14 @@ impl ServicePoint {
         self.pipelining.load(Relaxed)
     }
 
+    /// The server showed that it does not pipeline (`why`): no request is pipelined to it
+    /// again, and the first such verdict is counted and logged.
+    pub fn refuse_pipelining(&self, why: &str) {
+        if self.server.refuse_pipelining() {
+            self.stats.pipelining_refused(why);
+        }
+    }
+
     /// Most requests in flight on one connection, the one being answered included (1..=64;
     /// 1 pipelines nothing).
     pub fn set_pipeline_depth(&self, depth: i32) -> Result<()> {

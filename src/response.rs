@@ -106,9 +106,8 @@ impl Checkout {
         match conn {
             Some(c) if c.pipelined().is_some_and(Line::in_use) => {
                 if let Err(reason) = outcome {
-                    let refused = c.pipelined().is_some_and(|l| l.disqualifies(reason));
-                    if refused && self.point.server.refuse_pipelining() {
-                        self.point.stats.pipelining_refused(
+                    if c.pipelined().is_some_and(|l| l.disqualifies(reason)) {
+                        self.point.refuse_pipelining(
                             "a connection ended before answering any of its pipelined requests",
                         );
                     }
