@@ -83,16 +83,7 @@ ok = "met" if depth8 / base >= 6 else "NOT met"
 lines += ["", f"Target: depth 8 at least 6x the non-pipelined throughput: {depth8 / base:.2f}x, {ok}.", ""]
 text = "\n".join(lines)
 print(text)
-path = os.path.join("bench", "RESULTS.md")
-previous = open(path, encoding="utf-8").read()
-head = "\n## Pipelining over a 10 ms round trip\n"
-i = previous.find(head)
-if i >= 0:
-    j = previous.find("\n## ", i + len(head))
-    previous = previous[:i + 1] + text + (previous[j:] if j >= 0 else "\n")
-else:
-    j = previous.find("\n## Soak")
-    j = j if j >= 0 else len(previous)
-    previous = previous[:j].rstrip("\n") + "\n\n" + text + previous[j:]
-open(path, "w", encoding="utf-8").write(previous)
+sys.path.insert(0, "bench")
+from results_md import replace_section
+replace_section(os.path.join("bench", "RESULTS.md"), text)
 PY

@@ -29,6 +29,8 @@ import statistics
 import subprocess
 import sys
 
+from results_md import replace_section
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
@@ -577,18 +579,7 @@ def main():
         # else inserted before the soak section.
         body = [f"## {args.section}"] + [("#" + l if l.startswith("## ") else l) for l in lines[1:]]
         text = "\n".join(body).rstrip("\n") + "\n"
-        previous = open(results, encoding="utf-8").read() if os.path.exists(results) else ""
-        head = f"\n## {args.section}\n"
-        i = previous.find(head)
-        if i >= 0:
-            j = previous.find("\n## ", i + len(head))
-            previous = previous[:i + 1] + text + (previous[j:] if j >= 0 else "")
-        else:
-            j = previous.find("\n## Soak")
-            j = j if j >= 0 else len(previous)
-            previous = previous[:j].rstrip("\n") + "\n\n" + text + previous[j:]
-        with open(results, "w") as f:
-            f.write(previous)
+        replace_section(results, text)
         print(text)
         return
     extra = os.path.join(HERE, "NOTES.md")
