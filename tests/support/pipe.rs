@@ -183,24 +183,24 @@ fn serve(
                 ) => {}
             Err(_) => return,
         }
-        while let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.trim()
-                        .eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() < p + 4 + length {
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut fields);
+            let Ok(httparse::Status::Complete(head_len)) = req.parse(&buf) else {
+                break;
+            };
+            let length = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0usize);
+            let method = req.method.unwrap_or("").to_string();
+            let path = req.path.unwrap_or("").to_string();
+            if buf.len() < head_len + length {
                 break;
             }
-            buf.drain(..p + 4 + length);
-            let mut first = head.split("\r\n").next().unwrap_or("").split(' ');
-            let method = first.next().unwrap_or("").to_string();
-            let path = first.next().unwrap_or("").to_string();
+            buf.drain(..head_len + length);
             let record = {
                 let mut s = seen.lock().unwrap();
                 s.arrivals.push(Arrival {
