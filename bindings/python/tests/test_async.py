@@ -484,8 +484,9 @@ INTERRUPT_CHILD = textwrap.dedent(
         print("second", resp.status, resp.read().decode(), flush=True)
     resp = manager.get(stall_url)
     assert resp.read1() == b"ab"
-    print("reading", flush=True)
     try:
+        # Inside the try: a signal that comes before the read starts is caught here too.
+        print("reading", flush=True)
         resp.read()
         print("no interrupt", flush=True)
     except KeyboardInterrupt:
@@ -528,8 +529,17 @@ def test_ctrl_c_interrupts_a_blocking_request_and_the_pool_stays_usable(
             child.send_signal(signal.SIGINT)
             return sent
 
+        def interrupt_when_sent(connection: int) -> float:
+            # Once the silent server has the request head, the child is inside the library's
+            # blocking call (a fixed delay raced a busy machine's scheduler).
+            assert silent.wait(
+                lambda s: len(s.received) > connection and b"\r\n\r\n" in s.received[connection],
+                timeout=10.0,
+            ), "the request reached the server"
+            return interrupt_after(0.0)
+
         expect("ready")
-        sent = interrupt_after(0.3)
+        sent = interrupt_when_sent(0)
         delays = [float(expect("interrupted request").split()[2]) - sent]
         expect("second 200 hello")
         expect("reading")
@@ -537,7 +547,7 @@ def test_ctrl_c_interrupts_a_blocking_request_and_the_pool_stays_usable(
         delays.append(float(expect("interrupted read").split()[2]) - sent)
         expect("third 200 hello")
         expect("waiting")
-        sent = interrupt_after(0.3)
+        sent = interrupt_when_sent(1)
         child.wait(timeout=5)
         exited = time.monotonic() - sent
         stderr = child.stderr.read() if child.stderr else ""
