@@ -6,7 +6,7 @@
 
 use servicepoint::cancel::CancelToken;
 use servicepoint::operation::Deliver;
-use servicepoint::{Manager, Request};
+use servicepoint::{Manager, Request, Response};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -170,7 +170,7 @@ impl Drop for Nginx {
 }
 
 /// Sends GET /f0 .. /f{FILES-1} at once, reads each body here; returns them in request order.
-fn fetch_all(m: &Manager, nginx: &Nginx) -> Vec<String> {
+fn fetch_all(m: &Manager, nginx: &Nginx, mut warm: Response) -> Vec<String> {
     let (tx, rx) = mpsc::channel();
     for i in 0..FILES {
         let tx = tx.clone();
@@ -185,6 +185,8 @@ fn fetch_all(m: &Manager, nginx: &Nginx) -> Vec<String> {
         )
         .unwrap();
     }
+    // Every request is queued behind the warm-up now: free the connection.
+    warm.read_to_end(&mut Vec::new()).unwrap();
     let mut bodies = vec![String::new(); FILES];
     for _ in 0..FILES {
         let (i, r) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
@@ -196,16 +198,19 @@ fn fetch_all(m: &Manager, nginx: &Nginx) -> Vec<String> {
     bodies
 }
 
-fn pipelining_manager(nginx: &Nginx) -> (Manager, Arc<servicepoint::ServicePoint>) {
+/// A manager with limit 1 and pipelining on for `nginx`, and the warm-up response (`/f0`),
+/// whose head qualified the server, with its body unread: the connection stays busy until it
+/// is read, so the requests `fetch_all` sends all queue (and go out pipelined) however the
+/// threads are scheduled.
+fn pipelining_manager(nginx: &Nginx) -> (Manager, Arc<servicepoint::ServicePoint>, Response) {
     let m = Manager::new();
     let point = m.find(&nginx.url("/")).unwrap();
     point.set_connection_limit(1).unwrap();
     point.set_pipelining(true);
-    let mut warm = m
+    let warm = m
         .send(&Request::new("GET", &nginx.url("/f0")).unwrap())
         .unwrap();
-    warm.read_to_end(&mut Vec::new()).unwrap();
-    (m, point)
+    (m, point, warm)
 }
 
 /// nginx answers pipelined requests in order on one connection, and says it saw them
@@ -215,8 +220,8 @@ fn nginx_answers_pipelined_requests_in_order() {
     let Some(nginx) = Nginx::start("order", 1000) else {
         return;
     };
-    let (m, point) = pipelining_manager(&nginx);
-    for (i, body) in fetch_all(&m, &nginx).iter().enumerate() {
+    let (m, point, warm) = pipelining_manager(&nginx);
+    for (i, body) in fetch_all(&m, &nginx, warm).iter().enumerate() {
         assert_eq!(body, &format!("file {i}\n"));
     }
     let log = nginx.log_of(FILES + 1);
@@ -241,8 +246,8 @@ fn nginx_keepalive_requests_cap_replays_without_duplicates() {
     let Some(nginx) = Nginx::start("cap", 5) else {
         return;
     };
-    let (m, point) = pipelining_manager(&nginx);
-    for (i, body) in fetch_all(&m, &nginx).iter().enumerate() {
+    let (m, point, warm) = pipelining_manager(&nginx);
+    for (i, body) in fetch_all(&m, &nginx, warm).iter().enumerate() {
         assert_eq!(body, &format!("file {i}\n"));
     }
     let log = nginx.log_of(FILES + 1);
