@@ -257,3 +257,191 @@ fn minimum_version_tls13_refuses_a_tls12_only_server() {
     let e = fetch(&m, &server.https_url("/")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::TlsHandshake, "{e}");
 }
+
+/// A TLS server whose paths name their answers: `/len/N` a Content-Length body of N pattern
+/// bytes, `/chunked` a chunked one in uneven pieces.
+fn bulk_server(ca: &Ca) -> TestServer {
+    TestServer::start_with(
+        Options {
+            tls: Some(pki::server_config(&ca.leaf(&["localhost"], false), None)),
+            ..Options::default()
+        },
+        |r| match r.path.strip_prefix("/len/") {
+            Some(n) => Reply::ok(support::pattern(n.parse().unwrap())),
+            None => Reply::Chunked(chunk_pieces(), Vec::new()),
+        },
+    )
+}
+
+fn chunk_pieces() -> Vec<Vec<u8>> {
+    [1, 5_000, 70_000, 16_384, 3]
+        .iter()
+        .map(|&n| support::pattern(n))
+        .collect()
+}
+
+#[test]
+fn large_bodies_over_tls_arrive_whole_on_one_connection() {
+    // Ciphertext is read ahead of rustls in large reads: records split across reads, several
+    // records in one read, and a body ending mid-read must all come out byte for byte.
+    let ca = Ca::new("CA");
+    let server = bulk_server(&ca);
+    let m = manager_trusting(&ca);
+    let chunked: Vec<u8> = chunk_pieces().concat();
+    for (path, expected) in [
+        ("/len/1048576", support::pattern(1 << 20)),
+        ("/chunked", chunked.clone()),
+        ("/len/1", support::pattern(1)),
+        ("/len/65536", support::pattern(65_536)),
+        ("/chunked", chunked),
+    ] {
+        let body = fetch(&m, &server.https_url(path)).unwrap();
+        assert!(body == expected, "{path}: {} bytes", body.len());
+    }
+    assert_eq!(server.connection_count(), 1);
+    assert_eq!(server.connections()[0].requests, 5);
+}
+
+#[test]
+fn pipelined_responses_over_tls_come_apart_whole() {
+    // Several pipelined responses arrive in one read-ahead buffer, which passes with the
+    // connection from one request's turn to the next.
+    let ca = Ca::new("CA");
+    let server = bulk_server(&ca);
+    let m = manager_trusting(&ca);
+    let point = m.find(&server.https_url("/")).unwrap();
+    point.set_connection_limit(1).unwrap();
+    point.set_pipelining(true);
+    point.set_pipeline_depth(8).unwrap();
+    fetch(&m, &server.https_url("/len/10")).unwrap();
+    let sizes: Vec<usize> = (0..8).map(|i| 3_000 + i * 1_500).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, size) in sizes.iter().enumerate() {
+        let tx = tx.clone();
+        let req = Request::new("GET", &server.https_url(&format!("/len/{size}"))).unwrap();
+        m.send_async(
+            Arc::new(req),
+            servicepoint::cancel::CancelToken::new(),
+            servicepoint::operation::Deliver::Runtime,
+            move |r| {
+                let _ = tx.send((i, r));
+            },
+        )
+        .unwrap();
+    }
+    for _ in 0..sizes.len() {
+        let (i, r) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("every request completes");
+        let mut body = Vec::new();
+        r.unwrap().read_to_end(&mut body).unwrap();
+        assert!(body == support::pattern(sizes[i]), "request {i}");
+    }
+    assert_eq!(server.connection_count(), 1);
+    assert_eq!(server.connections()[0].requests, 9);
+    assert!(
+        point.statistics().pipelined > 0,
+        "some requests were pipelined"
+    );
+}
+
+/// What a hand-driven TLS server does on its one kept-alive connection after the first
+/// response, while the client's connection idles in the pool.
+#[derive(Clone, Copy)]
+enum WhileIdle {
+    /// Rolls its keys: a TLS 1.3 KeyUpdate, a record for TLS itself.
+    KeyUpdate,
+    /// Sends close_notify and keeps the TCP connection open.
+    CloseNotify,
+}
+
+/// Serves `GET` requests with "ok N" on each accepted connection; after the first response on
+/// the first connection does `idle`, then signals `done`. Returns the port and the count of
+/// connections accepted and requests answered.
+fn idle_record_server(
+    ca: &Ca,
+    idle: WhileIdle,
+    done: std::sync::mpsc::Sender<()>,
+) -> (u16, Arc<std::sync::Mutex<(usize, usize)>>) {
+    let config = pki::server_config(&ca.leaf(&["localhost"], false), None);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new((0, 0)));
+    let counts = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for (index, stream) in listener.incoming().take(2).enumerate() {
+            let stream = stream.unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            counts.lock().unwrap().0 += 1;
+            let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            let mut pending = Vec::new();
+            let mut answered = 0;
+            while answered < 2 {
+                let mut chunk = [0u8; 4096];
+                match tls.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                }
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..end + 4);
+                    answered += 1;
+                    let n = counts.lock().unwrap().1 + 1;
+                    counts.lock().unwrap().1 = n;
+                    let body = format!("ok {n}");
+                    write!(
+                        tls,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .unwrap();
+                    tls.flush().unwrap();
+                    if index == 0 && answered == 1 {
+                        match idle {
+                            WhileIdle::KeyUpdate => tls.conn.refresh_traffic_keys().unwrap(),
+                            WhileIdle::CloseNotify => tls.conn.send_close_notify(),
+                        }
+                        tls.flush().unwrap();
+                        let _ = done.send(());
+                    }
+                }
+            }
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn an_idle_tls_connection_that_received_a_key_update_is_reused() {
+    let ca = Ca::new("CA");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (port, seen) = idle_record_server(&ca, WhileIdle::KeyUpdate, tx);
+    let m = manager_trusting(&ca);
+    let url = format!("https://localhost:{port}/");
+    assert_eq!(fetch(&m, &url).unwrap(), b"ok 1");
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    // Let the record reach the client's socket before the pool looks at the connection.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(fetch(&m, &url).unwrap(), b"ok 2");
+    assert_eq!(*seen.lock().unwrap(), (1, 2), "(connections, requests)");
+    let stats = m.find(&url).unwrap().statistics();
+    assert_eq!(stats.closed_stale, 0);
+}
+
+#[test]
+fn an_idle_tls_connection_closed_with_close_notify_is_not_reused() {
+    let ca = Ca::new("CA");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (port, seen) = idle_record_server(&ca, WhileIdle::CloseNotify, tx);
+    let m = manager_trusting(&ca);
+    let url = format!("https://localhost:{port}/");
+    assert_eq!(fetch(&m, &url).unwrap(), b"ok 1");
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(fetch(&m, &url).unwrap(), b"ok 2");
+    assert_eq!(*seen.lock().unwrap(), (2, 2), "(connections, requests)");
+    let stats = m.find(&url).unwrap().statistics();
+    assert_eq!(stats.closed_stale, 1);
+}

@@ -20,7 +20,7 @@ pub struct TlsFacts {
 impl Connection {
     /// The TLS parameters of a TLS connection (`None` for plain TCP).
     pub fn tls_facts(&self) -> Option<TlsFacts> {
-        let tls = self.tls.as_deref()?;
+        let tls = &self.tls.as_deref()?.session;
         Some(TlsFacts {
             version: version_numbers(tls.protocol_version()?),
             cipher_suite: suite_name(tls.negotiated_cipher_suite()?.suite()),
@@ -31,7 +31,7 @@ impl Connection {
     /// The server's end-entity certificate (DER) of a TLS connection; a resumed session
     /// still has the one verified when it was first established.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
-        let tls = self.tls.as_deref()?;
+        let tls = &self.tls.as_deref()?.session;
         tls.peer_certificates()?.first().map(|c| c.as_ref())
     }
 }

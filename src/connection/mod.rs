@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fork;
 use crate::origin::Origin;
 use io::NoSignalWriter;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::ClientConfig;
 use socket2::{Domain, Protocol, SockRef, Socket as Socket2, Type};
 use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,7 +32,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tls::{flush_tls, read_tls_now, read_tls_plaintext};
+use tls::{Tls, flush_tls, read_tls_now, read_tls_plaintext};
 
 /// Initial read buffer; enough for a typical response head and a small body in one `recv`.
 const INITIAL_BUFFER: usize = 8 * 1024;
@@ -116,7 +116,7 @@ pub struct Connection {
     /// Bytes the kernel accepted for sending over the connection's life.
     pub bytes_sent: u64,
     /// The TLS session of an https connection.
-    tls: Option<Box<ClientConnection>>,
+    tls: Option<Box<Tls>>,
     /// True when the TLS handshake resumed an earlier session (abbreviated handshake).
     pub resumed: bool,
     /// The handshake has read from the socket (a plain-HTTP answer shows in the first read).
@@ -366,21 +366,24 @@ impl Connection {
         if self.start != self.end || self.is_inherited() {
             return false;
         }
+        if let Some(tls) = self.tls.as_deref_mut() {
+            // Records read along with the last response: a close_notify, or stray data.
+            if !tls.nothing_to_read() {
+                return false;
+            }
+            if !tls.cipher.is_empty() {
+                return tls.only_tls_records(&self.stream);
+            }
+        }
         let mut probe = [0u8; 1];
         match self.stream.peek(&mut probe) {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
             Ok(0) => false,
-            // Bytes on a TLS connection may be a record for TLS itself (a session ticket sent
+            // Bytes on a TLS connection may be records for TLS itself (a session ticket sent
             // after the last response): process them and look for application data or close.
-            Ok(_) => match self.tls.as_mut() {
+            Ok(_) => match self.tls.as_deref_mut() {
                 None => false,
-                Some(tls) => {
-                    let alive = matches!(tls.read_tls(&mut &*self.stream), Ok(n) if n > 0)
-                        && tls.process_new_packets().is_ok();
-                    let mut byte = [0u8; 1];
-                    alive
-                        && matches!(tls.reader().read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-                }
+                Some(tls) => tls.only_tls_records(&self.stream),
             },
         }
     }
@@ -396,7 +399,7 @@ impl Connection {
         watch_read: bool,
     ) -> std::io::Result<Sent> {
         let fd = self.fd();
-        if let Some(tls) = self.tls.as_mut() {
+        if let Some(Tls { session: tls, .. }) = self.tls.as_deref_mut() {
             let mut skip = *progress;
             for part in parts {
                 let mut rest = *part;
@@ -497,8 +500,9 @@ impl Connection {
         check_deadline(deadline)?;
         self.make_room(max_buffer)?;
         let fd = self.fd();
-        if let Some(tls) = self.tls.as_mut() {
-            let n = read_tls_plaintext(tls, &self.stream, &mut self.buf[self.end..], deadline)?;
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let out = &mut self.buf[self.end..];
+            let n = read_tls_plaintext(tls, &self.stream, out, deadline, expect_wait)?;
             self.end += n;
             return Ok(n);
         }
@@ -523,7 +527,7 @@ impl Connection {
     /// Reads what has arrived without waiting: `None` if nothing is there yet, `Some(0)` at EOF.
     pub fn fill_now(&mut self, max_buffer: usize) -> std::io::Result<Option<usize>> {
         self.make_room(max_buffer)?;
-        if let Some(tls) = self.tls.as_mut() {
+        if let Some(tls) = self.tls.as_deref_mut() {
             let n = read_tls_now(tls, &self.stream, &mut self.buf[self.end..])?;
             if let Some(n) = n {
                 self.end += n;
@@ -558,8 +562,8 @@ impl Connection {
         }
         check_deadline(deadline)?;
         let fd = self.fd();
-        if let Some(tls) = self.tls.as_mut() {
-            return read_tls_plaintext(tls, &self.stream, out, deadline);
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return read_tls_plaintext(tls, &self.stream, out, deadline, false);
         }
         loop {
             match (&*self.stream).read(out) {
@@ -576,6 +580,9 @@ impl Connection {
     /// Drops the read buffer's memory while the connection is idle and holds no bytes, so an
     /// idle connection costs little more than its socket.
     pub fn shrink_idle(&mut self) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.cipher.release();
+        }
         if self.start == self.end && self.buf.len() > INITIAL_BUFFER {
             self.buf = Vec::new();
             self.start = 0;
