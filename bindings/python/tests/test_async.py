@@ -472,6 +472,9 @@ INTERRUPT_CHILD = textwrap.dedent(
     import signal, sys, time
     import servicepoint
 
+    # Ctrl-C raises KeyboardInterrupt even when the test suite was started with SIGINT
+    # ignored (as `cmd &` in a script does), which the child would otherwise inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     silent_url, stall_url, good_url = sys.argv[1:4]
     manager = servicepoint.ServicePointManager()
     print("ready", flush=True)
