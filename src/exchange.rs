@@ -140,28 +140,26 @@ async fn exchange<P: Placement>(
         // The Checkout first: from here on, any early return (or a panic) hands the slot back.
         let mut checkout = Checkout::new(Arc::clone(point), Arc::clone(&pool), ticket);
         point.stats.queued(queued_at.elapsed(), limit);
-        // A retry after a stale connection never reuses: `open_or_reuse` opens a new
-        // connection for it. A turn is on a connection that served others.
+        // A retry after a stale connection never reuses (below). A turn is on a connection
+        // that served others.
         let turn = matches!(grant, Grant::Turn(_));
         let reused = turn || (matches!(grant, Grant::Idle(_)) && !fresh);
         // Opening a connection (connect, TLS) is the largest state of the exchange (placed by
         // `P`); a warm request reuses without it.
         let opened = match grant {
-            Grant::Idle(conn) | Grant::Turn(conn) if turn || !fresh => {
+            Grant::Idle(conn) | Grant::Turn(conn) if reused => {
                 point.stats.reused(&conn);
                 checkout.adopt(conn);
                 Ok(())
             }
             grant => {
-                P::place(open_or_reuse(
-                    driver,
-                    point,
-                    &mut checkout,
-                    grant,
-                    fresh,
-                    deadline,
-                ))
-                .await
+                // A retry (`fresh`) granted an idle connection closes it and uses its slot for
+                // a new one: a server that closed one idle connection has likely closed the
+                // others of the same age.
+                if let Grant::Idle(stale) = grant {
+                    point.stats.closed(&stale, CloseReason::Stale);
+                }
+                P::place(open_new(driver, point, &mut checkout, deadline)).await
             }
         };
         let attempt = match opened {
@@ -457,66 +455,44 @@ async fn skip_response(
     Ok(reuse::close_after_response(&facts).is_none())
 }
 
-/// Puts a connection in the checkout: the idle one granted, or a new one (the checkout returns the
-/// slot if connecting fails). A retry (`fresh`) always gets a new connection: the idle one
-/// granted is closed and its slot used to open one, since a server that closed one idle
-/// connection has likely closed the others of the same age.
-async fn open_or_reuse(
+/// Opens a new connection into the checkout (the checkout returns the slot if connecting
+/// fails).
+async fn open_new(
     driver: &Driver,
     point: &Arc<ServicePoint>,
     checkout: &mut Checkout,
-    grant: Grant,
-    fresh: bool,
     deadline: Option<Instant>,
 ) -> Result<()> {
-    let grant = match grant {
-        Grant::Idle(conn) if fresh => {
-            point.stats.closed(&conn, CloseReason::Stale);
-            drop(conn);
-            Grant::Open
-        }
-        other => other,
+    let tls = match point.origin.scheme {
+        Scheme::Https => Some(point.tls.client_config()?),
+        Scheme::Http => None,
     };
-    let conn = match grant {
-        Grant::Idle(conn) | Grant::Turn(conn) => {
-            point.stats.reused(&conn);
-            checkout.adopt(conn);
-            return Ok(());
-        }
-        Grant::Open => {
-            let tls = match point.origin.scheme {
-                Scheme::Https => Some(point.tls.client_config()?),
-                Scheme::Http => None,
-            };
-            let addrs = point.connect_order(&driver.resolve(point, deadline).await?);
-            let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
-            let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
-            let tunnel = match &point.route {
-                Route::Tunnel(proxy) => Some(&**proxy),
-                _ => None,
-            };
-            let conn = drive::connect(
-                driver,
-                &point.origin,
-                tunnel,
-                &addrs,
-                tls,
-                &point.socket_options(),
-                deadline,
-                ticket.generation,
-                &mut track,
-            )
-            .await
-            .inspect_err(|e| {
-                if !matches!(e.kind, ErrorKind::ManagerClosed | ErrorKind::Canceled) {
-                    point.forget_addresses()
-                }
-            })?;
-            point.stats.opened(&conn);
-            point.server.connected(&conn);
-            conn
-        }
+    let addrs = point.connect_order(&driver.resolve(point, deadline).await?);
+    let (pool, ticket) = (Arc::clone(checkout.pool()), *checkout.ticket());
+    let mut track = |s: &Arc<std::net::TcpStream>| pool.track(&ticket, s);
+    let tunnel = match &point.route {
+        Route::Tunnel(proxy) => Some(&**proxy),
+        _ => None,
     };
+    let conn = drive::connect(
+        driver,
+        &point.origin,
+        tunnel,
+        &addrs,
+        tls,
+        &point.socket_options(),
+        deadline,
+        ticket.generation,
+        &mut track,
+    )
+    .await
+    .inspect_err(|e| {
+        if !matches!(e.kind, ErrorKind::ManagerClosed | ErrorKind::Canceled) {
+            point.forget_addresses()
+        }
+    })?;
+    point.stats.opened(&conn);
+    point.server.connected(&conn);
     checkout.put(conn)
 }
 
