@@ -48,12 +48,13 @@ impl Tls {
         // A few rounds of 4 KiB (the read-ahead, then the socket): a server that keeps
         // sending records to an idle connection is not one to reuse.
         for _ in 0..16 {
-            match self.cipher.feed(&mut self.session, stream) {
-                Ok(n) if n > 0 => {}
+            match pull(&mut self.session, &mut self.cipher, stream) {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                _ => return false,
+                Err(_) => return false,
             }
-            if self.session.process_new_packets().is_err() || !self.nothing_to_read() {
+            // The end of the stream shows here too.
+            if !self.nothing_to_read() {
                 return false;
             }
         }
@@ -216,6 +217,19 @@ pub(super) fn flush_tls(
     Ok(Ready::Wanted)
 }
 
+/// Hands rustls its next ciphertext (see `CipherIn::feed`) and decrypts what it completes.
+/// At the end of the stream rustls has been told, and its reader says so: the read loops
+/// below end there, at the top of their next round.
+fn pull(
+    session: &mut ClientConnection,
+    cipher: &mut CipherIn,
+    stream: &TcpStream,
+) -> io::Result<()> {
+    cipher.feed(session, stream)?;
+    session.process_new_packets().map_err(io::Error::other)?;
+    Ok(())
+}
+
 /// Reads decrypted bytes that can be had without waiting: `None` if none yet, `Some(0)` at
 /// the end of the stream.
 pub(super) fn read_tls_now(
@@ -233,14 +247,8 @@ pub(super) fn read_tls_now(
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
             Err(e) => return Err(e),
         }
-        match cipher.feed(tls, stream) {
-            Ok(0) => {
-                tls.process_new_packets().map_err(io::Error::other)?;
-                return Ok(Some(tls.reader().read(out).unwrap_or(0)));
-            }
-            Ok(_) => {
-                tls.process_new_packets().map_err(io::Error::other)?;
-            }
+        match pull(tls, cipher, stream) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -275,17 +283,8 @@ pub(super) fn read_tls_plaintext(
         if std::mem::take(&mut expect_wait) && cipher.is_empty() {
             wait_fd(fd, libc::POLLIN, deadline)?;
         }
-        match cipher.feed(tls, stream) {
-            Ok(0) => {
-                tls.process_new_packets().map_err(io::Error::other)?;
-                return match tls.reader().read(out) {
-                    Ok(n) => Ok(n),
-                    Err(_) => Ok(0),
-                };
-            }
-            Ok(_) => {
-                tls.process_new_packets().map_err(io::Error::other)?;
-            }
+        match pull(tls, cipher, stream) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(fd, libc::POLLIN, deadline)?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
